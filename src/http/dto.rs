@@ -1,0 +1,306 @@
+//! Request and response bodies: the wire shapes of `shared/API.md`, nothing more.
+//!
+//! Requests deny unknown fields (a typo is a `400`, not a silently ignored setting);
+//! responses are built from domain values by the `From` impls below.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::harness::HarnessView;
+use crate::hnsw::serving::ActivationRecord;
+use crate::hnsw::HnswConfig;
+use crate::service::{Activation, IndexView, SearchResult};
+
+/// `POST /vectors/indexes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndex {
+    /// Index name.
+    pub name: String,
+    /// Dimensions.
+    pub dims: i64,
+    /// `cosine`, `l2` or `dot`.
+    pub metric: String,
+}
+
+/// One vector of an append.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorIn {
+    /// Its id.
+    pub id: String,
+    /// Its values.
+    pub vector: Vec<f32>,
+}
+
+/// `POST /vectors/indexes/{index}/vectors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Append {
+    /// The batch.
+    pub vectors: Vec<VectorIn>,
+}
+
+/// Answer of an append.
+#[derive(Debug, Serialize)]
+pub struct Appended {
+    /// Vectors added.
+    pub appended: usize,
+    /// Vectors now stored.
+    pub total: u64,
+}
+
+/// What serves an index.
+#[derive(Debug, Serialize)]
+pub struct ActiveOut {
+    /// The config it was built with.
+    pub config: HnswConfig,
+    /// Its generation.
+    pub generation: u64,
+    /// When it went live.
+    pub activated_at: DateTime<Utc>,
+    /// Vectors it covers.
+    pub vectors: u64,
+}
+
+impl From<&ActivationRecord> for ActiveOut {
+    fn from(r: &ActivationRecord) -> Self {
+        ActiveOut {
+            config: r.config,
+            generation: r.generation,
+            activated_at: r.activated_at,
+            vectors: r.vectors,
+        }
+    }
+}
+
+/// The index object.
+#[derive(Debug, Serialize)]
+pub struct IndexOut {
+    /// Name.
+    pub name: String,
+    /// Dimensions.
+    pub dims: usize,
+    /// Metric.
+    pub metric: &'static str,
+    /// Vectors stored.
+    pub vectors: u64,
+    /// What serves, or null.
+    pub active: Option<ActiveOut>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<IndexView> for IndexOut {
+    fn from(v: IndexView) -> Self {
+        IndexOut {
+            name: v.name.to_string(),
+            dims: v.dims,
+            metric: v.metric.as_str(),
+            vectors: v.vectors,
+            active: v.active.as_ref().map(ActiveOut::from),
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// `GET /vectors/indexes`.
+#[derive(Debug, Serialize)]
+pub struct IndexList {
+    /// Every index.
+    pub indexes: Vec<IndexOut>,
+}
+
+/// Answer of an activation.
+#[derive(Debug, Serialize)]
+pub struct ActivationOut {
+    /// The index.
+    pub index_name: String,
+    /// The config built with.
+    pub config: HnswConfig,
+    /// The new generation.
+    pub generation: u64,
+    /// Build wall time.
+    pub build_time_secs: f64,
+    /// Vectors covered.
+    pub vectors: u64,
+    /// When it went live.
+    pub activated_at: DateTime<Utc>,
+    /// Whether the graph came from storage instead of a build.
+    pub loaded_from_store: bool,
+}
+
+impl From<Activation> for ActivationOut {
+    fn from(a: Activation) -> Self {
+        ActivationOut {
+            index_name: a.index_name.to_string(),
+            config: a.record.config,
+            generation: a.record.generation,
+            build_time_secs: a.record.build_time_secs,
+            vectors: a.record.vectors,
+            activated_at: a.record.activated_at,
+            loaded_from_store: false,
+        }
+    }
+}
+
+fn default_k() -> i64 {
+    10
+}
+
+/// `POST /vectors/search/{index}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// Query vector.
+    pub vector: Vec<f32>,
+    /// Hits wanted (default 10).
+    #[serde(default = "default_k")]
+    pub k: i64,
+    /// Per-request `ef_search` override.
+    #[serde(default)]
+    pub ef_search: Option<i64>,
+}
+
+/// One search hit.
+#[derive(Debug, Serialize)]
+pub struct HitOut {
+    /// Vector id.
+    pub id: String,
+    /// Distance (smaller is nearer).
+    pub distance: f32,
+}
+
+/// Answer of a search.
+#[derive(Debug, Serialize)]
+pub struct SearchOut {
+    /// Hits, nearest first.
+    pub hits: Vec<HitOut>,
+    /// The serving config.
+    pub config: HnswConfig,
+    /// The serving generation.
+    pub generation: u64,
+    /// `max(ef_search, k)` as used.
+    pub ef_search_used: u32,
+}
+
+impl From<SearchResult> for SearchOut {
+    fn from(r: SearchResult) -> Self {
+        SearchOut {
+            hits: r
+                .hits
+                .into_iter()
+                .map(|(id, distance)| HitOut { id, distance })
+                .collect(),
+            config: r.config,
+            generation: r.generation,
+            ef_search_used: r.ef_search_used,
+        }
+    }
+}
+
+/// A query of an explicit harness.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryIn {
+    /// Optional id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The vector.
+    pub vector: Vec<f32>,
+}
+
+/// `POST /vectors/harness`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHarness {
+    /// Harness name.
+    pub name: String,
+    /// Index it measures.
+    pub index_name: String,
+    /// Neighbours per query (default 10).
+    #[serde(default = "default_k")]
+    pub k: i64,
+    /// The queries.
+    pub queries: Vec<QueryIn>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// `POST /vectors/harness/autogen`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutogenHarness {
+    /// Harness name.
+    pub name: String,
+    /// Index to sample from.
+    pub index_name: String,
+    /// How many stored vectors to sample.
+    pub queries: i64,
+    /// Neighbours per query (default 10).
+    #[serde(default = "default_k")]
+    pub k: i64,
+    /// Sampling seed (default 42).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+/// A harness query with its ground truth.
+#[derive(Debug, Serialize)]
+pub struct QueryOut {
+    /// Id.
+    pub id: String,
+    /// Vector.
+    pub vector: Vec<f32>,
+    /// Exact top-k ids, or null when not computed for the current vectors.
+    pub ground_truth: Option<Vec<String>>,
+}
+
+/// The harness object.
+#[derive(Debug, Serialize)]
+pub struct HarnessOut {
+    /// Name.
+    pub name: String,
+    /// Its index.
+    pub index_name: String,
+    /// k.
+    pub k: usize,
+    /// Queries.
+    pub queries: Vec<QueryOut>,
+    /// Whether ground truth is computed for the index's current vectors.
+    pub ground_truth_built: bool,
+    /// How many vectors the shown ground truth covers.
+    pub ground_truth_vectors: Option<u64>,
+    /// Seed of an autogen harness.
+    pub autogen_seed: Option<u64>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<HarnessView> for HarnessOut {
+    fn from(v: HarnessView) -> Self {
+        let h = &v.harness;
+        let gt = v.ground_truth.as_ref();
+        HarnessOut {
+            name: h.name.to_string(),
+            index_name: h.index_name.to_string(),
+            k: h.k,
+            queries: h
+                .queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| QueryOut {
+                    id: q.id.clone(),
+                    vector: q.vector.clone(),
+                    ground_truth: gt.and_then(|g| g.ids.get(i).cloned()),
+                })
+                .collect(),
+            ground_truth_built: gt.is_some(),
+            ground_truth_vectors: gt.map(|g| g.vectors),
+            autogen_seed: h.autogen_seed,
+            created_at: h.created_at,
+        }
+    }
+}

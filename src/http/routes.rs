@@ -1,0 +1,134 @@
+//! Handlers: parse into domain types, call one service method, map to a DTO.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::dto::*;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath};
+use crate::distance::Metric;
+use crate::harness::NewQuery;
+use crate::names::{HarnessName, IndexName};
+use crate::service::Vectune;
+use crate::vectors::{Dims, NewVector, VectorsError};
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub async fn health() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn create_index(
+    State(v): State<Vectune>,
+    ApiJson(req): ApiJson<CreateIndex>,
+) -> ApiResult<impl IntoResponse> {
+    let name = IndexName::parse(req.name)?;
+    let dims = Dims::parse(req.dims)?;
+    let metric = Metric::parse(&req.metric).ok_or(VectorsError::InvalidMetric(req.metric))?;
+    let view = v.create_index(name, dims, metric).await?;
+    Ok((StatusCode::CREATED, Json(IndexOut::from(view))))
+}
+
+pub async fn list_indexes(State(v): State<Vectune>) -> Json<IndexList> {
+    Json(IndexList {
+        indexes: v.list_indexes().into_iter().map(IndexOut::from).collect(),
+    })
+}
+
+pub async fn get_index(
+    State(v): State<Vectune>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<IndexOut>> {
+    Ok(Json(v.get_index(&IndexName::parse(name)?)?.into()))
+}
+
+pub async fn delete_index(State(v): State<Vectune>, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
+    v.delete_index(&IndexName::parse(name)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn append(
+    State(v): State<Vectune>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<Append>,
+) -> ApiResult<Json<Appended>> {
+    let name = IndexName::parse(name)?;
+    let batch = req
+        .vectors
+        .into_iter()
+        .map(|x| NewVector {
+            id: x.id,
+            vector: x.vector,
+        })
+        .collect();
+    let (appended, total) = v.append(&name, batch).await?;
+    Ok(Json(Appended { appended, total }))
+}
+
+pub async fn activate(
+    State(v): State<Vectune>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<ActivationOut>> {
+    Ok(Json(v.activate(&IndexName::parse(name)?).await?.into()))
+}
+
+pub async fn search(
+    State(v): State<Vectune>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<Search>,
+) -> ApiResult<Json<SearchOut>> {
+    let name = IndexName::parse(name)?;
+    Ok(Json(v.search(&name, &req.vector, req.k, req.ef_search)?.into()))
+}
+
+pub async fn create_harness(
+    State(v): State<Vectune>,
+    ApiJson(req): ApiJson<CreateHarness>,
+) -> ApiResult<impl IntoResponse> {
+    let name = HarnessName::parse(req.name)?;
+    let index = IndexName::parse(req.index_name)?;
+    let queries = req
+        .queries
+        .into_iter()
+        .map(|q| NewQuery {
+            id: q.id,
+            vector: q.vector,
+        })
+        .collect();
+    let view = v.create_harness(name, &index, req.k, queries).await?;
+    Ok((StatusCode::CREATED, Json(HarnessOut::from(view))))
+}
+
+pub async fn autogen_harness(
+    State(v): State<Vectune>,
+    ApiJson(req): ApiJson<AutogenHarness>,
+) -> ApiResult<impl IntoResponse> {
+    let name = HarnessName::parse(req.name)?;
+    let index = IndexName::parse(req.index_name)?;
+    let view = v
+        .autogen_harness(name, &index, req.queries, req.k, req.seed)
+        .await?;
+    Ok((StatusCode::CREATED, Json(HarnessOut::from(view))))
+}
+
+pub async fn get_harness(
+    State(v): State<Vectune>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<HarnessOut>> {
+    Ok(Json(v.get_harness(&HarnessName::parse(name)?).await?.into()))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}

@@ -1,0 +1,14 @@
+//! vectune: an HTTP service that tunes HNSW indexes by itself and hot-swaps the winner.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod distance;
+pub mod harness;
+pub mod hnsw;
+pub mod http;
+pub mod names;
+pub mod rng;
+pub mod service;
+pub mod startup;
+pub mod storage;
+pub mod vectors;

@@ -1,0 +1,373 @@
+//! The typed core the HTTP layer (and tests) call: one method per operation.
+//!
+//! `Vectune` ties the domain modules together — vectors, harnesses, graphs and serving —
+//! and owns the cross-cutting rules: builds run on blocking threads behind one semaphore,
+//! activations of an index are serialised, and a restart re-activates every index with the
+//! config and vector count it last served.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+
+use crate::distance::Metric;
+use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
+use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
+use crate::hnsw::{self, ConfigError, HnswConfig};
+use crate::names::{HarnessName, IndexName};
+use crate::storage::{Storage, StorageError};
+use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, QueryError, VectorsError};
+
+/// Largest `k` of a search.
+pub const MAX_SEARCH_K: i64 = 1000;
+
+/// Errors of the core service (each domain's error, plus the service's own rules).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// From the vectors module.
+    #[error(transparent)]
+    Vectors(#[from] VectorsError),
+    /// From the harness module.
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    /// A config out of bounds.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A search before any activation (or before the start-up rebuild finished).
+    #[error("index {0} is not active: activate it first (POST /vectors/indexes/{0}/activate)")]
+    NotActive(IndexName),
+    /// Activation of an index with no vectors.
+    #[error("index {0} has no vectors to build a graph from")]
+    EmptyIndex(IndexName),
+    /// A query vector that cannot be searched.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// `k` of a search out of range.
+    #[error("k must be between 1 and {MAX_SEARCH_K}, got {0}")]
+    InvalidK(i64),
+    /// A concurrent activation of the same generation won.
+    #[error("index {0} was activated concurrently; retry")]
+    ActivationConflict(IndexName),
+    /// A blocking task died.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Result of the service.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// What an index looks like to callers.
+#[derive(Debug, Clone)]
+pub struct IndexView {
+    /// Name.
+    pub name: IndexName,
+    /// Dimensions.
+    pub dims: usize,
+    /// Metric.
+    pub metric: Metric,
+    /// Vectors stored.
+    pub vectors: u64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// What serves, if anything.
+    pub active: Option<ActivationRecord>,
+}
+
+/// A search answer.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    /// `(id, distance)`, nearest first.
+    pub hits: Vec<(String, f32)>,
+    /// The serving config.
+    pub config: HnswConfig,
+    /// The `ef` actually used: `max(ef_search, k)`.
+    pub ef_search_used: u32,
+    /// The serving generation.
+    pub generation: u64,
+}
+
+/// The outcome of an activation.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    /// The index.
+    pub index_name: IndexName,
+    /// The record now serving.
+    pub record: ActivationRecord,
+}
+
+struct Inner {
+    storage: Storage,
+    indexes: Indexes,
+    harnesses: Harnesses,
+    serving: Serving,
+    builds: Semaphore,
+}
+
+/// The service: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Vectune {
+    inner: Arc<Inner>,
+}
+
+impl Vectune {
+    /// Loads the registry from `storage`. Call [`Vectune::reactivate_all`] afterwards to
+    /// bring back what served before a restart.
+    pub async fn open(storage: Storage, build_concurrency: usize) -> Result<Vectune> {
+        let indexes = Indexes::load(storage.clone()).await?;
+        Ok(Vectune {
+            inner: Arc::new(Inner {
+                harnesses: Harnesses::new(storage.clone()),
+                storage,
+                indexes,
+                serving: Serving::default(),
+                builds: Semaphore::new(build_concurrency.max(1)),
+            }),
+        })
+    }
+
+    /// The store.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    fn view(&self, index: &Index) -> IndexView {
+        let meta = index.meta();
+        IndexView {
+            name: meta.name.clone(),
+            dims: meta.dims.get(),
+            metric: meta.metric,
+            vectors: index.total(),
+            created_at: meta.created_at,
+            active: self.inner.serving.current(&meta.name).map(|g| g.record.clone()),
+        }
+    }
+
+    /// Creates an index.
+    pub async fn create_index(&self, name: IndexName, dims: Dims, metric: Metric) -> Result<IndexView> {
+        let index = self.inner.indexes.create(name, dims, metric).await?;
+        Ok(self.view(&index))
+    }
+
+    /// Every index, by name.
+    pub fn list_indexes(&self) -> Vec<IndexView> {
+        self.inner.indexes.list().iter().map(|i| self.view(i)).collect()
+    }
+
+    /// One index.
+    pub fn get_index(&self, name: &IndexName) -> Result<IndexView> {
+        let index = self.inner.indexes.get(name)?;
+        Ok(self.view(&index))
+    }
+
+    /// Deletes an index, its harnesses and its serving graph.
+    pub async fn delete_index(&self, name: &IndexName) -> Result<()> {
+        self.inner.indexes.get(name)?;
+        self.inner.harnesses.delete_for_index(name).await?;
+        self.inner.indexes.delete(name).await?;
+        self.inner.serving.remove(name);
+        Ok(())
+    }
+
+    /// Appends a batch, whole or not at all. Returns `(appended, total)`.
+    pub async fn append(&self, name: &IndexName, vectors: Vec<NewVector>) -> Result<(usize, u64)> {
+        let index = self.inner.indexes.get(name)?;
+        let batch = Batch::parse(index.meta(), vectors)?;
+        Ok(self.inner.indexes.append(&index, batch).await?)
+    }
+
+    /// Creates a harness from explicit queries.
+    pub async fn create_harness(
+        &self,
+        name: HarnessName,
+        index: &IndexName,
+        k: i64,
+        queries: Vec<NewQuery>,
+    ) -> Result<HarnessView> {
+        let index = self.inner.indexes.get(index)?;
+        Ok(self
+            .inner
+            .harnesses
+            .create_explicit(&self.inner.indexes, name, &index, k, queries)
+            .await?)
+    }
+
+    /// Creates a harness by sampling stored vectors.
+    pub async fn autogen_harness(
+        &self,
+        name: HarnessName,
+        index: &IndexName,
+        queries: i64,
+        k: i64,
+        seed: u64,
+    ) -> Result<HarnessView> {
+        let index = self.inner.indexes.get(index)?;
+        Ok(self
+            .inner
+            .harnesses
+            .create_autogen(&self.inner.indexes, name, &index, queries, k, seed)
+            .await?)
+    }
+
+    /// A harness; its ground truth is included when it matches the index's vectors.
+    pub async fn get_harness(&self, name: &HarnessName) -> Result<HarnessView> {
+        let indexes = &self.inner.indexes;
+        Ok(self
+            .inner
+            .harnesses
+            .get(name, |i| indexes.get(i).ok().map(|i| i.total()))
+            .await?)
+    }
+
+    /// The config the next activation of `index` builds with.
+    async fn activation_config(&self, _index: &IndexName) -> Result<HnswConfig> {
+        Ok(HnswConfig::DEFAULT)
+    }
+
+    /// Builds a graph on a blocking thread, behind the build semaphore.
+    async fn build_graph(
+        &self,
+        set: Arc<crate::vectors::VectorSet>,
+        rows: usize,
+        config: HnswConfig,
+    ) -> Result<hnsw::Graph> {
+        let _permit = self
+            .inner
+            .builds
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hnsw::build_prefix(&set, rows, config))
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))
+    }
+
+    /// Builds the next generation of `name` with the promoted config (or the default) and
+    /// swaps it in; searches keep being answered by the previous generation meanwhile.
+    pub async fn activate(&self, name: &IndexName) -> Result<Activation> {
+        let index = self.inner.indexes.get(name)?;
+        let lock = self.inner.serving.activation_lock(name);
+        let _one_at_a_time = lock.lock().await;
+        let config = self.activation_config(name).await?;
+        let set = self.inner.indexes.vectors(&index).await?;
+        if set.is_empty() {
+            return Err(ServiceError::EmptyIndex(name.clone()));
+        }
+        tracing::info!(index = %name, ?config, vectors = set.len(), "activation: building");
+        let started = Instant::now();
+        let graph = self.build_graph(set.clone(), set.len(), config).await?;
+        // the index may have been deleted while we built: never write into a deleted prefix
+        self.inner.indexes.get(name)?;
+        let previous = serving::latest_record(&self.inner.storage, name).await?;
+        let record = ActivationRecord {
+            generation: previous.map_or(1, |r| r.generation + 1),
+            config,
+            activated_at: Utc::now(),
+            vectors: set.len() as u64,
+            build_time_secs: graph.build_time().as_secs_f64(),
+        };
+        match serving::write_record(&self.inner.storage, name, &record).await {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => {
+                return Err(ServiceError::ActivationConflict(name.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.inner.serving.swap(
+            name,
+            ServingGraph {
+                graph,
+                vectors: set,
+                record: record.clone(),
+            },
+        );
+        tracing::info!(index = %name, generation = record.generation, ?config, secs = started.elapsed().as_secs_f64(), "activation: serving");
+        Ok(Activation {
+            index_name: name.clone(),
+            record,
+        })
+    }
+
+    /// Rebuilds what served before a restart: each index with an activation record, with
+    /// the config and vector count of its last activation (not a newer promotion).
+    pub async fn reactivate(&self, name: &IndexName) -> Result<bool> {
+        let index = self.inner.indexes.get(name)?;
+        let Some(record) = serving::latest_record(&self.inner.storage, name).await? else {
+            return Ok(false);
+        };
+        let lock = self.inner.serving.activation_lock(name);
+        let _one_at_a_time = lock.lock().await;
+        if self.inner.serving.current(name).is_some() {
+            return Ok(false); // an explicit activation got there first
+        }
+        let set = self.inner.indexes.vectors(&index).await?;
+        let graph = self
+            .build_graph(set.clone(), record.vectors as usize, record.config)
+            .await?;
+        self.inner.indexes.get(name)?;
+        tracing::info!(index = %name, generation = record.generation, config = ?record.config, "re-activated after restart");
+        self.inner.serving.swap(
+            name,
+            ServingGraph {
+                graph,
+                vectors: set,
+                record,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Starts re-activation of every previously active index in the background.
+    pub fn reactivate_all(&self) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            for index in me.inner.indexes.list() {
+                let name = index.meta().name.clone();
+                if let Err(e) = me.reactivate(&name).await {
+                    tracing::error!(index = %name, error = %e, "re-activation after restart failed");
+                }
+            }
+        })
+    }
+
+    /// Searches the serving generation of `name`.
+    pub fn search(
+        &self,
+        name: &IndexName,
+        vector: &[f32],
+        k: i64,
+        ef_search: Option<i64>,
+    ) -> Result<SearchResult> {
+        self.inner.indexes.get(name)?;
+        if !(1..=MAX_SEARCH_K).contains(&k) {
+            return Err(ServiceError::InvalidK(k));
+        }
+        let live = self
+            .inner
+            .serving
+            .current(name)
+            .ok_or_else(|| ServiceError::NotActive(name.clone()))?;
+        let config = live.record.config;
+        let ef = match ef_search {
+            Some(ef) => config.with_ef_search(ef)?.ef_search,
+            None => config.ef_search,
+        };
+        let q = live.vectors.prepare_query(vector)?;
+        let ef_used = ef.max(k as u32);
+        let hits = live
+            .graph
+            .search(&live.vectors, &q, k as usize, ef_used as usize)
+            .into_iter()
+            .map(|h| (live.vectors.id(h.row as usize).to_string(), h.distance))
+            .collect();
+        Ok(SearchResult {
+            hits,
+            config,
+            ef_search_used: ef_used,
+            generation: live.record.generation,
+        })
+    }
+}

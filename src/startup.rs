@@ -1,0 +1,116 @@
+//! Building and running the server: settings → store → service → router → listener.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::{router, RouterLimits};
+use crate::service::{ServiceError, Vectune};
+use crate::storage::{Storage, StorageError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StorageError),
+    /// The registry cannot be loaded.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    listener: TcpListener,
+    app: axum::Router,
+    service: Vectune,
+}
+
+impl Application {
+    /// Opens the store, loads the registry and binds the listener.
+    pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        let storage = Storage::open(&settings.store.url, &settings.store.s3)?;
+        tracing::info!(store = storage.describe(), "store opened");
+        let service = Vectune::open(storage, settings.build.concurrency).await?;
+        let listener =
+            TcpListener::bind(&settings.server.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.server.bind.clone(),
+                    source,
+                })?;
+        let app = router(
+            service.clone(),
+            RouterLimits {
+                max_body_bytes: settings.limits.max_body_bytes,
+            },
+        );
+        Ok(Application {
+            listener,
+            app,
+            service,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Re-activation of previously active indexes starts in the background, so `/health`
+    /// answers at once.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let addr = self.local_addr().map_err(StartupError::Serve)?;
+        let reactivation = self.service.reactivate_all();
+        tracing::info!("listening on http://{addr}");
+        let served = axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartupError::Serve);
+        reactivation.abort();
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

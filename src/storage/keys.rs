@@ -1,0 +1,169 @@
+//! Every object key vectune reads or writes, built in one place.
+//!
+//! Keys are made only from parsed names ([`IndexName`], [`HarnessName`]), UUIDs and
+//! zero-padded numbers, so no request can reach outside its own prefix, and the layout of
+//! the bucket can be read off this file:
+//!
+//! ```text
+//! indexes/{index}/index.json                      index definition (write-once)
+//! indexes/{index}/manifests/{version:020}.json    segment list, one immutable object per change
+//! indexes/{index}/segments/{uuid}.seg             immutable binary vector segments
+//! indexes/{index}/activations/{generation:020}.json  what serves, one object per activation
+//! indexes/{index}/trials/{uuidv7}.json            trial journal, one object per trial
+//! indexes/{index}/promotion/{version:020}.json    promotion registry states
+//! harnesses/{harness}/harness.json                eval harness definition (write-once)
+//! harnesses/{harness}/ground_truth/{manifest:020}.json  exact top-k for one manifest version
+//! ```
+//!
+//! Zero-padded numbers make lexical order equal numeric order, so "the newest version" is
+//! the last key of a listing on every backend.
+
+use object_store::path::Path;
+use uuid::Uuid;
+
+use crate::names::{HarnessName, IndexName};
+
+/// Width of the zero-padded version numbers in keys (`u64::MAX` has 20 digits).
+const VERSION_WIDTH: usize = 20;
+
+fn versioned(prefix: Path, version: u64) -> Path {
+    prefix.join(format!("{version:0VERSION_WIDTH$}.json"))
+}
+
+/// Parses the version number out of a key made by a `versioned` helper.
+pub fn version_of(key: &Path) -> Option<u64> {
+    let file = key.filename()?;
+    let digits = file.strip_suffix(".json")?;
+    if digits.len() != VERSION_WIDTH || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Root of all indexes (its children are the index names).
+pub fn indexes_root() -> Path {
+    Path::from("indexes")
+}
+
+/// Everything stored for one index.
+pub fn index_prefix(index: &IndexName) -> Path {
+    indexes_root().join(index.as_str())
+}
+
+/// The index definition.
+pub fn index_meta(index: &IndexName) -> Path {
+    index_prefix(index).join("index.json")
+}
+
+/// Folder of the index's manifest versions.
+pub fn manifests(index: &IndexName) -> Path {
+    index_prefix(index).join("manifests")
+}
+
+/// One manifest version.
+pub fn manifest(index: &IndexName, version: u64) -> Path {
+    versioned(manifests(index), version)
+}
+
+/// One vector segment.
+pub fn segment(index: &IndexName, id: Uuid) -> Path {
+    index_prefix(index)
+        .join("segments")
+        .join(format!("{}.seg", id.simple()))
+}
+
+/// Folder of the index's activation records.
+pub fn activations(index: &IndexName) -> Path {
+    index_prefix(index).join("activations")
+}
+
+/// The record of one activation generation.
+pub fn activation(index: &IndexName, generation: u64) -> Path {
+    versioned(activations(index), generation)
+}
+
+/// Folder of the index's trial journal.
+pub fn trials(index: &IndexName) -> Path {
+    index_prefix(index).join("trials")
+}
+
+/// One trial of the journal.
+pub fn trial(index: &IndexName, id: Uuid) -> Path {
+    trials(index).join(format!("{}.json", id.hyphenated()))
+}
+
+/// Parses the trial id out of a trial key.
+pub fn trial_id_of(key: &Path) -> Option<Uuid> {
+    Uuid::parse_str(key.filename()?.strip_suffix(".json")?).ok()
+}
+
+/// Folder of the index's promotion registry states.
+pub fn promotions(index: &IndexName) -> Path {
+    index_prefix(index).join("promotion")
+}
+
+/// One promotion registry state.
+pub fn promotion(index: &IndexName, version: u64) -> Path {
+    versioned(promotions(index), version)
+}
+
+/// Root of all harnesses.
+pub fn harnesses_root() -> Path {
+    Path::from("harnesses")
+}
+
+/// Everything stored for one harness.
+pub fn harness_prefix(harness: &HarnessName) -> Path {
+    harnesses_root().join(harness.as_str())
+}
+
+/// The harness definition (queries, k, index).
+pub fn harness(harness: &HarnessName) -> Path {
+    harness_prefix(harness).join("harness.json")
+}
+
+/// Folder of the harness's ground-truth versions.
+pub fn ground_truths(harness: &HarnessName) -> Path {
+    harness_prefix(harness).join("ground_truth")
+}
+
+/// Ground truth computed over one manifest version of the harness's index.
+pub fn ground_truth(harness: &HarnessName, manifest_version: u64) -> Path {
+    versioned(ground_truths(harness), manifest_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn layout_is_stable() {
+        let i = IndexName::parse("idx.v1").unwrap();
+        let h = HarnessName::parse("smoke").unwrap();
+        assert_eq!(index_meta(&i).as_ref(), "indexes/idx.v1/index.json");
+        assert_eq!(
+            manifest(&i, 7).as_ref(),
+            "indexes/idx.v1/manifests/00000000000000000007.json"
+        );
+        assert_eq!(
+            ground_truth(&h, 3).as_ref(),
+            "harnesses/smoke/ground_truth/00000000000000000003.json"
+        );
+        let id = Uuid::now_v7();
+        assert_eq!(trial_id_of(&trial(&i, id)), Some(id));
+    }
+
+    proptest! {
+        #[test]
+        fn versions_round_trip_and_sort(a in any::<u64>(), b in any::<u64>(), name in "[A-Za-z0-9][A-Za-z0-9_.-]{0,40}") {
+            let i = IndexName::parse(name).unwrap();
+            let (ka, kb) = (manifest(&i, a), manifest(&i, b));
+            prop_assert_eq!(version_of(&ka), Some(a));
+            prop_assert_eq!(ka.as_ref().cmp(kb.as_ref()), a.cmp(&b));
+            // every key stays under the index's own prefix
+            let prefix = format!("{}/", index_prefix(&i).as_ref());
+            prop_assert!(ka.as_ref().starts_with(&prefix));
+        }
+    }
+}

@@ -1,0 +1,757 @@
+//! Indexes and their vectors: the registry, append-only segments and the embedding cache.
+//!
+//! An index is a write-once definition plus a chain of immutable manifests, each listing
+//! the segments that make up the index at that version. An append writes its segment
+//! first and the next manifest after it with `PutMode::Create`: a crash in between leaves
+//! only an unreferenced segment, never a half-visible batch, and two writers racing for
+//! the same version cannot both win. The embedding cache keeps each index's vectors in
+//! memory, contiguous (cosine ones normalised once), so ground truth, builds and searches
+//! never re-read storage.
+
+pub mod segment;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::distance::{normalize, Metric};
+use crate::names::IndexName;
+use crate::storage::{keys, Storage, StorageError};
+
+/// Largest dimension accepted. Past this a single vector is over 16 KiB and HNSW is the
+/// wrong tool anyway.
+pub const MAX_DIMS: usize = 4096;
+/// Longest vector id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 512;
+
+/// Errors of the vectors module.
+#[derive(Debug, thiserror::Error)]
+pub enum VectorsError {
+    /// No such index.
+    #[error("index {0} not found")]
+    IndexNotFound(IndexName),
+    /// An index of that name exists.
+    #[error("index {0} already exists")]
+    IndexExists(IndexName),
+    /// `dims` outside 1..=4096.
+    #[error("dims must be between 1 and {MAX_DIMS}, got {0}")]
+    InvalidDims(i64),
+    /// Unknown metric name.
+    #[error("metric must be one of cosine, l2, dot; got {0:?}")]
+    InvalidMetric(String),
+    /// A batch with no vectors.
+    #[error("the batch has no vectors")]
+    EmptyBatch,
+    /// A vector of the wrong length.
+    #[error("vector {id:?} (position {position}) has {got} dimensions, the index has {expected}")]
+    DimsMismatch {
+        /// Its id.
+        id: String,
+        /// Its place in the batch.
+        position: usize,
+        /// The index's dims.
+        expected: usize,
+        /// What it has.
+        got: usize,
+    },
+    /// NaN or infinity in a vector.
+    #[error("vector {id:?} has a non-finite value at dimension {dim}")]
+    NonFinite {
+        /// Its id.
+        id: String,
+        /// The first offending dimension.
+        dim: usize,
+    },
+    /// A zero vector in a cosine index.
+    #[error("vector {id:?} is all zeros: a cosine index cannot normalise it")]
+    ZeroVector {
+        /// Its id.
+        id: String,
+    },
+    /// An id that is empty, too long or has control characters.
+    #[error("vector id {id:?} is invalid: ids are 1..={MAX_ID_LEN} bytes without control characters")]
+    InvalidId {
+        /// The id (truncated).
+        id: String,
+    },
+    /// An id repeated within the batch.
+    #[error("vector id {0:?} appears more than once in the batch")]
+    DuplicateInBatch(String),
+    /// An id already stored.
+    #[error("vector id {0:?} is already stored in this index")]
+    DuplicateStored(String),
+    /// Another process changed the index at the same moment.
+    #[error("index {0} was changed concurrently; retry")]
+    Conflict(IndexName),
+    /// A stored segment is damaged.
+    #[error("segment {key} is damaged")]
+    CorruptSegment {
+        /// Its key.
+        key: String,
+        /// Why.
+        #[source]
+        source: segment::SegmentError,
+    },
+    /// A manifest names a segment that is missing.
+    #[error("segment {0} listed in the manifest is missing")]
+    MissingSegment(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A blocking task died.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Result of the vectors module.
+pub type Result<T, E = VectorsError> = std::result::Result<T, E>;
+
+/// A dimension count within 1..=[`MAX_DIMS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "usize")]
+pub struct Dims(usize);
+
+impl Dims {
+    /// Parses a dimension count.
+    pub fn parse(n: i64) -> Result<Dims> {
+        if (1..=MAX_DIMS as i64).contains(&n) {
+            Ok(Dims(n as usize))
+        } else {
+            Err(VectorsError::InvalidDims(n))
+        }
+    }
+    /// The count.
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Dims {
+    type Error = VectorsError;
+    fn try_from(n: i64) -> Result<Dims> {
+        Dims::parse(n)
+    }
+}
+
+impl From<Dims> for usize {
+    fn from(d: Dims) -> usize {
+        d.0
+    }
+}
+
+/// The stored definition of an index.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexMeta {
+    /// Its name.
+    pub name: IndexName,
+    /// Dimensions of every vector.
+    pub dims: Dims,
+    /// The metric it is searched by.
+    pub metric: Metric,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SegmentRef {
+    id: Uuid,
+    count: u64,
+}
+
+/// One immutable version of an index's contents.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Manifest {
+    version: u64,
+    total: u64,
+    segments: Vec<SegmentRef>,
+    #[serde(default)]
+    updated_at: Option<DateTime<Utc>>,
+}
+
+/// One vector of a batch, as received.
+#[derive(Debug, Clone)]
+pub struct NewVector {
+    /// Caller's id, unique per index.
+    pub id: String,
+    /// Its values.
+    pub vector: Vec<f32>,
+}
+
+/// A batch that passed every check that does not need the stored ids.
+#[derive(Debug)]
+pub struct Batch {
+    ids: Vec<String>,
+    data: Vec<f32>,
+}
+
+impl Batch {
+    /// Checks a batch against an index definition, whole: any bad vector refuses it all.
+    pub fn parse(meta: &IndexMeta, vectors: Vec<NewVector>) -> Result<Batch> {
+        if vectors.is_empty() {
+            return Err(VectorsError::EmptyBatch);
+        }
+        let dims = meta.dims.get();
+        let mut seen = std::collections::HashSet::with_capacity(vectors.len());
+        let mut ids = Vec::with_capacity(vectors.len());
+        let mut data = Vec::with_capacity(vectors.len() * dims);
+        for (position, v) in vectors.into_iter().enumerate() {
+            check_id(&v.id)?;
+            check_vector(meta, &v.id, position, &v.vector)?;
+            if !seen.insert(v.id.clone()) {
+                return Err(VectorsError::DuplicateInBatch(v.id));
+            }
+            data.extend_from_slice(&v.vector);
+            ids.push(v.id);
+        }
+        Ok(Batch { ids, data })
+    }
+
+    /// Builds a batch from contiguous rows with generated ids (binary ingest).
+    pub fn from_rows(meta: &IndexMeta, ids: Vec<String>, data: Vec<f32>) -> Result<Batch> {
+        let dims = meta.dims.get();
+        if ids.is_empty() {
+            return Err(VectorsError::EmptyBatch);
+        }
+        for (position, (id, row)) in ids.iter().zip(data.chunks_exact(dims)).enumerate() {
+            check_vector(meta, id, position, row)?;
+        }
+        Ok(Batch { ids, data })
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the batch is empty (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+        return Err(VectorsError::InvalidId {
+            id: id.chars().take(64).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks one vector against an index: dimensions, finite values, and (cosine) non-zero.
+pub fn check_vector(meta: &IndexMeta, id: &str, position: usize, v: &[f32]) -> Result<()> {
+    if v.len() != meta.dims.get() {
+        return Err(VectorsError::DimsMismatch {
+            id: id.to_string(),
+            position,
+            expected: meta.dims.get(),
+            got: v.len(),
+        });
+    }
+    if let Some(dim) = v.iter().position(|x| !x.is_finite()) {
+        return Err(VectorsError::NonFinite {
+            id: id.to_string(),
+            dim,
+        });
+    }
+    if meta.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
+        return Err(VectorsError::ZeroVector { id: id.to_string() });
+    }
+    Ok(())
+}
+
+/// An index's vectors in memory: contiguous rows (unit length for cosine) and their ids.
+#[derive(Debug, Clone)]
+pub struct VectorSet {
+    dims: usize,
+    metric: Metric,
+    ids: Vec<String>,
+    data: Vec<f32>,
+    positions: HashMap<String, u32>,
+    manifest_version: u64,
+}
+
+impl VectorSet {
+    fn empty(meta: &IndexMeta) -> VectorSet {
+        VectorSet {
+            dims: meta.dims.get(),
+            metric: meta.metric,
+            ids: Vec::new(),
+            data: Vec::new(),
+            positions: HashMap::new(),
+            manifest_version: 0,
+        }
+    }
+
+    /// Builds a set from rows (tests, benches); cosine rows are normalised.
+    pub fn from_rows(dims: usize, metric: Metric, ids: Vec<String>, mut data: Vec<f32>) -> VectorSet {
+        if metric == Metric::Cosine {
+            data.chunks_exact_mut(dims).for_each(|r| {
+                normalize(r);
+            });
+        }
+        let positions = ids
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
+        VectorSet {
+            dims,
+            metric,
+            ids,
+            data,
+            positions,
+            manifest_version: 0,
+        }
+    }
+
+    fn push_rows(&mut self, ids: &[String], data: &[f32]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(data);
+        if self.metric == Metric::Cosine {
+            self.data[start..].chunks_exact_mut(self.dims).for_each(|r| {
+                normalize(r);
+            });
+        }
+        for id in ids {
+            self.positions.insert(id.clone(), self.ids.len() as u32);
+            self.ids.push(id.clone());
+        }
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    /// Dimensions.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+    /// All rows, contiguous.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dims..(i + 1) * self.dims]
+    }
+    /// Id of row `i`.
+    pub fn id(&self, i: usize) -> &str {
+        &self.ids[i]
+    }
+    /// Row number of an id.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.positions.get(id).map(|&p| p as usize)
+    }
+    /// The manifest version these vectors are (0 for an empty index).
+    pub fn version(&self) -> u64 {
+        self.manifest_version
+    }
+    /// Bytes held by the rows.
+    pub fn data_bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+    /// Prepares a query for this set: checks its length and values, normalises it for
+    /// cosine. `None` explains nothing; callers report dims/finite/zero themselves.
+    pub fn prepare_query(&self, v: &[f32]) -> std::result::Result<Vec<f32>, QueryError> {
+        if v.len() != self.dims {
+            return Err(QueryError::Dims {
+                expected: self.dims,
+                got: v.len(),
+            });
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(QueryError::NonFinite);
+        }
+        let mut q = v.to_vec();
+        if self.metric == Metric::Cosine && !normalize(&mut q) {
+            return Err(QueryError::Zero);
+        }
+        Ok(q)
+    }
+}
+
+/// Why a query vector cannot be searched.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    /// Wrong length.
+    #[error("query has {got} dimensions, the index has {expected}")]
+    Dims {
+        /// The index's dims.
+        expected: usize,
+        /// What the query has.
+        got: usize,
+    },
+    /// NaN or infinity.
+    #[error("query has a non-finite value")]
+    NonFinite,
+    /// All zeros in a cosine index.
+    #[error("query is all zeros: a cosine index cannot normalise it")]
+    Zero,
+}
+
+struct IndexState {
+    manifest: Manifest,
+    cache: Option<Arc<VectorSet>>,
+}
+
+/// One index: its definition, its current manifest and its cached vectors.
+pub struct Index {
+    meta: IndexMeta,
+    state: tokio::sync::Mutex<IndexState>,
+    total: std::sync::atomic::AtomicU64,
+}
+
+impl Index {
+    /// The definition.
+    pub fn meta(&self) -> &IndexMeta {
+        &self.meta
+    }
+    /// Vectors stored now.
+    pub fn total(&self) -> u64 {
+        self.total.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// The registry of indexes, loaded from storage at start-up and kept in step with writes.
+pub struct Indexes {
+    storage: Storage,
+    map: RwLock<BTreeMap<IndexName, Arc<Index>>>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| VectorsError::Task(e.to_string()))
+}
+
+impl Indexes {
+    /// Loads every index definition and its newest manifest (vectors load lazily).
+    pub async fn load(storage: Storage) -> Result<Indexes> {
+        let mut map = BTreeMap::new();
+        for name in storage.list_children(&keys::indexes_root()).await? {
+            let Ok(name) = IndexName::parse(name) else {
+                continue;
+            };
+            let Some(meta) = storage.get_json::<IndexMeta>(&keys::index_meta(&name)).await? else {
+                // leftovers of an interrupted delete; create() cleans them up
+                continue;
+            };
+            let manifest = match storage.latest_version(&keys::manifests(&name)).await? {
+                Some((_, key)) => storage.get_json::<Manifest>(&key).await?.unwrap_or_default(),
+                None => Manifest::default(),
+            };
+            map.insert(name, Arc::new(new_index(meta, manifest)));
+        }
+        Ok(Indexes {
+            storage,
+            map: RwLock::new(map),
+        })
+    }
+
+    /// The index of that name.
+    pub fn get(&self, name: &IndexName) -> Result<Arc<Index>> {
+        self.read_map()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| VectorsError::IndexNotFound(name.clone()))
+    }
+
+    /// Every index, by name.
+    pub fn list(&self) -> Vec<Arc<Index>> {
+        self.read_map().values().cloned().collect()
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<IndexName, Arc<Index>>> {
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<IndexName, Arc<Index>>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates an index; `IndexExists` if the name is taken (also by another process).
+    pub async fn create(&self, name: IndexName, dims: Dims, metric: Metric) -> Result<Arc<Index>> {
+        if self.read_map().contains_key(&name) {
+            return Err(VectorsError::IndexExists(name));
+        }
+        let key = keys::index_meta(&name);
+        if self.storage.get(&key).await?.is_none() {
+            // an interrupted delete may have left objects behind: never let them leak into
+            // the new index
+            self.storage.delete_prefix(&keys::index_prefix(&name)).await?;
+        }
+        let meta = IndexMeta {
+            name: name.clone(),
+            dims,
+            metric,
+            created_at: Utc::now(),
+        };
+        match self.storage.put_json_new(&key, &meta).await {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => return Err(VectorsError::IndexExists(name)),
+            Err(e) => return Err(e.into()),
+        }
+        let index = Arc::new(new_index(meta, Manifest::default()));
+        self.write_map().insert(name, index.clone());
+        Ok(index)
+    }
+
+    /// Deletes an index's objects and its cache entry. Manifests go first (the index then
+    /// reads as empty), the definition last, so an interrupted delete never exposes a
+    /// manifest whose segments are gone.
+    pub async fn delete(&self, name: &IndexName) -> Result<()> {
+        let index = self.get(name)?;
+        let _state = index.state.lock().await;
+        self.write_map().remove(name);
+        self.storage.delete_prefix(&keys::manifests(name)).await?;
+        for key in self.storage.list(&keys::index_prefix(name)).await? {
+            if key != keys::index_meta(name) {
+                self.storage.delete(&key).await?;
+            }
+        }
+        self.storage.delete(&keys::index_meta(name)).await?;
+        Ok(())
+    }
+
+    /// The index's vectors, from the cache or loaded from its segments once.
+    pub async fn vectors(&self, index: &Index) -> Result<Arc<VectorSet>> {
+        let mut state = index.state.lock().await;
+        self.ensure_cache(index, &mut state).await
+    }
+
+    async fn ensure_cache(&self, index: &Index, state: &mut IndexState) -> Result<Arc<VectorSet>> {
+        if let Some(c) = &state.cache {
+            if c.manifest_version == state.manifest.version {
+                return Ok(c.clone());
+            }
+        }
+        let mut raw = Vec::with_capacity(state.manifest.segments.len());
+        for s in &state.manifest.segments {
+            let key = keys::segment(&index.meta.name, s.id);
+            let bytes = self
+                .storage
+                .get(&key)
+                .await?
+                .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
+            raw.push((key.to_string(), bytes));
+        }
+        let meta = index.meta.clone();
+        let version = state.manifest.version;
+        let set = blocking(move || -> Result<VectorSet> {
+            let mut set = VectorSet::empty(&meta);
+            for (key, bytes) in raw {
+                let seg = segment::decode(&bytes).map_err(|source| VectorsError::CorruptSegment {
+                    key: key.clone(),
+                    source,
+                })?;
+                if seg.dims != set.dims {
+                    return Err(VectorsError::CorruptSegment {
+                        key,
+                        source: segment::SegmentError::Magic,
+                    });
+                }
+                set.push_rows(&seg.ids, &seg.data);
+            }
+            set.manifest_version = version;
+            Ok(set)
+        })
+        .await??;
+        let set = Arc::new(set);
+        state.cache = Some(set.clone());
+        Ok(set)
+    }
+
+    /// Appends a parsed batch: refused whole if any id is stored already; otherwise the
+    /// segment is written, then the next manifest, then the cache is updated.
+    pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
+        let mut state = index.state.lock().await;
+        let mut set = self.ensure_cache(index, &mut state).await?;
+        if let Some(dup) = batch
+            .ids
+            .iter()
+            .find(|id| set.positions.contains_key(id.as_str()))
+        {
+            return Err(VectorsError::DuplicateStored(dup.clone()));
+        }
+        let dims = index.meta.dims.get();
+        let seg_id = Uuid::now_v7();
+        let Batch { ids, data } = batch;
+        let (bytes, ids, data) = blocking(move || (segment::encode(dims, &ids, &data), ids, data)).await?;
+        self.storage
+            .put_new(&keys::segment(&index.meta.name, seg_id), bytes)
+            .await?;
+        let mut next = state.manifest.clone();
+        next.version += 1;
+        next.total += ids.len() as u64;
+        next.segments.push(SegmentRef {
+            id: seg_id,
+            count: ids.len() as u64,
+        });
+        next.updated_at = Some(Utc::now());
+        match self
+            .storage
+            .put_json_new(&keys::manifest(&index.meta.name, next.version), &next)
+            .await
+        {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => {
+                // Another process appended first. Our segment stays unreferenced (harmless);
+                // drop our view so the next call re-reads the winner's manifest.
+                self.storage
+                    .delete(&keys::segment(&index.meta.name, seg_id))
+                    .await
+                    .ok();
+                if let Some((_, key)) = self
+                    .storage
+                    .latest_version(&keys::manifests(&index.meta.name))
+                    .await?
+                {
+                    if let Some(m) = self.storage.get_json::<Manifest>(&key).await? {
+                        index.total.store(m.total, std::sync::atomic::Ordering::Release);
+                        state.manifest = m;
+                    }
+                }
+                return Err(VectorsError::Conflict(index.meta.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let appended = ids.len();
+        {
+            let set = Arc::make_mut(&mut set);
+            set.push_rows(&ids, &data);
+            set.manifest_version = next.version;
+        }
+        state.cache = Some(set);
+        index
+            .total
+            .store(next.total, std::sync::atomic::Ordering::Release);
+        let total = next.total;
+        state.manifest = next;
+        Ok((appended, total))
+    }
+}
+
+fn new_index(meta: IndexMeta, manifest: Manifest) -> Index {
+    Index {
+        total: std::sync::atomic::AtomicU64::new(manifest.total),
+        meta,
+        state: tokio::sync::Mutex::new(IndexState {
+            manifest,
+            cache: None,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(id: &str, x: &[f32]) -> NewVector {
+        NewVector {
+            id: id.into(),
+            vector: x.to_vec(),
+        }
+    }
+
+    async fn setup(metric: Metric) -> (Storage, Indexes, Arc<Index>) {
+        let s = Storage::in_memory();
+        let ix = Indexes::load(s.clone()).await.unwrap();
+        let i = ix
+            .create(IndexName::parse("i").unwrap(), Dims::parse(2).unwrap(), metric)
+            .await
+            .unwrap();
+        (s, ix, i)
+    }
+
+    #[tokio::test]
+    async fn refused_batches_store_nothing() {
+        let (s, ix, i) = setup(Metric::Cosine).await;
+        let before = s.list(&keys::indexes_root()).await.unwrap();
+        let bad: Vec<Vec<NewVector>> = vec![
+            vec![],
+            vec![v("a", &[1.0, 0.0]), v("b", &[1.0])],
+            vec![v("a", &[1.0, f32::NAN])],
+            vec![v("a", &[0.0, 0.0])],
+            vec![v("a", &[1.0, 0.0]), v("a", &[0.0, 1.0])],
+            vec![v("", &[1.0, 0.0])],
+        ];
+        for b in bad {
+            assert!(Batch::parse(i.meta(), b).is_err());
+        }
+        ix.append(&i, Batch::parse(i.meta(), vec![v("a", &[3.0, 4.0])]).unwrap())
+            .await
+            .unwrap();
+        let after_one = s.list(&keys::indexes_root()).await.unwrap();
+        assert!(after_one.len() > before.len());
+        let err = ix
+            .append(
+                &i,
+                Batch::parse(i.meta(), vec![v("b", &[1.0, 0.0]), v("a", &[0.0, 1.0])]).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, VectorsError::DuplicateStored(ref id) if id == "a"));
+        assert_eq!(s.list(&keys::indexes_root()).await.unwrap(), after_one);
+        assert_eq!(i.total(), 1);
+    }
+
+    #[tokio::test]
+    async fn vectors_survive_reload_and_cosine_is_normalised() {
+        let (s, ix, i) = setup(Metric::Cosine).await;
+        ix.append(&i, Batch::parse(i.meta(), vec![v("a", &[3.0, 4.0])]).unwrap())
+            .await
+            .unwrap();
+        ix.append(
+            &i,
+            Batch::parse(i.meta(), vec![v("b", &[0.0, 2.0]), v("c", &[1.0, 1.0])]).unwrap(),
+        )
+        .await
+        .unwrap();
+        let again = Indexes::load(s).await.unwrap();
+        let i2 = again.get(&IndexName::parse("i").unwrap()).unwrap();
+        assert_eq!(i2.total(), 3);
+        let set = again.vectors(&i2).await.unwrap();
+        assert_eq!(set.len(), 3);
+        assert_eq!(set.version(), 2);
+        assert_eq!(set.id(1), "b");
+        assert_eq!(set.position("c"), Some(2));
+        assert!((set.row(0)[0] - 0.6).abs() < 1e-6);
+    }
+
+    #[tokio::test]
+    async fn delete_removes_everything_and_name_is_reusable() {
+        let (s, ix, i) = setup(Metric::L2).await;
+        ix.append(&i, Batch::parse(i.meta(), vec![v("a", &[3.0, 4.0])]).unwrap())
+            .await
+            .unwrap();
+        let name = IndexName::parse("i").unwrap();
+        ix.delete(&name).await.unwrap();
+        assert!(s.list(&keys::index_prefix(&name)).await.unwrap().is_empty());
+        assert!(matches!(ix.get(&name), Err(VectorsError::IndexNotFound(_))));
+        let i = ix
+            .create(name, Dims::parse(2).unwrap(), Metric::L2)
+            .await
+            .unwrap();
+        assert_eq!(ix.vectors(&i).await.unwrap().len(), 0);
+    }
+
+    #[test]
+    fn dims_bounds() {
+        assert!(Dims::parse(0).is_err());
+        assert!(Dims::parse(4097).is_err());
+        assert!(Dims::parse(-1).is_err());
+        assert_eq!(Dims::parse(4096).unwrap().get(), 4096);
+    }
+}
