@@ -1,1 +1,79 @@
-fn main() {}
+//! Criterion benches for the hot pieces: distance kernels, segment decode, exact ground
+//! truth, graph build and search. Fixed seeds; compare figures as ratios within one run.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use vectune::distance::{dot, dot_scalar, l2_squared, Metric};
+use vectune::harness::ground_truth;
+use vectune::hnsw::{build, HnswConfig};
+use vectune::rng::SplitMix64;
+use vectune::vectors::{segment, VectorSet};
+
+fn rows(n: usize, dims: usize, seed: u64) -> Vec<f32> {
+    let mut r = SplitMix64::new(seed);
+    (0..n * dims)
+        .map(|_| (r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0)
+        .collect()
+}
+
+fn set(n: usize, dims: usize, metric: Metric) -> VectorSet {
+    VectorSet::from_rows(
+        dims,
+        metric,
+        (0..n).map(|i| i.to_string()).collect(),
+        rows(n, dims, 7),
+    )
+}
+
+fn kernels(c: &mut Criterion) {
+    let a = rows(1, 384, 1);
+    let b = rows(1, 384, 2);
+    c.bench_function("dot_384_simd", |x| x.iter(|| dot(black_box(&a), black_box(&b))));
+    c.bench_function("dot_384_scalar", |x| {
+        x.iter(|| dot_scalar(black_box(&a), black_box(&b)))
+    });
+    c.bench_function("l2sq_384_simd", |x| {
+        x.iter(|| l2_squared(black_box(&a), black_box(&b)))
+    });
+}
+
+fn segments(c: &mut Criterion) {
+    let (n, dims) = (10_000, 384);
+    let ids: Vec<String> = (0..n).map(|i| format!("doc-{i}")).collect();
+    let bytes = segment::encode(dims, &ids, &rows(n, dims, 3));
+    c.bench_function("segment_decode_10k_x_384", |x| {
+        x.iter(|| segment::decode(black_box(&bytes)).unwrap())
+    });
+}
+
+fn exact(c: &mut Criterion) {
+    let s = set(10_000, 384, Metric::Cosine);
+    let queries: Vec<Vec<f32>> = (0..64).map(|i| s.row(i * 37).to_vec()).collect();
+    let mut g = c.benchmark_group("ground_truth_10k_x_384_64q_k10");
+    g.sample_size(10);
+    g.bench_function("1_thread", |x| {
+        x.iter(|| ground_truth::exact_with_threads(&s, &queries, 10, 1))
+    });
+    g.bench_function("all_threads", |x| {
+        x.iter(|| ground_truth::exact(&s, &queries, 10))
+    });
+    g.finish();
+}
+
+fn graphs(c: &mut Criterion) {
+    let s = set(2_000, 64, Metric::Cosine);
+    let cfg = HnswConfig::new(80, 30, 16, 42).unwrap();
+    let mut g = c.benchmark_group("hnsw_2k_x_64");
+    g.sample_size(10);
+    g.bench_function("build_m16_ec80", |x| x.iter(|| build(&s, cfg)));
+    let graph = build(&s, cfg);
+    let q = s.row(11).to_vec();
+    g.bench_function("search_k10_ef30", |x| {
+        x.iter(|| graph.search(&s, black_box(&q), 10, 30))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, kernels, segments, exact, graphs);
+criterion_main!(benches);

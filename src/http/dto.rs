@@ -273,6 +273,8 @@ pub struct HarnessOut {
     pub ground_truth_built: bool,
     /// How many vectors the shown ground truth covers.
     pub ground_truth_vectors: Option<u64>,
+    /// How long its exact brute force took.
+    pub ground_truth_compute_secs: Option<f64>,
     /// Seed of an autogen harness.
     pub autogen_seed: Option<u64>,
     /// Creation time.
@@ -299,6 +301,7 @@ impl From<HarnessView> for HarnessOut {
                 .collect(),
             ground_truth_built: gt.is_some(),
             ground_truth_vectors: gt.map(|g| g.vectors),
+            ground_truth_compute_secs: gt.map(|g| g.compute_secs),
             autogen_seed: h.autogen_seed,
             created_at: h.created_at,
         }

@@ -1,0 +1,325 @@
+//! End-to-end tests: the real binary on a free loopback port over a temp-dir store.
+//! Set `TEST_LOG=1` to see the server's log.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `vectune serve` on port 0 and waits for its `listening on` line.
+    fn start(store: &Path) -> Server {
+        Server::start_url(&store.display().to_string(), &[])
+    }
+
+    /// Starts `vectune serve` over any store URL, with extra environment.
+    fn start_url(store: &str, env: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vectune"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--store", store])
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vectune");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let show = std::env::var_os("TEST_LOG").is_some();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if show {
+                    eprintln!("[server] {line}");
+                }
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server did not log 'listening on'");
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (status, v)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, body).await
+    }
+
+    /// SIGTERM, and the exit status it ends with.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill().ok();
+        panic!("server still running 30 s after SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn vector(i: usize, dims: usize) -> Vec<f32> {
+    (0..dims)
+        .map(|d| {
+            let mut z = ((i * dims + d) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+async fn append_range(s: &Server, index: &str, range: std::ops::Range<usize>, dims: usize) {
+    let vectors: Vec<Value> = range
+        .map(|i| json!({"id": format!("v{i}"), "vector": vector(i, dims)}))
+        .collect();
+    let (st, body) = s
+        .post(
+            &format!("/vectors/indexes/{index}/vectors"),
+            Some(json!({ "vectors": vectors })),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+}
+
+async fn wait_active(s: &Server, index: &str) -> Value {
+    for _ in 0..600 {
+        let (_, i) = s.get(&format!("/vectors/indexes/{index}")).await;
+        if !i["active"].is_null() {
+            return i["active"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{index} never became active");
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_and_the_active_generation_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    assert_eq!(s.get("/health").await, (200, json!({"status": "ok"})));
+    let (st, _) = s
+        .post(
+            "/vectors/indexes",
+            Some(json!({"name": "docs", "dims": 16, "metric": "cosine"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    append_range(&s, "docs", 0..300, 16).await;
+    let (st, h) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "smoke", "index_name": "docs", "queries": 10, "k": 10})),
+        )
+        .await;
+    assert_eq!(st, 201, "{h}");
+    assert_eq!(s.post("/vectors/indexes/docs/activate", None).await.0, 200);
+    let (st, a) = s.post("/vectors/indexes/docs/activate", None).await;
+    assert_eq!((st, a["generation"].clone()), (200, json!(2)));
+    let (_, before) = s
+        .post(
+            "/vectors/search/docs",
+            Some(json!({"vector": vector(5, 16), "k": 5})),
+        )
+        .await;
+    assert_eq!(before["hits"][0]["id"], "v5");
+    let status = s.terminate();
+    assert!(status.success(), "SIGTERM exit status {status:?}");
+
+    let s = Server::start(dir.path());
+    let (_, i) = s.get("/vectors/indexes/docs").await;
+    assert_eq!(i["vectors"], 300);
+    let (st, h2) = s.get("/vectors/harness/smoke").await;
+    assert_eq!(st, 200);
+    assert_eq!(h2["ground_truth_built"], true);
+    assert_eq!(h2["queries"], h["queries"], "queries and ground truth persisted");
+    let active = wait_active(&s, "docs").await;
+    assert_eq!(active["generation"], 2);
+    assert_eq!(active["config"], a["config"]);
+    let (st, after) = s
+        .post(
+            "/vectors/search/docs",
+            Some(json!({"vector": vector(5, 16), "k": 5})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        after["hits"], before["hits"],
+        "same vectors, config and seed: same answers"
+    );
+    assert_eq!(after["generation"], 2);
+    // the next activation continues the numbering
+    let (_, a3) = s.post("/vectors/indexes/docs/activate", None).await;
+    assert_eq!(a3["generation"], 3);
+    assert!(s.terminate().success());
+}
+
+#[tokio::test]
+async fn searches_during_an_activation_are_answered_by_the_previous_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let dims = 48;
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "big", "dims": dims, "metric": "l2"}))
+        )
+        .await
+        .0,
+        201
+    );
+    append_range(&s, "big", 0..500, dims).await;
+    let (st, first) = s.post("/vectors/indexes/big/activate", None).await;
+    assert_eq!((st, first["generation"].clone()), (200, json!(1)));
+    // grow the index so that the next build takes a while
+    for start in (500..24_500).step_by(6000) {
+        append_range(&s, "big", start..start + 6000, dims).await;
+    }
+    let base = s.base.clone();
+    let activation = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/vectors/indexes/big/activate"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    let mut during = 0;
+    while !activation.is_finished() {
+        let (st, r) = s
+            .post(
+                "/vectors/search/big",
+                Some(json!({"vector": vector(3, dims), "k": 3})),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+        if !activation.is_finished() {
+            assert_eq!(r["generation"], 1, "the old generation serves until the swap");
+            assert_eq!(r["hits"][0]["id"], "v3");
+            during += 1;
+        }
+        assert_eq!(s.get("/health").await.0, 200, "health never waits for a build");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (st, second) = activation.await.unwrap();
+    assert_eq!((st, second["generation"].clone()), (200, json!(2)), "{second}");
+    assert!(during >= 1, "no search ran while the activation was building");
+    let (_, r) = s
+        .post(
+            "/vectors/search/big",
+            Some(json!({"vector": vector(20_000, dims), "k": 1})),
+        )
+        .await;
+    assert_eq!(
+        (r["generation"].clone(), r["hits"][0]["id"].clone()),
+        (json!(2), json!("v20000"))
+    );
+    assert!(s.terminate().success());
+}
+
+/// The same persistence story over a real S3-compatible server, when one is configured
+/// (`.ci/run` starts one and sets `VECTUNE_TEST_S3_URL` / `VECTUNE_TEST_S3_ENDPOINT`).
+#[tokio::test]
+async fn s3_store_survives_a_restart_when_configured() {
+    let (Ok(url), Ok(endpoint)) = (
+        std::env::var("VECTUNE_TEST_S3_URL"),
+        std::env::var("VECTUNE_TEST_S3_ENDPOINT"),
+    ) else {
+        eprintln!("VECTUNE_TEST_S3_URL/ENDPOINT not set: S3 end-to-end test not run here");
+        return;
+    };
+    let url = format!("{}/e2e-{}", url.trim_end_matches('/'), std::process::id());
+    let env = [
+        ("VECTUNE_S3_ENDPOINT", endpoint.as_str()),
+        ("VECTUNE_S3_ALLOW_HTTP", "true"),
+    ];
+    let s = Server::start_url(&url, &env);
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "s3idx", "dims": 8, "metric": "dot"}))
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "s3idx", "dims": 8, "metric": "dot"}))
+        )
+        .await
+        .0,
+        409
+    );
+    append_range(&s, "s3idx", 0..120, 8).await;
+    let (st, _) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "s3h", "index_name": "s3idx", "queries": 5, "k": 5})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(s.post("/vectors/indexes/s3idx/activate", None).await.0, 200);
+    assert!(s.terminate().success());
+    let s = Server::start_url(&url, &env);
+    let (_, i) = s.get("/vectors/indexes/s3idx").await;
+    assert_eq!(
+        (i["vectors"].clone(), i["metric"].clone()),
+        (json!(120), json!("dot"))
+    );
+    assert_eq!(s.get("/vectors/harness/s3h").await.1["ground_truth_built"], true);
+    assert_eq!(wait_active(&s, "s3idx").await["generation"], 1);
+    assert_eq!(
+        s.call(reqwest::Method::DELETE, "/vectors/indexes/s3idx", None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(s.get("/vectors/harness/s3h").await.0, 404);
+    assert!(s.terminate().success());
+}
