@@ -1,14 +1,17 @@
 //! vectune: an HTTP service that tunes HNSW indexes by itself and hot-swaps the winner.
 #![warn(missing_docs)]
 
+pub mod autotune;
 pub mod config;
 pub mod distance;
 pub mod harness;
 pub mod hnsw;
 pub mod http;
 pub mod names;
+pub mod promotion;
 pub mod rng;
 pub mod service;
 pub mod startup;
 pub mod storage;
+pub mod trials;
 pub mod vectors;

@@ -11,12 +11,15 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
+use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, Running};
 use crate::distance::Metric;
-use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
+use crate::harness::{self as harness_mod, HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
-use crate::hnsw::{self, ConfigError, HnswConfig};
+use crate::hnsw::{self, ConfigError, HnswConfig, RawHnswConfig};
 use crate::names::{HarnessName, IndexName};
+use crate::promotion::{PromotedState, PromotionError, Registry};
 use crate::storage::{Storage, StorageError};
+use crate::trials::{self, Journal, Source, Trial, TrialsError};
 use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, QueryError, VectorsError};
 
 /// Largest `k` of a search.
@@ -34,6 +37,18 @@ pub enum ServiceError {
     /// A config out of bounds.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// From the trial journal.
+    #[error(transparent)]
+    Trials(#[from] TrialsError),
+    /// From the promotion registry.
+    #[error(transparent)]
+    Promotion(#[from] PromotionError),
+    /// From the autotune rules.
+    #[error(transparent)]
+    Autotune(#[from] AutotuneError),
+    /// A harness query that cannot be searched (the index changed under it).
+    #[error("harness query cannot be searched: {0}")]
+    HarnessQuery(QueryError),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -104,7 +119,38 @@ struct Inner {
     indexes: Indexes,
     harnesses: Harnesses,
     serving: Serving,
+    journal: Journal,
+    registry: Registry,
+    autotunes: Arc<Running>,
     builds: Semaphore,
+}
+
+/// A trial to run.
+#[derive(Debug, Clone)]
+pub struct TrialRequest {
+    /// The index.
+    pub index: IndexName,
+    /// The harness to measure against.
+    pub harness: HarnessName,
+    /// The config to build and search.
+    pub config: HnswConfig,
+    /// Free text for the journal.
+    pub note: Option<String>,
+    /// Who asks.
+    pub source: Source,
+}
+
+/// An autotune to run.
+#[derive(Debug, Clone)]
+pub struct AutotuneRequest {
+    /// The index.
+    pub index: IndexName,
+    /// The harness to measure against.
+    pub harness: HarnessName,
+    /// Recall gate, 0..=1 (default 0.9).
+    pub min_recall: Option<f64>,
+    /// Configs to try (default: the seed grid).
+    pub grid: Option<Vec<RawHnswConfig>>,
 }
 
 /// The service: cheap to clone, shared by every request.
@@ -121,6 +167,9 @@ impl Vectune {
         Ok(Vectune {
             inner: Arc::new(Inner {
                 harnesses: Harnesses::new(storage.clone()),
+                journal: Journal::new(storage.clone()),
+                registry: Registry::new(storage.clone()),
+                autotunes: Arc::new(Running::default()),
                 storage,
                 indexes,
                 serving: Serving::default(),
@@ -169,6 +218,7 @@ impl Vectune {
         self.inner.harnesses.delete_for_index(name).await?;
         self.inner.indexes.delete(name).await?;
         self.inner.serving.remove(name);
+        self.inner.journal.forget(name);
         Ok(())
     }
 
@@ -222,9 +272,160 @@ impl Vectune {
             .await?)
     }
 
-    /// The config the next activation of `index` builds with.
-    async fn activation_config(&self, _index: &IndexName) -> Result<HnswConfig> {
-        Ok(HnswConfig::DEFAULT)
+    /// The config the next activation of `index` builds with: the promoted one, else the
+    /// default.
+    async fn activation_config(&self, index: &IndexName) -> Result<HnswConfig> {
+        let state = self.inner.registry.get(index).await?;
+        Ok(state.current.map_or(HnswConfig::DEFAULT, |e| e.config))
+    }
+
+    /// Builds `config` over the index's vectors and measures it against the harness, on a
+    /// blocking thread behind the build semaphore (so a latency measurement never shares
+    /// the CPU with another build of this process), then appends it to the journal.
+    pub async fn run_trial(&self, req: TrialRequest) -> Result<Arc<Trial>> {
+        let index = self.inner.indexes.get(&req.index)?;
+        let set = self.inner.indexes.vectors(&index).await?;
+        let (harness, truth) = self
+            .inner
+            .harnesses
+            .with_ground_truth(&req.harness, &req.index, set.clone())
+            .await?;
+        let queries = harness_mod::prepared_queries(&harness, &set).map_err(ServiceError::HarnessQuery)?;
+        let k = harness.k;
+        let config = req.config;
+        let permit = self
+            .inner
+            .builds
+            .acquire()
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))?;
+        let measurement = tokio::task::spawn_blocking(move || {
+            let graph = hnsw::build(&set, config);
+            trials::measure(&set, &graph, &queries, &truth.rows, k)
+        })
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))?;
+        drop(permit);
+        // the index may have been deleted meanwhile: never write into a deleted prefix
+        self.inner.indexes.get(&req.index)?;
+        let trial = Trial {
+            id: uuid::Uuid::now_v7(),
+            index_name: req.index.clone(),
+            eval_set: req.harness.clone(),
+            config,
+            created_at: Utc::now(),
+            note: req.note,
+            source: req.source,
+            metrics: measurement.metrics,
+        };
+        tracing::info!(index = %req.index, trial = %trial.id, ?config, recall = trial.metrics.recall_at_k,
+            p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
+        Ok(self.inner.journal.append(trial).await?)
+    }
+
+    /// The journal of an index, oldest first, optionally of one harness.
+    pub async fn list_trials(
+        &self,
+        index: &IndexName,
+        harness: Option<&HarnessName>,
+    ) -> Result<Vec<Arc<Trial>>> {
+        self.inner.indexes.get(index)?;
+        Ok(self.inner.journal.list(index, harness).await?)
+    }
+
+    /// One trial.
+    pub async fn get_trial(&self, index: &IndexName, id: &str) -> Result<Arc<Trial>> {
+        self.inner.indexes.get(index)?;
+        Ok(self.inner.journal.get(index, id).await?)
+    }
+
+    /// The promotion registry of an index.
+    pub async fn promoted(&self, index: &IndexName) -> Result<PromotedState> {
+        self.inner.indexes.get(index)?;
+        Ok(self.inner.registry.get(index).await?)
+    }
+
+    /// Promotes a journal trial's config. Does not rebuild: the next activation uses it.
+    pub async fn promote(
+        &self,
+        index: &IndexName,
+        trial_id: &str,
+        by: Option<String>,
+        note: Option<String>,
+    ) -> Result<PromotedState> {
+        self.inner.indexes.get(index)?;
+        let trial = self.inner.journal.get(index, trial_id).await?;
+        let state = self
+            .inner
+            .registry
+            .promote(index, trial.config, trial.id, by, note)
+            .await?;
+        tracing::info!(index = %index, trial = %trial.id, config = ?trial.config, "promoted");
+        Ok(state)
+    }
+
+    /// Rolls the promotion registry back one step.
+    pub async fn rollback(&self, index: &IndexName) -> Result<PromotedState> {
+        self.inner.indexes.get(index)?;
+        Ok(self.inner.registry.rollback(index).await?)
+    }
+
+    /// Measures every config of the plan, picks the winner that clears the recall gate and
+    /// promotes it. One run per index at a time.
+    pub async fn autotune(&self, req: AutotuneRequest) -> Result<AutotuneResult> {
+        let started = Instant::now();
+        self.inner.indexes.get(&req.index)?;
+        self.inner.harnesses.check_index(&req.harness, &req.index).await?;
+        let min_recall = autotune::min_recall(req.min_recall)?;
+        let plan = autotune::plan(req.grid.as_deref())?;
+        let _running = self.inner.autotunes.claim(&req.index)?;
+        let mut candidates = Vec::with_capacity(plan.configs.len());
+        for config in &plan.configs {
+            let trial = self
+                .run_trial(TrialRequest {
+                    index: req.index.clone(),
+                    harness: req.harness.clone(),
+                    config: *config,
+                    note: Some("autotune".into()),
+                    source: Source::Autotune,
+                })
+                .await?;
+            candidates.push(Candidate {
+                trial_id: trial.id,
+                config: trial.config,
+                recall_at_k: trial.metrics.recall_at_k,
+                search_latency_p50_us: trial.metrics.search_latency_p50_us,
+                build_time_secs: trial.metrics.build_time_secs,
+            });
+        }
+        let eligible = candidates.iter().filter(|c| c.recall_at_k >= min_recall).count();
+        let winner = autotune::select_winner(&candidates, min_recall).map(|i| candidates[i].clone());
+        let promoted = match &winner {
+            Some(w) => {
+                self.inner
+                    .registry
+                    .promote(
+                        &req.index,
+                        w.config,
+                        w.trial_id,
+                        Some("autotune".into()),
+                        Some(autotune::winner_note(w)),
+                    )
+                    .await?;
+                true
+            }
+            None => false,
+        };
+        tracing::info!(index = %req.index, trials = candidates.len(), eligible, winner = ?winner.as_ref().map(|w| w.config), "autotune done");
+        Ok(AutotuneResult {
+            index_name: req.index,
+            trials_run: candidates.len(),
+            trials_eligible: eligible,
+            winner,
+            promoted,
+            duration_secs: started.elapsed().as_secs_f64(),
+            skipped: plan.skipped,
+        })
     }
 
     /// Builds a graph on a blocking thread, behind the build semaphore.

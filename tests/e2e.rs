@@ -323,3 +323,115 @@ async fn s3_store_survives_a_restart_when_configured() {
     assert_eq!(s.get("/vectors/harness/s3h").await.0, 404);
     assert!(s.terminate().success());
 }
+
+fn current_and_history(p: &Value) -> (Value, Vec<Value>) {
+    let hist = p["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["trial_id"].clone())
+        .collect();
+    (p["current"]["trial_id"].clone(), hist)
+}
+
+/// The seed story, in Rust: 54 vectors of 64 dims, a 10-query autogen harness, autotune,
+/// manual trial and promote, rollback twice, 409, re-promote, restart, and activation with
+/// the promoted config.
+#[tokio::test]
+async fn the_seed_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "seed", "dims": 64, "metric": "cosine"}))
+        )
+        .await
+        .0,
+        201
+    );
+    append_range(&s, "seed", 0..54, 64).await;
+    let (st, _) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "smoke", "index_name": "seed", "queries": 10, "k": 10, "seed": 42})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, r) = s
+        .post(
+            "/vectors/hnsw/autotune",
+            Some(json!({"index_name": "seed", "harness": "smoke"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["trials_run"].clone(), r["promoted"].clone()),
+        (json!(5), json!(true))
+    );
+    let win = r["winner"]["trial_id"].clone();
+    assert!(r["winner"]["recall_at_k"].as_f64().unwrap() >= 0.9);
+
+    let (st, manual) = s
+        .post(
+            "/vectors/hnsw/trial",
+            Some(json!({"index_name": "seed", "harness": "smoke", "config": {"ef_construction": 80, "ef_search": 30, "seed": 42}})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let man = manual["id"].clone();
+    let man_s = man.as_str().unwrap();
+    let (_, p) = s
+        .post(
+            &format!("/vectors/hnsw/promote/seed/{man_s}?promoted_by=ci&note=manual"),
+            None,
+        )
+        .await;
+    assert_eq!(current_and_history(&p), (man.clone(), vec![win.clone()]));
+    let (_, p) = s.post("/vectors/hnsw/rollback/seed", None).await;
+    assert_eq!(current_and_history(&p), (win.clone(), vec![]));
+    let (_, p) = s.post("/vectors/hnsw/rollback/seed", None).await;
+    assert_eq!(current_and_history(&p), (Value::Null, vec![]));
+    let (st, e) = s.post("/vectors/hnsw/rollback/seed", None).await;
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (409, json!("nothing_to_roll_back"))
+    );
+    let (_, p) = s
+        .post(
+            &format!("/vectors/hnsw/promote/seed/{man_s}?promoted_by=ci"),
+            None,
+        )
+        .await;
+    assert_eq!(current_and_history(&p), (man.clone(), vec![]));
+    assert!(s.terminate().success());
+
+    let s = Server::start(dir.path());
+    let (_, p) = s.get("/vectors/hnsw/promoted/seed").await;
+    assert_eq!(current_and_history(&p), (man.clone(), vec![]));
+    assert_eq!(p["current"]["promoted_by"], "ci");
+    let (_, t) = s.get("/vectors/hnsw/trials/seed").await;
+    let ids: Vec<Value> = t["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    assert_eq!(ids[5], man, "the manual trial is the newest");
+    assert!(ids.contains(&win));
+    let (st, a) = s.post("/vectors/indexes/seed/activate", None).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        a["config"], manual["config"],
+        "activation uses the promoted config"
+    );
+    let (_, hits) = s
+        .post(
+            "/vectors/search/seed",
+            Some(json!({"vector": vector(3, 64), "k": 5})),
+        )
+        .await;
+    assert_eq!(hits["hits"][0]["id"], "v3");
+    assert!(s.terminate().success());
+}

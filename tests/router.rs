@@ -579,3 +579,493 @@ async fn unknown_routes_and_methods_answer_json() {
         "method_not_allowed",
     );
 }
+
+/// A second index with harness "other-h", for cross-index checks.
+async fn other_index_with_harness(app: &Router) {
+    let r = send(
+        app,
+        "POST",
+        "/vectors/indexes",
+        Some(json!({"name": "other", "dims": 8, "metric": "l2"})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    let vectors: Vec<Value> = (0..20)
+        .map(|i| json!({"id": format!("o{i}"), "vector": vec_of(i + 500)}))
+        .collect();
+    assert_eq!(
+        send(
+            app,
+            "POST",
+            "/vectors/indexes/other/vectors",
+            Some(json!({ "vectors": vectors }))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let r = send(
+        app,
+        "POST",
+        "/vectors/harness/autogen",
+        Some(json!({"name": "other-h", "index_name": "other", "queries": 3, "k": 3})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+}
+
+async fn autogen(app: &Router, name: &str, queries: usize, k: usize) {
+    let r = send(
+        app,
+        "POST",
+        "/vectors/harness/autogen",
+        Some(json!({"name": name, "index_name": "idx", "queries": queries, "k": k})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{:?}", r.1);
+}
+
+#[tokio::test]
+async fn trials_and_journal() {
+    let app = app().await;
+    seeded(&app, 60).await;
+    autogen(&app, "h", 8, 5).await;
+    autogen(&app, "h2", 4, 5).await;
+    other_index_with_harness(&app).await;
+    let (s, t) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/trial",
+        Some(json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": 40, "ef_search": 20}, "note": "first"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{t:?}");
+    assert_eq!(
+        t["config"],
+        json!({"ef_construction": 40, "ef_search": 20, "m": 16, "seed": 42})
+    );
+    assert_eq!(
+        (t["index_name"].clone(), t["eval_set"].clone(), t["note"].clone()),
+        (json!("idx"), json!("h"), json!("first"))
+    );
+    assert_eq!(t["source"], "manual");
+    let m = &t["metrics"];
+    for f in [
+        "build_time_secs",
+        "search_latency_p50_us",
+        "search_latency_p95_us",
+        "search_latency_p99_us",
+        "recall_at_k",
+        "memory_bytes",
+        "brute_force_latency_us",
+    ] {
+        assert!(m[f].as_f64().is_some_and(|x| x >= 0.0), "{f}: {m:?}");
+    }
+    assert_eq!(
+        (m["vectors"].clone(), m["eval_queries"].clone()),
+        (json!(60), json!(8))
+    );
+    assert!(m["search_latency_p50_us"].as_f64() <= m["search_latency_p95_us"].as_f64());
+    assert!(m["search_latency_p95_us"].as_f64() <= m["search_latency_p99_us"].as_f64());
+    assert!(m["recall_at_k"].as_f64().unwrap() <= 1.0);
+    let id1 = t["id"].as_str().unwrap().to_string();
+
+    let (_, t2) = send(&app, "POST", "/vectors/hnsw/trial", Some(json!({"index_name": "idx", "harness": "h2", "config": {"ef_construction": 20, "ef_search": 10, "m": 8, "seed": 1}}))).await;
+    let id2 = t2["id"].as_str().unwrap().to_string();
+
+    let (s, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&str> = list["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![id1.as_str(), id2.as_str()], "oldest first");
+    let (_, only) = send(&app, "GET", "/vectors/hnsw/trials/idx?harness=h2", None).await;
+    assert_eq!(only["trials"].as_array().unwrap().len(), 1);
+    assert_eq!(only["trials"][0]["id"], id2.as_str());
+    let (s, one) = send(&app, "GET", &format!("/vectors/hnsw/trials/idx/{id1}"), None).await;
+    assert_eq!((s, one), (StatusCode::OK, t.clone()));
+
+    let trial = |body: Value| async { send(&app, "POST", "/vectors/hnsw/trial", Some(body)).await };
+    let cfg = json!({"ef_construction": 40, "ef_search": 20});
+    assert_error(
+        &trial(json!({"index_name": "nope", "harness": "h", "config": cfg})).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &trial(json!({"index_name": "idx", "harness": "nope", "config": cfg})).await,
+        StatusCode::NOT_FOUND,
+        "harness_not_found",
+    );
+    assert_error(
+        &trial(json!({"index_name": "idx", "harness": "other-h", "config": cfg})).await,
+        StatusCode::BAD_REQUEST,
+        "harness_index_mismatch",
+    );
+    for bad in [
+        json!({"ef_construction": 5000, "ef_search": 30}),
+        json!({"ef_construction": 40, "ef_search": 9}),
+        json!({"ef_construction": 40, "ef_search": 30, "m": 65}),
+        json!({"ef_construction": 40, "ef_search": 30, "m": 3}),
+    ] {
+        assert_error(
+            &trial(json!({"index_name": "idx", "harness": "h", "config": bad})).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_config",
+        );
+    }
+    assert_error(&trial(json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": 40, "ef_search": 30, "M": 3}})).await, StatusCode::BAD_REQUEST, "invalid_body");
+    assert_error(
+        &trial(json!({"index_name": "idx", "harness": "h"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/trials/nope", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/trials/idx?harness=..", None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_name",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/trials/idx/not-a-uuid", None).await,
+        StatusCode::NOT_FOUND,
+        "trial_not_found",
+    );
+    assert_error(
+        &send(&app, "GET", &format!("/vectors/hnsw/trials/other/{id1}"), None).await,
+        StatusCode::NOT_FOUND,
+        "trial_not_found",
+    );
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    assert_eq!(
+        list["trials"].as_array().unwrap().len(),
+        2,
+        "refused trials stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn promotion_registry_and_activation_use_it() {
+    let app = app().await;
+    seeded(&app, 40).await;
+    autogen(&app, "h", 5, 5).await;
+    let (s, p) = send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await;
+    assert_eq!(
+        (s, p),
+        (
+            StatusCode::OK,
+            json!({"index_name": "idx", "current": null, "history": []})
+        )
+    );
+    assert_error(
+        &send(&app, "POST", "/vectors/hnsw/rollback/idx", None).await,
+        StatusCode::CONFLICT,
+        "nothing_to_roll_back",
+    );
+
+    let mut ids = Vec::new();
+    for (ec, es) in [(20, 10), (60, 40)] {
+        let (_, t) = send(&app, "POST", "/vectors/hnsw/trial", Some(json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": ec, "ef_search": es}}))).await;
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    let (s, p) = send(
+        &app,
+        "POST",
+        &format!(
+            "/vectors/hnsw/promote/idx/{}?promoted_by=ci&note=hello%20world",
+            ids[0]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p:?}");
+    assert_eq!(p["current"]["trial_id"], ids[0].as_str());
+    assert_eq!(
+        (p["current"]["promoted_by"].clone(), p["current"]["note"].clone()),
+        (json!("ci"), json!("hello world"))
+    );
+    assert_eq!(p["current"]["config"]["ef_construction"], 20);
+    assert!(p["current"]["promoted_at"].as_str().is_some());
+    let (_, p) = send(
+        &app,
+        "POST",
+        &format!("/vectors/hnsw/promote/idx/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (p["current"]["promoted_by"].clone(), p["current"]["note"].clone()),
+        (json!("api"), Value::Null)
+    );
+    assert_eq!(p["history"][0]["trial_id"], ids[0].as_str());
+
+    // activation builds with the promoted config; promotion alone does not rebuild
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(
+        a["config"],
+        json!({"ef_construction": 60, "ef_search": 40, "m": 16, "seed": 42})
+    );
+    let (_, p) = send(&app, "POST", "/vectors/hnsw/rollback/idx", None).await;
+    assert_eq!(
+        (p["current"]["trial_id"].clone(), p["history"].clone()),
+        (json!(ids[0]), json!([]))
+    );
+    let (_, i) = send(&app, "GET", "/vectors/indexes/idx", None).await;
+    assert_eq!(
+        i["active"]["config"]["ef_construction"], 60,
+        "rollback does not rebuild by itself"
+    );
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(a["config"]["ef_construction"], 20);
+    let (_, p) = send(&app, "POST", "/vectors/hnsw/rollback/idx", None).await;
+    assert_eq!(p["current"], Value::Null);
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(
+        a["config"]["ef_construction"], 80,
+        "nothing promoted: the default"
+    );
+
+    assert_error(
+        &send(
+            &app,
+            "POST",
+            "/vectors/hnsw/promote/idx/00000000-0000-7000-8000-000000000000",
+            None,
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "trial_not_found",
+    );
+    assert_error(
+        &send(&app, "POST", "/vectors/hnsw/promote/nope/x", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    let long = "x".repeat(1100);
+    assert_error(
+        &send(
+            &app,
+            "POST",
+            &format!("/vectors/hnsw/promote/idx/{}?note={long}", ids[0]),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_text",
+    );
+    assert_error(
+        &send(
+            &app,
+            "POST",
+            &format!("/vectors/hnsw/promote/idx/{}?bogus=1", ids[0]),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query_string",
+    );
+    assert_error(
+        &send(&app, "POST", "/vectors/hnsw/rollback/nope", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/promoted/nope", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    let (_, p) = send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await;
+    assert_eq!(p["current"], Value::Null, "refused requests changed nothing");
+}
+
+#[tokio::test]
+async fn autotune_rules() {
+    let app = app().await;
+    seeded(&app, 50).await;
+    autogen(&app, "h", 10, 10).await;
+    other_index_with_harness(&app).await;
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(json!({"index_name": "idx", "harness": "h"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (
+            r["trials_run"].clone(),
+            r["promoted"].clone(),
+            r["skipped"].clone()
+        ),
+        (json!(5), json!(true), json!([]))
+    );
+    assert!(r["duration_secs"].as_f64().unwrap() > 0.0);
+    let w = &r["winner"];
+    for f in [
+        "trial_id",
+        "config",
+        "recall_at_k",
+        "search_latency_p50_us",
+        "build_time_secs",
+    ] {
+        assert!(!w[f].is_null(), "winner.{f}");
+    }
+    let (_, p) = send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await;
+    assert_eq!(p["current"]["trial_id"], w["trial_id"]);
+    assert_eq!(p["current"]["promoted_by"], "autotune");
+    assert!(p["current"]["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("autotune winner: recall="));
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    let trials = list["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 5);
+    assert!(trials.iter().all(|t| t["source"] == "autotune"));
+    let eligible = trials
+        .iter()
+        .filter(|t| t["metrics"]["recall_at_k"].as_f64().unwrap() >= 0.9)
+        .count();
+    assert_eq!(r["trials_eligible"], eligible);
+
+    // a grid: out-of-bounds entries are skipped and reported
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(json!({"index_name": "idx", "harness": "h", "min_recall": 0.0,
+                    "grid": [{"ef_construction": 1, "ef_search": 30}, {"ef_construction": 30, "ef_search": 15, "m": 6, "seed": 3}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    assert_eq!(r["trials_run"], 1);
+    assert_eq!(r["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r["winner"]["config"],
+        json!({"ef_construction": 30, "ef_search": 15, "m": 6, "seed": 3})
+    );
+
+    let tune = |body: Value| async { send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await };
+    assert_error(
+        &tune(
+            json!({"index_name": "idx", "harness": "h", "grid": [{"ef_construction": 1, "ef_search": 30}]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no_usable_config",
+    );
+    assert_error(
+        &tune(json!({"index_name": "idx", "harness": "h", "grid": []})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no_usable_config",
+    );
+    assert_error(
+        &tune(json!({"index_name": "idx", "harness": "h", "min_recall": 1.5})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_min_recall",
+    );
+    assert_error(
+        &tune(json!({"index_name": "idx", "harness": "nope"})).await,
+        StatusCode::NOT_FOUND,
+        "harness_not_found",
+    );
+    assert_error(
+        &tune(json!({"index_name": "nope", "harness": "h"})).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &tune(json!({"index_name": "idx", "harness": "other-h"})).await,
+        StatusCode::BAD_REQUEST,
+        "harness_index_mismatch",
+    );
+    assert_error(
+        &tune(json!({"index_name": "idx", "harness": "h", "strategy": "magic"})).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+    );
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    assert_eq!(
+        list["trials"].as_array().unwrap().len(),
+        6,
+        "refused autotunes ran nothing"
+    );
+}
+
+#[tokio::test]
+async fn autotune_without_an_eligible_trial_promotes_nothing() {
+    let app = app().await;
+    // 1,500 vectors searched with the sparsest graph and smallest ef: recall stays below 1
+    let r = send(
+        &app,
+        "POST",
+        "/vectors/indexes",
+        Some(json!({"name": "idx", "dims": 8, "metric": "l2"})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    let vectors: Vec<Value> = (0..1500)
+        .map(|i| json!({"id": format!("v{i}"), "vector": vec_of(i)}))
+        .collect();
+    assert_eq!(
+        send(
+            &app,
+            "POST",
+            "/vectors/indexes/idx/vectors",
+            Some(json!({ "vectors": vectors }))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    autogen(&app, "h", 50, 50).await;
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(json!({"index_name": "idx", "harness": "h", "min_recall": 1.0, "grid": [{"ef_construction": 10, "ef_search": 10, "m": 4}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (
+            r["winner"].clone(),
+            r["promoted"].clone(),
+            r["trials_eligible"].clone()
+        ),
+        (Value::Null, json!(false), json!(0))
+    );
+    assert_eq!(
+        send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await.1["current"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_second_concurrent_autotune_is_409() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    autogen(&app, "h", 20, 10).await;
+    let body = json!({"index_name": "idx", "harness": "h"});
+    let (a, b) = tokio::join!(
+        send(&app, "POST", "/vectors/hnsw/autotune", Some(body.clone())),
+        send(&app, "POST", "/vectors/hnsw/autotune", Some(body.clone()))
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let conflict = if a.0 == StatusCode::CONFLICT { a } else { b };
+    assert_error(&conflict, StatusCode::CONFLICT, "autotune_running");
+    // once the first is done, the index is free again
+    assert_eq!(
+        send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await.0,
+        StatusCode::OK
+    );
+}

@@ -388,6 +388,22 @@ impl Harnesses {
         Ok((harness, gt))
     }
 
+    /// Checks that the harness exists and belongs to `index`, without touching ground truth.
+    pub async fn check_index(&self, name: &HarnessName, index: &IndexName) -> Result<()> {
+        let (harness, _) = self
+            .load(name)
+            .await?
+            .ok_or_else(|| HarnessError::NotFound(name.clone()))?;
+        if harness.index_name != *index {
+            return Err(HarnessError::WrongIndex {
+                harness: name.clone(),
+                actual: harness.index_name.clone(),
+                requested: index.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Deletes every harness of an index (the index is being deleted).
     pub async fn delete_for_index(&self, index: &IndexName) -> Result<()> {
         for name in self.storage.list_children(&keys::harnesses_root()).await? {

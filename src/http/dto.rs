@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::harness::HarnessView;
 use crate::hnsw::serving::ActivationRecord;
-use crate::hnsw::HnswConfig;
+use crate::hnsw::{HnswConfig, RawHnswConfig};
+use crate::promotion::{Entry, PromotedState};
 use crate::service::{Activation, IndexView, SearchResult};
+use crate::trials::Trial;
 
 /// `POST /vectors/indexes`.
 #[derive(Debug, Deserialize)]
@@ -306,4 +308,85 @@ impl From<HarnessView> for HarnessOut {
             created_at: h.created_at,
         }
     }
+}
+
+/// `POST /vectors/hnsw/trial`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialIn {
+    /// The index.
+    pub index_name: String,
+    /// The harness.
+    pub harness: String,
+    /// The config to measure.
+    pub config: RawHnswConfig,
+    /// Free text for the journal.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// `GET /vectors/hnsw/trials/{index}`.
+#[derive(Debug, Serialize)]
+pub struct TrialList {
+    /// Oldest first.
+    pub trials: Vec<std::sync::Arc<Trial>>,
+}
+
+/// `?harness=` of the trial listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialFilter {
+    /// Only trials of this harness.
+    #[serde(default)]
+    pub harness: Option<String>,
+}
+
+/// `?promoted_by=&note=` of a promotion.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteParams {
+    /// Who promotes (default `api`).
+    #[serde(default)]
+    pub promoted_by: Option<String>,
+    /// Why.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The promoted state of an index.
+#[derive(Debug, Serialize)]
+pub struct PromotedOut {
+    /// The index.
+    pub index_name: String,
+    /// What the next activation builds with.
+    pub current: Option<Entry>,
+    /// Earlier currents, newest first.
+    pub history: Vec<Entry>,
+}
+
+impl PromotedOut {
+    /// From the registry state.
+    pub fn new(index_name: &str, s: PromotedState) -> PromotedOut {
+        PromotedOut {
+            index_name: index_name.to_string(),
+            current: s.current,
+            history: s.history,
+        }
+    }
+}
+
+/// `POST /vectors/hnsw/autotune`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutotuneIn {
+    /// The index.
+    pub index_name: String,
+    /// The harness.
+    pub harness: String,
+    /// Recall gate (default 0.9).
+    #[serde(default)]
+    pub min_recall: Option<f64>,
+    /// Configs to try (default: the seed grid).
+    #[serde(default)]
+    pub grid: Option<Vec<RawHnswConfig>>,
 }

@@ -9,10 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::autotune::AutotuneError;
 use crate::harness::HarnessError;
 use crate::names::NameError;
+use crate::promotion::PromotionError;
 use crate::service::ServiceError;
 use crate::storage::StorageError;
+use crate::trials::TrialsError;
 use crate::vectors::VectorsError;
 
 /// An error answer: `{"error": {"code", "message"}}` with its status.
@@ -147,6 +150,12 @@ impl From<ServiceError> for ApiError {
             S::Harness(h) => h.into(),
             S::Storage(s) => s.into(),
             S::Config(_) => ApiError::bad_request("invalid_config", e),
+            S::Trials(t) => t.into(),
+            S::Promotion(p) => p.into(),
+            S::Autotune(a) => a.into(),
+            S::HarnessQuery(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_harness", e.to_string())
+            }
             S::NotActive(_) => ApiError::new(StatusCode::CONFLICT, "not_active", e.to_string()),
             S::EmptyIndex(_) => ApiError::new(StatusCode::CONFLICT, "index_empty", e.to_string()),
             S::Query(_) => ApiError::bad_request("invalid_query", e),
@@ -155,6 +164,48 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string())
             }
             S::Task(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<TrialsError> for ApiError {
+    fn from(e: TrialsError) -> ApiError {
+        match e {
+            TrialsError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "trial_not_found", e.to_string())
+            }
+            TrialsError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<PromotionError> for ApiError {
+    fn from(e: PromotionError) -> ApiError {
+        match e {
+            PromotionError::NothingToRollBack(_) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", e.to_string())
+            }
+            PromotionError::TextTooLong { .. } => ApiError::bad_request("invalid_text", e),
+            PromotionError::Contended(_) => {
+                ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string())
+            }
+            PromotionError::Storage(s) => s.into(),
+        }
+    }
+}
+
+impl From<AutotuneError> for ApiError {
+    fn from(e: AutotuneError) -> ApiError {
+        match e {
+            AutotuneError::NoUsableConfig { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_usable_config",
+                e.to_string(),
+            ),
+            AutotuneError::Running(_) => {
+                ApiError::new(StatusCode::CONFLICT, "autotune_running", e.to_string())
+            }
+            AutotuneError::InvalidMinRecall(_) => ApiError::bad_request("invalid_min_recall", e),
         }
     }
 }

@@ -8,11 +8,13 @@ use serde_json::json;
 
 use super::dto::*;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::distance::Metric;
 use crate::harness::NewQuery;
+use crate::hnsw::HnswConfig;
 use crate::names::{HarnessName, IndexName};
-use crate::service::Vectune;
+use crate::service::{AutotuneRequest, TrialRequest, Vectune};
+use crate::trials::Source;
 use crate::vectors::{Dims, NewVector, VectorsError};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -119,6 +121,90 @@ pub async fn get_harness(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<HarnessOut>> {
     Ok(Json(v.get_harness(&HarnessName::parse(name)?).await?.into()))
+}
+
+pub async fn run_trial(
+    State(v): State<Vectune>,
+    ApiJson(req): ApiJson<TrialIn>,
+) -> ApiResult<impl IntoResponse> {
+    let index = IndexName::parse(req.index_name)?;
+    let harness = HarnessName::parse(req.harness)?;
+    let config = HnswConfig::parse(&req.config).map_err(crate::service::ServiceError::from)?;
+    let trial = v
+        .run_trial(TrialRequest {
+            index,
+            harness,
+            config,
+            note: req.note,
+            source: Source::Manual,
+        })
+        .await?;
+    Ok(Json(trial))
+}
+
+pub async fn list_trials(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+    ApiQuery(filter): ApiQuery<TrialFilter>,
+) -> ApiResult<Json<TrialList>> {
+    let index = IndexName::parse(index)?;
+    let harness = filter.harness.map(HarnessName::parse).transpose()?;
+    Ok(Json(TrialList {
+        trials: v.list_trials(&index, harness.as_ref()).await?,
+    }))
+}
+
+pub async fn get_trial(
+    State(v): State<Vectune>,
+    ApiPath((index, trial)): ApiPath<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let index = IndexName::parse(index)?;
+    Ok(Json(v.get_trial(&index, &trial).await?))
+}
+
+pub async fn promote(
+    State(v): State<Vectune>,
+    ApiPath((index, trial)): ApiPath<(String, String)>,
+    ApiQuery(p): ApiQuery<PromoteParams>,
+) -> ApiResult<Json<PromotedOut>> {
+    let index = IndexName::parse(index)?;
+    let state = v.promote(&index, &trial, p.promoted_by, p.note).await?;
+    Ok(Json(PromotedOut::new(index.as_str(), state)))
+}
+
+pub async fn rollback(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+) -> ApiResult<Json<PromotedOut>> {
+    let index = IndexName::parse(index)?;
+    let state = v.rollback(&index).await?;
+    Ok(Json(PromotedOut::new(index.as_str(), state)))
+}
+
+pub async fn promoted(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+) -> ApiResult<Json<PromotedOut>> {
+    let index = IndexName::parse(index)?;
+    let state = v.promoted(&index).await?;
+    Ok(Json(PromotedOut::new(index.as_str(), state)))
+}
+
+pub async fn autotune(
+    State(v): State<Vectune>,
+    ApiJson(req): ApiJson<AutotuneIn>,
+) -> ApiResult<impl IntoResponse> {
+    let index = IndexName::parse(req.index_name)?;
+    let harness = HarnessName::parse(req.harness)?;
+    let result = v
+        .autotune(AutotuneRequest {
+            index,
+            harness,
+            min_recall: req.min_recall,
+            grid: req.grid,
+        })
+        .await?;
+    Ok(Json(result))
 }
 
 pub async fn not_found() -> ApiError {

@@ -1,0 +1,271 @@
+//! Autotune: measure a grid of configs through the trial journal, pick a winner that clears
+//! the recall gate, promote it.
+//!
+//! This module holds the rules (which configs run, which trial wins, one run per index at a
+//! time); the service runs the trials. Winner: the highest recall among trials with
+//! `recall_at_k >= min_recall`, ties broken by the lower p50 latency, then by the earlier
+//! trial, so the choice is a total order with no NaN anywhere.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::hnsw::{HnswConfig, RawHnswConfig};
+use crate::names::IndexName;
+
+/// The seed's default grid, `(ef_construction, ef_search)` at m=16, seed 42.
+pub const DEFAULT_GRID: [(u32, u32); 5] = [(20, 30), (40, 30), (80, 30), (80, 60), (160, 30)];
+/// `min_recall` when none is given.
+pub const DEFAULT_MIN_RECALL: f64 = 0.9;
+
+/// Errors of the autotune rules.
+#[derive(Debug, thiserror::Error)]
+pub enum AutotuneError {
+    /// Every grid entry was out of bounds (or the grid was empty).
+    #[error("no usable config in the grid: {}", if skipped.is_empty() { "the grid is empty".to_string() } else { skipped.join("; ") })]
+    NoUsableConfig {
+        /// Why each entry was skipped.
+        skipped: Vec<String>,
+    },
+    /// Another autotune of the index is running.
+    #[error("an autotune of index {0} is already running")]
+    Running(IndexName),
+    /// `min_recall` outside 0..=1.
+    #[error("min_recall must be between 0 and 1, got {0}")]
+    InvalidMinRecall(f64),
+}
+
+/// Result of the autotune rules.
+pub type Result<T, E = AutotuneError> = std::result::Result<T, E>;
+
+/// The configs a run will measure, and the grid entries it skipped (with why).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Usable configs, in grid order.
+    pub configs: Vec<HnswConfig>,
+    /// Human-readable reasons, one per skipped entry.
+    pub skipped: Vec<String>,
+}
+
+/// Checks a requested grid (or takes the default): out-of-bounds entries and repeats are
+/// skipped and reported; none left is an error.
+pub fn plan(grid: Option<&[RawHnswConfig]>) -> Result<Plan> {
+    let Some(grid) = grid else {
+        return Ok(Plan {
+            configs: DEFAULT_GRID
+                .iter()
+                .map(|&(ec, es)| HnswConfig {
+                    ef_construction: ec,
+                    ef_search: es,
+                    ..HnswConfig::DEFAULT
+                })
+                .collect(),
+            skipped: Vec::new(),
+        });
+    };
+    let mut configs: Vec<HnswConfig> = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, raw) in grid.iter().enumerate() {
+        match HnswConfig::parse(raw) {
+            Ok(c) => match configs.iter().position(|x| *x == c) {
+                Some(_) => skipped.push(format!("grid[{i}]: repeats an earlier config")),
+                None => configs.push(c),
+            },
+            Err(e) => skipped.push(format!("grid[{i}]: {e}")),
+        }
+    }
+    if configs.is_empty() {
+        return Err(AutotuneError::NoUsableConfig { skipped });
+    }
+    Ok(Plan { configs, skipped })
+}
+
+/// Checks `min_recall`.
+pub fn min_recall(v: Option<f64>) -> Result<f64> {
+    let v = v.unwrap_or(DEFAULT_MIN_RECALL);
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(AutotuneError::InvalidMinRecall(v))
+    }
+}
+
+/// What winner selection looks at in a trial.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Candidate {
+    /// The trial.
+    pub trial_id: Uuid,
+    /// Its config.
+    pub config: HnswConfig,
+    /// Its recall.
+    pub recall_at_k: f64,
+    /// Its p50 latency.
+    pub search_latency_p50_us: f64,
+    /// Its build time.
+    pub build_time_secs: f64,
+}
+
+/// The index of the winner among `trials` (in run order), if any clears `min_recall`.
+pub fn select_winner(trials: &[Candidate], min_recall: f64) -> Option<usize> {
+    trials
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.recall_at_k >= min_recall)
+        .min_by(|(ia, a), (ib, b)| {
+            b.recall_at_k
+                .total_cmp(&a.recall_at_k)
+                .then(a.search_latency_p50_us.total_cmp(&b.search_latency_p50_us))
+                .then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i)
+}
+
+/// The note a promoted autotune winner carries.
+pub fn winner_note(c: &Candidate) -> String {
+    format!(
+        "autotune winner: recall={:.4} p50={:.1}us",
+        c.recall_at_k, c.search_latency_p50_us
+    )
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutotuneResult {
+    /// The index.
+    pub index_name: IndexName,
+    /// Trials measured.
+    pub trials_run: usize,
+    /// Trials that cleared `min_recall`.
+    pub trials_eligible: usize,
+    /// The winner, if any.
+    pub winner: Option<Candidate>,
+    /// Whether it was promoted.
+    pub promoted: bool,
+    /// Wall time of the run.
+    pub duration_secs: f64,
+    /// Grid entries not run, with why.
+    pub skipped: Vec<String>,
+}
+
+/// The indexes with an autotune running in this process.
+#[derive(Debug, Default)]
+pub struct Running {
+    set: Mutex<HashSet<IndexName>>,
+}
+
+/// Held while an autotune runs; dropping it frees the index.
+#[derive(Debug)]
+pub struct RunGuard {
+    running: Arc<Running>,
+    index: IndexName,
+}
+
+impl Running {
+    /// Claims `index`, or `Running` if an autotune of it is under way.
+    pub fn claim(self: &Arc<Self>, index: &IndexName) -> Result<RunGuard> {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(index.clone()) {
+            return Err(AutotuneError::Running(index.clone()));
+        }
+        Ok(RunGuard {
+            running: self.clone(),
+            index: index.clone(),
+        })
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let mut set = self.running.set.lock().unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(n: u128, recall: f64, p50: f64) -> Candidate {
+        Candidate {
+            trial_id: Uuid::from_u128(n),
+            config: HnswConfig::DEFAULT,
+            recall_at_k: recall,
+            search_latency_p50_us: p50,
+            build_time_secs: 0.0,
+        }
+    }
+
+    #[test]
+    fn highest_recall_then_lowest_p50_then_earliest() {
+        let t = [
+            cand(0, 0.95, 10.0),
+            cand(1, 0.99, 30.0),
+            cand(2, 0.99, 20.0),
+            cand(3, 0.99, 20.0),
+        ];
+        assert_eq!(select_winner(&t, 0.9), Some(2));
+        assert_eq!(select_winner(&t, 0.995), None, "nothing eligible");
+        assert_eq!(select_winner(&[], 0.0), None);
+        // the gate is inclusive
+        assert_eq!(select_winner(&[cand(0, 0.9, 1.0)], 0.9), Some(0));
+        // below the gate never wins, however fast
+        assert_eq!(
+            select_winner(&[cand(0, 0.5, 1.0), cand(1, 0.91, 99.0)], 0.9),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn plans() {
+        let p = plan(None).unwrap();
+        assert_eq!(p.configs.len(), 5);
+        assert!(p.configs.iter().all(|c| c.m == 16 && c.seed == 42));
+        let raw = |ec: i64, es: i64| RawHnswConfig {
+            ef_construction: ec,
+            ef_search: es,
+            m: None,
+            seed: None,
+        };
+        let p = plan(Some(&[raw(1, 30), raw(40, 30), raw(40, 30), raw(40, 500)])).unwrap();
+        assert_eq!(p.configs.len(), 1);
+        assert_eq!(p.skipped.len(), 3);
+        assert!(p.skipped[0].starts_with("grid[0]: ef_construction"));
+        assert!(matches!(
+            plan(Some(&[raw(1, 30)])),
+            Err(AutotuneError::NoUsableConfig { .. })
+        ));
+        assert!(matches!(
+            plan(Some(&[])),
+            Err(AutotuneError::NoUsableConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn min_recall_bounds() {
+        assert_eq!(min_recall(None).unwrap(), 0.9);
+        assert!(min_recall(Some(1.5)).is_err());
+        assert!(min_recall(Some(-0.1)).is_err());
+        assert!(min_recall(Some(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn one_run_per_index() {
+        let r = Arc::new(Running::default());
+        let a = IndexName::parse("a").unwrap();
+        let g = r.claim(&a).unwrap();
+        assert!(matches!(r.claim(&a), Err(AutotuneError::Running(_))));
+        assert!(r.claim(&IndexName::parse("b").unwrap()).is_ok());
+        drop(g);
+        assert!(r.claim(&a).is_ok());
+    }
+
+    #[test]
+    fn note_format() {
+        assert_eq!(
+            winner_note(&cand(0, 0.98, 12.34)),
+            "autotune winner: recall=0.9800 p50=12.3us"
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Trials and the trial journal: "trials are data".
+//!
+//! A trial is one HNSW config measured against one harness: recall@k against exact ground
+//! truth, per-query latency percentiles, build time, memory, and the brute-force cost of
+//! the same queries for scale. Every trial, manual or autotune, is appended to the journal
+//! as its own write-once object keyed by a time-ordered UUIDv7, so concurrent writers (in
+//! one process or several) can never lose each other's trials and a listing is oldest
+//! first by construction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::harness::ground_truth;
+use crate::hnsw::{Graph, HnswConfig};
+use crate::names::{HarnessName, IndexName};
+use crate::storage::{keys, Storage, StorageError};
+use crate::vectors::VectorSet;
+
+/// Errors of the trials module.
+#[derive(Debug, thiserror::Error)]
+pub enum TrialsError {
+    /// No trial with that id in that index's journal.
+    #[error("trial {trial} not found in index {index}")]
+    NotFound {
+        /// The index.
+        index: IndexName,
+        /// The id as given.
+        trial: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Result of the trials module.
+pub type Result<T, E = TrialsError> = std::result::Result<T, E>;
+
+/// Who ran a trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `POST /vectors/hnsw/trial`.
+    #[default]
+    Manual,
+    /// An autotune run.
+    Autotune,
+    /// The background agent.
+    Agent,
+}
+
+/// What a trial measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialMetrics {
+    /// Wall time of the graph build, seconds.
+    pub build_time_secs: f64,
+    /// Median single-query search latency, µs (after one warm-up pass).
+    pub search_latency_p50_us: f64,
+    /// 95th percentile, µs.
+    pub search_latency_p95_us: f64,
+    /// 99th percentile, µs.
+    pub search_latency_p99_us: f64,
+    /// Fraction of the exact top-k found, over all queries × k.
+    pub recall_at_k: f64,
+    /// Bytes of what would serve: the vectors plus the graph (estimated from sizes, see
+    /// `hnsw::Graph::memory_bytes`).
+    pub memory_bytes: u64,
+    /// Vectors in the graph.
+    pub vectors: u64,
+    /// Queries measured.
+    pub eval_queries: u64,
+    /// Mean exact brute-force time per query on the same queries, one thread, µs.
+    pub brute_force_latency_us: f64,
+}
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// UUIDv7: time-ordered.
+    pub id: Uuid,
+    /// The index.
+    pub index_name: IndexName,
+    /// The harness measured against (`eval_set` in the contract).
+    pub eval_set: HarnessName,
+    /// The config built and searched.
+    pub config: HnswConfig,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+    /// Free text.
+    pub note: Option<String>,
+    /// Who ran it.
+    #[serde(default)]
+    pub source: Source,
+    /// The measurements.
+    pub metrics: TrialMetrics,
+}
+
+/// The measurements of one config over one built graph, before they become a trial.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    /// Recall and latency figures.
+    pub metrics: TrialMetrics,
+}
+
+/// Nearest-rank percentile of sorted values (`p` in 0..=100).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Measures `graph` (built over the first `graph.len()` rows of `set`) on prepared
+/// queries with their exact top-`k` rows: one warm-up pass over all queries, then each
+/// query timed alone with a monotonic clock. CPU-heavy: run it on a blocking thread, and
+/// never beside a build, or the latencies measure the contention.
+pub fn measure(
+    set: &VectorSet,
+    graph: &Graph,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    k: usize,
+) -> Measurement {
+    let ef = graph.config().ef_search as usize;
+    for q in queries {
+        std::hint::black_box(graph.search(set, q, k, ef));
+    }
+    let mut lat = Vec::with_capacity(queries.len());
+    let mut found = 0usize;
+    let mut slots = 0usize;
+    for (q, t) in queries.iter().zip(truth) {
+        let start = Instant::now();
+        let hits = graph.search(set, q, k, ef);
+        lat.push(start.elapsed().as_secs_f64() * 1e6);
+        let want = &t[..t.len().min(k)];
+        found += hits.iter().filter(|h| want.contains(&h.row)).count();
+        slots += want.len();
+    }
+    lat.sort_by(f64::total_cmp);
+    // brute force on the same queries, one thread, for scale
+    let start = Instant::now();
+    for q in queries {
+        std::hint::black_box(ground_truth::exact_with_threads(
+            set,
+            std::slice::from_ref(q),
+            k,
+            1,
+        ));
+    }
+    let brute = start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64;
+    let rows = graph.len();
+    Measurement {
+        metrics: TrialMetrics {
+            build_time_secs: graph.build_time().as_secs_f64(),
+            search_latency_p50_us: percentile(&lat, 50.0),
+            search_latency_p95_us: percentile(&lat, 95.0),
+            search_latency_p99_us: percentile(&lat, 99.0),
+            recall_at_k: if slots == 0 {
+                0.0
+            } else {
+                found as f64 / slots as f64
+            },
+            memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
+            vectors: rows as u64,
+            eval_queries: queries.len() as u64,
+            brute_force_latency_us: brute,
+        },
+    }
+}
+
+/// The trial journal: write-once trial objects, read back through a cache of their
+/// (immutable) bodies.
+pub struct Journal {
+    storage: Storage,
+    cache: Mutex<HashMap<IndexName, HashMap<Uuid, Arc<Trial>>>>,
+}
+
+impl Journal {
+    /// A journal over `storage`.
+    pub fn new(storage: Storage) -> Journal {
+        Journal {
+            storage,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, index: &IndexName, id: &Uuid) -> Option<Arc<Trial>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(index).and_then(|m| m.get(id)).cloned()
+    }
+
+    fn remember(&self, trial: Arc<Trial>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(trial.index_name.clone())
+            .or_default()
+            .insert(trial.id, trial);
+    }
+
+    /// Appends a trial (durable before it returns).
+    pub async fn append(&self, trial: Trial) -> Result<Arc<Trial>> {
+        self.storage
+            .put_json_new(&keys::trial(&trial.index_name, trial.id), &trial)
+            .await?;
+        let trial = Arc::new(trial);
+        self.remember(trial.clone());
+        Ok(trial)
+    }
+
+    /// One trial of an index; `NotFound` also for ids that are not UUIDs.
+    pub async fn get(&self, index: &IndexName, id: &str) -> Result<Arc<Trial>> {
+        let not_found = || TrialsError::NotFound {
+            index: index.clone(),
+            trial: id.chars().take(64).collect(),
+        };
+        let uuid = Uuid::parse_str(id).map_err(|_| not_found())?;
+        if let Some(t) = self.cached(index, &uuid) {
+            return Ok(t);
+        }
+        let trial: Trial = self
+            .storage
+            .get_json(&keys::trial(index, uuid))
+            .await?
+            .ok_or_else(not_found)?;
+        if trial.index_name != *index {
+            return Err(not_found());
+        }
+        let trial = Arc::new(trial);
+        self.remember(trial.clone());
+        Ok(trial)
+    }
+
+    /// Every trial of an index, oldest first, optionally only those of one harness.
+    /// The listing comes from storage each time (other writers' trials show up); bodies
+    /// come from the cache when known.
+    pub async fn list(&self, index: &IndexName, harness: Option<&HarnessName>) -> Result<Vec<Arc<Trial>>> {
+        let mut out = Vec::new();
+        for key in self.storage.list(&keys::trials(index)).await? {
+            let Some(id) = keys::trial_id_of(&key) else {
+                continue;
+            };
+            let trial = match self.cached(index, &id) {
+                Some(t) => t,
+                None => match self.storage.get_json::<Trial>(&key).await? {
+                    Some(t) => {
+                        let t = Arc::new(t);
+                        self.remember(t.clone());
+                        t
+                    }
+                    None => continue, // deleted between list and get
+                },
+            };
+            if harness.is_none_or(|h| *h == trial.eval_set) {
+                out.push(trial);
+            }
+        }
+        // UUIDv7 keys list in time order already; sorting by id makes that explicit
+        out.sort_by_key(|t| t.id);
+        Ok(out)
+    }
+
+    /// Forgets an index's trials (the index was deleted with its objects).
+    pub fn forget(&self, index: &IndexName) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.0), 1.0);
+    }
+
+    fn trial(index: &str, harness: &str) -> Trial {
+        Trial {
+            id: Uuid::now_v7(),
+            index_name: IndexName::parse(index).unwrap(),
+            eval_set: HarnessName::parse(harness).unwrap(),
+            config: HnswConfig::DEFAULT,
+            created_at: Utc::now(),
+            note: None,
+            source: Source::Manual,
+            metrics: TrialMetrics {
+                build_time_secs: 0.1,
+                search_latency_p50_us: 1.0,
+                search_latency_p95_us: 2.0,
+                search_latency_p99_us: 3.0,
+                recall_at_k: 1.0,
+                memory_bytes: 10,
+                vectors: 5,
+                eval_queries: 2,
+                brute_force_latency_us: 4.0,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_lists_oldest_first_filters_and_survives_a_new_process() {
+        let s = Storage::in_memory();
+        let j = Journal::new(s.clone());
+        let mut ids = Vec::new();
+        for h in ["a", "b", "a", "a"] {
+            ids.push(j.append(trial("idx", h)).await.unwrap().id);
+        }
+        j.append(trial("other", "a")).await.unwrap();
+        let idx = IndexName::parse("idx").unwrap();
+        let fresh = Journal::new(s); // nothing cached: read back from storage
+        let all: Vec<Uuid> = fresh
+            .list(&idx, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(all, ids);
+        let a = HarnessName::parse("a").unwrap();
+        let only_a: Vec<Uuid> = fresh
+            .list(&idx, Some(&a))
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(only_a, vec![ids[0], ids[2], ids[3]]);
+        assert_eq!(fresh.get(&idx, &ids[1].to_string()).await.unwrap().id, ids[1]);
+        assert!(matches!(
+            fresh.get(&idx, "nope").await,
+            Err(TrialsError::NotFound { .. })
+        ));
+        let other = IndexName::parse("other").unwrap();
+        assert!(matches!(
+            fresh.get(&other, &ids[1].to_string()).await,
+            Err(TrialsError::NotFound { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_lose_nothing() {
+        let j = Arc::new(Journal::new(Storage::in_memory()));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let j = j.clone();
+                tokio::spawn(async move { j.append(trial("idx", "h")).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            j.list(&IndexName::parse("idx").unwrap(), None)
+                .await
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+}
