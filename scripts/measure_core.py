@@ -95,6 +95,33 @@ def main():
             "http_search_p99_us": round(lat[int(0.99 * (len(lat) - 1))]),
             "recall_at_10": round(found / (10 * len(queries)), 4),
         }
+        # autotune over the default grid with the set's queries as an explicit harness
+        t0 = time.perf_counter()
+        _, tune = call(base, "POST", "/vectors/hnsw/autotune", {"index_name": "m", "harness": "mq"})
+        out["autotune_wall_secs"] = round(time.perf_counter() - t0, 2)
+        out["autotune_duration_secs"] = round(tune["duration_secs"], 2)
+        out["autotune_trials"] = tune["trials_run"]
+        out["autotune_winner"] = tune["winner"]
+        _, trials = call(base, "GET", "/vectors/hnsw/trials/m")
+        out["autotune_trials_table"] = [
+            {"config": t["config"], "recall": round(t["metrics"]["recall_at_k"], 4),
+             "p50_us": round(t["metrics"]["search_latency_p50_us"], 1),
+             "p99_us": round(t["metrics"]["search_latency_p99_us"], 1),
+             "build_secs": round(t["metrics"]["build_time_secs"], 2),
+             "brute_force_us": round(t["metrics"]["brute_force_latency_us"], 1),
+             "memory_mb": round(t["metrics"]["memory_bytes"] / 2**20, 1)}
+            for t in trials["trials"]]
+        # the seed case: 54 gaussian vectors of 64 dims, a 10-query autogen harness
+        import random
+        rnd = random.Random(7)
+        call(base, "POST", "/vectors/indexes", {"name": "seed", "dims": 64, "metric": "cosine"})
+        call(base, "POST", "/vectors/indexes/seed/vectors",
+             {"vectors": [{"id": f"doc-{i}", "vector": [rnd.gauss(0, 1) for _ in range(64)]} for i in range(54)]})
+        call(base, "POST", "/vectors/harness/autogen", {"name": "seed-h", "index_name": "seed", "queries": 10, "k": 10, "seed": 42})
+        t0 = time.perf_counter()
+        _, tune = call(base, "POST", "/vectors/hnsw/autotune", {"index_name": "seed", "harness": "seed-h"})
+        out["seed_autotune_wall_secs"] = round(time.perf_counter() - t0, 4)
+        out["seed_autotune_winner"] = tune["winner"]
         print(json.dumps(out, indent=2))
     finally:
         proc.terminate()
