@@ -147,10 +147,14 @@ pub fn l2_squared_scalar(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use simd::{dot_avx2, has_avx2_fma, l2sq_avx2};
+
+#[cfg(target_arch = "x86_64")]
 mod simd {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
+    /// Whether the AVX2+FMA kernels may run on this CPU (checked once).
     pub fn has_avx2_fma() -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
         *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
@@ -168,6 +172,10 @@ mod simd {
     }
 
     /// Four independent accumulators hide FMA latency on long vectors.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA ([`has_avx2_fma`]).
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
@@ -195,6 +203,11 @@ mod simd {
         s
     }
 
+    /// Squared Euclidean distance.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA ([`has_avx2_fma`]).
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());

@@ -15,12 +15,13 @@ use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, Running};
 use crate::distance::Metric;
 use crate::harness::{self as harness_mod, HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
-use crate::hnsw::{self, ConfigError, HnswConfig, RawHnswConfig};
+use crate::hnsw::{self, store, BuildMode, ConfigError, HnswConfig, RawHnswConfig};
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{keys, Storage, StorageError};
 use crate::trials::{self, Journal, Source, Trial, TrialsError};
-use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, QueryError, VectorsError};
+use crate::vectors::binary::{self, BinaryFormat};
+use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, QueryError, VectorSet, VectorsError};
 
 /// Largest `k` of a search.
 pub const MAX_SEARCH_K: i64 = 1000;
@@ -229,6 +230,25 @@ impl Vectune {
         Ok(self.inner.indexes.append(&index, batch).await?)
     }
 
+    /// Appends a binary body (fvecs or npy) with ids assigned from the index's total.
+    /// Returns `(appended, total, first_id, last_id)`.
+    pub async fn append_binary(
+        &self,
+        name: &IndexName,
+        format: &str,
+        body: bytes::Bytes,
+    ) -> Result<(usize, u64, String, String)> {
+        let index = self.inner.indexes.get(name)?;
+        let format = BinaryFormat::parse(format)
+            .ok_or_else(|| VectorsError::InvalidFormat(format.chars().take(32).collect()))?;
+        let dims = index.meta().dims.get();
+        let data = tokio::task::spawn_blocking(move || binary::parse(format, &body, dims))
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))?
+            .map_err(VectorsError::from)?;
+        Ok(self.inner.indexes.append_rows(&index, data).await?)
+    }
+
     /// Creates a harness from explicit queries.
     pub async fn create_harness(
         &self,
@@ -428,22 +448,55 @@ impl Vectune {
         })
     }
 
-    /// Builds a graph on a blocking thread, behind the build semaphore.
-    async fn build_graph(
+    /// The serving graph of the first `rows` vectors under `config`: loaded from storage
+    /// when a sound graph of exactly those vectors and that config is stored, else built
+    /// (in parallel, behind the build semaphore) and stored before it is returned. Graphs of
+    /// fewer vectors are then garbage: they can never serve again.
+    async fn serving_graph(
         &self,
-        set: Arc<crate::vectors::VectorSet>,
+        index: &IndexName,
+        set: Arc<VectorSet>,
         rows: usize,
         config: HnswConfig,
-    ) -> Result<hnsw::Graph> {
-        let _permit = self
+    ) -> Result<(hnsw::Graph, bool, f64)> {
+        let started = Instant::now();
+        let key = keys::graph(index, rows as u64, config.m, config.ef_construction, config.seed);
+        if let Some(bytes) = self.inner.storage.get(&key).await? {
+            let (dims, metric) = (set.dims(), set.metric());
+            let decoded =
+                tokio::task::spawn_blocking(move || store::decode(&bytes, rows, dims, metric, config))
+                    .await
+                    .map_err(|e| ServiceError::Task(e.to_string()))?;
+            match decoded {
+                Ok(graph) => return Ok((graph, true, started.elapsed().as_secs_f64())),
+                Err(e) => {
+                    tracing::warn!(index = %index, key = %key, error = %e, "stored graph refused; rebuilding")
+                }
+            }
+        }
+        let permit = self
             .inner
             .builds
             .acquire()
             .await
             .map_err(|e| ServiceError::Task(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hnsw::build_prefix(&set, rows, config))
-            .await
-            .map_err(|e| ServiceError::Task(e.to_string()))
+        let (graph, bytes) = tokio::task::spawn_blocking(move || {
+            let graph = hnsw::build_prefix(&set, rows, config, BuildMode::Parallel);
+            let bytes = store::encode(&graph, set.dims());
+            (graph, bytes)
+        })
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))?;
+        drop(permit);
+        // the index may have been deleted while we built: never write into a deleted prefix
+        self.inner.indexes.get(index)?;
+        self.inner.storage.put_overwrite(&key, bytes).await?;
+        for old in self.inner.storage.list(&keys::graphs(index)).await? {
+            if keys::graph_vectors_of(&old).is_some_and(|n| n < rows as u64) {
+                self.inner.storage.delete(&old).await?;
+            }
+        }
+        Ok((graph, false, started.elapsed().as_secs_f64()))
     }
 
     /// Builds the next generation of `name` with the promoted config (or the default) and
@@ -459,8 +512,8 @@ impl Vectune {
         }
         tracing::info!(index = %name, ?config, vectors = set.len(), "activation: building");
         let started = Instant::now();
-        let graph = self.build_graph(set.clone(), set.len(), config).await?;
-        // the index may have been deleted while we built: never write into a deleted prefix
+        let (graph, loaded, secs) = self.serving_graph(name, set.clone(), set.len(), config).await?;
+        // the index may have been deleted meanwhile: never write into a deleted prefix
         self.inner.indexes.get(name)?;
         let previous = serving::latest_record(&self.inner.storage, name).await?;
         let record = ActivationRecord {
@@ -468,7 +521,8 @@ impl Vectune {
             config,
             activated_at: Utc::now(),
             vectors: set.len() as u64,
-            build_time_secs: graph.build_time().as_secs_f64(),
+            build_time_secs: secs,
+            loaded_from_store: loaded,
         };
         match serving::write_record(&self.inner.storage, name, &record).await {
             Ok(()) => {}
@@ -485,7 +539,8 @@ impl Vectune {
                 record: record.clone(),
             },
         );
-        tracing::info!(index = %name, generation = record.generation, ?config, secs = started.elapsed().as_secs_f64(), "activation: serving");
+        tracing::info!(index = %name, generation = record.generation, ?config, loaded_from_store = loaded,
+            secs = started.elapsed().as_secs_f64(), "activation: serving");
         Ok(Activation {
             index_name: name.clone(),
             record,
@@ -505,11 +560,12 @@ impl Vectune {
             return Ok(false); // an explicit activation got there first
         }
         let set = self.inner.indexes.vectors(&index).await?;
-        let graph = self
-            .build_graph(set.clone(), record.vectors as usize, record.config)
+        let (graph, loaded, secs) = self
+            .serving_graph(name, set.clone(), record.vectors as usize, record.config)
             .await?;
         self.inner.indexes.get(name)?;
-        tracing::info!(index = %name, generation = record.generation, config = ?record.config, "re-activated after restart");
+        tracing::info!(index = %name, generation = record.generation, config = ?record.config,
+            loaded_from_store = loaded, secs, "re-activated after restart");
         self.inner.serving.swap(
             name,
             ServingGraph {

@@ -56,6 +56,7 @@ impl Application {
             service.clone(),
             RouterLimits {
                 max_body_bytes: settings.limits.max_body_bytes,
+                max_binary_body_bytes: settings.limits.max_binary_body_bytes,
             },
         );
         Ok(Application {

@@ -13,7 +13,13 @@ use vectune::storage::Storage;
 
 async fn app_with_limit(max_body_bytes: usize) -> Router {
     let service = Vectune::open(Storage::in_memory(), 1).await.unwrap();
-    router(service, RouterLimits { max_body_bytes })
+    router(
+        service,
+        RouterLimits {
+            max_body_bytes,
+            max_binary_body_bytes: 4096,
+        },
+    )
 }
 
 async fn app() -> Router {

@@ -30,8 +30,11 @@ pub struct ActivationRecord {
     pub activated_at: DateTime<Utc>,
     /// How many vectors (rows from the start of the index) the graph covers.
     pub vectors: u64,
-    /// Wall time of the build.
+    /// Wall time to produce the graph: the build, or the load when `loaded_from_store`.
     pub build_time_secs: f64,
+    /// Whether the graph was loaded from storage instead of built.
+    #[serde(default)]
+    pub loaded_from_store: bool,
 }
 
 /// A live generation: the graph, the vectors it was built from, and its record.

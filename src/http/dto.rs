@@ -52,6 +52,28 @@ pub struct Appended {
     pub total: u64,
 }
 
+/// `?format=` of an append.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppendParams {
+    /// `fvecs` or `npy` for a binary body; absent for JSON.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// Answer of a binary append.
+#[derive(Debug, Serialize)]
+pub struct AppendedBinary {
+    /// Vectors added.
+    pub appended: usize,
+    /// Vectors now stored.
+    pub total: u64,
+    /// Id of the first row.
+    pub first_id: String,
+    /// Id of the last row.
+    pub last_id: String,
+}
+
 /// What serves an index.
 #[derive(Debug, Serialize)]
 pub struct ActiveOut {
@@ -141,7 +163,7 @@ impl From<Activation> for ActivationOut {
             build_time_secs: a.record.build_time_secs,
             vectors: a.record.vectors,
             activated_at: a.record.activated_at,
-            loaded_from_store: false,
+            loaded_from_store: a.record.loaded_from_store,
         }
     }
 }

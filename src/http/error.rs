@@ -104,6 +104,8 @@ impl From<VectorsError> for ApiError {
             V::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string()),
             V::InvalidDims(_) => ApiError::bad_request("invalid_dims", e),
             V::InvalidMetric(_) => ApiError::bad_request("invalid_metric", e),
+            V::InvalidFormat(_) => ApiError::bad_request("invalid_format", e),
+            V::Binary(_) => ApiError::bad_request("invalid_binary_body", e),
             V::EmptyBatch => ApiError::bad_request("empty_batch", e),
             V::DimsMismatch { .. } => ApiError::bad_request("dimension_mismatch", e),
             V::NonFinite { .. } => ApiError::bad_request("non_finite_value", e),

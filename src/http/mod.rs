@@ -20,6 +20,8 @@ use crate::service::Vectune;
 pub struct RouterLimits {
     /// Largest JSON body, bytes.
     pub max_body_bytes: usize,
+    /// Largest binary (fvecs / npy) body, bytes.
+    pub max_binary_body_bytes: usize,
 }
 
 /// The whole API as a router over `service`.
@@ -50,5 +52,6 @@ pub fn router(service: Vectune, limits: RouterLimits) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::Extension(limits))
         .with_state(service)
 }

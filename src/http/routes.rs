@@ -1,14 +1,16 @@
 //! Handlers: parse into domain types, call one service method, map to a DTO.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::Extension;
 use axum::Json;
 use serde_json::json;
 
 use super::dto::*;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::RouterLimits;
 use crate::distance::Metric;
 use crate::harness::NewQuery;
 use crate::hnsw::HnswConfig;
@@ -52,12 +54,45 @@ pub async fn delete_index(State(v): State<Vectune>, ApiPath(name): ApiPath<Strin
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// JSON batches, or with `?format=fvecs|npy` a binary body under its own size limit.
 pub async fn append(
     State(v): State<Vectune>,
+    Extension(limits): Extension<RouterLimits>,
     ApiPath(name): ApiPath<String>,
-    ApiJson(req): ApiJson<Append>,
-) -> ApiResult<Json<Appended>> {
+    ApiQuery(params): ApiQuery<AppendParams>,
+    req: Request,
+) -> ApiResult<axum::response::Response> {
     let name = IndexName::parse(name)?;
+    if let Some(format) = params.format {
+        let limit = limits.max_binary_body_bytes;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("binary bodies are limited to {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        let (appended, total, first_id, last_id) = v.append_binary(&name, &format, body).await?;
+        return Ok(Json(AppendedBinary {
+            appended,
+            total,
+            first_id,
+            last_id,
+        })
+        .into_response());
+    }
+    let ApiJson(req) = ApiJson::<Append>::from_request(req, &()).await?;
     let batch = req
         .vectors
         .into_iter()
@@ -67,7 +102,7 @@ pub async fn append(
         })
         .collect();
     let (appended, total) = v.append(&name, batch).await?;
-    Ok(Json(Appended { appended, total }))
+    Ok(Json(Appended { appended, total }).into_response())
 }
 
 pub async fn activate(

@@ -9,6 +9,7 @@
 //! indexes/{index}/manifests/{version:020}.json    segment list, one immutable object per change
 //! indexes/{index}/segments/{uuid}.seg             immutable binary vector segments
 //! indexes/{index}/activations/{generation:020}.json  what serves, one object per activation
+//! indexes/{index}/graphs/{vectors:020}-m{m}-ec{ec}-s{seed}.graph  frozen graphs of activations
 //! indexes/{index}/trials/{uuidv7}.json            trial journal, one object per trial
 //! indexes/{index}/promotion/{version:020}.json    promotion registry states
 //! harnesses/{harness}/harness.json                eval harness definition (write-once)
@@ -82,6 +83,29 @@ pub fn activation(index: &IndexName, generation: u64) -> Path {
     versioned(activations(index), generation)
 }
 
+/// Folder of the index's stored frozen graphs.
+pub fn graphs(index: &IndexName) -> Path {
+    index_prefix(index).join("graphs")
+}
+
+/// The stored graph of the first `vectors` vectors of an index under one build config
+/// (`ef_search` does not change a graph, so it is not part of the key).
+pub fn graph(index: &IndexName, vectors: u64, m: u32, ef_construction: u32, seed: u64) -> Path {
+    graphs(index).join(format!(
+        "{vectors:0VERSION_WIDTH$}-m{m}-ec{ef_construction}-s{seed}.graph"
+    ))
+}
+
+/// The vector count a stored graph's key was made for.
+pub fn graph_vectors_of(key: &Path) -> Option<u64> {
+    let file = key.filename()?.strip_suffix(".graph")?;
+    let (count, _) = file.split_once('-')?;
+    if count.len() != VERSION_WIDTH {
+        return None;
+    }
+    count.parse().ok()
+}
+
 /// Folder of the index's trial journal.
 pub fn trials(index: &IndexName) -> Path {
     index_prefix(index).join("trials")
@@ -152,6 +176,12 @@ mod tests {
         );
         let id = Uuid::now_v7();
         assert_eq!(trial_id_of(&trial(&i, id)), Some(id));
+        let g = graph(&i, 10_000, 16, 80, 42);
+        assert_eq!(
+            g.as_ref(),
+            "indexes/idx.v1/graphs/00000000000000010000-m16-ec80-s42.graph"
+        );
+        assert_eq!(graph_vectors_of(&g), Some(10_000));
     }
 
     proptest! {

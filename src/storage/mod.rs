@@ -241,6 +241,16 @@ impl Storage {
         }
     }
 
+    /// Writes an object, replacing any existing one. Only for derived objects that can be
+    /// rebuilt from others (stored graphs); state is always written with [`Storage::put_new`].
+    pub async fn put_overwrite(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.store
+            .put_opts(key, PutPayload::from(bytes), PutOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(backend(key))
+    }
+
     /// Reads a whole object, `None` when it does not exist.
     pub async fn get(&self, key: &Path) -> Result<Option<Bytes>> {
         match self.store.get(key).await {

@@ -66,8 +66,9 @@ pub struct TrialMetrics {
     pub search_latency_p99_us: f64,
     /// Fraction of the exact top-k found, over all queries × k.
     pub recall_at_k: f64,
-    /// Bytes of what would serve: the vectors plus the graph (estimated from sizes, see
-    /// `hnsw::Graph::memory_bytes`).
+    /// Bytes of what would serve: the f32 rows the graph covers plus the frozen graph's
+    /// link arrays (exact sizes of both, not an estimate; the hnsw_rs build structure is
+    /// dropped after freezing and not counted).
     pub memory_bytes: u64,
     /// Vectors in the graph.
     pub vectors: u64,

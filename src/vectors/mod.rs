@@ -8,6 +8,7 @@
 //! memory, contiguous (cosine ones normalised once), so ground truth, builds and searches
 //! never re-read storage.
 
+pub mod binary;
 pub mod segment;
 
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +84,12 @@ pub enum VectorsError {
     /// An id already stored.
     #[error("vector id {0:?} is already stored in this index")]
     DuplicateStored(String),
+    /// `?format=` other than fvecs or npy.
+    #[error("format must be fvecs or npy, got {0:?}")]
+    InvalidFormat(String),
+    /// A malformed binary body.
+    #[error(transparent)]
+    Binary(#[from] binary::BinaryError),
     /// Another process changed the index at the same moment.
     #[error("index {0} was changed concurrently; retry")]
     Conflict(IndexName),
@@ -577,7 +584,34 @@ impl Indexes {
     /// segment is written, then the next manifest, then the cache is updated.
     pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
         let mut state = index.state.lock().await;
-        let mut set = self.ensure_cache(index, &mut state).await?;
+        self.append_locked(index, &mut state, batch).await
+    }
+
+    /// Appends contiguous rows with ids assigned as decimal row numbers continuing from the
+    /// index's total (decided under the index's lock, so concurrent appends cannot hand out
+    /// the same id). Returns `(appended, total, first_id, last_id)`.
+    pub async fn append_rows(&self, index: &Index, data: Vec<f32>) -> Result<(usize, u64, String, String)> {
+        let dims = index.meta.dims.get();
+        let n = data.len() / dims;
+        let mut state = index.state.lock().await;
+        let start = state.manifest.total;
+        let ids: Vec<String> = (start..start + n as u64).map(|i| i.to_string()).collect();
+        let (first, last) = (
+            ids.first().cloned().unwrap_or_default(),
+            ids.last().cloned().unwrap_or_default(),
+        );
+        let batch = Batch::from_rows(&index.meta, ids, data)?;
+        let (appended, total) = self.append_locked(index, &mut state, batch).await?;
+        Ok((appended, total, first, last))
+    }
+
+    async fn append_locked(
+        &self,
+        index: &Index,
+        state: &mut IndexState,
+        batch: Batch,
+    ) -> Result<(usize, u64)> {
+        let mut set = self.ensure_cache(index, state).await?;
         if let Some(dup) = batch
             .ids
             .iter()

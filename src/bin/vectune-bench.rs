@@ -1,0 +1,301 @@
+//! Benchmark driver: measures vectune in-process on an fvecs data set, or over HTTP
+//! against a running server. `scripts/bench.sh` runs it beside hnswlib and faiss on the
+//! same data and machine and writes BENCHMARKS.md; it prints JSON.
+//!
+//! ```text
+//! vectune-bench inproc --data DIR --metric cosine [--m 16] [--ec 100] [--efs 10,20,40,80,160]
+//! vectune-bench http --base http://127.0.0.1:8080 --index NAME --data DIR [--efs ...]
+//! ```
+//! DIR holds `base.fvecs`, `query.fvecs` and `groundtruth.ivecs` (exact neighbours, best first).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use vectune::distance::Metric;
+use vectune::harness::ground_truth;
+use vectune::hnsw::{build_prefix, BuildMode, HnswConfig};
+use vectune::trials::percentile;
+use vectune::vectors::VectorSet;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build, freeze and search in this process.
+    Inproc {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "cosine")]
+        metric: String,
+        #[arg(long, default_value_t = 16)]
+        m: i64,
+        #[arg(long, default_value_t = 100)]
+        ec: i64,
+        #[arg(long, default_value = "10,20,40,80,160")]
+        efs: String,
+        /// Skip the single-thread (serial) build, for very large sets.
+        #[arg(long)]
+        no_serial: bool,
+    },
+    /// Search a running server's index over one keep-alive connection.
+    Http {
+        #[arg(long)]
+        base: String,
+        #[arg(long)]
+        index: String,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "10,20,40,80,160")]
+        efs: String,
+    },
+}
+
+fn read_vecs(path: &Path) -> Vec<Vec<u32>> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= b.len() {
+        let d = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        out.push(
+            b[at + 4..at + 4 + 4 * d]
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+        );
+        at += 4 + 4 * d;
+    }
+    out
+}
+
+fn read_f32(path: &Path) -> (usize, Vec<f32>) {
+    let rows = read_vecs(path);
+    let dims = rows.first().map_or(0, |r| r.len());
+    (dims, rows.into_iter().flatten().map(f32::from_bits).collect())
+}
+
+fn efs(s: &str) -> Vec<usize> {
+    s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
+}
+
+fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
+    let hit: usize = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| f.iter().filter(|x| t[..k].contains(x)).count())
+        .sum();
+    hit as f64 / (found.len() * k) as f64
+}
+
+fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_serial: bool) -> Value {
+    let (dims, base) = read_f32(&data.join("base.fvecs"));
+    let (_, qflat) = read_f32(&data.join("query.fvecs"));
+    let truth = read_vecs(&data.join("groundtruth.ivecs"));
+    let n = base.len() / dims;
+    let set = VectorSet::from_rows(dims, metric, (0..n).map(|i| i.to_string()).collect(), base);
+    let queries: Vec<Vec<f32>> = qflat
+        .chunks_exact(dims)
+        .map(|q| set.prepare_query(q).expect("finite, non-zero queries"))
+        .collect();
+    let k = 10;
+    let cfg = HnswConfig::new(ec, 10, m, 42).expect("config in bounds");
+
+    // exact ground truth: all threads and one thread
+    let t = Instant::now();
+    let gt = ground_truth::exact(&set, &queries, k);
+    let gt_all = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let gt1 = ground_truth::exact_with_threads(&set, &queries, k, 1);
+    let gt_one = t.elapsed().as_secs_f64();
+    assert_eq!(gt, gt1);
+    let gt_agreement = recall(&gt, &truth, k);
+
+    let t = Instant::now();
+    let par = build_prefix(&set, n, cfg, BuildMode::Parallel);
+    let parallel_secs = t.elapsed().as_secs_f64();
+    let serial = if no_serial {
+        None
+    } else {
+        let t = Instant::now();
+        let g = build_prefix(&set, n, cfg, BuildMode::Serial);
+        Some((g, t.elapsed().as_secs_f64()))
+    };
+    let (graph, which) = match &serial {
+        Some((g, _)) => (g, "serial"),
+        None => (&par, "parallel"),
+    };
+
+    let mut rows = Vec::new();
+    for &ef in ef_list {
+        let search = |g: &vectune::hnsw::Graph| -> (Vec<Vec<u32>>, Vec<f64>, f64, u64) {
+            for q in &queries {
+                std::hint::black_box(g.search(&set, q, k, ef));
+            }
+            let mut lat = Vec::with_capacity(queries.len());
+            let mut found = Vec::with_capacity(queries.len());
+            let mut evals = 0u64;
+            let all = Instant::now();
+            for q in &queries {
+                let t = Instant::now();
+                let hits = g.search_counted(&set, q, k, ef, Some(&mut evals));
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                found.push(hits.iter().map(|h| h.row).collect());
+            }
+            let total = all.elapsed().as_secs_f64();
+            lat.sort_by(f64::total_cmp);
+            (found, lat, total, evals)
+        };
+        let (found, lat, total, evals) = search(graph);
+        let (pfound, _, _, _) = search(&par);
+        rows.push(json!({
+            "ef_search": ef,
+            "recall_at_10": recall(&found, &truth, k),
+            "recall_at_10_parallel_build": recall(&pfound, &truth, k),
+            "p50_us": percentile(&lat, 50.0),
+            "p99_us": percentile(&lat, 99.0),
+            "mean_us": total * 1e6 / queries.len() as f64,
+            "qps_1_thread": queries.len() as f64 / total,
+            "distance_evals_per_query": evals as f64 / queries.len() as f64,
+        }));
+    }
+    // brute force per query, one thread
+    let t = Instant::now();
+    for q in queries.iter().take(100) {
+        std::hint::black_box(ground_truth::exact_with_threads(
+            &set,
+            std::slice::from_ref(q),
+            k,
+            1,
+        ));
+    }
+    let brute_us = t.elapsed().as_secs_f64() * 1e6 / queries.len().min(100) as f64;
+    json!({
+        "vectors": n, "dims": dims, "queries": queries.len(), "metric": metric.as_str(),
+        "m": m, "ef_construction": ec,
+        "threads": std::thread::available_parallelism().map_or(1, |x| x.get()),
+        "build_serial_secs": serial.as_ref().map(|s| s.1),
+        "build_parallel_secs": parallel_secs,
+        "searched_graph": which,
+        "graph_bytes": graph.memory_bytes(),
+        "vector_bytes": set.data_bytes(),
+        "ground_truth_secs_all_threads": gt_all,
+        "ground_truth_secs_1_thread": gt_one,
+        "ground_truth_agreement_with_dataset": gt_agreement,
+        "brute_force_us_per_query": brute_us,
+        "search": rows,
+    })
+}
+
+/// One HTTP/1.1 POST on a keep-alive connection; returns the body.
+fn post(conn: &mut TcpStream, host: &str, path: &str, body: &[u8], buf: &mut Vec<u8>) -> Vec<u8> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
+    buf.clear();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = conn.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = headers
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("content-length");
+            while buf.len() < end + 4 + len {
+                let n = conn.read(&mut chunk).unwrap();
+                assert!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return buf[end + 4..end + 4 + len].to_vec();
+        }
+    }
+}
+
+fn http(base: &str, index: &str, data: &Path, ef_list: &[usize]) -> Value {
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = TcpStream::connect(host).expect("connect");
+    conn.set_nodelay(true).unwrap();
+    let (dims, qflat) = read_f32(&data.join("query.fvecs"));
+    let truth = read_vecs(&data.join("groundtruth.ivecs"));
+    let bodies: Vec<Vec<Vec<u8>>> = ef_list
+        .iter()
+        .map(|ef| {
+            qflat
+                .chunks_exact(dims)
+                .map(|q| serde_json::to_vec(&json!({"vector": q, "k": 10, "ef_search": ef})).unwrap())
+                .collect()
+        })
+        .collect();
+    let path = format!("/vectors/search/{index}");
+    let mut buf = Vec::new();
+    let mut rows = Vec::new();
+    for (ef, bodies) in ef_list.iter().zip(&bodies) {
+        for b in bodies {
+            post(&mut conn, host, &path, b, &mut buf);
+        }
+        let mut lat = Vec::new();
+        let mut found = Vec::new();
+        for b in bodies {
+            let t = Instant::now();
+            let resp = post(&mut conn, host, &path, b, &mut buf);
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            let v: Value = serde_json::from_slice(&resp).unwrap();
+            found.push(
+                v["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h["id"].as_str().unwrap().parse::<u32>().unwrap())
+                    .collect::<Vec<u32>>(),
+            );
+        }
+        lat.sort_by(f64::total_cmp);
+        rows.push(
+            json!({"ef_search": ef, "recall_at_10": recall(&found, &truth, 10),
+                         "p50_us": percentile(&lat, 50.0), "p99_us": percentile(&lat, 99.0)}),
+        );
+    }
+    json!({"http": rows})
+}
+
+fn main() {
+    let out = match Cli::parse().cmd {
+        Cmd::Inproc {
+            data,
+            metric,
+            m,
+            ec,
+            efs: e,
+            no_serial,
+        } => inproc(
+            &data,
+            Metric::parse(&metric).expect("metric"),
+            m,
+            ec,
+            &efs(&e),
+            no_serial,
+        ),
+        Cmd::Http {
+            base,
+            index,
+            data,
+            efs: e,
+        } => http(&base, &index, &data, &efs(&e)),
+    };
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+}

@@ -1,0 +1,197 @@
+//! The stored form of a frozen graph: versioned, checksummed, little-endian.
+//!
+//! Activation stores the graph it built, and a later activation (or a restart) of the same
+//! vectors and config loads it instead of building again: loading is a read, a checksum and
+//! a bounds check, a small fraction of a build. A graph that fails any check (magic,
+//! version, checksum, sizes, a link out of range) or that does not match the vectors and
+//! config asked for is never used.
+//!
+//! Layout (little-endian):
+//! ```text
+//! 0   magic b"VTGRAPH\x01"
+//! 8   u32 format version (1)       12  u32 metric (0 cosine, 1 l2, 2 dot)
+//! 16  u32 dims                     20  u32 m
+//! 24  u64 n                        32  u32 max_level       36  u32 entry
+//! 40  u32 ef_construction          44  u32 ef_search       48  u64 seed
+//! 56  f64 build seconds
+//! 64  u64 len(layer0)   72  u64 len(upper_start)   80  u64 len(upper)
+//! 88  u32 arrays: layer0, upper_start, upper
+//! end u32 CRC32 of everything before it
+//! ```
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::frozen::FrozenGraph;
+use super::{Graph, HnswConfig};
+use crate::distance::Metric;
+
+const MAGIC: &[u8; 8] = b"VTGRAPH\x01";
+const VERSION: u32 = 1;
+const HEADER: usize = 88;
+
+/// Why a stored graph is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GraphStoreError {
+    /// Not a graph of a format this build reads.
+    #[error("not a vectune graph (magic or version)")]
+    Format,
+    /// Damaged.
+    #[error("graph checksum mismatch")]
+    Checksum,
+    /// Sizes or links out of range.
+    #[error("graph structure is inconsistent: {0}")]
+    Structure(&'static str),
+    /// A sound graph, but for other vectors or another config.
+    #[error("graph is for other vectors or another config")]
+    Mismatch,
+}
+
+fn metric_code(m: Metric) -> u32 {
+    match m {
+        Metric::Cosine => 0,
+        Metric::L2 => 1,
+        Metric::Dot => 2,
+    }
+}
+
+/// Encodes a graph built over vectors of `dims` dimensions.
+pub fn encode(graph: &Graph, dims: usize) -> Bytes {
+    let f = graph.frozen();
+    let c = graph.config();
+    let words = f.layer0.len() + f.upper_start.len() + f.upper.len();
+    let mut out = Vec::with_capacity(HEADER + words * 4 + 4);
+    out.extend_from_slice(MAGIC);
+    for v in [VERSION, metric_code(graph.metric), dims as u32, f.m as u32] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&(f.n as u64).to_le_bytes());
+    for v in [f.max_level as u32, f.entry, c.ef_construction, c.ef_search] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&c.seed.to_le_bytes());
+    out.extend_from_slice(&graph.build_time().as_secs_f64().to_le_bytes());
+    for len in [f.layer0.len(), f.upper_start.len(), f.upper.len()] {
+        out.extend_from_slice(&(len as u64).to_le_bytes());
+    }
+    for arr in [&f.layer0, &f.upper_start, &f.upper] {
+        for w in arr.iter() {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Bytes::from(out)
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn words(b: &[u8], from: usize, len: usize) -> Vec<u32> {
+    b[from..from + len * 4]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// Decodes a stored graph and checks that it is sound and that it is the graph of
+/// exactly `n` vectors of `dims` dimensions under `metric`, built with `config`'s
+/// `m`, `ef_construction` and `seed` (`ef_search` does not change a graph; the returned
+/// graph carries `config`'s).
+pub fn decode(
+    b: &[u8],
+    n: usize,
+    dims: usize,
+    metric: Metric,
+    config: HnswConfig,
+) -> Result<Graph, GraphStoreError> {
+    if b.len() < HEADER + 4 || &b[..8] != MAGIC || u32_at(b, 8) != VERSION {
+        return Err(GraphStoreError::Format);
+    }
+    let body = b.len() - 4;
+    if crc32fast::hash(&b[..body]) != u32_at(b, body) {
+        return Err(GraphStoreError::Checksum);
+    }
+    let m = u32_at(b, 20) as usize;
+    let stored_n = u64_at(b, 24);
+    if u32_at(b, 12) != metric_code(metric)
+        || u32_at(b, 16) as usize != dims
+        || stored_n != n as u64
+        || m != config.m as usize
+        || u32_at(b, 40) != config.ef_construction
+        || u64_at(b, 48) != config.seed
+    {
+        return Err(GraphStoreError::Mismatch);
+    }
+    let max_level = u32_at(b, 32) as usize;
+    let entry = u32_at(b, 36);
+    let build_secs = f64::from_le_bytes(b[56..64].try_into().map_err(|_| GraphStoreError::Format)?);
+    let (l0, us, up) = (
+        u64_at(b, 64) as usize,
+        u64_at(b, 72) as usize,
+        u64_at(b, 80) as usize,
+    );
+    let m0 = 2 * m;
+    let total = l0
+        .checked_add(us)
+        .and_then(|x| x.checked_add(up))
+        .and_then(|x| x.checked_mul(4));
+    if total != Some(body - HEADER) {
+        return Err(GraphStoreError::Structure("array lengths do not add up"));
+    }
+    if l0 != n * (1 + m0) || us != n || (n > 0 && entry as usize >= n) || max_level > 255 {
+        return Err(GraphStoreError::Structure("sizes do not match the node count"));
+    }
+    let layer0 = words(b, HEADER, l0);
+    let upper_start = words(b, HEADER + l0 * 4, us);
+    let upper = words(b, HEADER + (l0 + us) * 4, up);
+    for row in layer0.chunks_exact(1 + m0) {
+        let count = row[0] as usize;
+        if count > m0 || row[1..1 + count].iter().any(|&x| x as usize >= n) {
+            return Err(GraphStoreError::Structure("a layer-0 link is out of range"));
+        }
+    }
+    // upper blocks are whole level records of 1 + m words: a count, then m slots
+    if up % (1 + m) != 0 {
+        return Err(GraphStoreError::Structure("upper levels are not whole records"));
+    }
+    for rec in upper.chunks_exact(1 + m) {
+        let count = rec[0] as usize;
+        if count > m || rec[1..1 + count].iter().any(|&x| x as usize >= n) {
+            return Err(GraphStoreError::Structure("an upper-layer link is out of range"));
+        }
+    }
+    if upper_start
+        .iter()
+        .any(|&s| s != u32::MAX && (!(s as usize).is_multiple_of(1 + m) || s as usize >= up))
+    {
+        return Err(GraphStoreError::Structure("an upper block starts out of range"));
+    }
+    if n > 0 && max_level > 0 && upper_start[entry as usize] == u32::MAX {
+        return Err(GraphStoreError::Structure("the entry point has no upper levels"));
+    }
+    let frozen = FrozenGraph {
+        n,
+        m,
+        m0,
+        max_level,
+        entry,
+        layer0,
+        upper_start,
+        upper,
+    };
+    Ok(Graph::from_frozen(
+        frozen,
+        metric,
+        config,
+        Duration::from_secs_f64(build_secs.max(0.0)),
+    ))
+}
