@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -81,7 +82,13 @@ impl Application {
         let addr = self.local_addr().map_err(StartupError::Serve)?;
         let reactivation = self.service.reactivate_all();
         tracing::info!("listening on http://{addr}");
-        let served = axum::serve(self.listener, self.app)
+        // answers are small: send them at once instead of waiting on Nagle's algorithm
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        let served = axum::serve(listener, self.app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartupError::Serve);

@@ -19,6 +19,56 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A leaner JSON body for the hot search route: the same checks as [`ApiJson`]
+/// (content type, body limit, unknown fields) but parsed straight from the bytes, without
+/// the path-tracking wrapper axum's `Json` adds for its error messages (measured at a
+/// few µs per search request).
+pub struct FastJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FastJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim();
+                v.eq_ignore_ascii_case("application/json")
+                    || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_content_type",
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
+            let status = r.status();
+            if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(status, "payload_too_large", r.body_text())
+            } else {
+                ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_body", r.body_text())
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(FastJson).map_err(|e| {
+            let code = if e.is_data() {
+                "invalid_body"
+            } else {
+                "invalid_json"
+            };
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                code,
+                format!("invalid request body: {e}"),
+            )
+        })
+    }
+}
+
 /// `axum::extract::Path` with [`ApiError`] rejections.
 pub struct ApiPath<T>(pub T);
 

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::dto::*;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, FastJson};
 use super::RouterLimits;
 use crate::distance::Metric;
 use crate::harness::NewQuery;
@@ -115,7 +115,7 @@ pub async fn activate(
 pub async fn search(
     State(v): State<Vectune>,
     ApiPath(name): ApiPath<String>,
-    ApiJson(req): ApiJson<Search>,
+    FastJson(req): FastJson<Search>,
 ) -> ApiResult<Json<SearchOut>> {
     let name = IndexName::parse(name)?;
     Ok(Json(v.search(&name, &req.vector, req.k, req.ef_search)?.into()))
