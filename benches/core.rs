@@ -6,8 +6,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use vectune::distance::{dot, dot_scalar, l2_squared, Metric};
 use vectune::harness::ground_truth;
-use vectune::hnsw::{build, HnswConfig};
+use vectune::hnsw::{build, store, HnswConfig};
 use vectune::rng::SplitMix64;
+use vectune::vectors::binary::{self, BinaryFormat};
 use vectune::vectors::{segment, VectorSet};
 
 fn rows(n: usize, dims: usize, seed: u64) -> Vec<f32> {
@@ -47,6 +48,19 @@ fn segments(c: &mut Criterion) {
     });
 }
 
+fn binary_ingest(c: &mut Criterion) {
+    let (n, dims) = (10_000, 384);
+    let data = rows(n, dims, 5);
+    let mut body = Vec::with_capacity(n * (4 + dims * 4));
+    for r in data.chunks_exact(dims) {
+        body.extend_from_slice(&(dims as i32).to_le_bytes());
+        r.iter().for_each(|x| body.extend_from_slice(&x.to_le_bytes()));
+    }
+    c.bench_function("fvecs_parse_10k_x_384", |x| {
+        x.iter(|| binary::parse(BinaryFormat::Fvecs, black_box(&body), dims).unwrap())
+    });
+}
+
 fn exact(c: &mut Criterion) {
     let s = set(10_000, 384, Metric::Cosine);
     let queries: Vec<Vec<f32>> = (0..64).map(|i| s.row(i * 37).to_vec()).collect();
@@ -62,18 +76,32 @@ fn exact(c: &mut Criterion) {
 }
 
 fn graphs(c: &mut Criterion) {
-    let s = set(2_000, 64, Metric::Cosine);
+    let s = set(5_000, 64, Metric::Cosine);
     let cfg = HnswConfig::new(80, 30, 16, 42).unwrap();
-    let mut g = c.benchmark_group("hnsw_2k_x_64");
+    let mut g = c.benchmark_group("hnsw_5k_x_64");
     g.sample_size(10);
-    g.bench_function("build_m16_ec80", |x| x.iter(|| build(&s, cfg)));
-    let graph = build(&s, cfg);
-    let q = s.row(11).to_vec();
-    g.bench_function("search_k10_ef30", |x| {
-        x.iter(|| graph.search(&s, black_box(&q), 10, 30))
+    g.bench_function("build_and_freeze_m16_ec80", |x| x.iter(|| build(&s, cfg)));
+    // freezing alone: each iteration builds, only the freeze is timed
+    g.bench_function("freeze_m16", |x| {
+        x.iter_custom(|iters| (0..iters).map(|_| build(&s, cfg).freeze_time()).sum())
     });
+    let graph = build(&s, cfg);
+    let bytes = store::encode(&graph, 64);
+    g.bench_function("stored_graph_decode", |x| {
+        x.iter(|| store::decode(black_box(&bytes), 5_000, 64, Metric::Cosine, cfg).unwrap())
+    });
+    let queries: Vec<Vec<f32>> = (0..64).map(|i| s.row(i * 71).to_vec()).collect();
+    for ef in [10, 40, 160] {
+        g.bench_function(format!("frozen_search_k10_ef{ef}"), |x| {
+            let mut i = 0;
+            x.iter(|| {
+                i = (i + 1) % queries.len();
+                graph.search(&s, black_box(&queries[i]), 10, ef)
+            })
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, kernels, segments, exact, graphs);
+criterion_group!(benches, kernels, segments, binary_ingest, exact, graphs);
 criterion_main!(benches);

@@ -4,7 +4,8 @@
 Run through scripts/bench.sh (which builds the release binaries and the Python venv).
 Writes .bench/results.json and the generated section of BENCHMARKS.md.
 Data: ../shared/data/pydocs-minilm-384 (cosine) and a synthetic 100k x 128 L2 set made here
-with numpy's default_rng(42) (exact top-100 ground truth from faiss IndexFlatL2).
+with numpy's default_rng(42): a 12-d latent gaussian through a fixed random 12x128 map plus
+noise 0.1 (exact top-100 ground truth from faiss IndexFlatL2).
 """
 import argparse, datetime, json, os, platform, re, signal, socket, subprocess, sys, tempfile, time
 import urllib.request
@@ -37,14 +38,20 @@ def read_vecs(path, dtype):
 
 
 def synth(n=100_000, d=128, nq=1000):
-    path = os.path.join(BENCH, f"synth-{n // 1000}k-{d}")
+    path = os.path.join(BENCH, f"synth-{n // 1000}k-{d}-latent12")
     if os.path.exists(os.path.join(path, "groundtruth.ivecs")):
         return path
     import faiss
     os.makedirs(path, exist_ok=True)
+    # i.i.d. gaussian 128-d data has no structure at all (no ANN index reaches recall .95 at
+    # M=16 on it); like real embeddings, this set lies near a low-dimensional manifold:
+    # a 12-d gaussian latent mapped to 128-d by a fixed random matrix, plus small noise.
     rng = np.random.default_rng(42)
-    base = rng.standard_normal((n, d), dtype=np.float32)
-    q = rng.standard_normal((nq, d), dtype=np.float32)
+    proj = rng.standard_normal((12, d)).astype(np.float32)
+    def draw(m):
+        z = rng.standard_normal((m, 12)).astype(np.float32)
+        return (z @ proj + 0.1 * rng.standard_normal((m, d))).astype(np.float32)
+    base, q = draw(n), draw(nq)
     flat = faiss.IndexFlatL2(d)
     flat.add(base)
     _, gt = flat.search(q, 100)
@@ -197,20 +204,19 @@ def scale_part(data):
           winner_recall=r["winner"] and r["winner"]["recall_at_k"])
     t = time.perf_counter()
     a = srv.call("POST", "/vectors/indexes/s/activate")
-    stage("activation (parallel build, stored)", time.perf_counter() - t)
-    trials = srv.call("GET", "/vectors/hnsw/trials/s")["trials"]
-    win = [x for x in trials if x["id"] == (r["winner"] or {}).get("trial_id")]
-    mem = win[0]["metrics"]["memory_bytes"] if win else None
+    stage("activation (parallel build, stored)", time.perf_counter() - t, serving_mib=a["memory_bytes"] / 2**20)
+    mem = a["memory_bytes"]
     rss = srv.rss_mib()["VmRSS"]
     srv.stop()
     srv.start()
     wait_active(srv, "s")
     restart = time.perf_counter() - srv.t0
     stage("restart to serving (graph from the store)", restart)
+    rss_restart = srv.rss_mib()["VmRSS"]
     srv.stop()
     raw = 100_000 * 128 * 4
     return {"stages": stages, "serving_bytes": mem, "raw_f32_bytes": raw,
-            "rss_after_activation_mib": rss,
+            "rss_after_activation_mib": rss, "rss_after_restart_mib": rss_restart,
             "rss_ratio": (rss * 2 ** 20 / mem) if mem else None,
             "activation_build_secs": a["build_time_secs"]}
 
@@ -286,8 +292,9 @@ def report(res):
             notes = ", ".join(f"{k}={v}" for k, v in st.items() if k not in ("stage", "secs", "VmRSS", "VmHWM"))
             lines.append(f"| {st['stage']} | {st['secs']} | {st.get('VmRSS')} | {st.get('VmHWM')} | {notes} |")
         if s["serving_bytes"]:
-            lines += ["", f"RSS after loading and activating: {s['rss_after_activation_mib']:.1f} MiB against raw f32 + graph = "
-                      f"{s['serving_bytes'] / 2**20:.1f} MiB → **{s['rss_ratio']:.2f}×**."]
+            lines += ["", f"Raw f32 + frozen graph = {s['serving_bytes'] / 2**20:.1f} MiB. RSS of the server that ingested, tuned and activated: "
+                      f"{s['rss_after_activation_mib']:.1f} MiB → **{s['rss_ratio']:.2f}×**; RSS of a fresh process that loaded and activated the index "
+                      f"(restart): {s['rss_after_restart_mib']:.1f} MiB → **{s['rss_after_restart_mib'] * 2**20 / s['serving_bytes']:.2f}×**."]
     lines.append("<!-- bench:end -->")
     text = "\n".join(lines) + "\n"
     path = os.path.join(ROOT, "BENCHMARKS.md")

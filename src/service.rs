@@ -523,6 +523,7 @@ impl Vectune {
             vectors: set.len() as u64,
             build_time_secs: secs,
             loaded_from_store: loaded,
+            memory_bytes: (graph.memory_bytes() + set.len() * set.dims() * 4) as u64,
         };
         match serving::write_record(&self.inner.storage, name, &record).await {
             Ok(()) => {}

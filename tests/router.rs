@@ -1075,3 +1075,176 @@ async fn a_second_concurrent_autotune_is_409() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn stored_graphs_are_reused_checked_and_collected() {
+    use vectune::storage::keys;
+    let service = Vectune::open(Storage::in_memory(), 1).await.unwrap();
+    let storage = service.storage().clone();
+    let app = router(
+        service,
+        RouterLimits {
+            max_body_bytes: 1 << 20,
+            max_binary_body_bytes: 1 << 20,
+        },
+    );
+    seeded(&app, 200).await;
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(
+        (a["generation"].clone(), a["loaded_from_store"].clone()),
+        (json!(1), json!(false))
+    );
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(
+        (a["generation"].clone(), a["loaded_from_store"].clone()),
+        (json!(2), json!(true))
+    );
+
+    // a damaged graph is never loaded: the activation rebuilds and stores a sound one
+    let idx = vectune::names::IndexName::parse("idx").unwrap();
+    let graphs = storage.list(&keys::graphs(&idx)).await.unwrap();
+    assert_eq!(graphs.len(), 1);
+    let mut bytes = storage.get(&graphs[0]).await.unwrap().unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    storage.put_overwrite(&graphs[0], bytes.into()).await.unwrap();
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(a["loaded_from_store"], false, "{a:?}");
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/search/idx",
+        Some(json!({"vector": vec_of(9), "k": 1})),
+    )
+    .await;
+    assert_eq!((s, r["hits"][0]["id"].clone()), (StatusCode::OK, json!("v9")));
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(a["loaded_from_store"], true, "the rebuilt graph was stored");
+
+    // growth: a new graph is built and the old one, which can never serve again, is deleted
+    let r = send(
+        &app,
+        "POST",
+        "/vectors/indexes/idx/vectors",
+        Some(json!({"vectors": [{"id": "late", "vector": vec_of(999)}]})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK);
+    let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(
+        (a["loaded_from_store"].clone(), a["vectors"].clone()),
+        (json!(false), json!(201))
+    );
+    let graphs = storage.list(&keys::graphs(&idx)).await.unwrap();
+    assert_eq!(graphs.len(), 1);
+    assert_eq!(keys::graph_vectors_of(&graphs[0]), Some(201));
+}
+
+#[tokio::test]
+async fn binary_ingest_assigns_row_ids_and_refuses_bad_bodies_whole() {
+    let app = app().await; // binary limit 4096 bytes
+    let r = send(
+        &app,
+        "POST",
+        "/vectors/indexes",
+        Some(json!({"name": "b", "dims": 2, "metric": "l2"})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    let fvecs = |rows: &[[f32; 2]]| -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend_from_slice(&2i32.to_le_bytes());
+            r.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        }
+        out
+    };
+    let octet = Some("application/octet-stream");
+    let r = send_raw(
+        &app,
+        "POST",
+        "/vectors/indexes/b/vectors?format=fvecs",
+        octet,
+        fvecs(&[[1.0, 2.0], [3.0, 4.0]]),
+    )
+    .await;
+    assert_eq!(
+        r,
+        (
+            StatusCode::OK,
+            json!({"appended": 2, "total": 2, "first_id": "0", "last_id": "1"})
+        )
+    );
+    for (uri, body, code) in [
+        (
+            "/vectors/indexes/b/vectors?format=csv",
+            fvecs(&[[1.0, 2.0]]),
+            "invalid_format",
+        ),
+        (
+            "/vectors/indexes/b/vectors?format=fvecs",
+            Vec::new(),
+            "invalid_binary_body",
+        ),
+        (
+            "/vectors/indexes/b/vectors?format=fvecs",
+            fvecs(&[[1.0, f32::NAN]]),
+            "non_finite_value",
+        ),
+        (
+            "/vectors/indexes/b/vectors?format=npy",
+            fvecs(&[[1.0, 2.0]]),
+            "invalid_binary_body",
+        ),
+    ] {
+        assert_error(
+            &send_raw(&app, "POST", uri, octet, body).await,
+            StatusCode::BAD_REQUEST,
+            code,
+        );
+    }
+    let big = fvecs(&vec![[1.0, 2.0]; 400]); // 4,800 bytes over the 4,096 limit
+    assert_error(
+        &send_raw(
+            &app,
+            "POST",
+            "/vectors/indexes/b/vectors?format=fvecs",
+            octet,
+            big,
+        )
+        .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    // an assigned id that JSON took already refuses the batch, and uses no id up
+    let r = send(
+        &app,
+        "POST",
+        "/vectors/indexes/b/vectors",
+        Some(json!({"vectors": [{"id": "3", "vector": [0.5, 0.5]}]})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK);
+    let r = send_raw(
+        &app,
+        "POST",
+        "/vectors/indexes/b/vectors?format=fvecs",
+        octet,
+        fvecs(&[[1.0, 1.0]]),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "duplicate_id");
+    assert_eq!(
+        send(&app, "GET", "/vectors/indexes/b", None).await.1["vectors"],
+        3
+    );
+    let r = send_raw(
+        &app,
+        "POST",
+        "/vectors/indexes/nope/vectors?format=fvecs",
+        octet,
+        fvecs(&[[1.0, 1.0]]),
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "index_not_found");
+}

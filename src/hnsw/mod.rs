@@ -113,6 +113,7 @@ pub struct Graph {
     metric: Metric,
     config: HnswConfig,
     build_time: Duration,
+    freeze_time: Duration,
 }
 
 fn build_hnsw(
@@ -180,6 +181,18 @@ fn freeze(hnsw: &Hnsw<'static, f32, GraphDistance>, n: usize, m: usize) -> Froze
     )
 }
 
+/// Hands memory freed by a dropped hnsw_rs graph back to the OS. The builder allocates
+/// several times the frozen graph's size in small blocks; glibc keeps such freed memory
+/// in its arenas, so without a trim a server that built a few graphs holds hundreds of
+/// MB it does not use (measured: 700 MB RSS serving a 62 MB index of 100k × 128).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused heap memory to the OS; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Builds a graph over every row of `set` serially in the seeded insertion order, and
 /// freezes it. CPU-heavy: call it from a blocking thread.
 pub fn build(set: &VectorSet, config: HnswConfig) -> Graph {
@@ -192,6 +205,7 @@ pub fn build(set: &VectorSet, config: HnswConfig) -> Graph {
 pub fn build_prefix(set: &VectorSet, rows: usize, config: HnswConfig, mode: BuildMode) -> Graph {
     let start = Instant::now();
     let n = rows.min(set.len());
+    let mut freeze_time = Duration::ZERO;
     let frozen = if n == 0 {
         FrozenGraph::from_links(
             Links {
@@ -203,13 +217,19 @@ pub fn build_prefix(set: &VectorSet, rows: usize, config: HnswConfig, mode: Buil
         )
     } else {
         let hnsw = build_hnsw(set, n, config, mode);
-        freeze(&hnsw, n, config.m as usize)
+        let t = Instant::now();
+        let frozen = freeze(&hnsw, n, config.m as usize);
+        freeze_time = t.elapsed();
+        drop(hnsw);
+        release_free_memory();
+        frozen
     };
     Graph {
         frozen,
         metric: set.metric(),
         config,
         build_time: start.elapsed(),
+        freeze_time,
     }
 }
 
@@ -226,6 +246,7 @@ impl Graph {
             metric,
             config,
             build_time,
+            freeze_time: Duration::ZERO,
         }
     }
 
@@ -248,6 +269,10 @@ impl Graph {
     /// Wall time of the build (hnsw_rs insertion plus freezing).
     pub fn build_time(&self) -> Duration {
         self.build_time
+    }
+    /// Wall time of freezing (part of [`Graph::build_time`]).
+    pub fn freeze_time(&self) -> Duration {
+        self.freeze_time
     }
     /// Bytes of the links that serve (the vectors are the index's, counted by the caller).
     pub fn memory_bytes(&self) -> usize {
@@ -373,7 +398,7 @@ mod tests {
                     .collect();
                 let (a, b) = (recall_of(&truth, &ours, 10), recall_of(&truth, &theirs, 10));
                 assert!(
-                    (a - b).abs() <= 0.01 || a > b,
+                    (a - b).abs() <= 0.01,
                     "{metric:?} ef={ef}: frozen {a} vs hnsw_rs {b}"
                 );
             }

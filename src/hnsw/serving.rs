@@ -35,6 +35,9 @@ pub struct ActivationRecord {
     /// Whether the graph was loaded from storage instead of built.
     #[serde(default)]
     pub loaded_from_store: bool,
+    /// Bytes of what serves: the f32 rows covered plus the frozen graph's links.
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// A live generation: the graph, the vectors it was built from, and its record.

@@ -152,6 +152,8 @@ pub struct ActivationOut {
     pub activated_at: DateTime<Utc>,
     /// Whether the graph came from storage instead of a build.
     pub loaded_from_store: bool,
+    /// Bytes of what serves: the f32 rows plus the frozen graph's links.
+    pub memory_bytes: u64,
 }
 
 impl From<Activation> for ActivationOut {
@@ -164,6 +166,7 @@ impl From<Activation> for ActivationOut {
             vectors: a.record.vectors,
             activated_at: a.record.activated_at,
             loaded_from_store: a.record.loaded_from_store,
+            memory_bytes: a.record.memory_bytes,
         }
     }
 }
