@@ -303,6 +303,17 @@ impl Vectune {
     /// blocking thread behind the build semaphore (so a latency measurement never shares
     /// the CPU with another build of this process), then appends it to the journal.
     pub async fn run_trial(&self, req: TrialRequest) -> Result<Arc<Trial>> {
+        let ef = req.config.ef_search;
+        let mut trials = self.run_graph_trials(req, &[ef]).await?;
+        trials
+            .pop()
+            .ok_or_else(|| ServiceError::Task("no trial measured".into()))
+    }
+
+    /// Builds one graph for `req.config`'s `(m, ef_construction, seed)` and measures it at
+    /// each of `efs` (ef_search does not change the graph, so sweeping it needs no rebuild);
+    /// one journal trial per ef, each with the build time of the graph it used.
+    pub async fn run_graph_trials(&self, req: TrialRequest, efs: &[u32]) -> Result<Vec<Arc<Trial>>> {
         let index = self.inner.indexes.get(&req.index)?;
         let set = self.inner.indexes.vectors(&index).await?;
         let (harness, truth) = self
@@ -313,34 +324,51 @@ impl Vectune {
         let queries = harness_mod::prepared_queries(&harness, &set).map_err(ServiceError::HarnessQuery)?;
         let k = harness.k;
         let config = req.config;
+        let efs = efs.to_vec();
         let permit = self
             .inner
             .builds
             .acquire()
             .await
             .map_err(|e| ServiceError::Task(e.to_string()))?;
-        let measurement = tokio::task::spawn_blocking(move || {
+        let measured = tokio::task::spawn_blocking(move || {
             let graph = hnsw::build(&set, config);
-            trials::measure(&set, &graph, &queries, &truth.rows, k)
+            efs.into_iter()
+                .map(|ef| {
+                    (
+                        ef,
+                        trials::measure(&set, &graph, ef as usize, &queries, &truth.rows, k),
+                    )
+                })
+                .collect::<Vec<_>>()
         })
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))?;
         drop(permit);
         // the index may have been deleted meanwhile: never write into a deleted prefix
         self.inner.indexes.get(&req.index)?;
-        let trial = Trial {
-            id: uuid::Uuid::now_v7(),
-            index_name: req.index.clone(),
-            eval_set: req.harness.clone(),
-            config,
-            created_at: Utc::now(),
-            note: req.note,
-            source: req.source,
-            metrics: measurement.metrics,
-        };
-        tracing::info!(index = %req.index, trial = %trial.id, ?config, recall = trial.metrics.recall_at_k,
-            p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
-        Ok(self.inner.journal.append(trial).await?)
+        let mut out = Vec::with_capacity(measured.len());
+        for (ef, m) in measured {
+            let config = HnswConfig {
+                ef_search: ef,
+                ..config
+            };
+            let trial = Trial {
+                id: uuid::Uuid::now_v7(),
+                index_name: req.index.clone(),
+                eval_set: req.harness.clone(),
+                config,
+                created_at: Utc::now(),
+                note: req.note.clone(),
+                source: req.source,
+                metrics: m.metrics,
+                validation: None,
+            };
+            tracing::info!(index = %req.index, trial = %trial.id, ?config, recall = trial.metrics.recall_at_k,
+                p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
+            out.push(self.inner.journal.append(trial).await?);
+        }
+        Ok(out)
     }
 
     /// The journal of an index, oldest first, optionally of one harness.
@@ -399,24 +427,30 @@ impl Vectune {
         let min_recall = autotune::min_recall(req.min_recall)?;
         let plan = autotune::plan(req.grid.as_deref())?;
         let _running = self.inner.autotunes.claim(&req.index)?;
+        let groups = autotune::graph_groups(&plan.configs);
         let mut candidates = Vec::with_capacity(plan.configs.len());
-        for config in &plan.configs {
-            let trial = self
-                .run_trial(TrialRequest {
-                    index: req.index.clone(),
-                    harness: req.harness.clone(),
-                    config: *config,
-                    note: Some("autotune".into()),
-                    source: Source::Autotune,
-                })
+        for (build, efs) in &groups {
+            let trials = self
+                .run_graph_trials(
+                    TrialRequest {
+                        index: req.index.clone(),
+                        harness: req.harness.clone(),
+                        config: *build,
+                        note: Some("autotune".into()),
+                        source: Source::Autotune,
+                    },
+                    efs,
+                )
                 .await?;
-            candidates.push(Candidate {
-                trial_id: trial.id,
-                config: trial.config,
-                recall_at_k: trial.metrics.recall_at_k,
-                search_latency_p50_us: trial.metrics.search_latency_p50_us,
-                build_time_secs: trial.metrics.build_time_secs,
-            });
+            for trial in trials {
+                candidates.push(Candidate {
+                    trial_id: trial.id,
+                    config: trial.config,
+                    recall_at_k: trial.metrics.recall_at_k,
+                    search_latency_p50_us: trial.metrics.search_latency_p50_us,
+                    build_time_secs: trial.metrics.build_time_secs,
+                });
+            }
         }
         let eligible = candidates.iter().filter(|c| c.recall_at_k >= min_recall).count();
         let winner = autotune::select_winner(&candidates, min_recall).map(|i| candidates[i].clone());
@@ -441,6 +475,7 @@ impl Vectune {
             index_name: req.index,
             trials_run: candidates.len(),
             trials_eligible: eligible,
+            builds: groups.len(),
             winner,
             promoted,
             duration_secs: started.elapsed().as_secs_f64(),

@@ -664,9 +664,16 @@ async fn trials_and_journal() {
         "recall_at_k",
         "memory_bytes",
         "brute_force_latency_us",
+        "recall_ci_low",
+        "distance_evals_per_query",
+        "search_latency_mean_us",
+        "qps",
     ] {
         assert!(m[f].as_f64().is_some_and(|x| x >= 0.0), "{f}: {m:?}");
     }
+    assert!(m["recall_ci_low"].as_f64() <= m["recall_at_k"].as_f64());
+    assert!(m["distance_evals_per_query"].as_f64().unwrap() >= 1.0);
+    assert_eq!(t["validation"], Value::Null);
     assert_eq!(
         (m["vectors"].clone(), m["eval_queries"].clone()),
         (json!(60), json!(8))
@@ -914,6 +921,10 @@ async fn autotune_rules() {
         (json!(5), json!(true), json!([]))
     );
     assert!(r["duration_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        r["builds"], 4,
+        "ef_search 30 and 60 at ef_construction 80 share one graph"
+    );
     let w = &r["winner"];
     for f in [
         "trial_id",

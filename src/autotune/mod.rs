@@ -82,6 +82,23 @@ pub fn plan(grid: Option<&[RawHnswConfig]>) -> Result<Plan> {
     Ok(Plan { configs, skipped })
 }
 
+/// The plan's configs grouped by the graph they need, `(m, ef_construction, seed)`, in
+/// order of first appearance: each group is one build, measured at each of its `ef_search`
+/// values (in grid order).
+pub fn graph_groups(configs: &[HnswConfig]) -> Vec<(HnswConfig, Vec<u32>)> {
+    let mut groups: Vec<(HnswConfig, Vec<u32>)> = Vec::new();
+    for c in configs {
+        match groups
+            .iter_mut()
+            .find(|(g, _)| (g.m, g.ef_construction, g.seed) == (c.m, c.ef_construction, c.seed))
+        {
+            Some((_, efs)) => efs.push(c.ef_search),
+            None => groups.push((*c, vec![c.ef_search])),
+        }
+    }
+    groups
+}
+
 /// Checks `min_recall`.
 pub fn min_recall(v: Option<f64>) -> Result<f64> {
     let v = v.unwrap_or(DEFAULT_MIN_RECALL);
@@ -139,6 +156,8 @@ pub struct AutotuneResult {
     pub trials_run: usize,
     /// Trials that cleared `min_recall`.
     pub trials_eligible: usize,
+    /// Graphs built: trials that share `(m, ef_construction, seed)` share one build.
+    pub builds: usize,
     /// The winner, if any.
     pub winner: Option<Candidate>,
     /// Whether it was promoted.
@@ -240,6 +259,19 @@ mod tests {
             plan(Some(&[])),
             Err(AutotuneError::NoUsableConfig { .. })
         ));
+    }
+
+    #[test]
+    fn the_default_grid_needs_four_builds() {
+        let groups = graph_groups(&plan(None).unwrap().configs);
+        assert_eq!(groups.len(), 4);
+        let ec80 = groups.iter().find(|(c, _)| c.ef_construction == 80).unwrap();
+        assert_eq!(ec80.1, vec![30, 60]);
+        let other_seed = HnswConfig {
+            seed: 7,
+            ..HnswConfig::DEFAULT
+        };
+        assert_eq!(graph_groups(&[HnswConfig::DEFAULT, other_seed]).len(), 2);
     }
 
     #[test]

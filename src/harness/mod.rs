@@ -360,17 +360,7 @@ impl Harnesses {
         index: &IndexName,
         set: Arc<VectorSet>,
     ) -> Result<(Arc<Harness>, Arc<GroundTruth>)> {
-        let (harness, gt) = self
-            .load(name)
-            .await?
-            .ok_or_else(|| HarnessError::NotFound(name.clone()))?;
-        if harness.index_name != *index {
-            return Err(HarnessError::WrongIndex {
-                harness: name.clone(),
-                actual: harness.index_name.clone(),
-                requested: index.clone(),
-            });
-        }
+        let (harness, gt) = self.load_for_index(name, index).await?;
         if let Some(gt) = gt.filter(|g| g.manifest_version == set.version()) {
             return Ok((harness, gt));
         }
@@ -390,7 +380,12 @@ impl Harnesses {
 
     /// Checks that the harness exists and belongs to `index`, without touching ground truth.
     pub async fn check_index(&self, name: &HarnessName, index: &IndexName) -> Result<()> {
-        let (harness, _) = self
+        self.load_for_index(name, index).await.map(|_| ())
+    }
+
+    /// The harness (and its newest ground truth), refused unless it belongs to `index`.
+    async fn load_for_index(&self, name: &HarnessName, index: &IndexName) -> Result<Cached> {
+        let (harness, gt) = self
             .load(name)
             .await?
             .ok_or_else(|| HarnessError::NotFound(name.clone()))?;
@@ -401,7 +396,7 @@ impl Harnesses {
                 requested: index.clone(),
             });
         }
-        Ok(())
+        Ok((harness, gt))
     }
 
     /// Deletes every harness of an index (the index is being deleted).

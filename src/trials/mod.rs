@@ -76,6 +76,29 @@ pub struct TrialMetrics {
     pub eval_queries: u64,
     /// Mean exact brute-force time per query on the same queries, one thread, µs.
     pub brute_force_latency_us: f64,
+    /// 95 % Wilson lower bound of recall over all query × k slots.
+    #[serde(default)]
+    pub recall_ci_low: f64,
+    /// Mean distance computations per search: a cost no machine's noise changes.
+    #[serde(default)]
+    pub distance_evals_per_query: f64,
+    /// Mean single-query latency, µs.
+    #[serde(default)]
+    pub search_latency_mean_us: f64,
+    /// Single-thread queries per second (1e6 / mean µs).
+    #[serde(default)]
+    pub qps: f64,
+}
+
+/// A winner re-measured on held-out queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Recall on the held-out queries.
+    pub recall_at_k: f64,
+    /// p50 on them, µs.
+    pub search_latency_p50_us: f64,
+    /// How many.
+    pub eval_queries: u64,
 }
 
 /// One journal entry.
@@ -98,6 +121,9 @@ pub struct Trial {
     pub source: Source,
     /// The measurements.
     pub metrics: TrialMetrics,
+    /// The winner of a run with held-out queries, re-measured on them; else null.
+    #[serde(default)]
+    pub validation: Option<Validation>,
 }
 
 /// The measurements of one config over one built graph, before they become a trial.
@@ -116,32 +142,69 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Measures `graph` (built over the first `graph.len()` rows of `set`) on prepared
-/// queries with their exact top-`k` rows: one warm-up pass over all queries, then each
-/// query timed alone with a monotonic clock. CPU-heavy: run it on a blocking thread, and
-/// never beside a build, or the latencies measure the contention.
+/// Timed repeats of each query; its latency is the median of them, so one preempted run
+/// on a shared machine does not become a p99.
+pub const REPEATS: usize = 3;
+
+/// One measurement at a time in this process: latencies measured while another
+/// measurement runs would measure the contention.
+static MEASURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// 95 % Wilson score lower bound (z = 1.96) of a proportion `hits / n`.
+pub fn wilson_lower(hits: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let (z, n, p) = (1.96f64, n as f64, hits as f64 / n as f64);
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - margin) / (1.0 + z2 / n)).max(0.0)
+}
+
+/// Measures `graph` (built over the first `graph.len()` rows of `set`) at `ef` on
+/// prepared queries with their exact top-`k` rows: one warm-up pass, then each query timed
+/// [`REPEATS`] times with a monotonic clock (median per query, percentiles over queries),
+/// distance evaluations counted exactly on the first timed pass. CPU-heavy: run it on a
+/// blocking thread; it holds the process-wide measurement lock.
 pub fn measure(
     set: &VectorSet,
     graph: &Graph,
+    ef: usize,
     queries: &[Vec<f32>],
     truth: &[Vec<u32>],
     k: usize,
 ) -> Measurement {
-    let ef = graph.config().ef_search as usize;
+    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     for q in queries {
         std::hint::black_box(graph.search(set, q, k, ef));
     }
     let mut lat = Vec::with_capacity(queries.len());
     let mut found = 0usize;
     let mut slots = 0usize;
+    let mut evals = 0u64;
+    let mut runs = [0f64; REPEATS];
     for (q, t) in queries.iter().zip(truth) {
-        let start = Instant::now();
-        let hits = graph.search(set, q, k, ef);
-        lat.push(start.elapsed().as_secs_f64() * 1e6);
+        let mut hits = Vec::new();
+        for (r, run) in runs.iter_mut().enumerate() {
+            let start = Instant::now();
+            let h = if r == 0 {
+                graph.search_counted(set, q, k, ef, Some(&mut evals))
+            } else {
+                graph.search(set, q, k, ef)
+            };
+            *run = start.elapsed().as_secs_f64() * 1e6;
+            if r == 0 {
+                hits = h;
+            }
+        }
+        runs.sort_by(f64::total_cmp);
+        lat.push(runs[REPEATS / 2]);
         let want = &t[..t.len().min(k)];
         found += hits.iter().filter(|h| want.contains(&h.row)).count();
         slots += want.len();
     }
+    let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
     lat.sort_by(f64::total_cmp);
     // brute force on the same queries, one thread, for scale
     let start = Instant::now();
@@ -155,6 +218,7 @@ pub fn measure(
     }
     let brute = start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64;
     let rows = graph.len();
+    let nq = queries.len().max(1) as f64;
     Measurement {
         metrics: TrialMetrics {
             build_time_secs: graph.build_time().as_secs_f64(),
@@ -170,6 +234,10 @@ pub fn measure(
             vectors: rows as u64,
             eval_queries: queries.len() as u64,
             brute_force_latency_us: brute,
+            recall_ci_low: wilson_lower(found, slots),
+            distance_evals_per_query: evals as f64 / nq,
+            search_latency_mean_us: mean,
+            qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
         },
     }
 }
@@ -276,6 +344,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wilson_known_values() {
+        // reference values of the 95 % Wilson score interval's lower end
+        assert!((wilson_lower(81, 263) - 0.2553).abs() < 1e-3);
+        assert!((wilson_lower(10, 10) - 0.7225).abs() < 1e-3);
+        assert!((wilson_lower(95, 100) - 0.8882).abs() < 1e-3);
+        assert_eq!(wilson_lower(0, 10), 0.0);
+        assert_eq!(wilson_lower(0, 0), 0.0);
+        // more evidence, tighter bound
+        assert!(wilson_lower(950, 1000) > wilson_lower(95, 100));
+    }
+
+    #[test]
     fn percentiles_nearest_rank() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&v, 50.0), 50.0);
@@ -305,7 +385,12 @@ mod tests {
                 vectors: 5,
                 eval_queries: 2,
                 brute_force_latency_us: 4.0,
+                recall_ci_low: 0.5,
+                distance_evals_per_query: 10.0,
+                search_latency_mean_us: 1.5,
+                qps: 666_666.0,
             },
+            validation: None,
         }
     }
 
