@@ -381,6 +381,16 @@ impl Vectune {
         Ok(self.inner.journal.list(index, harness).await?)
     }
 
+    /// The journal's trials not dominated in (recall ↑, p50 ↓), optionally of one harness.
+    pub async fn pareto(&self, index: &IndexName, harness: Option<&HarnessName>) -> Result<Vec<Arc<Trial>>> {
+        self.inner.indexes.get(index)?;
+        if let Some(h) = harness {
+            self.inner.harnesses.check_index(h, index).await?;
+        }
+        let journal = self.inner.journal.list(index, harness).await?;
+        Ok(trials::pareto(&journal))
+    }
+
     /// One trial.
     pub async fn get_trial(&self, index: &IndexName, id: &str) -> Result<Arc<Trial>> {
         self.inner.indexes.get(index)?;

@@ -952,6 +952,59 @@ async fn autotune_rules() {
         .count();
     assert_eq!(r["trials_eligible"], eligible);
 
+    // the Pareto frontier of the journal
+    let (s, front) = send(&app, "GET", "/vectors/hnsw/pareto/idx?harness=h", None).await;
+    assert_eq!(s, StatusCode::OK, "{front:?}");
+    assert_eq!(
+        (front["index_name"].clone(), front["harness"].clone()),
+        (json!("idx"), json!("h"))
+    );
+    let points = front["points"].as_array().unwrap();
+    assert!(!points.is_empty());
+    let recall: Vec<f64> = points
+        .iter()
+        .map(|p| p["recall_at_k"].as_f64().unwrap())
+        .collect();
+    assert!(
+        recall.windows(2).all(|w| w[0] <= w[1]),
+        "recall ascending {recall:?}"
+    );
+    for p in points {
+        let t = trials
+            .iter()
+            .find(|t| t["id"] == p["trial_id"])
+            .expect("a journal trial");
+        assert_eq!(p["config"], t["config"]);
+        assert_eq!(p["search_latency_p50_us"], t["metrics"]["search_latency_p50_us"]);
+        // no journal trial dominates it
+        let (r, l) = (
+            p["recall_at_k"].as_f64().unwrap(),
+            p["search_latency_p50_us"].as_f64().unwrap(),
+        );
+        assert!(!trials.iter().any(|u| {
+            let (ur, ul) = (
+                u["metrics"]["recall_at_k"].as_f64().unwrap(),
+                u["metrics"]["search_latency_p50_us"].as_f64().unwrap(),
+            );
+            ur >= r && ul <= l && (ur > r || ul < l)
+        }));
+    }
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/pareto/nope?harness=h", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/pareto/idx?harness=nope", None).await,
+        StatusCode::NOT_FOUND,
+        "harness_not_found",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/hnsw/pareto/idx?harness=other-h", None).await,
+        StatusCode::BAD_REQUEST,
+        "harness_index_mismatch",
+    );
+
     // a grid: out-of-bounds entries are skipped and reported
     let (s, r) = send(
         &app,

@@ -415,3 +415,44 @@ pub struct AutotuneIn {
     #[serde(default)]
     pub grid: Option<Vec<RawHnswConfig>>,
 }
+
+/// One point of the Pareto frontier.
+#[derive(Debug, Serialize)]
+pub struct ParetoPoint {
+    /// The trial.
+    pub trial_id: uuid::Uuid,
+    /// Its config.
+    pub config: HnswConfig,
+    /// Its recall.
+    pub recall_at_k: f64,
+    /// Its p50 latency.
+    pub search_latency_p50_us: f64,
+    /// Its machine-independent cost.
+    pub distance_evals_per_query: f64,
+    /// The build time of its graph.
+    pub build_time_secs: f64,
+}
+
+/// `GET /vectors/hnsw/pareto/{index}`.
+#[derive(Debug, Serialize)]
+pub struct ParetoOut {
+    /// The index.
+    pub index_name: String,
+    /// The harness filter, if any.
+    pub harness: Option<String>,
+    /// The frontier, recall ascending.
+    pub points: Vec<ParetoPoint>,
+}
+
+impl From<&Trial> for ParetoPoint {
+    fn from(t: &Trial) -> Self {
+        ParetoPoint {
+            trial_id: t.id,
+            config: t.config,
+            recall_at_k: t.metrics.recall_at_k,
+            search_latency_p50_us: t.metrics.search_latency_p50_us,
+            distance_evals_per_query: t.metrics.distance_evals_per_query,
+            build_time_secs: t.metrics.build_time_secs,
+        }
+    }
+}

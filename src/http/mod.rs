@@ -49,6 +49,7 @@ pub fn router(service: Vectune, limits: RouterLimits) -> Router {
         .route("/vectors/hnsw/rollback/{index}", post(routes::rollback))
         .route("/vectors/hnsw/promoted/{index}", get(routes::promoted))
         .route("/vectors/hnsw/autotune", post(routes::autotune))
+        .route("/vectors/hnsw/pareto/{index}", get(routes::pareto))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -189,6 +189,21 @@ pub async fn list_trials(
     }))
 }
 
+pub async fn pareto(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+    ApiQuery(filter): ApiQuery<TrialFilter>,
+) -> ApiResult<Json<ParetoOut>> {
+    let index = IndexName::parse(index)?;
+    let harness = filter.harness.map(HarnessName::parse).transpose()?;
+    let front = v.pareto(&index, harness.as_ref()).await?;
+    Ok(Json(ParetoOut {
+        index_name: index.to_string(),
+        harness: harness.map(|h| h.to_string()),
+        points: front.iter().map(|t| ParetoPoint::from(&**t)).collect(),
+    }))
+}
+
 pub async fn get_trial(
     State(v): State<Vectune>,
     ApiPath((index, trial)): ApiPath<(String, String)>,

@@ -242,6 +242,28 @@ pub fn measure(
     }
 }
 
+/// The trials not dominated in (recall ↑, p50 ↓), recall ascending. `u` dominates `t` when
+/// it is at least as good on both and strictly better on one, so exact ties both stay.
+pub fn pareto(trials: &[Arc<Trial>]) -> Vec<Arc<Trial>> {
+    let key = |t: &Trial| (t.metrics.recall_at_k, t.metrics.search_latency_p50_us);
+    let dominated = |t: &Trial| {
+        let (r, p) = key(t);
+        trials.iter().any(|u| {
+            let (ur, up) = key(u);
+            ur >= r && up <= p && (ur > r || up < p)
+        })
+    };
+    let mut front: Vec<Arc<Trial>> = trials.iter().filter(|t| !dominated(t)).cloned().collect();
+    front.sort_by(|a, b| {
+        a.metrics.recall_at_k.total_cmp(&b.metrics.recall_at_k).then(
+            b.metrics
+                .search_latency_p50_us
+                .total_cmp(&a.metrics.search_latency_p50_us),
+        )
+    });
+    front
+}
+
 /// The trial journal: write-once trial objects, read back through a cache of their
 /// (immutable) bodies.
 pub struct Journal {
@@ -342,6 +364,32 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pareto_keeps_exactly_the_undominated() {
+        let t = |r: f64, p: f64| {
+            let mut x = trial("i", "h");
+            x.metrics.recall_at_k = r;
+            x.metrics.search_latency_p50_us = p;
+            Arc::new(x)
+        };
+        let all = vec![
+            t(0.90, 10.0), // front
+            t(0.95, 20.0), // front
+            t(0.95, 25.0), // dominated by (0.95, 20)
+            t(0.80, 15.0), // dominated by (0.90, 10)
+            t(0.99, 50.0), // front
+            t(0.99, 50.0), // exact tie: front too
+            t(0.85, 10.0), // dominated by (0.90, 10): same p50, lower recall
+        ];
+        let front = pareto(&all);
+        let got: Vec<(f64, f64)> = front
+            .iter()
+            .map(|x| (x.metrics.recall_at_k, x.metrics.search_latency_p50_us))
+            .collect();
+        assert_eq!(got, vec![(0.90, 10.0), (0.95, 20.0), (0.99, 50.0), (0.99, 50.0)]);
+        assert!(pareto(&[]).is_empty());
+    }
 
     #[test]
     fn wilson_known_values() {
