@@ -76,6 +76,17 @@ pub enum ServiceError {
 /// Result of the service.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+fn candidate(trial_id: uuid::Uuid, config: HnswConfig, m: &trials::TrialMetrics) -> Candidate {
+    Candidate {
+        trial_id,
+        config,
+        recall_at_k: m.recall_at_k,
+        search_latency_p50_us: m.search_latency_p50_us,
+        build_time_secs: m.build_time_secs,
+        recall_ci_low: m.recall_ci_low,
+    }
+}
+
 /// What an index looks like to callers.
 #[derive(Debug, Clone)]
 pub struct IndexView {
@@ -152,6 +163,14 @@ pub struct AutotuneRequest {
     pub min_recall: Option<f64>,
     /// Configs to try (default: the seed grid).
     pub grid: Option<Vec<RawHnswConfig>>,
+    /// `max_recall` (default) or `min_latency`.
+    pub objective: Option<String>,
+    /// Recall bar of `min_latency` (default 0.95).
+    pub target_recall: Option<f64>,
+    /// `point` (default) or `wilson`.
+    pub gate: Option<String>,
+    /// `if_better` (default), `always` or `never`.
+    pub promote: Option<String>,
 }
 
 /// The service: cheap to clone, shared by every request.
@@ -314,6 +333,36 @@ impl Vectune {
     /// each of `efs` (ef_search does not change the graph, so sweeping it needs no rebuild);
     /// one journal trial per ef, each with the build time of the graph it used.
     pub async fn run_graph_trials(&self, req: TrialRequest, efs: &[u32]) -> Result<Vec<Arc<Trial>>> {
+        let measured = self.measure_graph(&req, efs).await?;
+        // the index may have been deleted meanwhile: never write into a deleted prefix
+        self.inner.indexes.get(&req.index)?;
+        let mut out = Vec::with_capacity(measured.len());
+        for (config, metrics) in measured {
+            let trial = Trial {
+                id: uuid::Uuid::now_v7(),
+                index_name: req.index.clone(),
+                eval_set: req.harness.clone(),
+                config,
+                created_at: Utc::now(),
+                note: req.note.clone(),
+                source: req.source,
+                metrics,
+                validation: None,
+            };
+            tracing::info!(index = %req.index, trial = %trial.id, ?config, recall = trial.metrics.recall_at_k,
+                p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
+            out.push(self.inner.journal.append(trial).await?);
+        }
+        Ok(out)
+    }
+
+    /// Builds `req.config`'s graph and measures it at each of `efs` against the harness,
+    /// without writing anything (re-measuring an incumbent adds no trial to the journal).
+    async fn measure_graph(
+        &self,
+        req: &TrialRequest,
+        efs: &[u32],
+    ) -> Result<Vec<(HnswConfig, trials::TrialMetrics)>> {
         let index = self.inner.indexes.get(&req.index)?;
         let set = self.inner.indexes.vectors(&index).await?;
         let (harness, truth) = self
@@ -345,30 +394,18 @@ impl Vectune {
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))?;
         drop(permit);
-        // the index may have been deleted meanwhile: never write into a deleted prefix
-        self.inner.indexes.get(&req.index)?;
-        let mut out = Vec::with_capacity(measured.len());
-        for (ef, m) in measured {
-            let config = HnswConfig {
-                ef_search: ef,
-                ..config
-            };
-            let trial = Trial {
-                id: uuid::Uuid::now_v7(),
-                index_name: req.index.clone(),
-                eval_set: req.harness.clone(),
-                config,
-                created_at: Utc::now(),
-                note: req.note.clone(),
-                source: req.source,
-                metrics: m.metrics,
-                validation: None,
-            };
-            tracing::info!(index = %req.index, trial = %trial.id, ?config, recall = trial.metrics.recall_at_k,
-                p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
-            out.push(self.inner.journal.append(trial).await?);
-        }
-        Ok(out)
+        Ok(measured
+            .into_iter()
+            .map(|(ef, m)| {
+                (
+                    HnswConfig {
+                        ef_search: ef,
+                        ..config
+                    },
+                    m.metrics,
+                )
+            })
+            .collect())
     }
 
     /// The journal of an index, oldest first, optionally of one harness.
@@ -422,6 +459,21 @@ impl Vectune {
         Ok(state)
     }
 
+    /// Promotes an autotune winner with the note that says why it won.
+    async fn promote_winner(&self, index: &IndexName, w: &Candidate) -> Result<()> {
+        self.inner
+            .registry
+            .promote(
+                index,
+                w.config,
+                w.trial_id,
+                Some("autotune".into()),
+                Some(autotune::winner_note(w)),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Rolls the promotion registry back one step.
     pub async fn rollback(&self, index: &IndexName) -> Result<PromotedState> {
         self.inner.indexes.get(index)?;
@@ -434,10 +486,17 @@ impl Vectune {
         let started = Instant::now();
         self.inner.indexes.get(&req.index)?;
         self.inner.harnesses.check_index(&req.harness, &req.index).await?;
-        let min_recall = autotune::min_recall(req.min_recall)?;
+        let rules = autotune::Rules::parse(
+            req.objective.as_deref(),
+            req.target_recall,
+            req.gate.as_deref(),
+            req.min_recall,
+            req.promote.as_deref(),
+        )?;
         let plan = autotune::plan(req.grid.as_deref())?;
         let _running = self.inner.autotunes.claim(&req.index)?;
         let groups = autotune::graph_groups(&plan.configs);
+        let mut builds = groups.len();
         let mut candidates = Vec::with_capacity(plan.configs.len());
         for (build, efs) in &groups {
             let trials = self
@@ -452,44 +511,61 @@ impl Vectune {
                     efs,
                 )
                 .await?;
-            for trial in trials {
-                candidates.push(Candidate {
-                    trial_id: trial.id,
-                    config: trial.config,
-                    recall_at_k: trial.metrics.recall_at_k,
-                    search_latency_p50_us: trial.metrics.search_latency_p50_us,
-                    build_time_secs: trial.metrics.build_time_secs,
-                });
-            }
+            candidates.extend(trials.iter().map(|t| candidate(t.id, t.config, &t.metrics)));
         }
-        let eligible = candidates.iter().filter(|c| c.recall_at_k >= min_recall).count();
-        let winner = autotune::select_winner(&candidates, min_recall).map(|i| candidates[i].clone());
-        let promoted = match &winner {
-            Some(w) => {
-                self.inner
-                    .registry
-                    .promote(
-                        &req.index,
-                        w.config,
-                        w.trial_id,
-                        Some("autotune".into()),
-                        Some(autotune::winner_note(w)),
-                    )
-                    .await?;
-                true
+        let eligible = candidates.iter().filter(|c| rules.eligible(c)).count();
+        let winner = rules.winner(&candidates).map(|i| candidates[i].clone());
+        let (promoted, reason) = match (&winner, rules.promote) {
+            (None, _) => (false, Some("no trial passed the run's recall bar".to_string())),
+            (Some(_), autotune::Promote::Never) => {
+                (false, Some("promote is never: nothing promoted".to_string()))
             }
-            None => false,
+            (Some(w), autotune::Promote::Always) => {
+                self.promote_winner(&req.index, w).await?;
+                (true, None)
+            }
+            (Some(w), autotune::Promote::IfBetter) => {
+                match self.inner.registry.get(&req.index).await?.current {
+                    None => {
+                        self.promote_winner(&req.index, w).await?;
+                        (true, Some("nothing was promoted yet".to_string()))
+                    }
+                    Some(current) => {
+                        // the incumbent, re-measured now on the same harness (not journaled)
+                        let inc_req = TrialRequest {
+                            index: req.index.clone(),
+                            harness: req.harness.clone(),
+                            config: current.config,
+                            note: None,
+                            source: Source::Autotune,
+                        };
+                        let measured = self.measure_graph(&inc_req, &[current.config.ef_search]).await?;
+                        builds += 1;
+                        let (config, m) = measured
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| ServiceError::Task("incumbent not measured".into()))?;
+                        let (better, why) = rules.beats(w, &candidate(current.trial_id, config, &m));
+                        if better {
+                            self.promote_winner(&req.index, w).await?;
+                        }
+                        (better, Some(why))
+                    }
+                }
+            }
         };
-        tracing::info!(index = %req.index, trials = candidates.len(), eligible, winner = ?winner.as_ref().map(|w| w.config), "autotune done");
+        tracing::info!(index = %req.index, trials = candidates.len(), eligible, promoted, reason = ?reason,
+            winner = ?winner.as_ref().map(|w| w.config), "autotune done");
         Ok(AutotuneResult {
             index_name: req.index,
             trials_run: candidates.len(),
             trials_eligible: eligible,
-            builds: groups.len(),
+            builds,
             winner,
             promoted,
             duration_secs: started.elapsed().as_secs_f64(),
             skipped: plan.skipped,
+            reason,
         })
     }
 

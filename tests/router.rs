@@ -1312,3 +1312,87 @@ async fn binary_ingest_assigns_row_ids_and_refuses_bad_bodies_whole() {
     .await;
     assert_error(&r, StatusCode::NOT_FOUND, "index_not_found");
 }
+
+#[tokio::test]
+async fn autotune_objectives_gates_and_promote_modes() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    autogen(&app, "h", 30, 10).await;
+    let tune = |body: Value| async { send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await };
+    for (field, value) in [
+        ("objective", json!("fastest")),
+        ("gate", json!("bayes")),
+        ("promote", json!("sometimes")),
+        ("target_recall", json!(1.5)),
+        ("target_recall", json!(-0.1)),
+    ] {
+        let mut body = json!({"index_name": "idx", "harness": "h"});
+        body[field] = value;
+        assert_error(
+            &tune(body).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_autotune_request",
+        );
+    }
+    let strong = json!({"ef_construction": 200, "ef_search": 200, "m": 32});
+    let weak = json!({"ef_construction": 10, "ef_search": 10, "m": 4});
+    let (_, r) = tune(
+        json!({"index_name": "idx", "harness": "h", "grid": [strong], "promote": "never", "min_recall": 0.0}),
+    )
+    .await;
+    assert_eq!(r["promoted"], false);
+    assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(
+        send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await.1["current"],
+        Value::Null
+    );
+    let (_, r) =
+        tune(json!({"index_name": "idx", "harness": "h", "grid": [strong], "min_recall": 0.0})).await;
+    assert_eq!(r["promoted"], true, "if_better with nothing promoted: {r:?}");
+    let strong_id = r["winner"]["trial_id"].clone();
+    // a weaker winner does not replace a stronger incumbent; the reason says why
+    let (_, r) = tune(json!({"index_name": "idx", "harness": "h", "grid": [weak], "min_recall": 0.0})).await;
+    if r["winner"]["recall_at_k"].as_f64() < Some(1.0) {
+        assert_eq!(r["promoted"], false, "{r:?}");
+        assert!(r["reason"].as_str().unwrap().starts_with("not better"), "{r:?}");
+        assert_eq!(
+            r["builds"], 2,
+            "one build for the run, one to re-measure the incumbent"
+        );
+        assert_eq!(
+            send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await.1["current"]["trial_id"],
+            strong_id
+        );
+    }
+    // promote always takes it anyway
+    let (_, r) = tune(
+        json!({"index_name": "idx", "harness": "h", "grid": [weak], "min_recall": 0.0, "promote": "always"}),
+    )
+    .await;
+    assert_eq!(r["promoted"], true);
+    // min_latency with a Wilson gate no bound reaches: nothing eligible, nothing promoted
+    let (_, r) = tune(
+        json!({"index_name": "idx", "harness": "h", "grid": [strong], "objective": "min_latency",
+                             "target_recall": 1.0, "gate": "wilson", "promote": "always"}),
+    )
+    .await;
+    assert_eq!(
+        (
+            r["winner"].clone(),
+            r["trials_eligible"].clone(),
+            r["promoted"].clone()
+        ),
+        (Value::Null, json!(0), json!(false))
+    );
+    // min_latency picks the fastest trial past the target
+    let (_, r) = tune(json!({"index_name": "idx", "harness": "h", "objective": "min_latency", "target_recall": 0.5,
+                             "promote": "never", "grid": [strong, weak, {"ef_construction": 40, "ef_search": 20}]})).await;
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    let run: Vec<&Value> = list["trials"].as_array().unwrap().iter().rev().take(3).collect();
+    let best = run
+        .iter()
+        .filter(|t| t["metrics"]["recall_at_k"].as_f64().unwrap() >= 0.5)
+        .map(|t| t["metrics"]["search_latency_p50_us"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(r["winner"]["search_latency_p50_us"].as_f64(), Some(best), "{r:?}");
+}

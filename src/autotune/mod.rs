@@ -35,6 +35,160 @@ pub enum AutotuneError {
     /// `min_recall` outside 0..=1.
     #[error("min_recall must be between 0 and 1, got {0}")]
     InvalidMinRecall(f64),
+    /// Another request field is out of its domain.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        reason: String,
+    },
+}
+
+/// What a run optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Highest recall among trials past `min_recall`, then lowest p50 (the seed's rule).
+    MaxRecall,
+    /// Lowest p50 among trials whose recall (or its Wilson bound) reaches `target_recall`.
+    MinLatency,
+}
+
+/// How `target_recall` is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// The measured recall.
+    Point,
+    /// The 95 % Wilson lower bound of the recall: a config that passed by luck on a small
+    /// harness does not.
+    Wilson,
+}
+
+/// Whether the winner is promoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Promote {
+    /// Only when it beats the incumbent, re-measured on the same harness.
+    IfBetter,
+    /// Always (the seed's behaviour).
+    Always,
+    /// Never: a dry run.
+    Never,
+}
+
+/// The rules of one run, parsed from the request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    /// What to optimise.
+    pub objective: Objective,
+    /// Recall bar of `min_latency`.
+    pub target_recall: f64,
+    /// How that bar is checked.
+    pub gate: Gate,
+    /// Recall bar of `max_recall`.
+    pub min_recall: f64,
+    /// Promotion policy.
+    pub promote: Promote,
+}
+
+fn unit(field: &'static str, v: Option<f64>, default: f64) -> Result<f64> {
+    let v = v.unwrap_or(default);
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(AutotuneError::InvalidField {
+            field,
+            reason: format!("must be between 0 and 1, got {v}"),
+        })
+    }
+}
+
+impl Rules {
+    /// Parses the optional request fields (each unknown value is an error).
+    pub fn parse(
+        objective: Option<&str>,
+        target_recall: Option<f64>,
+        gate: Option<&str>,
+        min_recall_v: Option<f64>,
+        promote: Option<&str>,
+    ) -> Result<Rules> {
+        let bad = |field: &'static str, allowed: &str, got: &str| AutotuneError::InvalidField {
+            field,
+            reason: format!("must be one of {allowed}, got {got:?}"),
+        };
+        let objective = match objective.unwrap_or("max_recall") {
+            "max_recall" => Objective::MaxRecall,
+            "min_latency" => Objective::MinLatency,
+            o => return Err(bad("objective", "max_recall, min_latency", o)),
+        };
+        let gate = match gate.unwrap_or("point") {
+            "point" => Gate::Point,
+            "wilson" => Gate::Wilson,
+            g => return Err(bad("gate", "point, wilson", g)),
+        };
+        let promote = match promote.unwrap_or("if_better") {
+            "if_better" => Promote::IfBetter,
+            "always" => Promote::Always,
+            "never" => Promote::Never,
+            p => return Err(bad("promote", "if_better, always, never", p)),
+        };
+        Ok(Rules {
+            objective,
+            target_recall: unit("target_recall", target_recall, 0.95)?,
+            gate,
+            min_recall: min_recall(min_recall_v)?,
+            promote,
+        })
+    }
+
+    /// Whether a trial passes the run's recall bar.
+    pub fn eligible(&self, c: &Candidate) -> bool {
+        match self.objective {
+            Objective::MaxRecall => c.recall_at_k >= self.min_recall,
+            Objective::MinLatency => {
+                let r = match self.gate {
+                    Gate::Point => c.recall_at_k,
+                    Gate::Wilson => c.recall_ci_low,
+                };
+                r >= self.target_recall
+            }
+        }
+    }
+
+    /// The index of the winner among `trials` (in run order), if any is eligible.
+    pub fn winner(&self, trials: &[Candidate]) -> Option<usize> {
+        match self.objective {
+            Objective::MaxRecall => select_winner(trials, self.min_recall),
+            Objective::MinLatency => trials
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| self.eligible(t))
+                .min_by(|(ia, a), (ib, b)| {
+                    a.search_latency_p50_us
+                        .total_cmp(&b.search_latency_p50_us)
+                        .then(b.recall_at_k.total_cmp(&a.recall_at_k))
+                        .then(ia.cmp(ib))
+                })
+                .map(|(i, _)| i),
+        }
+    }
+
+    /// Whether `winner` beats the re-measured `incumbent` under the objective, and why.
+    pub fn beats(&self, winner: &Candidate, incumbent: &Candidate) -> (bool, String) {
+        let (dr, dp) = (
+            winner.recall_at_k - incumbent.recall_at_k,
+            winner.search_latency_p50_us - incumbent.search_latency_p50_us,
+        );
+        let figures = format!(
+            "winner recall {:.4} p50 {:.1}us vs incumbent (re-measured) recall {:.4} p50 {:.1}us (recall {:+.4}, p50 {:+.1}us)",
+            winner.recall_at_k, winner.search_latency_p50_us, incumbent.recall_at_k, incumbent.search_latency_p50_us, dr, dp
+        );
+        let better = match self.objective {
+            Objective::MaxRecall => dr > 0.0 || (dr == 0.0 && dp < 0.0),
+            Objective::MinLatency => !self.eligible(incumbent) || dp < 0.0,
+        };
+        let verdict = if better { "better" } else { "not better" };
+        (better, format!("{verdict}: {figures}"))
+    }
 }
 
 /// Result of the autotune rules.
@@ -122,6 +276,8 @@ pub struct Candidate {
     pub search_latency_p50_us: f64,
     /// Its build time.
     pub build_time_secs: f64,
+    /// Its recall's 95 % Wilson lower bound.
+    pub recall_ci_low: f64,
 }
 
 /// The index of the winner among `trials` (in run order), if any clears `min_recall`.
@@ -166,6 +322,8 @@ pub struct AutotuneResult {
     pub duration_secs: f64,
     /// Grid entries not run, with why.
     pub skipped: Vec<String>,
+    /// Why the winner was (not) promoted; never empty when `promoted` is false.
+    pub reason: Option<String>,
 }
 
 /// The indexes with an autotune running in this process.
@@ -213,7 +371,68 @@ mod tests {
             recall_at_k: recall,
             search_latency_p50_us: p50,
             build_time_secs: 0.0,
+            recall_ci_low: recall - 0.05,
         }
+    }
+
+    #[test]
+    fn rules_parse_and_refuse() {
+        let r = Rules::parse(None, None, None, None, None).unwrap();
+        assert_eq!(
+            (r.objective, r.gate, r.promote, r.target_recall, r.min_recall),
+            (Objective::MaxRecall, Gate::Point, Promote::IfBetter, 0.95, 0.9)
+        );
+        assert!(Rules::parse(Some("fastest"), None, None, None, None).is_err());
+        assert!(Rules::parse(None, Some(1.1), None, None, None).is_err());
+        assert!(Rules::parse(None, None, Some("bayes"), None, None).is_err());
+        assert!(Rules::parse(None, None, None, None, Some("sometimes")).is_err());
+    }
+
+    #[test]
+    fn min_latency_with_gates() {
+        let rules = |gate| Rules::parse(Some("min_latency"), Some(0.9), Some(gate), None, None).unwrap();
+        // ci_low is recall - 0.05 in cand()
+        let t = [
+            cand(0, 0.99, 50.0),
+            cand(1, 0.92, 20.0),
+            cand(2, 0.96, 30.0),
+            cand(3, 0.80, 5.0),
+        ];
+        assert_eq!(rules("point").winner(&t), Some(1));
+        assert_eq!(
+            rules("wilson").winner(&t),
+            Some(2),
+            "0.92's lower bound misses 0.9"
+        );
+        assert_eq!(rules("point").winner(&t[3..]), None);
+    }
+
+    #[test]
+    fn if_better_decisions() {
+        let max = Rules::parse(None, None, None, None, None).unwrap();
+        assert!(
+            max.beats(&cand(0, 0.99, 50.0), &cand(1, 0.98, 10.0)).0,
+            "more recall wins"
+        );
+        assert!(
+            !max.beats(&cand(0, 0.98, 50.0), &cand(1, 0.99, 90.0)).0,
+            "less recall loses"
+        );
+        assert!(
+            max.beats(&cand(0, 0.98, 40.0), &cand(1, 0.98, 50.0)).0,
+            "same recall, faster"
+        );
+        let (better, why) = max.beats(&cand(0, 0.98, 50.0), &cand(1, 0.98, 50.0));
+        assert!(!better && why.starts_with("not better"), "{why}");
+        let lat = Rules::parse(Some("min_latency"), Some(0.9), None, None, None).unwrap();
+        assert!(
+            !lat.beats(&cand(0, 0.91, 30.0), &cand(1, 0.99, 20.0)).0,
+            "slower loses"
+        );
+        assert!(
+            lat.beats(&cand(0, 0.91, 30.0), &cand(1, 0.85, 10.0)).0,
+            "an incumbent below target loses"
+        );
     }
 
     #[test]

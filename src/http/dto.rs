@@ -414,6 +414,18 @@ pub struct AutotuneIn {
     /// Configs to try (default: the seed grid).
     #[serde(default)]
     pub grid: Option<Vec<RawHnswConfig>>,
+    /// `max_recall` (default) or `min_latency`.
+    #[serde(default)]
+    pub objective: Option<String>,
+    /// Recall bar of `min_latency` (default 0.95).
+    #[serde(default)]
+    pub target_recall: Option<f64>,
+    /// `point` (default) or `wilson`.
+    #[serde(default)]
+    pub gate: Option<String>,
+    /// `if_better` (default), `always` or `never`.
+    #[serde(default)]
+    pub promote: Option<String>,
 }
 
 /// One point of the Pareto frontier.

@@ -208,6 +208,7 @@ impl From<AutotuneError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "autotune_running", e.to_string())
             }
             AutotuneError::InvalidMinRecall(_) => ApiError::bad_request("invalid_min_recall", e),
+            AutotuneError::InvalidField { .. } => ApiError::bad_request("invalid_autotune_request", e),
         }
     }
 }

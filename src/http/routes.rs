@@ -252,6 +252,10 @@ pub async fn autotune(
             harness,
             min_recall: req.min_recall,
             grid: req.grid,
+            objective: req.objective,
+            target_recall: req.target_recall,
+            gate: req.gate,
+            promote: req.promote,
         })
         .await?;
     Ok(Json(result))
