@@ -382,12 +382,11 @@ impl Vectune {
             .map_err(|e| ServiceError::Task(e.to_string()))?;
         let measured = tokio::task::spawn_blocking(move || {
             let graph = hnsw::build(&set, config);
+            let brute = trials::brute_force_latency_us(&set, &queries, k);
             efs.into_iter()
                 .map(|ef| {
-                    (
-                        ef,
-                        trials::measure(&set, &graph, ef as usize, &queries, &truth.rows, k),
-                    )
+                    let m = trials::measure(&set, &graph, ef as usize, &queries, &truth.rows, k, brute);
+                    (ef, m)
                 })
                 .collect::<Vec<_>>()
         })

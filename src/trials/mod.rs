@@ -126,6 +126,23 @@ pub struct Trial {
     pub validation: Option<Validation>,
 }
 
+/// Mean exact brute-force time per query on `queries`, one thread, µs: the scale a
+/// trial's latency is read against. It depends on the vectors and queries only, not on the
+/// graph, so a run measures it once per build, not once per `ef_search`.
+pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -> f64 {
+    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
+    let start = Instant::now();
+    for q in queries {
+        std::hint::black_box(ground_truth::exact_with_threads(
+            set,
+            std::slice::from_ref(q),
+            k,
+            1,
+        ));
+    }
+    start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
+}
+
 /// The measurements of one config over one built graph, before they become a trial.
 #[derive(Debug, Clone)]
 pub struct Measurement {
@@ -174,6 +191,7 @@ pub fn measure(
     queries: &[Vec<f32>],
     truth: &[Vec<u32>],
     k: usize,
+    brute_force_latency_us: f64,
 ) -> Measurement {
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     for q in queries {
@@ -206,17 +224,6 @@ pub fn measure(
     }
     let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
     lat.sort_by(f64::total_cmp);
-    // brute force on the same queries, one thread, for scale
-    let start = Instant::now();
-    for q in queries {
-        std::hint::black_box(ground_truth::exact_with_threads(
-            set,
-            std::slice::from_ref(q),
-            k,
-            1,
-        ));
-    }
-    let brute = start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64;
     let rows = graph.len();
     let nq = queries.len().max(1) as f64;
     Measurement {
@@ -233,7 +240,7 @@ pub fn measure(
             memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
             vectors: rows as u64,
             eval_queries: queries.len() as u64,
-            brute_force_latency_us: brute,
+            brute_force_latency_us,
             recall_ci_low: wilson_lower(found, slots),
             distance_evals_per_query: evals as f64 / nq,
             search_latency_mean_us: mean,
