@@ -401,7 +401,7 @@ impl Vectune {
                         ef_search: ef,
                         ..config
                     },
-                    m.metrics,
+                    m,
                 )
             })
             .collect())

@@ -143,13 +143,6 @@ pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -
     start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
 }
 
-/// The measurements of one config over one built graph, before they become a trial.
-#[derive(Debug, Clone)]
-pub struct Measurement {
-    /// Recall and latency figures.
-    pub metrics: TrialMetrics,
-}
-
 /// Nearest-rank percentile of sorted values (`p` in 0..=100).
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -192,7 +185,7 @@ pub fn measure(
     truth: &[Vec<u32>],
     k: usize,
     brute_force_latency_us: f64,
-) -> Measurement {
+) -> TrialMetrics {
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     for q in queries {
         std::hint::black_box(graph.search(set, q, k, ef));
@@ -226,26 +219,24 @@ pub fn measure(
     lat.sort_by(f64::total_cmp);
     let rows = graph.len();
     let nq = queries.len().max(1) as f64;
-    Measurement {
-        metrics: TrialMetrics {
-            build_time_secs: graph.build_time().as_secs_f64(),
-            search_latency_p50_us: percentile(&lat, 50.0),
-            search_latency_p95_us: percentile(&lat, 95.0),
-            search_latency_p99_us: percentile(&lat, 99.0),
-            recall_at_k: if slots == 0 {
-                0.0
-            } else {
-                found as f64 / slots as f64
-            },
-            memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
-            vectors: rows as u64,
-            eval_queries: queries.len() as u64,
-            brute_force_latency_us,
-            recall_ci_low: wilson_lower(found, slots),
-            distance_evals_per_query: evals as f64 / nq,
-            search_latency_mean_us: mean,
-            qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
+    TrialMetrics {
+        build_time_secs: graph.build_time().as_secs_f64(),
+        search_latency_p50_us: percentile(&lat, 50.0),
+        search_latency_p95_us: percentile(&lat, 95.0),
+        search_latency_p99_us: percentile(&lat, 99.0),
+        recall_at_k: if slots == 0 {
+            0.0
+        } else {
+            found as f64 / slots as f64
         },
+        memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
+        vectors: rows as u64,
+        eval_queries: queries.len() as u64,
+        brute_force_latency_us,
+        recall_ci_low: wilson_lower(found, slots),
+        distance_evals_per_query: evals as f64 / nq,
+        search_latency_mean_us: mean,
+        qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
     }
 }
 
