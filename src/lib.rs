@@ -1,12 +1,14 @@
 //! vectune: an HTTP service that tunes HNSW indexes by itself and hot-swaps the winner.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod autotune;
 pub mod config;
 pub mod distance;
 pub mod harness;
 pub mod hnsw;
 pub mod http;
+pub mod jobs;
 pub mod names;
 pub mod promotion;
 pub mod rng;

@@ -81,6 +81,13 @@ impl Application {
     ) -> Result<(), StartupError> {
         let addr = self.local_addr().map_err(StartupError::Serve)?;
         let reactivation = self.service.reactivate_all();
+        let agents = self.service.clone();
+        tokio::spawn(async move {
+            match agents.start_agents().await {
+                Ok(n) => tracing::info!(agents = n, "background agents started"),
+                Err(e) => tracing::error!(error = %e, "background agents could not be started"),
+            }
+        });
         tracing::info!("listening on http://{addr}");
         // answers are small: send them at once instead of waiting on Nagle's algorithm
         let listener = self.listener.tap_io(|tcp| {

@@ -1059,6 +1059,11 @@ async fn autotune_rules() {
     assert_error(
         &tune(json!({"index_name": "idx", "harness": "h", "strategy": "magic"})).await,
         StatusCode::BAD_REQUEST,
+        "invalid_autotune_request",
+    );
+    assert_error(
+        &tune(json!({"index_name": "idx", "harness": "h", "stratgey": "adaptive"})).await,
+        StatusCode::BAD_REQUEST,
         "invalid_body",
     );
     let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
@@ -1395,4 +1400,352 @@ async fn autotune_objectives_gates_and_promote_modes() {
         .map(|t| t["metrics"]["search_latency_p50_us"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min);
     assert_eq!(r["winner"]["search_latency_p50_us"].as_f64(), Some(best), "{r:?}");
+}
+
+#[tokio::test]
+async fn validation_fraction_holds_queries_out_and_reports_the_winner_on_them() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    autogen(&app, "h", 40, 10).await;
+    let grid =
+        json!([{"ef_construction": 40, "ef_search": 10, "m": 4}, {"ef_construction": 80, "ef_search": 40}]);
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(
+            json!({"index_name": "idx", "harness": "h", "grid": grid, "validation_fraction": 0.25,
+                    "promote": "never", "min_recall": 0.0}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    let v = &r["winner"]["validation"];
+    assert_eq!(v["eval_queries"], 10, "{r:?}");
+    assert!(v["recall_at_k"]
+        .as_f64()
+        .is_some_and(|x| (0.0..=1.0).contains(&x)));
+    assert!(v["search_latency_p50_us"].as_f64().is_some_and(|x| x > 0.0));
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    let trials = list["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2);
+    for t in trials {
+        assert_eq!(t["metrics"]["eval_queries"], 30, "tuned on the other 30");
+        if t["id"] == r["winner"]["trial_id"] {
+            assert_eq!(&t["validation"], v, "the winner's journal trial carries it");
+        } else {
+            assert_eq!(t["validation"], Value::Null);
+        }
+    }
+    // without it, every query is used and nothing is validated
+    let (_, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(json!({"index_name": "idx", "harness": "h", "grid": [grid[0]], "promote": "never", "min_recall": 0.0})),
+    )
+    .await;
+    assert_eq!(r["winner"]["validation"], Value::Null);
+}
+
+#[tokio::test]
+async fn adaptive_strategy_keeps_to_max_trials_and_bounds() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    autogen(&app, "h", 20, 10).await;
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(
+            json!({"index_name": "idx", "harness": "h", "strategy": "adaptive", "max_trials": 5,
+                    "objective": "min_latency", "target_recall": 0.9, "promote": "never"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    let n = r["trials_run"].as_u64().unwrap();
+    assert!((1..=5).contains(&n), "{r:?}");
+    assert!(r["builds"].as_u64().unwrap() <= n);
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    let trials = list["trials"].as_array().unwrap();
+    assert_eq!(trials.len() as u64, n);
+    for t in trials {
+        let c = &t["config"];
+        assert!((4..=64).contains(&c["m"].as_u64().unwrap()));
+        assert!((10..=400).contains(&c["ef_construction"].as_u64().unwrap()));
+        assert!((10..=200).contains(&c["ef_search"].as_u64().unwrap()));
+        assert_eq!(t["source"], "autotune");
+    }
+}
+
+#[tokio::test]
+async fn new_autotune_fields_are_checked_before_anything_runs() {
+    let app = app().await;
+    seeded(&app, 100).await;
+    autogen(&app, "h", 10, 5).await;
+    for extra in [
+        json!({"strategy": "random"}),
+        json!({"validation_fraction": 0.5}),
+        json!({"validation_fraction": -0.1}),
+        json!({"strategy": "adaptive", "max_trials": 0}),
+        json!({"strategy": "adaptive", "budget_secs": -5}),
+        json!({"strategy": "adaptive", "budget_secs": 0}),
+        json!({"strategy": "adaptive", "grid": [{"ef_construction": 40, "ef_search": 10}]}),
+    ] {
+        let mut body = json!({"index_name": "idx", "harness": "h"});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        for uri in ["/vectors/hnsw/autotune", "/vectors/hnsw/autotune?async=true"] {
+            assert_error(
+                &send(&app, "POST", uri, Some(body.clone())).await,
+                StatusCode::BAD_REQUEST,
+                "invalid_autotune_request",
+            );
+        }
+    }
+    assert_error(
+        &send(
+            &app,
+            "POST",
+            "/vectors/hnsw/autotune?async=maybe",
+            Some(json!({"index_name": "idx", "harness": "h"})),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query_string",
+    );
+    let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    assert_eq!(list["trials"], json!([]));
+    let (_, jobs) = send(&app, "GET", "/vectors/jobs?index=idx", None).await;
+    assert_eq!(jobs["jobs"], json!([]), "no job for a refused request");
+}
+
+async fn poll_job(app: &Router, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..3000 {
+        let (s, j) = send(app, "GET", &format!("/vectors/jobs/{id}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{j:?}");
+        let (done, total) = (
+            j["progress"]["done"].as_u64().unwrap(),
+            j["progress"]["total"].as_u64().unwrap(),
+        );
+        assert!(done <= total, "{j:?}");
+        if until(&j) {
+            return j;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("job {id} did not get there in 60 s");
+}
+
+#[tokio::test]
+async fn async_autotune_runs_as_a_job_with_progress_listing_and_cancel() {
+    let app = app().await;
+    seeded(&app, 2000).await;
+    autogen(&app, "h", 40, 10).await;
+    let grid = json!([{"ef_construction": 40, "ef_search": 10}, {"ef_construction": 40, "ef_search": 30}]);
+    let (s, acc) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune?async=true",
+        Some(
+            json!({"index_name": "idx", "harness": "h", "grid": grid, "promote": "never", "min_recall": 0.0}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let id = acc["job_id"].as_str().unwrap().to_string();
+    assert_eq!(acc["status_url"], format!("/vectors/jobs/{id}"));
+    let job = poll_job(&app, &id, |j| j["state"] == "succeeded").await;
+    assert_eq!(job["kind"], "autotune");
+    assert_eq!(job["index_name"], "idx");
+    assert_eq!(job["progress"], json!({"done": 2, "total": 2}));
+    assert_eq!(job["result"]["trials_run"], 2);
+    assert_eq!(job["result"]["builds"], 1, "two ef_search values on one graph");
+    assert_eq!(job["result"]["job_id"], id.as_str());
+    assert_eq!(job["error"], Value::Null);
+    for f in ["created_at", "started_at", "finished_at"] {
+        assert!(job[f].is_string(), "{f}: {job:?}");
+    }
+
+    // a long adaptive job: while it runs, any other autotune of the index is 409
+    let long = json!({"index_name": "idx", "harness": "h", "strategy": "adaptive", "max_trials": 40,
+                      "objective": "min_latency", "target_recall": 0.99, "promote": "always"});
+    let (s, acc) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune?async=true",
+        Some(long.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let long_id = acc["job_id"].as_str().unwrap().to_string();
+    assert_error(
+        &send(&app, "POST", "/vectors/hnsw/autotune", Some(long.clone())).await,
+        StatusCode::CONFLICT,
+        "autotune_running",
+    );
+    assert_error(
+        &send(&app, "POST", "/vectors/hnsw/autotune?async=true", Some(long)).await,
+        StatusCode::CONFLICT,
+        "autotune_running",
+    );
+    let (_, jobs) = send(&app, "GET", "/vectors/jobs?index=idx", None).await;
+    let ids: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![long_id.as_str(), id.as_str()],
+        "newest first, no job for the 409s"
+    );
+    let job = poll_job(&app, &long_id, |j| {
+        j["progress"]["done"].as_u64() >= Some(1) || j["state"] != "running" && j["state"] != "queued"
+    })
+    .await;
+    assert_eq!(job["progress"]["total"], 40);
+    let (s, d) = send(&app, "DELETE", &format!("/vectors/jobs/{long_id}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{d:?}");
+    let job = poll_job(&app, &long_id, |j| {
+        j["state"] != "running" && j["state"] != "queued"
+    })
+    .await;
+    if job["state"] == "cancelled" {
+        let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+        let trials = list["trials"].as_array().unwrap().len() as u64;
+        assert_eq!(
+            trials,
+            2 + job["progress"]["done"].as_u64().unwrap(),
+            "finished trials stay"
+        );
+        assert_eq!(job["result"], Value::Null);
+        assert_eq!(
+            send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await.1["current"],
+            Value::Null,
+            "a cancelled job (promote always) promotes nothing"
+        );
+    } else {
+        // it finished between the poll and the cancel: still a clean end
+        assert_eq!(job["state"], "succeeded", "{job:?}");
+    }
+    // the index is free again
+    let (s, _) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(json!({"index_name": "idx", "harness": "h",
+        "grid": [grid[0]], "promote": "never"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let uuid = "01900000-0000-7000-8000-000000000000";
+    for (m, uri) in [
+        ("GET", format!("/vectors/jobs/{uuid}")),
+        ("DELETE", format!("/vectors/jobs/{uuid}")),
+        ("GET", "/vectors/jobs/not-a-uuid".to_string()),
+    ] {
+        assert_error(
+            &send(&app, m, &uri, None).await,
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+        );
+    }
+    assert_error(
+        &send(&app, "GET", "/vectors/jobs?index=nope", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &send(&app, "GET", "/vectors/jobs", None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query_string",
+    );
+}
+
+#[tokio::test]
+async fn agent_routes_settings_errors_first_run_and_disable() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    autogen(&app, "h", 20, 10).await;
+    let (s, st) = send(&app, "GET", "/vectors/hnsw/agent/idx", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (st["config"].clone(), st["state"].clone()),
+        (Value::Null, json!("disabled"))
+    );
+    let good = json!({"harness": "h", "enabled": true, "cooldown_secs": 600, "max_trials_per_hour": 2,
+                      "epsilon": 0.5, "retune_on_growth": 0.1, "objective": "min_latency", "target_recall": 0.5});
+    for (field, value) in [
+        ("epsilon", json!(1.5)),
+        ("cooldown_secs", json!(-1)),
+        ("max_trials_per_hour", json!(-1)),
+        ("retune_on_growth", json!(-0.5)),
+        ("objective", json!("fastest")),
+        ("target_recall", json!(1.2)),
+    ] {
+        let mut body = good.clone();
+        body[field] = value;
+        let r = send(&app, "PUT", "/vectors/hnsw/agent/idx", Some(body)).await;
+        assert_eq!(r.0, StatusCode::BAD_REQUEST, "{field}: {r:?}");
+    }
+    let mut body = good.clone();
+    body["harness"] = json!("nope");
+    assert_error(
+        &send(&app, "PUT", "/vectors/hnsw/agent/idx", Some(body)).await,
+        StatusCode::NOT_FOUND,
+        "harness_not_found",
+    );
+    for m in ["GET", "PUT", "DELETE"] {
+        let body = (m == "PUT").then(|| good.clone());
+        assert_error(
+            &send(&app, m, "/vectors/hnsw/agent/nope", body).await,
+            StatusCode::NOT_FOUND,
+            "index_not_found",
+        );
+    }
+    assert_eq!(
+        send(&app, "GET", "/vectors/hnsw/agent/idx", None).await.1["config"],
+        Value::Null
+    );
+
+    let (s, st) = send(&app, "PUT", "/vectors/hnsw/agent/idx", Some(good.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{st:?}");
+    assert_eq!(st["config"]["max_trials_per_hour"], 2);
+    assert_eq!(st["config"]["objective"], "min_latency");
+    assert_ne!(st["state"], "disabled");
+    // its first run starts at once (no cooldown first), at most 2 trials
+    let mut agent_trials = 0;
+    for _ in 0..600 {
+        let (_, list) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+        agent_trials = list["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["source"] == "agent")
+            .count();
+        let st = send(&app, "GET", "/vectors/hnsw/agent/idx", None).await.1;
+        if agent_trials > 0 && st["state"] == "cooling_down" {
+            assert_eq!(st["runs"], 1);
+            assert!(st["last_run_at"].is_string());
+            assert_eq!(st["trials_last_hour"], agent_trials as u64);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!((1..=2).contains(&agent_trials), "{agent_trials}");
+    // if better only: nothing promoted before, so its winner is promoted by the agent
+    let p = send(&app, "GET", "/vectors/hnsw/promoted/idx", None).await.1;
+    if !p["current"].is_null() {
+        assert_eq!(p["current"]["promoted_by"], "agent");
+    }
+    let (s, _) = send(&app, "DELETE", "/vectors/hnsw/agent/idx", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let st = send(&app, "GET", "/vectors/hnsw/agent/idx", None).await.1;
+    assert_eq!(st["state"], "disabled");
+    assert_eq!(st["config"]["enabled"], false, "settings kept, disabled");
 }

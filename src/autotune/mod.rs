@@ -6,14 +6,19 @@
 //! `recall_at_k >= min_recall`, ties broken by the lower p50 latency, then by the earlier
 //! trial, so the choice is a total order with no NaN anywhere.
 
+pub mod adaptive;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::hnsw::{HnswConfig, RawHnswConfig};
 use crate::names::IndexName;
+use crate::rng::SplitMix64;
+use crate::trials::Validation;
 
 /// The seed's default grid, `(ef_construction, ef_search)` at m=16, seed 42.
 pub const DEFAULT_GRID: [(u32, u32); 5] = [(20, 30), (40, 30), (80, 30), (80, 60), (160, 30)];
@@ -194,6 +199,219 @@ impl Rules {
 /// Result of the autotune rules.
 pub type Result<T, E = AutotuneError> = std::result::Result<T, E>;
 
+/// `max_trials` of `adaptive` when none is given.
+pub const DEFAULT_MAX_TRIALS: usize = 40;
+/// `budget_secs` of `adaptive` when none is given.
+pub const DEFAULT_BUDGET_SECS: f64 = 300.0;
+
+/// How a run chooses the configs it measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Strategy {
+    /// The given grid (or the seed's default), every entry measured.
+    Grid,
+    /// [`adaptive::Adaptive`] under a trial and a wall-time budget.
+    Adaptive {
+        /// Trials at most.
+        max_trials: usize,
+        /// Wall time at most; no build starts that is expected to overrun it.
+        budget: Duration,
+    },
+}
+
+/// Everything a run is asked to do besides the index and harness, parsed and checked
+/// before anything runs (so a bad field is a 400 and never a half-done run or a job).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Objective, gate, bars and promotion policy.
+    pub rules: Rules,
+    /// Grid or adaptive.
+    pub strategy: Strategy,
+    /// The grid's configs (empty for `adaptive`).
+    pub plan: Plan,
+    /// Share of the harness queries held out for the winner's validation, 0..0.5.
+    pub validation_fraction: f64,
+}
+
+/// The raw request fields a [`Spec`] is parsed from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SpecFields {
+    /// Recall bar of `max_recall`.
+    pub min_recall: Option<f64>,
+    /// Configs to try.
+    pub grid: Option<Vec<RawHnswConfig>>,
+    /// `max_recall` or `min_latency`.
+    pub objective: Option<String>,
+    /// Recall bar of `min_latency`.
+    pub target_recall: Option<f64>,
+    /// `point` or `wilson`.
+    pub gate: Option<String>,
+    /// `if_better`, `always` or `never`.
+    pub promote: Option<String>,
+    /// `grid` or `adaptive`.
+    pub strategy: Option<String>,
+    /// Trial cap of `adaptive`.
+    pub max_trials: Option<i64>,
+    /// Wall-time cap of `adaptive`, seconds.
+    pub budget_secs: Option<f64>,
+    /// Held-out share of the harness queries.
+    pub validation_fraction: Option<f64>,
+}
+
+impl Spec {
+    /// Checks every field; the first bad one is the error.
+    pub fn parse(f: &SpecFields) -> Result<Spec> {
+        let rules = Rules::parse(
+            f.objective.as_deref(),
+            f.target_recall,
+            f.gate.as_deref(),
+            f.min_recall,
+            f.promote.as_deref(),
+        )?;
+        let invalid = |field: &'static str, reason: String| AutotuneError::InvalidField { field, reason };
+        let max_trials = match f.max_trials {
+            None => DEFAULT_MAX_TRIALS,
+            Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => return Err(invalid("max_trials", format!("must be at least 1, got {n}"))),
+        };
+        let budget_secs = f.budget_secs.unwrap_or(DEFAULT_BUDGET_SECS);
+        if !(budget_secs > 0.0 && budget_secs.is_finite()) {
+            return Err(invalid(
+                "budget_secs",
+                format!("must be a positive number of seconds, got {budget_secs}"),
+            ));
+        }
+        let validation_fraction = f.validation_fraction.unwrap_or(0.0);
+        if !(0.0..0.5).contains(&validation_fraction) {
+            return Err(invalid(
+                "validation_fraction",
+                format!("must be in 0..0.5 (0 included, 0.5 not), got {validation_fraction}"),
+            ));
+        }
+        let (strategy, plan) = match f.strategy.as_deref().unwrap_or("grid") {
+            "grid" => (Strategy::Grid, plan(f.grid.as_deref())?),
+            "adaptive" => {
+                if f.grid.is_some() {
+                    return Err(invalid(
+                        "grid",
+                        "the adaptive strategy chooses its own configs: leave out grid".into(),
+                    ));
+                }
+                let budget = Duration::from_secs_f64(budget_secs.min(1e9));
+                let plan = Plan {
+                    configs: Vec::new(),
+                    skipped: Vec::new(),
+                };
+                (Strategy::Adaptive { max_trials, budget }, plan)
+            }
+            s => {
+                return Err(invalid(
+                    "strategy",
+                    format!("must be one of grid, adaptive, got {s:?}"),
+                ))
+            }
+        };
+        Ok(Spec {
+            rules,
+            strategy,
+            plan,
+            validation_fraction,
+        })
+    }
+
+    /// Trials the run expects: the grid's configs, or `max_trials` (adaptive may end below).
+    pub fn planned_trials(&self) -> usize {
+        match self.strategy {
+            Strategy::Grid => self.plan.configs.len(),
+            Strategy::Adaptive { max_trials, .. } => max_trials,
+        }
+    }
+
+    /// The bar the adaptive search steers by: `min_recall` or `target_recall`, as checked
+    /// by [`Rules::eligible`].
+    pub fn passes(&self, c: &Candidate) -> bool {
+        self.rules.eligible(c)
+    }
+}
+
+/// Splits `n` harness queries into (tuning, held-out) positions: `round(fraction·n)` held
+/// out, chosen by a fixed-seed shuffle so a harness always splits the same way and the held
+/// queries are not just its last ones. At least one query is always kept for tuning.
+pub fn split_queries(n: usize, fraction: f64) -> (Vec<usize>, Vec<usize>) {
+    let held = ((fraction * n as f64).round() as usize).min(n.saturating_sub(1));
+    if held == 0 {
+        return ((0..n).collect(), Vec::new());
+    }
+    let perm = SplitMix64::new(0x7661_6c69_6461_7465).permutation(n);
+    let mut out: Vec<usize> = perm[held..].to_vec();
+    let mut hold: Vec<usize> = perm[..held].to_vec();
+    out.sort_unstable();
+    hold.sort_unstable();
+    (out, hold)
+}
+
+/// Built graphs kept during one run, least recently used evicted first once their memory
+/// passes the cap: a run that revisits a graph (ef probes, the winner's validation) does
+/// not rebuild it, and a long run does not hold every graph it built.
+#[derive(Debug)]
+pub struct GraphCache<G> {
+    cap_bytes: usize,
+    used: usize,
+    /// Most recently used last.
+    entries: Vec<CacheEntry<G>>,
+}
+
+/// `(m, ef_construction, seed)`: what makes a graph.
+type GraphKey = (u32, u32, u64);
+/// A kept graph and its bytes.
+type CacheEntry<G> = (GraphKey, Arc<G>, usize);
+
+impl<G> GraphCache<G> {
+    /// An empty cache holding at most `cap_bytes` (one graph is kept even if larger).
+    pub fn new(cap_bytes: usize) -> Self {
+        GraphCache {
+            cap_bytes,
+            used: 0,
+            entries: Vec::new(),
+        }
+    }
+
+    fn key(c: &HnswConfig) -> GraphKey {
+        (c.m, c.ef_construction, c.seed)
+    }
+
+    /// The graph of `config`'s `(m, ef_construction, seed)`, if kept.
+    pub fn get(&mut self, config: &HnswConfig) -> Option<Arc<G>> {
+        let i = self.entries.iter().position(|e| e.0 == Self::key(config))?;
+        let e = self.entries.remove(i);
+        let g = e.1.clone();
+        self.entries.push(e);
+        Some(g)
+    }
+
+    /// Keeps `graph` of `bytes`, evicting the least recently used as needed.
+    pub fn insert(&mut self, config: &HnswConfig, graph: Arc<G>, bytes: usize) {
+        let key = Self::key(config);
+        if let Some(i) = self.entries.iter().position(|e| e.0 == key) {
+            self.used -= self.entries.remove(i).2;
+        }
+        while !self.entries.is_empty() && self.used + bytes > self.cap_bytes {
+            self.used -= self.entries.remove(0).2;
+        }
+        self.used += bytes;
+        self.entries.push((key, graph, bytes));
+    }
+
+    /// Graphs kept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// The configs a run will measure, and the grid entries it skipped (with why).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -264,7 +482,7 @@ pub fn min_recall(v: Option<f64>) -> Result<f64> {
 }
 
 /// What winner selection looks at in a trial.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     /// The trial.
     pub trial_id: Uuid,
@@ -278,6 +496,8 @@ pub struct Candidate {
     pub build_time_secs: f64,
     /// Its recall's 95 % Wilson lower bound.
     pub recall_ci_low: f64,
+    /// The winner re-measured on held-out queries, when the run held some out.
+    pub validation: Option<Validation>,
 }
 
 /// The index of the winner among `trials` (in run order), if any clears `min_recall`.
@@ -304,7 +524,7 @@ pub fn winner_note(c: &Candidate) -> String {
 }
 
 /// The outcome of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AutotuneResult {
     /// The index.
     pub index_name: IndexName,
@@ -324,6 +544,8 @@ pub struct AutotuneResult {
     pub skipped: Vec<String>,
     /// Why the winner was (not) promoted; never empty when `promoted` is false.
     pub reason: Option<String>,
+    /// The job that ran it, when it ran as one.
+    pub job_id: Option<Uuid>,
 }
 
 /// The indexes with an autotune running in this process.
@@ -372,6 +594,7 @@ mod tests {
             search_latency_p50_us: p50,
             build_time_secs: 0.0,
             recall_ci_low: recall - 0.05,
+            validation: None,
         }
     }
 
@@ -518,5 +741,115 @@ mod tests {
             winner_note(&cand(0, 0.98, 12.34)),
             "autotune winner: recall=0.9800 p50=12.3us"
         );
+    }
+
+    #[test]
+    fn spec_parses_and_refuses_each_field() {
+        let ok = Spec::parse(&SpecFields::default()).unwrap();
+        assert_eq!(
+            (ok.strategy, ok.validation_fraction, ok.plan.configs.len()),
+            (Strategy::Grid, 0.0, 5)
+        );
+        let a = Spec::parse(&SpecFields {
+            strategy: Some("adaptive".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            a.strategy,
+            Strategy::Adaptive {
+                max_trials: 40,
+                budget: Duration::from_secs(300)
+            }
+        );
+        assert_eq!(a.planned_trials(), 40);
+        let bad = [
+            SpecFields {
+                strategy: Some("random".into()),
+                ..Default::default()
+            },
+            SpecFields {
+                max_trials: Some(0),
+                ..Default::default()
+            },
+            SpecFields {
+                budget_secs: Some(0.0),
+                ..Default::default()
+            },
+            SpecFields {
+                budget_secs: Some(-5.0),
+                ..Default::default()
+            },
+            SpecFields {
+                budget_secs: Some(f64::NAN),
+                ..Default::default()
+            },
+            SpecFields {
+                validation_fraction: Some(0.5),
+                ..Default::default()
+            },
+            SpecFields {
+                validation_fraction: Some(-0.1),
+                ..Default::default()
+            },
+            SpecFields {
+                strategy: Some("adaptive".into()),
+                grid: Some(vec![]),
+                ..Default::default()
+            },
+        ];
+        for f in bad {
+            assert!(Spec::parse(&f).is_err(), "{f:?}");
+        }
+        assert!(Spec::parse(&SpecFields {
+            validation_fraction: Some(0.49),
+            ..Default::default()
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn split_holds_out_round_fraction_and_covers_every_query_once() {
+        let (t, h) = split_queries(80, 0.25);
+        assert_eq!((t.len(), h.len()), (60, 20));
+        let mut all: Vec<usize> = t.iter().chain(&h).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..80).collect::<Vec<_>>());
+        assert_eq!(split_queries(80, 0.25), (t, h), "deterministic");
+        assert_eq!(split_queries(10, 0.0).1.len(), 0);
+        assert_eq!(split_queries(10, 0.04).1.len(), 0, "round(0.4) = 0");
+        assert_eq!(
+            split_queries(1, 0.49),
+            (vec![0], vec![]),
+            "one query is kept for tuning"
+        );
+        // not simply the tail
+        assert_ne!(split_queries(100, 0.2).1, (80..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn graph_cache_evicts_least_recently_used_by_memory() {
+        let c = |m| HnswConfig {
+            m,
+            ..HnswConfig::DEFAULT
+        };
+        let mut cache = GraphCache::new(100);
+        cache.insert(&c(4), Arc::new(4), 40);
+        cache.insert(&c(8), Arc::new(8), 40);
+        assert_eq!(cache.get(&c(4)).as_deref(), Some(&4)); // 4 is now the most recent
+        cache.insert(&c(16), Arc::new(16), 40); // evicts 8
+        assert!(cache.get(&c(8)).is_none());
+        assert_eq!(cache.len(), 2);
+        // ef_search does not matter: same graph
+        assert!(cache
+            .get(&HnswConfig {
+                ef_search: 200,
+                ..c(16)
+            })
+            .is_some());
+        // one graph larger than the cap is still kept, alone
+        cache.insert(&c(32), Arc::new(32), 500);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&c(32)).is_some());
     }
 }

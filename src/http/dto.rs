@@ -6,9 +6,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::autotune::SpecFields;
 use crate::harness::HarnessView;
 use crate::hnsw::serving::ActivationRecord;
 use crate::hnsw::{HnswConfig, RawHnswConfig};
+use crate::jobs::Job;
 use crate::promotion::{Entry, PromotedState};
 use crate::service::{Activation, IndexView, SearchResult};
 use crate::trials::Trial;
@@ -426,6 +428,73 @@ pub struct AutotuneIn {
     /// `if_better` (default), `always` or `never`.
     #[serde(default)]
     pub promote: Option<String>,
+    /// `grid` (default) or `adaptive`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Trial cap of `adaptive` (default 40).
+    #[serde(default)]
+    pub max_trials: Option<i64>,
+    /// Wall-time cap of `adaptive`, seconds (default 300).
+    #[serde(default)]
+    pub budget_secs: Option<f64>,
+    /// Held-out share of the harness queries, 0..0.5 (default 0).
+    #[serde(default)]
+    pub validation_fraction: Option<f64>,
+}
+
+impl AutotuneIn {
+    /// The fields the autotune rules parse.
+    pub fn fields(self) -> (String, String, SpecFields) {
+        (
+            self.index_name,
+            self.harness,
+            SpecFields {
+                min_recall: self.min_recall,
+                grid: self.grid,
+                objective: self.objective,
+                target_recall: self.target_recall,
+                gate: self.gate,
+                promote: self.promote,
+                strategy: self.strategy,
+                max_trials: self.max_trials,
+                budget_secs: self.budget_secs,
+                validation_fraction: self.validation_fraction,
+            },
+        )
+    }
+}
+
+/// `?async=` of an autotune.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutotuneParams {
+    /// Run as a job and answer 202 at once.
+    #[serde(default, rename = "async")]
+    pub run_async: Option<bool>,
+}
+
+/// `202` answer of an async autotune.
+#[derive(Debug, Serialize)]
+pub struct JobAccepted {
+    /// The job.
+    pub job_id: uuid::Uuid,
+    /// Where to poll it: `/vectors/jobs/{job_id}`.
+    pub status_url: String,
+}
+
+/// `?index=` of the job listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsParams {
+    /// The index whose jobs to list.
+    pub index: String,
+}
+
+/// `GET /vectors/jobs?index=`.
+#[derive(Debug, Serialize)]
+pub struct JobList {
+    /// Newest first.
+    pub jobs: Vec<Job>,
 }
 
 /// One point of the Pareto frontier.

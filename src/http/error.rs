@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::autotune::AutotuneError;
 use crate::harness::HarnessError;
+use crate::jobs::JobsError;
 use crate::names::NameError;
 use crate::promotion::PromotionError;
 use crate::service::ServiceError;
@@ -64,6 +65,11 @@ impl ApiError {
     /// The code.
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -166,6 +172,18 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string())
             }
             S::Task(_) => ApiError::internal(&e),
+            S::Jobs(j) => j.into(),
+            S::Agent(_) => ApiError::bad_request("invalid_agent_config", e),
+            S::Name(n) => n.into(),
+        }
+    }
+}
+
+impl From<JobsError> for ApiError {
+    fn from(e: JobsError) -> ApiError {
+        match e {
+            JobsError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "job_not_found", e.to_string()),
+            JobsError::Storage(s) => s.into(),
         }
     }
 }

@@ -50,6 +50,17 @@ pub fn router(service: Vectune, limits: RouterLimits) -> Router {
         .route("/vectors/hnsw/promoted/{index}", get(routes::promoted))
         .route("/vectors/hnsw/autotune", post(routes::autotune))
         .route("/vectors/hnsw/pareto/{index}", get(routes::pareto))
+        .route(
+            "/vectors/hnsw/agent/{index}",
+            get(routes::get_agent)
+                .put(routes::put_agent)
+                .delete(routes::delete_agent),
+        )
+        .route("/vectors/jobs", get(routes::list_jobs))
+        .route(
+            "/vectors/jobs/{job_id}",
+            get(routes::get_job).delete(routes::cancel_job),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))

@@ -11,11 +11,13 @@ use super::dto::*;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery, FastJson};
 use super::RouterLimits;
+use crate::agent::AgentConfigIn;
 use crate::distance::Metric;
 use crate::harness::NewQuery;
 use crate::hnsw::HnswConfig;
+use crate::jobs::Job;
 use crate::names::{HarnessName, IndexName};
-use crate::service::{AutotuneRequest, TrialRequest, Vectune};
+use crate::service::{AgentView, AutotuneRequest, TrialRequest, Vectune};
 use crate::trials::Source;
 use crate::vectors::{Dims, NewVector, VectorsError};
 
@@ -240,25 +242,68 @@ pub async fn promoted(
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
 
+/// Sync by default; `?async=true` answers 202 with the job at once.
 pub async fn autotune(
     State(v): State<Vectune>,
+    ApiQuery(params): ApiQuery<AutotuneParams>,
     ApiJson(req): ApiJson<AutotuneIn>,
-) -> ApiResult<impl IntoResponse> {
-    let index = IndexName::parse(req.index_name)?;
-    let harness = HarnessName::parse(req.harness)?;
-    let result = v
-        .autotune(AutotuneRequest {
-            index,
-            harness,
-            min_recall: req.min_recall,
-            grid: req.grid,
-            objective: req.objective,
-            target_recall: req.target_recall,
-            gate: req.gate,
-            promote: req.promote,
-        })
-        .await?;
-    Ok(Json(result))
+) -> ApiResult<axum::response::Response> {
+    let (index, harness, fields) = req.fields();
+    let req = AutotuneRequest {
+        index: IndexName::parse(index)?,
+        harness: HarnessName::parse(harness)?,
+        fields,
+    };
+    if params.run_async.unwrap_or(false) {
+        let job = v.autotune_async(req).await?;
+        let body = JobAccepted {
+            job_id: job.id,
+            status_url: format!("/vectors/jobs/{}", job.id),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    Ok(Json(v.autotune(req).await?).into_response())
+}
+
+pub async fn get_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
+    Ok(Json(v.job(&id)?))
+}
+
+pub async fn cancel_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
+    Ok(Json(v.cancel_job(&id)?))
+}
+
+pub async fn list_jobs(
+    State(v): State<Vectune>,
+    ApiQuery(params): ApiQuery<JobsParams>,
+) -> ApiResult<Json<JobList>> {
+    let index = IndexName::parse(params.index)?;
+    Ok(Json(JobList {
+        jobs: v.jobs_of(&index)?,
+    }))
+}
+
+pub async fn put_agent(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+    ApiJson(body): ApiJson<AgentConfigIn>,
+) -> ApiResult<Json<AgentView>> {
+    Ok(Json(v.put_agent(&IndexName::parse(index)?, body).await?))
+}
+
+pub async fn get_agent(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+) -> ApiResult<Json<AgentView>> {
+    Ok(Json(v.get_agent(&IndexName::parse(index)?).await?))
+}
+
+pub async fn delete_agent(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    v.delete_agent(&IndexName::parse(index)?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn not_found() -> ApiError {

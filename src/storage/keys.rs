@@ -12,6 +12,8 @@
 //! indexes/{index}/graphs/{vectors:020}-m{m}-ec{ec}-s{seed}.graph  frozen graphs of activations
 //! indexes/{index}/trials/{uuidv7}.json            trial journal, one object per trial
 //! indexes/{index}/promotion/{version:020}.json    promotion registry states
+//! indexes/{index}/jobs/{uuidv7}.json              job records (state: overwritten as it moves)
+//! indexes/{index}/agent.json                      background agent settings and run stats
 //! harnesses/{harness}/harness.json                eval harness definition (write-once)
 //! harnesses/{harness}/ground_truth/{manifest:020}.json  exact top-k for one manifest version
 //! ```
@@ -39,6 +41,31 @@ pub fn version_of(key: &Path) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Folder of an index's job records.
+pub fn jobs(index: &IndexName) -> Path {
+    index_prefix(index).join("jobs")
+}
+
+/// One job record.
+pub fn job(index: &IndexName, id: Uuid) -> Path {
+    jobs(index).join(format!("{id}.json"))
+}
+
+/// The id in a job record's key.
+pub fn job_id_of(key: &Path) -> Option<Uuid> {
+    uuid_file(key)
+}
+
+/// The UUID of a `{uuid}.json` key.
+fn uuid_file(key: &Path) -> Option<Uuid> {
+    Uuid::parse_str(key.filename()?.strip_suffix(".json")?).ok()
+}
+
+/// The background agent of an index.
+pub fn agent(index: &IndexName) -> Path {
+    index_prefix(index).join("agent.json")
 }
 
 /// Root of all indexes (its children are the index names).
@@ -118,7 +145,7 @@ pub fn trial(index: &IndexName, id: Uuid) -> Path {
 
 /// Parses the trial id out of a trial key.
 pub fn trial_id_of(key: &Path) -> Option<Uuid> {
-    Uuid::parse_str(key.filename()?.strip_suffix(".json")?).ok()
+    uuid_file(key)
 }
 
 /// Folder of the index's promotion registry states.

@@ -273,6 +273,20 @@ impl Storage {
         self.put_new(key, Bytes::from(bytes)).await
     }
 
+    /// Serialises `value` with a `schema_version` and writes it, replacing what was there:
+    /// only for records that are state, not history (job records, agent settings).
+    pub async fn put_json_overwrite<T: Serialize>(&self, key: &Path, value: &T) -> Result<()> {
+        let env = Envelope {
+            schema_version: SCHEMA_VERSION,
+            body: value,
+        };
+        let bytes = serde_json::to_vec(&env).map_err(|source| StorageError::Corrupt {
+            key: key.to_string(),
+            source,
+        })?;
+        self.put_overwrite(key, Bytes::from(bytes)).await
+    }
+
     /// Reads and decodes a JSON object, `None` when it does not exist.
     pub async fn get_json<T: DeserializeOwned>(&self, key: &Path) -> Result<Option<T>> {
         let Some(bytes) = self.get(key).await? else {

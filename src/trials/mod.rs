@@ -8,6 +8,7 @@
 //! first by construction.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -177,6 +178,10 @@ pub fn wilson_lower(hits: usize, n: usize) -> f64 {
 /// [`REPEATS`] times with a monotonic clock (median per query, percentiles over queries),
 /// distance evaluations counted exactly on the first timed pass. CPU-heavy: run it on a
 /// blocking thread; it holds the process-wide measurement lock.
+///
+/// `cancel` is read between queries: a cancelled job stops within one query's search, not
+/// one sweep, and `None` is returned (a half-measured trial is no trial).
+#[allow(clippy::too_many_arguments)]
 pub fn measure(
     set: &VectorSet,
     graph: &Graph,
@@ -185,9 +190,13 @@ pub fn measure(
     truth: &[Vec<u32>],
     k: usize,
     brute_force_latency_us: f64,
-) -> TrialMetrics {
+    cancel: &AtomicBool,
+) -> Option<TrialMetrics> {
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     for q in queries {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
         std::hint::black_box(graph.search(set, q, k, ef));
     }
     let mut lat = Vec::with_capacity(queries.len());
@@ -196,6 +205,9 @@ pub fn measure(
     let mut evals = 0u64;
     let mut runs = [0f64; REPEATS];
     for (q, t) in queries.iter().zip(truth) {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut hits = Vec::new();
         for (r, run) in runs.iter_mut().enumerate() {
             let start = Instant::now();
@@ -219,7 +231,7 @@ pub fn measure(
     lat.sort_by(f64::total_cmp);
     let rows = graph.len();
     let nq = queries.len().max(1) as f64;
-    TrialMetrics {
+    Some(TrialMetrics {
         build_time_secs: graph.build_time().as_secs_f64(),
         search_latency_p50_us: percentile(&lat, 50.0),
         search_latency_p95_us: percentile(&lat, 95.0),
@@ -237,7 +249,7 @@ pub fn measure(
         distance_evals_per_query: evals as f64 / nq,
         search_latency_mean_us: mean,
         qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
-    }
+    })
 }
 
 /// The trials not dominated in (recall ↑, p50 ↓), recall ascending. `u` dominates `t` when

@@ -5,17 +5,24 @@
 //! activations of an index are serialised, and a restart re-activates every index with the
 //! config and vector count it last served.
 
+mod agents;
+mod run;
+
+pub use agents::AgentView;
+pub use run::{PreparedAutotune, RunControl, RunEnd};
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, Running};
+use crate::autotune::{self, AutotuneError, Candidate, Running};
 use crate::distance::Metric;
-use crate::harness::{self as harness_mod, HarnessError, HarnessView, Harnesses, NewQuery};
+use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
-use crate::hnsw::{self, store, BuildMode, ConfigError, HnswConfig, RawHnswConfig};
+use crate::hnsw::{self, store, BuildMode, ConfigError, HnswConfig};
+use crate::jobs::{Job, JobError, JobState, Jobs, JobsError};
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
 use crate::storage::{keys, Storage, StorageError};
@@ -71,12 +78,21 @@ pub enum ServiceError {
     /// A blocking task died.
     #[error("background task failed: {0}")]
     Task(String),
+    /// From the jobs module.
+    #[error(transparent)]
+    Jobs(#[from] JobsError),
+    /// From the agent module.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
+    /// A name that does not parse.
+    #[error(transparent)]
+    Name(#[from] crate::names::NameError),
 }
 
 /// Result of the service.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
-fn candidate(trial_id: uuid::Uuid, config: HnswConfig, m: &trials::TrialMetrics) -> Candidate {
+pub(crate) fn candidate(trial_id: uuid::Uuid, config: HnswConfig, m: &trials::TrialMetrics) -> Candidate {
     Candidate {
         trial_id,
         config,
@@ -84,6 +100,7 @@ fn candidate(trial_id: uuid::Uuid, config: HnswConfig, m: &trials::TrialMetrics)
         search_latency_p50_us: m.search_latency_p50_us,
         build_time_secs: m.build_time_secs,
         recall_ci_low: m.recall_ci_low,
+        validation: None,
     }
 }
 
@@ -126,7 +143,7 @@ pub struct Activation {
     pub record: ActivationRecord,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     storage: Storage,
     indexes: Indexes,
     harnesses: Harnesses,
@@ -135,6 +152,10 @@ struct Inner {
     registry: Registry,
     autotunes: Arc<Running>,
     builds: Semaphore,
+    jobs: Jobs,
+    agents: agents::Agents,
+    /// One agent trial at a time in the process.
+    agent_slot: Semaphore,
 }
 
 /// A trial to run.
@@ -159,24 +180,14 @@ pub struct AutotuneRequest {
     pub index: IndexName,
     /// The harness to measure against.
     pub harness: HarnessName,
-    /// Recall gate, 0..=1 (default 0.9).
-    pub min_recall: Option<f64>,
-    /// Configs to try (default: the seed grid).
-    pub grid: Option<Vec<RawHnswConfig>>,
-    /// `max_recall` (default) or `min_latency`.
-    pub objective: Option<String>,
-    /// Recall bar of `min_latency` (default 0.95).
-    pub target_recall: Option<f64>,
-    /// `point` (default) or `wilson`.
-    pub gate: Option<String>,
-    /// `if_better` (default), `always` or `never`.
-    pub promote: Option<String>,
+    /// Everything else, as received (checked by [`autotune::Spec::parse`]).
+    pub fields: autotune::SpecFields,
 }
 
 /// The service: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Vectune {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Vectune {
@@ -184,6 +195,8 @@ impl Vectune {
     /// bring back what served before a restart.
     pub async fn open(storage: Storage, build_concurrency: usize) -> Result<Vectune> {
         let indexes = Indexes::load(storage.clone()).await?;
+        let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
+        let jobs = Jobs::load(storage.clone(), &names).await?;
         Ok(Vectune {
             inner: Arc::new(Inner {
                 harnesses: Harnesses::new(storage.clone()),
@@ -194,6 +207,9 @@ impl Vectune {
                 indexes,
                 serving: Serving::default(),
                 builds: Semaphore::new(build_concurrency.max(1)),
+                jobs,
+                agents: agents::Agents::default(),
+                agent_slot: Semaphore::new(1),
             }),
         })
     }
@@ -235,6 +251,9 @@ impl Vectune {
     /// Deletes an index, its harnesses and its serving graph.
     pub async fn delete_index(&self, name: &IndexName) -> Result<()> {
         self.inner.indexes.get(name)?;
+        // stop what would write under the index first
+        self.forget_agent(name);
+        self.inner.jobs.forget(name);
         self.inner.harnesses.delete_for_index(name).await?;
         self.inner.indexes.delete(name).await?;
         self.inner.serving.remove(name);
@@ -318,95 +337,6 @@ impl Vectune {
         Ok(state.current.map_or(HnswConfig::DEFAULT, |e| e.config))
     }
 
-    /// Builds `config` over the index's vectors and measures it against the harness, on a
-    /// blocking thread behind the build semaphore (so a latency measurement never shares
-    /// the CPU with another build of this process), then appends it to the journal.
-    pub async fn run_trial(&self, req: TrialRequest) -> Result<Arc<Trial>> {
-        let ef = req.config.ef_search;
-        let mut trials = self.run_graph_trials(req, &[ef]).await?;
-        trials
-            .pop()
-            .ok_or_else(|| ServiceError::Task("no trial measured".into()))
-    }
-
-    /// Builds one graph for `req.config`'s `(m, ef_construction, seed)` and measures it at
-    /// each of `efs` (ef_search does not change the graph, so sweeping it needs no rebuild);
-    /// one journal trial per ef, each with the build time of the graph it used.
-    pub async fn run_graph_trials(&self, req: TrialRequest, efs: &[u32]) -> Result<Vec<Arc<Trial>>> {
-        let measured = self.measure_graph(&req, efs).await?;
-        // the index may have been deleted meanwhile: never write into a deleted prefix
-        self.inner.indexes.get(&req.index)?;
-        let mut out = Vec::with_capacity(measured.len());
-        for (config, metrics) in measured {
-            let trial = Trial {
-                id: uuid::Uuid::now_v7(),
-                index_name: req.index.clone(),
-                eval_set: req.harness.clone(),
-                config,
-                created_at: Utc::now(),
-                note: req.note.clone(),
-                source: req.source,
-                metrics,
-                validation: None,
-            };
-            tracing::info!(index = %req.index, trial = %trial.id, ?config, recall = trial.metrics.recall_at_k,
-                p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
-            out.push(self.inner.journal.append(trial).await?);
-        }
-        Ok(out)
-    }
-
-    /// Builds `req.config`'s graph and measures it at each of `efs` against the harness,
-    /// without writing anything (re-measuring an incumbent adds no trial to the journal).
-    async fn measure_graph(
-        &self,
-        req: &TrialRequest,
-        efs: &[u32],
-    ) -> Result<Vec<(HnswConfig, trials::TrialMetrics)>> {
-        let index = self.inner.indexes.get(&req.index)?;
-        let set = self.inner.indexes.vectors(&index).await?;
-        let (harness, truth) = self
-            .inner
-            .harnesses
-            .with_ground_truth(&req.harness, &req.index, set.clone())
-            .await?;
-        let queries = harness_mod::prepared_queries(&harness, &set).map_err(ServiceError::HarnessQuery)?;
-        let k = harness.k;
-        let config = req.config;
-        let efs = efs.to_vec();
-        let permit = self
-            .inner
-            .builds
-            .acquire()
-            .await
-            .map_err(|e| ServiceError::Task(e.to_string()))?;
-        let measured = tokio::task::spawn_blocking(move || {
-            let graph = hnsw::build(&set, config);
-            let brute = trials::brute_force_latency_us(&set, &queries, k);
-            efs.into_iter()
-                .map(|ef| {
-                    let m = trials::measure(&set, &graph, ef as usize, &queries, &truth.rows, k, brute);
-                    (ef, m)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| ServiceError::Task(e.to_string()))?;
-        drop(permit);
-        Ok(measured
-            .into_iter()
-            .map(|(ef, m)| {
-                (
-                    HnswConfig {
-                        ef_search: ef,
-                        ..config
-                    },
-                    m,
-                )
-            })
-            .collect())
-    }
-
     /// The journal of an index, oldest first, optionally of one harness.
     pub async fn list_trials(
         &self,
@@ -458,114 +388,85 @@ impl Vectune {
         Ok(state)
     }
 
-    /// Promotes an autotune winner with the note that says why it won.
-    async fn promote_winner(&self, index: &IndexName, w: &Candidate) -> Result<()> {
-        self.inner
-            .registry
-            .promote(
-                index,
-                w.config,
-                w.trial_id,
-                Some("autotune".into()),
-                Some(autotune::winner_note(w)),
-            )
-            .await?;
-        Ok(())
-    }
-
     /// Rolls the promotion registry back one step.
     pub async fn rollback(&self, index: &IndexName) -> Result<PromotedState> {
         self.inner.indexes.get(index)?;
         Ok(self.inner.registry.rollback(index).await?)
     }
 
-    /// Measures every config of the plan, picks the winner that clears the recall gate and
-    /// promotes it. One run per index at a time.
-    pub async fn autotune(&self, req: AutotuneRequest) -> Result<AutotuneResult> {
-        let started = Instant::now();
-        self.inner.indexes.get(&req.index)?;
-        self.inner.harnesses.check_index(&req.harness, &req.index).await?;
-        let rules = autotune::Rules::parse(
-            req.objective.as_deref(),
-            req.target_recall,
-            req.gate.as_deref(),
-            req.min_recall,
-            req.promote.as_deref(),
-        )?;
-        let plan = autotune::plan(req.grid.as_deref())?;
-        let _running = self.inner.autotunes.claim(&req.index)?;
-        let groups = autotune::graph_groups(&plan.configs);
-        let mut builds = groups.len();
-        let mut candidates = Vec::with_capacity(plan.configs.len());
-        for (build, efs) in &groups {
-            let trials = self
-                .run_graph_trials(
-                    TrialRequest {
-                        index: req.index.clone(),
-                        harness: req.harness.clone(),
-                        config: *build,
-                        note: Some("autotune".into()),
-                        source: Source::Autotune,
-                    },
-                    efs,
-                )
-                .await?;
-            candidates.extend(trials.iter().map(|t| candidate(t.id, t.config, &t.metrics)));
-        }
-        let eligible = candidates.iter().filter(|c| rules.eligible(c)).count();
-        let winner = rules.winner(&candidates).map(|i| candidates[i].clone());
-        let (promoted, reason) = match (&winner, rules.promote) {
-            (None, _) => (false, Some("no trial passed the run's recall bar".to_string())),
-            (Some(_), autotune::Promote::Never) => {
-                (false, Some("promote is never: nothing promoted".to_string()))
-            }
-            (Some(w), autotune::Promote::Always) => {
-                self.promote_winner(&req.index, w).await?;
-                (true, None)
-            }
-            (Some(w), autotune::Promote::IfBetter) => {
-                match self.inner.registry.get(&req.index).await?.current {
-                    None => {
-                        self.promote_winner(&req.index, w).await?;
-                        (true, Some("nothing was promoted yet".to_string()))
-                    }
-                    Some(current) => {
-                        // the incumbent, re-measured now on the same harness (not journaled)
-                        let inc_req = TrialRequest {
-                            index: req.index.clone(),
-                            harness: req.harness.clone(),
-                            config: current.config,
-                            note: None,
-                            source: Source::Autotune,
-                        };
-                        let measured = self.measure_graph(&inc_req, &[current.config.ef_search]).await?;
-                        builds += 1;
-                        let (config, m) = measured
-                            .into_iter()
-                            .next()
-                            .ok_or_else(|| ServiceError::Task("incumbent not measured".into()))?;
-                        let (better, why) = rules.beats(w, &candidate(current.trial_id, config, &m));
-                        if better {
-                            self.promote_winner(&req.index, w).await?;
+    /// Starts an autotune as a job and answers at once. Everything a sync autotune would
+    /// refuse (400, 404, 409) is refused here too, before a job exists.
+    pub async fn autotune_async(&self, req: AutotuneRequest) -> Result<Job> {
+        let prepared = self.prepare_autotune(req, Source::Autotune).await?;
+        let control = RunControl::default();
+        let job = self
+            .inner
+            .jobs
+            .create(&prepared.index, prepared.spec.planned_trials(), control.clone())
+            .await?;
+        let (me, id) = (self.clone(), job.id);
+        tokio::spawn(async move {
+            let started = me
+                .inner
+                .jobs
+                .update(id, |j| {
+                    j.state = JobState::Running;
+                    j.started_at = Some(Utc::now());
+                })
+                .await;
+            let ended = match started {
+                Ok(_) => me.run_prepared(prepared, &control, Some(id)).await,
+                Err(e) => Err(e.into()),
+            };
+            let outcome = me
+                .inner
+                .jobs
+                .update(id, |j| {
+                    j.finished_at = Some(Utc::now());
+                    match ended {
+                        Ok(RunEnd::Finished(r)) => {
+                            j.state = JobState::Succeeded;
+                            j.progress.done = r.trials_run;
+                            j.progress.total = j.progress.total.max(r.trials_run);
+                            j.result = Some(*r);
                         }
-                        (better, Some(why))
+                        Ok(RunEnd::Cancelled { trials_run }) => {
+                            j.state = JobState::Cancelled;
+                            j.progress.done = trials_run.min(j.progress.total);
+                        }
+                        Err(e) => {
+                            let api = crate::http::error::ApiError::from(e);
+                            j.state = JobState::Failed;
+                            j.error = Some(JobError {
+                                code: api.code().to_string(),
+                                message: api.message().to_string(),
+                            });
+                        }
                     }
-                }
+                })
+                .await;
+            match outcome {
+                Ok(j) => tracing::info!(job = %id, state = ?j.state, "job ended"),
+                Err(e) => tracing::error!(job = %id, error = %e, "job record could not be stored"),
             }
-        };
-        tracing::info!(index = %req.index, trials = candidates.len(), eligible, promoted, reason = ?reason,
-            winner = ?winner.as_ref().map(|w| w.config), "autotune done");
-        Ok(AutotuneResult {
-            index_name: req.index,
-            trials_run: candidates.len(),
-            trials_eligible: eligible,
-            builds,
-            winner,
-            promoted,
-            duration_secs: started.elapsed().as_secs_f64(),
-            skipped: plan.skipped,
-            reason,
-        })
+        });
+        Ok(job)
+    }
+
+    /// One job.
+    pub fn job(&self, id: &str) -> Result<Job> {
+        Ok(self.inner.jobs.get(id)?)
+    }
+
+    /// The jobs of an index, newest first.
+    pub fn jobs_of(&self, index: &IndexName) -> Result<Vec<Job>> {
+        self.inner.indexes.get(index)?;
+        Ok(self.inner.jobs.list(index))
+    }
+
+    /// Asks a job to stop; answers it as it is now.
+    pub fn cancel_job(&self, id: &str) -> Result<Job> {
+        Ok(self.inner.jobs.cancel(id)?)
     }
 
     /// The serving graph of the first `rows` vectors under `config`: loaded from storage

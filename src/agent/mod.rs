@@ -1,0 +1,620 @@
+//! The background agent: one per index, it keeps tuning while the index lives.
+//!
+//! Each run measures a few configs chosen ε-greedily — with probability `epsilon` a config
+//! drawn from the whole space (so it can leave a local optimum the first tuning settled
+//! in), otherwise a one-step neighbour of the promoted config on the same ladders the
+//! adaptive search uses (so most of its budget refines what serves) — and promotes the
+//! best only if it beats the incumbent re-measured (`if_better`, always).
+//!
+//! Scheduling: the first run starts as soon as the agent is enabled; later ones
+//! `cooldown_secs` after the previous run ended, or earlier when the index grew by more than
+//! `retune_on_growth` (a fraction of the vectors at the last run). No trial starts that
+//! would take the agent's trials of the last hour above `max_trials_per_hour`. Runs go
+//! through the service's autotune engine, so they share its per-index claim (an agent run
+//! never overlaps an autotune of the same index; it waits and retries) and its build
+//! semaphore; a process-wide semaphore of one keeps agents to one trial at a time, so they
+//! can never starve serving or user trials of more than one core.
+//!
+//! The loop is generic over [`AgentBackend`] and keeps time with `tokio::time`, so its
+//! schedule is tested with a paused clock and a backend whose trials take no time.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::autotune::adaptive::{EC_LADDER, EF_LADDER, M_LADDER};
+use crate::autotune::Rules;
+use crate::hnsw::HnswConfig;
+use crate::names::IndexName;
+use crate::rng::SplitMix64;
+
+/// Trials per run at most (fewer when the hourly cap is near).
+pub const TRIALS_PER_RUN: usize = 3;
+/// How often a waiting agent looks at the index's size.
+pub const GROWTH_POLL: Duration = Duration::from_millis(500);
+/// How long an agent waits before retrying when another run holds its index.
+pub const BUSY_RETRY: Duration = Duration::from_secs(2);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Errors of the agent module.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A setting out of its domain.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What it must be.
+        reason: String,
+    },
+}
+
+/// The settings of an agent, as PUT (defaults filled in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    /// The harness its trials measure against.
+    pub harness: String,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Pause after a run, seconds.
+    pub cooldown_secs: f64,
+    /// Trials per rolling hour at most.
+    pub max_trials_per_hour: u64,
+    /// Share of trials that explore the whole space.
+    pub epsilon: f64,
+    /// Growth (fraction of the vectors at the last run) that wakes it early.
+    pub retune_on_growth: f64,
+    /// `max_recall` or `min_latency` (default `max_recall`).
+    #[serde(default)]
+    pub objective: Option<String>,
+    /// Recall bar of `min_latency`.
+    #[serde(default)]
+    pub target_recall: Option<f64>,
+}
+
+/// A PUT body before its checks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfigIn {
+    /// Required.
+    pub harness: String,
+    /// Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Default 600.
+    #[serde(default)]
+    pub cooldown_secs: Option<f64>,
+    /// Default 20.
+    #[serde(default)]
+    pub max_trials_per_hour: Option<i64>,
+    /// Default 0.25.
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// Default 0.1.
+    #[serde(default)]
+    pub retune_on_growth: Option<f64>,
+    /// Default `max_recall`.
+    #[serde(default)]
+    pub objective: Option<String>,
+    /// Default 0.95.
+    #[serde(default)]
+    pub target_recall: Option<f64>,
+}
+
+fn non_negative(field: &'static str, v: f64) -> Result<f64, AgentError> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(AgentError::InvalidField {
+            field,
+            reason: format!("must be a non-negative number, got {v}"),
+        })
+    }
+}
+
+impl AgentConfig {
+    /// Checks a PUT body.
+    pub fn parse(i: AgentConfigIn) -> Result<AgentConfig, AgentError> {
+        let epsilon = i.epsilon.unwrap_or(0.25);
+        if !(0.0..=1.0).contains(&epsilon) {
+            return Err(AgentError::InvalidField {
+                field: "epsilon",
+                reason: format!("must be between 0 and 1, got {epsilon}"),
+            });
+        }
+        let cap = i.max_trials_per_hour.unwrap_or(20);
+        if cap < 0 {
+            return Err(AgentError::InvalidField {
+                field: "max_trials_per_hour",
+                reason: format!("must be non-negative, got {cap}"),
+            });
+        }
+        let cfg = AgentConfig {
+            harness: i.harness,
+            enabled: i.enabled.unwrap_or(true),
+            cooldown_secs: non_negative("cooldown_secs", i.cooldown_secs.unwrap_or(600.0))?,
+            max_trials_per_hour: cap as u64,
+            epsilon,
+            retune_on_growth: non_negative("retune_on_growth", i.retune_on_growth.unwrap_or(0.1))?,
+            objective: i.objective,
+            target_recall: i.target_recall,
+        };
+        cfg.rules().map_err(|e| AgentError::InvalidField {
+            field: "objective",
+            reason: e.to_string(),
+        })?;
+        Ok(cfg)
+    }
+
+    /// The rules its runs use: its objective and bar, always `if_better`.
+    pub fn rules(&self) -> Result<Rules, crate::autotune::AutotuneError> {
+        Rules::parse(
+            self.objective.as_deref(),
+            self.target_recall,
+            None,
+            None,
+            Some("if_better"),
+        )
+    }
+}
+
+/// What is stored for an agent: its settings and what it has done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// The settings last PUT.
+    pub config: AgentConfig,
+    /// When its last run ended.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// Runs so far.
+    pub runs: u64,
+    /// Vectors of the index at its last run (growth is measured from there).
+    pub vectors_at_last_run: Option<u64>,
+}
+
+/// What the agent is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Enabled, waiting for its first run.
+    Idle,
+    /// Measuring.
+    Running,
+    /// Waiting out its cooldown or hourly cap.
+    CoolingDown,
+    /// Not enabled (or never set).
+    Disabled,
+}
+
+/// What a run reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// It measured this many trials.
+    Ran(usize),
+    /// Another run holds the index; try again later.
+    Busy,
+}
+
+/// What the agent loop needs from the service (a fake in tests).
+pub trait AgentBackend: Clone + Send + Sync + 'static {
+    /// Vectors in the index now; `None` once it is gone.
+    fn vectors(&self, index: &IndexName) -> Option<u64>;
+    /// The config that serves or would: the centre of exploitation.
+    fn incumbent(&self, index: &IndexName) -> impl Future<Output = Option<HnswConfig>> + Send;
+    /// How long ago each of the agent's trials of the last hour was created.
+    fn recent_trial_ages(&self, index: &IndexName) -> impl Future<Output = Vec<Duration>> + Send;
+    /// Measures `configs` (journal source `agent`) and promotes the best if better.
+    fn run(
+        &self,
+        index: &IndexName,
+        config: &AgentConfig,
+        configs: Vec<HnswConfig>,
+        stop: Arc<AtomicBool>,
+    ) -> impl Future<Output = Result<RunOutcome, String>> + Send;
+    /// Stores the record.
+    fn persist(&self, index: &IndexName, record: &AgentRecord) -> impl Future<Output = ()> + Send;
+}
+
+/// The live side of one agent, shared by its loop and the API.
+#[derive(Debug)]
+pub struct Shared {
+    record: Mutex<AgentRecord>,
+    state: Mutex<AgentState>,
+    stop: Arc<AtomicBool>,
+    wake: Notify,
+}
+
+impl Shared {
+    /// A fresh shared state for `record`.
+    pub fn new(record: AgentRecord) -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(if record.config.enabled {
+                AgentState::Idle
+            } else {
+                AgentState::Disabled
+            }),
+            record: Mutex::new(record),
+            stop: Arc::new(AtomicBool::new(false)),
+            wake: Notify::new(),
+        })
+    }
+
+    /// The record now.
+    pub fn record(&self) -> AgentRecord {
+        self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The state now.
+    pub fn state(&self) -> AgentState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_state(&self, s: AgentState) {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// Stops the loop at its next step (a trial under way stops at its next query).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.set_state(AgentState::Disabled);
+        self.wake.notify_one();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// ε-greedy choice of one config: explore the ladders uniformly, or step one rung from the
+/// centre along one knob.
+pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswConfig {
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let explore = u < epsilon;
+    if explore {
+        return HnswConfig {
+            m: M_LADDER[rng.below(M_LADDER.len())],
+            ef_construction: EC_LADDER[rng.below(EC_LADDER.len())],
+            ef_search: EF_LADDER[rng.below(EF_LADDER.len())],
+            seed: centre.seed,
+        };
+    }
+    let step = |ladder: &[u32], v: u32, up: bool| -> u32 {
+        let i = ladder
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, &x)| x.abs_diff(v))
+            .map_or(0, |(i, _)| i);
+        let j = if up {
+            (i + 1).min(ladder.len() - 1)
+        } else {
+            i.saturating_sub(1)
+        };
+        ladder[j]
+    };
+    let up = rng.below(2) == 0;
+    let mut c = centre;
+    match rng.below(3) {
+        0 => c.ef_search = step(&EF_LADDER, c.ef_search, up),
+        1 => c.m = step(&M_LADDER, c.m, up),
+        _ => c.ef_construction = step(&EC_LADDER, c.ef_construction, up),
+    }
+    c
+}
+
+/// The agent loop of one index, until stopped or the index is gone.
+pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc<Shared>) {
+    let mut rng = SplitMix64::new(uuid::Uuid::now_v7().as_u128() as u64);
+    let mut last_end: Option<Instant> = None;
+    loop {
+        if shared.stopped() {
+            return;
+        }
+        let cfg = shared.record().config;
+        // wait: cooldown (none before the first run), or growth
+        let cooldown = Duration::from_secs_f64(cfg.cooldown_secs.min(1e9));
+        loop {
+            if shared.stopped() {
+                return;
+            }
+            let Some(total) = backend.vectors(&index) else {
+                return;
+            };
+            let base = shared.record().vectors_at_last_run;
+            let grown = base.is_some_and(|b| total as f64 > b as f64 * (1.0 + cfg.retune_on_growth));
+            let now = Instant::now();
+            let due = last_end.map(|e| e + cooldown);
+            if grown || due.is_none_or(|d| now >= d) {
+                break;
+            }
+            shared.set_state(AgentState::CoolingDown);
+            let until = due.map_or(GROWTH_POLL, |d| d - now).min(GROWTH_POLL);
+            pause(&shared, until).await;
+        }
+        // the hourly cap, counted from the journal (the truth, also across restarts)
+        let ages: Vec<Duration> = backend
+            .recent_trial_ages(&index)
+            .await
+            .into_iter()
+            .filter(|a| *a < HOUR)
+            .collect();
+        let allowed = (cfg.max_trials_per_hour as usize).saturating_sub(ages.len());
+        if allowed == 0 {
+            shared.set_state(AgentState::CoolingDown);
+            // until the oldest trial of the hour ages out
+            let oldest = ages.iter().max().copied().unwrap_or_default();
+            pause(&shared, (HOUR - oldest).max(Duration::from_millis(1))).await;
+            continue;
+        }
+        let want = allowed.min(TRIALS_PER_RUN);
+        let centre = backend.incumbent(&index).await.unwrap_or(HnswConfig::DEFAULT);
+        let mut configs: Vec<HnswConfig> = Vec::new();
+        for _ in 0..want * 8 {
+            let c = choose(&mut rng, cfg.epsilon, centre);
+            if !configs.contains(&c) {
+                configs.push(c);
+            }
+            if configs.len() == want {
+                break;
+            }
+        }
+        let Some(vectors) = backend.vectors(&index) else {
+            return;
+        };
+        shared.set_state(AgentState::Running);
+        let outcome = backend.run(&index, &cfg, configs, shared.stop.clone()).await;
+        match outcome {
+            Ok(RunOutcome::Busy) => {
+                shared.set_state(AgentState::CoolingDown);
+                pause(&shared, BUSY_RETRY).await;
+                continue;
+            }
+            Ok(RunOutcome::Ran(n)) => tracing::info!(index = %index, trials = n, "agent run done"),
+            Err(e) => tracing::warn!(index = %index, error = %e, "agent run failed"),
+        }
+        if shared.stopped() {
+            return;
+        }
+        last_end = Some(Instant::now());
+        let record = {
+            let mut r = shared.record.lock().unwrap_or_else(|p| p.into_inner());
+            r.last_run_at = Some(Utc::now());
+            r.runs += 1;
+            r.vectors_at_last_run = Some(vectors);
+            r.clone()
+        };
+        backend.persist(&index, &record).await;
+        shared.set_state(AgentState::CoolingDown);
+    }
+}
+
+/// Sleeps `d`, or less when the agent is stopped.
+async fn pause(shared: &Shared, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shared.wake.notified() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    #[derive(Clone, Default)]
+    struct Fake {
+        vectors: Arc<AtomicU64>,
+        /// (when, how many trials) of each run
+        runs: Arc<Mutex<Vec<(Instant, usize)>>>,
+        persisted: Arc<Mutex<Vec<AgentRecord>>>,
+    }
+
+    impl AgentBackend for Fake {
+        fn vectors(&self, _: &IndexName) -> Option<u64> {
+            Some(self.vectors.load(Ordering::Relaxed))
+        }
+        async fn incumbent(&self, _: &IndexName) -> Option<HnswConfig> {
+            None
+        }
+        async fn recent_trial_ages(&self, _: &IndexName) -> Vec<Duration> {
+            let now = Instant::now();
+            let runs = self.runs.lock().unwrap();
+            runs.iter()
+                .flat_map(|(t, n)| std::iter::repeat_n(now.duration_since(*t), *n))
+                .collect()
+        }
+        async fn run(
+            &self,
+            _: &IndexName,
+            _: &AgentConfig,
+            configs: Vec<HnswConfig>,
+            _: Arc<AtomicBool>,
+        ) -> Result<RunOutcome, String> {
+            self.runs.lock().unwrap().push((Instant::now(), configs.len()));
+            Ok(RunOutcome::Ran(configs.len()))
+        }
+        async fn persist(&self, _: &IndexName, r: &AgentRecord) {
+            self.persisted.lock().unwrap().push(r.clone());
+        }
+    }
+
+    fn config(cooldown: f64, cap: u64) -> AgentConfig {
+        AgentConfig::parse(AgentConfigIn {
+            harness: "h".into(),
+            cooldown_secs: Some(cooldown),
+            max_trials_per_hour: Some(cap as i64),
+            epsilon: Some(0.5),
+            retune_on_growth: Some(0.1),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn start(fake: &Fake, cfg: AgentConfig) -> (Arc<Shared>, Instant) {
+        fake.vectors.store(1000, Ordering::Relaxed);
+        let shared = Shared::new(AgentRecord {
+            config: cfg,
+            last_run_at: None,
+            runs: 0,
+            vectors_at_last_run: None,
+        });
+        let t0 = Instant::now();
+        tokio::spawn(run_loop(
+            fake.clone(),
+            IndexName::parse("ix").unwrap(),
+            shared.clone(),
+        ));
+        (shared, t0)
+    }
+
+    fn run_times(fake: &Fake, t0: Instant) -> Vec<u64> {
+        fake.runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| t.duration_since(t0).as_secs())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_run_at_once_then_one_per_cooldown() {
+        let fake = Fake::default();
+        let (shared, t0) = start(&fake, config(600.0, 1000));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(run_times(&fake, t0), vec![0], "first run without a cooldown");
+        assert_eq!(shared.state(), AgentState::CoolingDown);
+        tokio::time::sleep(Duration::from_secs(598)).await;
+        assert_eq!(run_times(&fake, t0).len(), 1, "nothing inside the cooldown");
+        tokio::time::sleep(Duration::from_secs(1100)).await;
+        assert_eq!(run_times(&fake, t0), vec![0, 600, 1200]);
+        let r = shared.record();
+        assert_eq!((r.runs, r.vectors_at_last_run), (3, Some(1000)));
+        assert_eq!(fake.persisted.lock().unwrap().len(), 3);
+        shared.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hourly_cap_is_never_exceeded() {
+        let fake = Fake::default();
+        let (shared, t0) = start(&fake, config(1.0, 5));
+        tokio::time::sleep(Duration::from_secs(3599)).await;
+        let in_first_hour: usize = fake.runs.lock().unwrap().iter().map(|r| r.1).sum();
+        assert_eq!(in_first_hour, 5, "{:?}", run_times(&fake, t0));
+        // every rolling hour holds at most 5 trials, also over three hours
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        let runs = fake.runs.lock().unwrap().clone();
+        for (i, (t, _)) in runs.iter().enumerate() {
+            let in_hour: usize = runs[i..]
+                .iter()
+                .take_while(|(u, _)| u.duration_since(*t) < HOUR)
+                .map(|r| r.1)
+                .sum();
+            assert!(in_hour <= 5, "{in_hour} trials in the hour from run {i}");
+        }
+        assert!(
+            runs.iter().map(|r| r.1).sum::<usize>() >= 15,
+            "it resumes each hour"
+        );
+        shared.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn growth_wakes_it_before_the_cooldown_and_small_growth_does_not() {
+        let fake = Fake::default();
+        let (shared, t0) = start(&fake, config(600.0, 1000));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        fake.vectors.store(1050, Ordering::Relaxed); // +5 %: below 10 %
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(run_times(&fake, t0), vec![0]);
+        fake.vectors.store(1200, Ordering::Relaxed); // +20 %
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(run_times(&fake, t0), vec![0, 20], "woken within a poll");
+        assert_eq!(shared.record().vectors_at_last_run, Some(1200));
+        shared.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_agent_runs_no_more() {
+        let fake = Fake::default();
+        let (shared, t0) = start(&fake, config(1.0, 1000));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shared.stop();
+        fake.vectors.store(5000, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(run_times(&fake, t0), vec![0]);
+        assert_eq!(shared.state(), AgentState::Disabled);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        let base = AgentConfigIn {
+            harness: "h".into(),
+            ..Default::default()
+        };
+        let d = AgentConfig::parse(base.clone()).unwrap();
+        assert_eq!(
+            (
+                d.enabled,
+                d.cooldown_secs,
+                d.max_trials_per_hour,
+                d.epsilon,
+                d.retune_on_growth
+            ),
+            (true, 600.0, 20, 0.25, 0.1)
+        );
+        for bad in [
+            AgentConfigIn {
+                epsilon: Some(1.5),
+                ..base.clone()
+            },
+            AgentConfigIn {
+                cooldown_secs: Some(-1.0),
+                ..base.clone()
+            },
+            AgentConfigIn {
+                max_trials_per_hour: Some(-1),
+                ..base.clone()
+            },
+            AgentConfigIn {
+                retune_on_growth: Some(-0.1),
+                ..base.clone()
+            },
+            AgentConfigIn {
+                objective: Some("fastest".into()),
+                ..base.clone()
+            },
+            AgentConfigIn {
+                target_recall: Some(1.2),
+                ..base.clone()
+            },
+        ] {
+            assert!(AgentConfig::parse(bad).is_err());
+        }
+    }
+
+    #[test]
+    fn epsilon_splits_explore_and_exploit() {
+        let centre = HnswConfig::DEFAULT;
+        let mut rng = SplitMix64::new(1);
+        // exploit only: one knob, one rung away
+        for _ in 0..200 {
+            let c = choose(&mut rng, 0.0, centre);
+            let moved = [
+                c.m != centre.m,
+                c.ef_construction != centre.ef_construction,
+                c.ef_search != centre.ef_search,
+            ];
+            assert!(moved.iter().filter(|&&x| x).count() <= 1, "{c:?}");
+        }
+        // explore only: everything on the ladders, and more than the neighbourhood
+        let far = (0..200)
+            .map(|_| choose(&mut rng, 1.0, centre))
+            .filter(|c| c.m.abs_diff(centre.m) > 8 || c.ef_search.abs_diff(centre.ef_search) > 20)
+            .count();
+        assert!(far > 50, "{far}");
+    }
+}

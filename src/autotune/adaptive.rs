@@ -1,0 +1,399 @@
+//! The adaptive strategy: finds the lowest-latency config that passes a recall bar without
+//! measuring the whole grid.
+//!
+//! Why this shape. A build costs seconds to minutes; a measurement at one `ef_search` on a
+//! built graph costs a fraction of a second. So the search spends builds carefully and
+//! measurements freely, and it leans on two facts of HNSW:
+//!
+//! 1. **Within one graph, recall is monotone in `ef_search`** (a larger beam never loses a
+//!    neighbour the smaller one found, up to ties) and so is the cost. The cheapest passing
+//!    `ef_search` of a graph is therefore found by *bisection* over an ef ladder
+//!    ([`EF_LADDER`], ~1.25× steps, finer than the usual hand grid): about four
+//!    measurements instead of fifteen. The first probe is warm-started at the ef that
+//!    passed on the best graph so far (neighbouring graphs need similar beams). A graph whose
+//!    *failing* probe is already slower than the best passing config is abandoned: every
+//!    higher ef is slower still.
+//! 2. **Across graphs, latency at a fixed recall is a smooth, mostly unimodal surface in
+//!    (`m`, `ef_construction`)** on log scales. So the search is *coarse-to-fine*: a coarse
+//!    pass over `m` ∈ {8, 16, 32} at `ef_construction` 80 (cheap builds that span the usual
+//!    optimum), then a first-improvement hill climb on the (`m`, `ef_construction`) lattice
+//!    ([`M_LADDER`] × [`EC_LADDER`]) from the best graph: its unbuilt neighbours are tried
+//!    (`ef_construction` up first: a better graph needs a smaller beam); a neighbour that
+//!    beats it becomes the best and the climb moves on from there. Graphs within
+//!    [`IMPROVEMENT`] of the best count as ties (that is measurement noise), and the
+//!    neighbourhoods of all of them are looked at, so a plateau does not stop the climb
+//!    early. It ends when every near-best graph's neighbours are built.
+//!
+//! The caller owns the budget: it stops asking for steps at `max_trials` or `budget_secs`,
+//! and it tells [`Adaptive::next`] which builds it can still afford (from the build times it
+//! has seen), so the climb never starts a build that would overrun the budget. Successive
+//! halving was considered and not taken: its rungs would need partial builds, and hnsw_rs
+//! graphs cannot be grown cheaply into a larger `ef_construction`.
+//!
+//! The module is pure (no I/O, no clock): it is tested on synthetic recall/latency
+//! surfaces, and the service drives it with real builds and measurements.
+
+use std::collections::HashSet;
+
+use crate::hnsw::HnswConfig;
+
+/// `m` values the search moves between (within [`HnswConfig`]'s bounds).
+pub const M_LADDER: [u32; 9] = [4, 6, 8, 12, 16, 24, 32, 48, 64];
+/// `ef_construction` values the search moves between.
+pub const EC_LADDER: [u32; 6] = [20, 40, 80, 160, 320, 400];
+/// `ef_search` values bisected per graph.
+pub const EF_LADDER: [u32; 15] = [10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 80, 100, 130, 160, 200];
+/// The coarse pass: `(m, ef_construction)`.
+pub const COARSE: [(u32, u32); 3] = [(8, 80), (16, 80), (32, 80)];
+/// A neighbour must be this much faster (relative p50) to move the climb: less is noise.
+pub const IMPROVEMENT: f64 = 0.03;
+
+/// What a measurement told the search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    /// Whether the trial passed the run's recall bar.
+    pub passes: bool,
+    /// Its recall (steers the climb while nothing passes).
+    pub recall: f64,
+    /// Its p50 latency, µs.
+    pub p50_us: f64,
+}
+
+#[derive(Debug, Clone)]
+struct GraphState {
+    mi: usize,
+    ei: usize,
+    /// Largest ladder index known to fail.
+    lo: Option<usize>,
+    /// Smallest ladder index known to pass, with its p50.
+    hi: Option<(usize, f64)>,
+    /// Best recall seen on this graph.
+    best_recall: f64,
+    done: bool,
+}
+
+impl GraphState {
+    fn score(&self) -> Option<f64> {
+        self.hi.map(|(_, p)| p)
+    }
+}
+
+/// The search state. Ask [`Adaptive::next`] for a config, measure it, report it with
+/// [`Adaptive::observe`]; `None` from `next` means the search has converged.
+#[derive(Debug, Clone)]
+pub struct Adaptive {
+    seed: u64,
+    graphs: Vec<GraphState>,
+    /// Lattice points already built (or refused as unaffordable).
+    tried: HashSet<(usize, usize)>,
+    /// Graph under bisection.
+    current: Option<usize>,
+    /// Coarse points not yet built.
+    coarse: Vec<(usize, usize)>,
+}
+
+fn nearest(ladder: &[u32], v: u32) -> usize {
+    ladder
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, &x)| x.abs_diff(v))
+        .map_or(0, |(i, _)| i)
+}
+
+impl Adaptive {
+    /// A fresh search; every config it proposes has `seed`.
+    pub fn new(seed: u64) -> Adaptive {
+        let coarse = COARSE
+            .iter()
+            .map(|&(m, ec)| (nearest(&M_LADDER, m), nearest(&EC_LADDER, ec)))
+            .collect();
+        Adaptive {
+            seed,
+            graphs: Vec::new(),
+            tried: HashSet::new(),
+            current: None,
+            coarse,
+        }
+    }
+
+    fn config(&self, g: &GraphState, efi: usize) -> HnswConfig {
+        HnswConfig {
+            m: M_LADDER[g.mi],
+            ef_construction: EC_LADDER[g.ei],
+            ef_search: EF_LADDER[efi],
+            seed: self.seed,
+        }
+    }
+
+    /// The best graph so far: lowest passing p50, else (nothing passes) highest recall.
+    fn best(&self) -> Option<usize> {
+        let passing = self
+            .graphs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.score().map(|s| (i, s)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i);
+        passing.or_else(|| {
+            self.graphs
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.best_recall.total_cmp(&b.1.best_recall))
+                .map(|(i, _)| i)
+        })
+    }
+
+    fn best_score(&self) -> Option<f64> {
+        self.best().and_then(|i| self.graphs[i].score())
+    }
+
+    /// The next ef probe of graph `gi`, or `None` when its bisection is over.
+    fn probe(&self, gi: usize) -> Option<usize> {
+        let g = &self.graphs[gi];
+        let last = EF_LADDER.len() - 1;
+        match (g.lo, g.hi) {
+            (None, None) => {
+                let warm = self
+                    .best()
+                    .filter(|&b| b != gi)
+                    .and_then(|b| self.graphs[b].hi.map(|(i, _)| i))
+                    .unwrap_or(last / 2);
+                Some(warm)
+            }
+            (Some(l), None) => (l < last).then(|| l + (last - l).div_ceil(2)),
+            (None, Some((h, _))) => (h > 0).then(|| (h - 1) / 2),
+            (Some(l), Some((h, _))) => (h > l + 1).then(|| (l + h) / 2),
+        }
+    }
+
+    fn start_graph(&mut self, mi: usize, ei: usize) -> usize {
+        self.tried.insert((mi, ei));
+        self.graphs.push(GraphState {
+            mi,
+            ei,
+            lo: None,
+            hi: None,
+            best_recall: 0.0,
+            done: false,
+        });
+        self.graphs.len() - 1
+    }
+
+    /// The neighbours of graph `gi` on the lattice, in the order the climb tries them.
+    fn neighbours(&self, gi: usize) -> Vec<(usize, usize)> {
+        let g = &self.graphs[gi];
+        let (mi, ei) = (g.mi as isize, g.ei as isize);
+        [(0, 1), (1, 0), (-1, 0), (0, -1)]
+            .iter()
+            .map(|(dm, de)| (mi + dm, ei + de))
+            .filter(|&(m, e)| {
+                (0..M_LADDER.len() as isize).contains(&m) && (0..EC_LADDER.len() as isize).contains(&e)
+            })
+            .map(|(m, e)| (m as usize, e as usize))
+            .collect()
+    }
+
+    /// The next config to measure, or `None` when the search is over. `affordable(m,
+    /// ef_construction)` says whether a new build of that graph still fits the budget; a
+    /// graph that does not is skipped for good.
+    pub fn next(&mut self, affordable: &dyn Fn(u32, u32) -> bool) -> Option<HnswConfig> {
+        loop {
+            if let Some(gi) = self.current {
+                match self.probe(gi) {
+                    Some(efi) if !self.graphs[gi].done => return Some(self.config(&self.graphs[gi], efi)),
+                    _ => {
+                        self.graphs[gi].done = true;
+                        self.current = None;
+                    }
+                }
+            }
+            // the next graph: the coarse pass, then the climb
+            let (mi, ei) = if let Some(p) = self.coarse.first().copied() {
+                self.coarse.remove(0);
+                p
+            } else {
+                self.climb_step()?
+            };
+            if self.tried.contains(&(mi, ei)) {
+                continue;
+            }
+            if !affordable(M_LADDER[mi], EC_LADDER[ei]) {
+                self.tried.insert((mi, ei));
+                continue;
+            }
+            self.current = Some(self.start_graph(mi, ei));
+        }
+    }
+
+    /// The next lattice point of the climb: an unbuilt neighbour of the best graph, or of a
+    /// graph within [`IMPROVEMENT`] of it (on a plateau, where noise decides which graph
+    /// looks best, every near-best graph's neighbourhood is looked at); best graphs first.
+    /// While nothing passes the bar, only the neighbours of the highest-recall graph.
+    fn climb_step(&self) -> Option<(usize, usize)> {
+        let mut near: Vec<(f64, usize)> = match self.best_score() {
+            Some(best) => self
+                .graphs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, g)| g.score().map(|s| (s, i)))
+                .filter(|(s, _)| *s <= best * (1.0 + IMPROVEMENT))
+                .collect(),
+            None => self.best().map(|i| vec![(0.0, i)]).unwrap_or_default(),
+        };
+        near.sort_by(|a, b| a.0.total_cmp(&b.0));
+        near.into_iter()
+            .flat_map(|(_, i)| self.neighbours(i))
+            .find(|p| !self.tried.contains(p))
+    }
+
+    /// Reports the measurement of `config` (which [`Adaptive::next`] proposed).
+    pub fn observe(&mut self, config: HnswConfig, obs: Observation) {
+        let Some(gi) = self.current else { return };
+        let Some(efi) = EF_LADDER.iter().position(|&e| e == config.ef_search) else {
+            return;
+        };
+        let best = self.best_score();
+        let g = &mut self.graphs[gi];
+        if (M_LADDER[g.mi], EC_LADDER[g.ei]) != (config.m, config.ef_construction) {
+            return;
+        }
+        g.best_recall = g.best_recall.max(obs.recall);
+        if obs.passes {
+            if g.hi.is_none_or(|(h, _)| efi < h) {
+                g.hi = Some((efi, obs.p50_us));
+            }
+        } else {
+            if g.lo.is_none_or(|l| efi > l) {
+                g.lo = Some(efi);
+            }
+            // every larger ef costs more than this failing one: it cannot beat the best
+            if g.hi.is_none() && best.is_some_and(|b| obs.p50_us >= b) {
+                g.done = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A synthetic surface shaped like HNSW: quality grows with m and ec with diminishing
+    /// returns, recall saturates in ef, latency grows with ef and m.
+    fn surface(c: &HnswConfig) -> (f64, f64) {
+        let (m, ec, ef) = (c.m as f64, c.ef_construction as f64, c.ef_search as f64);
+        let quality = (1.0 - (-m / 10.0).exp()) * (1.0 - (-ec / 90.0).exp());
+        let recall = 1.0 - (-ef * quality / 14.0).exp();
+        let p50 = ef * (4.0 + 0.6 * m) + 20.0;
+        (recall, p50)
+    }
+
+    fn best_of_lattice(target: f64) -> f64 {
+        let mut best = f64::INFINITY;
+        for &m in &M_LADDER {
+            for &ec in &EC_LADDER {
+                for &ef in &EF_LADDER {
+                    let c = HnswConfig {
+                        m,
+                        ef_construction: ec,
+                        ef_search: ef,
+                        seed: 42,
+                    };
+                    let (r, p) = surface(&c);
+                    if r >= target {
+                        best = best.min(p);
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    fn run(target: f64, max_trials: usize) -> (Option<f64>, usize, HashSet<(u32, u32)>) {
+        let mut a = Adaptive::new(42);
+        let (mut best, mut n, mut builds) = (None::<f64>, 0, HashSet::new());
+        while n < max_trials {
+            let Some(c) = a.next(&|_, _| true) else { break };
+            assert!(HnswConfig::parse(&crate::hnsw::RawHnswConfig {
+                m: Some(c.m as i64),
+                ef_construction: c.ef_construction as i64,
+                ef_search: c.ef_search as i64,
+                seed: Some(c.seed),
+            })
+            .is_ok());
+            builds.insert((c.m, c.ef_construction));
+            let (r, p) = surface(&c);
+            if r >= target {
+                best = Some(best.map_or(p, |b: f64| b.min(p)));
+            }
+            a.observe(
+                c,
+                Observation {
+                    passes: r >= target,
+                    recall: r,
+                    p50_us: p,
+                },
+            );
+            n += 1;
+        }
+        (best, n, builds)
+    }
+
+    #[test]
+    fn finds_the_optimum_of_a_synthetic_surface_within_budget() {
+        for target in [0.8, 0.9, 0.95, 0.99] {
+            let want = best_of_lattice(target);
+            let (got, trials, builds) = run(target, 40);
+            let got = got.expect("a passing config");
+            assert!(got <= want * 1.10, "target {target}: found {got}, optimum {want}");
+            assert!(trials <= 40);
+            // far fewer builds than the 54-graph lattice
+            assert!(builds.len() <= 12, "target {target}: {} builds", builds.len());
+        }
+    }
+
+    #[test]
+    fn bisection_needs_few_measurements_per_graph() {
+        let (_, trials, builds) = run(0.95, 1000);
+        assert!(
+            trials <= builds.len() * 5,
+            "{trials} trials over {} graphs",
+            builds.len()
+        );
+    }
+
+    #[test]
+    fn respects_the_trial_budget_and_stops_when_converged() {
+        let (_, trials, _) = run(0.95, 6);
+        assert_eq!(trials, 6);
+        let (_, trials, _) = run(0.95, 10_000);
+        assert!(trials < 200, "converges: {trials}");
+    }
+
+    #[test]
+    fn an_unreachable_bar_still_terminates() {
+        let (best, trials, _) = run(1.01, 10_000);
+        assert!(best.is_none());
+        assert!(trials < 200);
+    }
+
+    #[test]
+    fn unaffordable_builds_are_skipped() {
+        let mut a = Adaptive::new(42);
+        let mut seen = HashSet::new();
+        while let Some(c) = a.next(&|m, ec| m * ec <= 16 * 80) {
+            seen.insert((c.m, c.ef_construction));
+            let (r, p) = surface(&c);
+            a.observe(
+                c,
+                Observation {
+                    passes: r >= 0.9,
+                    recall: r,
+                    p50_us: p,
+                },
+            );
+        }
+        assert!(!seen.is_empty());
+        assert!(seen.iter().all(|&(m, ec)| m * ec <= 16 * 80), "{seen:?}");
+    }
+}

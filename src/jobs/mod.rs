@@ -1,0 +1,346 @@
+//! Jobs: autotunes that run in the background, with progress, cancel and a persisted record.
+//!
+//! A job record is state, not history: it is rewritten in place (`put_overwrite`) as the job
+//! moves queued → running → succeeded | failed | cancelled, under the index's prefix (so an
+//! index deletion takes its jobs with it). Records are loaded at start-up; a job a previous
+//! process left queued or running can no longer be running anywhere in this process, so it
+//! becomes `failed` with error code `interrupted` before the service answers anything.
+//!
+//! The live parts of a running job — its cancel flag and its count of finished trials —
+//! are shared with the run itself through [`RunControl`]; reads of a live job take its
+//! progress from there, so polling never touches storage.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::autotune::AutotuneResult;
+use crate::names::IndexName;
+use crate::service::RunControl;
+use crate::storage::{keys, Storage, StorageError};
+
+/// Errors of the jobs module.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    /// No such job (also for ids that are not UUIDs).
+    #[error("job {0} not found")]
+    NotFound(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Result of the jobs module.
+pub type Result<T, E = JobsError> = std::result::Result<T, E>;
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Accepted, not started.
+    Queued,
+    /// Running.
+    Running,
+    /// Ended with a result.
+    Succeeded,
+    /// Ended with an error.
+    Failed,
+    /// Stopped by a cancel.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// `POST /vectors/hnsw/autotune?async=true`.
+    Autotune,
+}
+
+/// Trials finished of those planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Finished (and journaled).
+    pub done: usize,
+    /// Planned: the grid's configs, or `max_trials` for adaptive (which may end below).
+    pub total: usize,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    /// Machine-readable, as in the API's error bodies (`interrupted` after a crash).
+    pub code: String,
+    /// For humans.
+    pub message: String,
+}
+
+/// A job record, as stored and as answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// What it does.
+    pub kind: JobKind,
+    /// The index.
+    pub index_name: IndexName,
+    /// Where it is.
+    pub state: JobState,
+    /// Trials done of planned.
+    pub progress: Progress,
+    /// Accepted at.
+    pub created_at: DateTime<Utc>,
+    /// Started at.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Ended at.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The autotune result, once succeeded.
+    pub result: Option<AutotuneResult>,
+    /// The error, once failed.
+    pub error: Option<JobError>,
+}
+
+struct Live {
+    job: Job,
+    control: Option<RunControl>,
+}
+
+impl Live {
+    fn view(&self) -> Job {
+        let mut job = self.job.clone();
+        if let (Some(c), false) = (&self.control, job.state.is_terminal()) {
+            job.progress.done = c.done.load(Ordering::Relaxed).min(job.progress.total);
+        }
+        job
+    }
+}
+
+/// Every job of this process's store.
+pub struct Jobs {
+    storage: Storage,
+    live: Mutex<HashMap<Uuid, Live>>,
+}
+
+impl Jobs {
+    /// Loads the job records of `indexes`; those left queued or running by a previous
+    /// process are marked `failed` / `interrupted` (and stored so).
+    pub async fn load(storage: Storage, indexes: &[IndexName]) -> Result<Jobs> {
+        let mut live = HashMap::new();
+        for index in indexes {
+            for key in storage.list(&keys::jobs(index)).await? {
+                if keys::job_id_of(&key).is_none() {
+                    continue;
+                }
+                let Some(mut job) = storage.get_json::<Job>(&key).await? else {
+                    continue;
+                };
+                if !job.state.is_terminal() {
+                    job.state = JobState::Failed;
+                    job.finished_at = Some(Utc::now());
+                    job.error = Some(JobError {
+                        code: "interrupted".into(),
+                        message: "the process running this job stopped before it ended".into(),
+                    });
+                    storage.put_json_overwrite(&key, &job).await?;
+                    tracing::warn!(job = %job.id, index = %job.index_name, "job interrupted by a restart");
+                }
+                live.insert(job.id, Live { job, control: None });
+            }
+        }
+        Ok(Jobs {
+            storage,
+            live: Mutex::new(live),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a new queued job, durable before it returns.
+    pub async fn create(&self, index: &IndexName, total: usize, control: RunControl) -> Result<Job> {
+        let job = Job {
+            id: Uuid::now_v7(),
+            kind: JobKind::Autotune,
+            index_name: index.clone(),
+            state: JobState::Queued,
+            progress: Progress { done: 0, total },
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+        };
+        self.storage
+            .put_json_overwrite(&keys::job(index, job.id), &job)
+            .await?;
+        self.lock().insert(
+            job.id,
+            Live {
+                job: job.clone(),
+                control: Some(control),
+            },
+        );
+        Ok(job)
+    }
+
+    /// Applies `change` to a job and stores it.
+    pub async fn update(&self, id: Uuid, change: impl FnOnce(&mut Job)) -> Result<Job> {
+        let job = {
+            let mut live = self.lock();
+            let l = live
+                .get_mut(&id)
+                .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
+            let mut job = l.view();
+            change(&mut job);
+            l.job = job.clone();
+            if job.state.is_terminal() {
+                l.control = None;
+            }
+            job
+        };
+        self.storage
+            .put_json_overwrite(&keys::job(&job.index_name, job.id), &job)
+            .await?;
+        Ok(job)
+    }
+
+    /// One job, with live progress.
+    pub fn get(&self, id: &str) -> Result<Job> {
+        let uuid = Uuid::parse_str(id).map_err(|_| JobsError::NotFound(id.chars().take(64).collect()))?;
+        self.lock()
+            .get(&uuid)
+            .map(Live::view)
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))
+    }
+
+    /// The jobs of an index, newest first.
+    pub fn list(&self, index: &IndexName) -> Vec<Job> {
+        let mut jobs: Vec<Job> = self
+            .lock()
+            .values()
+            .filter(|l| l.job.index_name == *index)
+            .map(Live::view)
+            .collect();
+        jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        jobs
+    }
+
+    /// Asks a job to stop at its next trial or query boundary; answers the job as it is
+    /// now (an ended job is left as it ended).
+    pub fn cancel(&self, id: &str) -> Result<Job> {
+        let uuid = Uuid::parse_str(id).map_err(|_| JobsError::NotFound(id.chars().take(64).collect()))?;
+        let live = self.lock();
+        let l = live
+            .get(&uuid)
+            .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
+        if let (Some(c), false) = (&l.control, l.job.state.is_terminal()) {
+            c.cancel.store(true, Ordering::Relaxed);
+        }
+        Ok(l.view())
+    }
+
+    /// Forgets the jobs of a deleted index (their records went with its prefix); running
+    /// ones are cancelled.
+    pub fn forget(&self, index: &IndexName) {
+        self.lock().retain(|_, l| {
+            if l.job.index_name != *index {
+                return true;
+            }
+            if let Some(c) = &l.control {
+                c.cancel.store(true, Ordering::Relaxed);
+            }
+            false
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> IndexName {
+        IndexName::parse("jobs_ix").unwrap()
+    }
+
+    #[tokio::test]
+    async fn lifecycle_is_persisted_and_live_progress_is_read_from_the_run() {
+        let storage = Storage::in_memory();
+        let jobs = Jobs::load(storage.clone(), &[index()]).await.unwrap();
+        let ctl = RunControl::default();
+        let job = jobs.create(&index(), 3, ctl.clone()).await.unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        jobs.update(job.id, |j| {
+            j.state = JobState::Running;
+            j.started_at = Some(Utc::now());
+        })
+        .await
+        .unwrap();
+        ctl.done.store(2, Ordering::Relaxed);
+        assert_eq!(jobs.get(&job.id.to_string()).unwrap().progress.done, 2);
+        // a cancel only raises the flag; the run ends the job
+        let seen = jobs.cancel(&job.id.to_string()).unwrap();
+        assert_eq!(seen.state, JobState::Running);
+        assert!(ctl.cancel.load(Ordering::Relaxed));
+        jobs.update(job.id, |j| {
+            j.state = JobState::Cancelled;
+            j.finished_at = Some(Utc::now());
+        })
+        .await
+        .unwrap();
+        // stored as it ended, progress included
+        let stored: Job = storage
+            .get_json(&keys::job(&index(), job.id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.state, stored.progress.done), (JobState::Cancelled, 2));
+        assert!(jobs.get("not-a-uuid").is_err());
+        assert!(jobs.cancel(&Uuid::now_v7().to_string()).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_restart_marks_unfinished_jobs_interrupted_and_keeps_ended_ones() {
+        let storage = Storage::in_memory();
+        let jobs = Jobs::load(storage.clone(), &[index()]).await.unwrap();
+        let running = jobs.create(&index(), 5, RunControl::default()).await.unwrap();
+        jobs.update(running.id, |j| j.state = JobState::Running)
+            .await
+            .unwrap();
+        let done = jobs.create(&index(), 1, RunControl::default()).await.unwrap();
+        jobs.update(done.id, |j| j.state = JobState::Succeeded)
+            .await
+            .unwrap();
+        let queued = jobs.create(&index(), 1, RunControl::default()).await.unwrap();
+
+        let again = Jobs::load(storage.clone(), &[index()]).await.unwrap();
+        for id in [running.id, queued.id] {
+            let j = again.get(&id.to_string()).unwrap();
+            assert_eq!(j.state, JobState::Failed);
+            assert_eq!(j.error.unwrap().code, "interrupted");
+        }
+        assert_eq!(
+            again.get(&done.id.to_string()).unwrap().state,
+            JobState::Succeeded
+        );
+        let listed: Vec<Uuid> = again.list(&index()).iter().map(|j| j.id).collect();
+        assert_eq!(listed, vec![queued.id, done.id, running.id], "newest first");
+        // and it was stored so: a third start sees the same
+        let third = Jobs::load(storage, &[index()]).await.unwrap();
+        assert_eq!(
+            third.get(&running.id.to_string()).unwrap().state,
+            JobState::Failed
+        );
+    }
+}

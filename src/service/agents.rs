@@ -1,0 +1,278 @@
+//! The background agents of the service: the [`AgentBackend`] over the real engine, and
+//! the routes' operations (PUT / GET / DELETE an agent, start them all after a restart).
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{AutotuneRequest, Result, RunControl, RunEnd, ServiceError, Vectune};
+use crate::agent::{
+    self, AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, Shared,
+};
+use crate::autotune::{AutotuneError, SpecFields};
+use crate::hnsw::{HnswConfig, RawHnswConfig};
+use crate::names::{HarnessName, IndexName};
+use crate::storage::keys;
+use crate::trials::Source;
+
+/// The agents of this process, by index.
+#[derive(Default)]
+pub(crate) struct Agents {
+    live: Mutex<HashMap<IndexName, Arc<Shared>>>,
+}
+
+/// What `GET /vectors/hnsw/agent/{index}` answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentView {
+    /// The index.
+    pub index_name: IndexName,
+    /// The settings last PUT; `None` if never set.
+    pub config: Option<AgentConfig>,
+    /// When its last run ended.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// Its journal trials created in the last hour.
+    pub trials_last_hour: usize,
+    /// Runs so far.
+    pub runs: u64,
+    /// What it is doing.
+    pub state: AgentState,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl AgentBackend for Vectune {
+    fn vectors(&self, index: &IndexName) -> Option<u64> {
+        self.inner.indexes.get(index).ok().map(|i| i.total())
+    }
+
+    async fn incumbent(&self, index: &IndexName) -> Option<HnswConfig> {
+        self.inner
+            .registry
+            .get(index)
+            .await
+            .ok()?
+            .current
+            .map(|e| e.config)
+    }
+
+    async fn recent_trial_ages(&self, index: &IndexName) -> Vec<Duration> {
+        let now = Utc::now();
+        match self.inner.journal.list(index, None).await {
+            Ok(trials) => trials
+                .iter()
+                .filter(|t| t.source == Source::Agent)
+                .filter_map(|t| (now - t.created_at).to_std().ok().or(Some(Duration::ZERO)))
+                .filter(|a| *a < HOUR)
+                .collect(),
+            Err(e) => {
+                // unknown history: count the whole cap as used, so it never overshoots
+                tracing::warn!(index = %index, error = %e, "agent: journal unreadable");
+                vec![Duration::ZERO; 1 << 16]
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        index: &IndexName,
+        config: &AgentConfig,
+        configs: Vec<HnswConfig>,
+        stop: Arc<AtomicBool>,
+    ) -> std::result::Result<RunOutcome, String> {
+        // one agent trial at a time in this process
+        let _one = self.inner.agent_slot.acquire().await.map_err(|e| e.to_string())?;
+        let harness = HarnessName::parse(config.harness.clone()).map_err(|e| e.to_string())?;
+        let grid = configs
+            .iter()
+            .map(|c| RawHnswConfig {
+                ef_construction: c.ef_construction.into(),
+                ef_search: c.ef_search.into(),
+                m: Some(c.m.into()),
+                seed: Some(c.seed),
+            })
+            .collect();
+        let req = AutotuneRequest {
+            index: index.clone(),
+            harness,
+            fields: SpecFields {
+                grid: Some(grid),
+                objective: config.objective.clone(),
+                target_recall: config.target_recall,
+                promote: Some("if_better".into()),
+                ..Default::default()
+            },
+        };
+        let prepared = match self.prepare_autotune(req, Source::Agent).await {
+            Ok(p) => p,
+            Err(ServiceError::Autotune(AutotuneError::Running(_))) => return Ok(RunOutcome::Busy),
+            Err(e) => return Err(e.to_string()),
+        };
+        let ctl = RunControl {
+            cancel: stop,
+            ..Default::default()
+        };
+        match self.run_prepared(prepared, &ctl, None).await {
+            Ok(RunEnd::Finished(r)) => {
+                tracing::info!(index = %index, promoted = r.promoted, reason = ?r.reason, "agent run");
+                Ok(RunOutcome::Ran(r.trials_run))
+            }
+            Ok(RunEnd::Cancelled { trials_run }) => Ok(RunOutcome::Ran(trials_run)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn persist(&self, index: &IndexName, record: &AgentRecord) {
+        if self.inner.indexes.get(index).is_err() {
+            return; // deleted: never write into a deleted prefix
+        }
+        if let Err(e) = self
+            .inner
+            .storage
+            .put_json_overwrite(&keys::agent(index), record)
+            .await
+        {
+            tracing::error!(index = %index, error = %e, "agent record could not be stored");
+        }
+    }
+}
+
+impl Vectune {
+    fn agent_shared(&self, index: &IndexName) -> Option<Arc<Shared>> {
+        self.inner
+            .agents
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(index)
+            .cloned()
+    }
+
+    /// Replaces the index's agent loop with one for `record` (none when disabled).
+    fn restart_agent(&self, index: &IndexName, record: AgentRecord) {
+        let shared = Shared::new(record.clone());
+        let old = self
+            .inner
+            .agents
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(index.clone(), shared.clone());
+        if let Some(old) = old {
+            old.stop();
+        }
+        if record.config.enabled {
+            tokio::spawn(agent::run_loop(self.clone(), index.clone(), shared));
+        }
+    }
+
+    /// Sets (and starts, or stops) the agent of an index.
+    pub async fn put_agent(&self, index: &IndexName, body: AgentConfigIn) -> Result<AgentView> {
+        self.inner.indexes.get(index)?;
+        let config = AgentConfig::parse(body)?;
+        let harness = HarnessName::parse(config.harness.clone())?;
+        self.inner.harnesses.check_index(&harness, index).await?;
+        let stored: Option<AgentRecord> = self.inner.storage.get_json(&keys::agent(index)).await?;
+        let record = AgentRecord {
+            config,
+            ..stored.unwrap_or(AgentRecord {
+                config: AgentConfig::parse(AgentConfigIn::default()).map_err(ServiceError::Agent)?,
+                last_run_at: None,
+                runs: 0,
+                vectors_at_last_run: None,
+            })
+        };
+        self.inner
+            .storage
+            .put_json_overwrite(&keys::agent(index), &record)
+            .await?;
+        self.restart_agent(index, record);
+        self.get_agent(index).await
+    }
+
+    /// The agent of an index (`config: None`, `disabled` if never set).
+    pub async fn get_agent(&self, index: &IndexName) -> Result<AgentView> {
+        self.inner.indexes.get(index)?;
+        let (record, state) = match self.agent_shared(index) {
+            Some(s) => (Some(s.record()), s.state()),
+            None => (
+                self.inner
+                    .storage
+                    .get_json::<AgentRecord>(&keys::agent(index))
+                    .await?,
+                AgentState::Disabled,
+            ),
+        };
+        let trials_last_hour = match &record {
+            Some(_) => self.recent_trial_ages(index).await.len(),
+            None => 0,
+        };
+        Ok(AgentView {
+            index_name: index.clone(),
+            last_run_at: record.as_ref().and_then(|r| r.last_run_at),
+            runs: record.as_ref().map_or(0, |r| r.runs),
+            config: record.map(|r| r.config),
+            trials_last_hour,
+            state,
+        })
+    }
+
+    /// Disables the agent of an index (its settings stay, with `enabled: false`).
+    pub async fn delete_agent(&self, index: &IndexName) -> Result<()> {
+        self.inner.indexes.get(index)?;
+        let record = match self.agent_shared(index) {
+            Some(s) => Some(s.record()),
+            None => {
+                self.inner
+                    .storage
+                    .get_json::<AgentRecord>(&keys::agent(index))
+                    .await?
+            }
+        };
+        if let Some(mut record) = record {
+            record.config.enabled = false;
+            self.inner
+                .storage
+                .put_json_overwrite(&keys::agent(index), &record)
+                .await?;
+            self.restart_agent(index, record);
+        }
+        Ok(())
+    }
+
+    /// Starts the agents enabled before a restart.
+    pub async fn start_agents(&self) -> Result<usize> {
+        let mut n = 0;
+        for index in self.inner.indexes.list() {
+            let name = index.meta().name.clone();
+            if let Some(record) = self
+                .inner
+                .storage
+                .get_json::<AgentRecord>(&keys::agent(&name))
+                .await?
+            {
+                if record.config.enabled {
+                    n += 1;
+                }
+                self.restart_agent(&name, record);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stops the agent of a deleted index.
+    pub(crate) fn forget_agent(&self, index: &IndexName) {
+        let old = self
+            .inner
+            .agents
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(index);
+        if let Some(old) = old {
+            old.stop();
+        }
+    }
+}
