@@ -100,6 +100,7 @@ impl Application {
             .await
             .map_err(StartupError::Serve);
         reactivation.abort();
+        self.service.stop_background();
         tracing::info!("stopped");
         served
     }

@@ -435,3 +435,151 @@ async fn the_seed_story() {
     assert_eq!(hits["hits"][0]["id"], "v3");
     assert!(s.terminate().success());
 }
+
+/// Polls a job until `until` holds (checking the progress rules on every answer).
+async fn poll_job(s: &Server, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let mut last_done = 0;
+    for _ in 0..6000 {
+        let (st, j) = s.get(&format!("/vectors/jobs/{id}")).await;
+        assert_eq!(st, 200, "{j}");
+        let (done, total) = (
+            j["progress"]["done"].as_u64().unwrap(),
+            j["progress"]["total"].as_u64().unwrap(),
+        );
+        assert!(done <= total && done >= last_done, "{j}");
+        last_done = done;
+        if until(&j) {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {id} did not get there in 2 minutes");
+}
+
+#[tokio::test]
+async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (st, _) = s
+        .post(
+            "/vectors/indexes",
+            Some(json!({"name": "jobs", "dims": 32, "metric": "l2"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    for chunk in 0..5 {
+        append_range(&s, "jobs", chunk * 1000..(chunk + 1) * 1000, 32).await;
+    }
+    let (st, _) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "jq", "index_name": "jobs", "queries": 40, "k": 10, "seed": 1})),
+        )
+        .await;
+    assert_eq!(st, 201);
+
+    // 202 -> running -> succeeded
+    let grid = json!([{"ef_construction": 40, "ef_search": 10}, {"ef_construction": 40, "ef_search": 40}]);
+    let (st, acc) = s
+        .post(
+            "/vectors/hnsw/autotune?async=true",
+            Some(json!({"index_name": "jobs", "harness": "jq", "grid": grid, "promote": "never", "min_recall": 0.0})),
+        )
+        .await;
+    assert_eq!(st, 202, "{acc}");
+    let ok_id = acc["job_id"].as_str().unwrap().to_string();
+    let done = poll_job(&s, &ok_id, |j| {
+        j["state"] == "succeeded" || j["state"] == "failed"
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"], json!({"done": 2, "total": 2}));
+    assert_eq!(done["result"]["trials_run"], 2);
+
+    // a long adaptive job, cancelled once it has a trial
+    let long = json!({"index_name": "jobs", "harness": "jq", "strategy": "adaptive", "max_trials": 40,
+                      "objective": "min_latency", "target_recall": 0.999, "promote": "always"});
+    let (st, acc) = s
+        .post("/vectors/hnsw/autotune?async=true", Some(long.clone()))
+        .await;
+    assert_eq!(st, 202);
+    let cancel_id = acc["job_id"].as_str().unwrap().to_string();
+    let j = poll_job(&s, &cancel_id, |j| {
+        j["progress"]["done"].as_u64() >= Some(1) || j["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(j["state"], "running", "still running after its first trial: {j}");
+    let (st, d) = s
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/vectors/jobs/{cancel_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{d}");
+    let j = poll_job(&s, &cancel_id, |j| j["state"] != "running").await;
+    assert_eq!(j["state"], "cancelled", "{j}");
+    let (_, p) = s.get("/vectors/hnsw/promoted/jobs").await;
+    assert_eq!(p["current"], Value::Null, "a cancelled job promotes nothing");
+    let (_, list) = s.get("/vectors/hnsw/trials/jobs").await;
+    assert_eq!(
+        list["trials"].as_array().unwrap().len() as u64,
+        2 + j["progress"]["done"].as_u64().unwrap()
+    );
+
+    // an agent enabled with a long cooldown, to see its settings come back
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            "/vectors/hnsw/agent/jobs",
+            Some(json!({"harness": "jq", "cooldown_secs": 3600, "max_trials_per_hour": 1})),
+        )
+        .await;
+    assert_eq!(st, 200);
+
+    // another long job, killed while it runs
+    let (st, acc) = s.post("/vectors/hnsw/autotune?async=true", Some(long)).await;
+    assert_eq!(st, 202, "{acc}");
+    let killed_id = acc["job_id"].as_str().unwrap().to_string();
+    let j = poll_job(&s, &killed_id, |j| j["state"] != "queued").await;
+    assert_eq!(j["state"], "running", "{j}");
+    let mut s = s;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+
+    let s = Server::start(dir.path());
+    let (st, j) = s.get(&format!("/vectors/jobs/{killed_id}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(j["state"], "failed", "{j}");
+    assert_eq!(j["error"]["code"], "interrupted", "{j}");
+    let (_, jobs) = s.get("/vectors/jobs?index=jobs").await;
+    let states: Vec<(&str, &str)> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["id"].as_str().unwrap(), j["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (killed_id.as_str(), "failed"),
+            (cancel_id.as_str(), "cancelled"),
+            (ok_id.as_str(), "succeeded")
+        ]
+    );
+    let (_, j) = s.get(&format!("/vectors/jobs/{ok_id}")).await;
+    assert_eq!(j["result"]["trials_run"], 2, "a result survives the restart");
+    let (_, a) = s.get("/vectors/hnsw/agent/jobs").await;
+    assert_eq!(a["config"]["cooldown_secs"], 3600.0, "{a}");
+    assert_ne!(a["state"], "disabled", "{a}");
+    // the interrupted job holds no claim: the index tunes again
+    let (st, r) = s
+        .post(
+            "/vectors/hnsw/autotune",
+            Some(json!({"index_name": "jobs", "harness": "jq", "grid": [grid[0]], "promote": "never"})),
+        )
+        .await;
+    assert!(st == 200 || st == 409, "{r}");
+    assert_eq!(s.terminate().code(), Some(0));
+}

@@ -10,10 +10,10 @@
 //! `cooldown_secs` after the previous run ended, or earlier when the index grew by more than
 //! `retune_on_growth` (a fraction of the vectors at the last run). No trial starts that
 //! would take the agent's trials of the last hour above `max_trials_per_hour`. Runs go
-//! through the service's autotune engine, so they share its per-index claim (an agent run
-//! never overlaps an autotune of the same index; it waits and retries) and its build
-//! semaphore; a process-wide semaphore of one keeps agents to one trial at a time, so they
-//! can never starve serving or user trials of more than one core.
+//! through the service's autotune engine and its build semaphore; an agent run does not
+//! start while a user's autotune of the index runs (it retries shortly), and never blocks
+//! one (it takes no claim). A process-wide semaphore of one keeps agents to one trial at a
+//! time, so they can never take more than one core from serving or user trials.
 //!
 //! The loop is generic over [`AgentBackend`] and keeps time with `tokio::time`, so its
 //! schedule is tested with a paused clock and a backend whose trials take no time.

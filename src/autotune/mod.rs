@@ -562,6 +562,11 @@ pub struct RunGuard {
 }
 
 impl Running {
+    /// Whether an autotune of `index` is under way.
+    pub fn is_claimed(&self, index: &IndexName) -> bool {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).contains(index)
+    }
+
     /// Claims `index`, or `Running` if an autotune of it is under way.
     pub fn claim(self: &Arc<Self>, index: &IndexName) -> Result<RunGuard> {
         let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());

@@ -251,6 +251,17 @@ impl Jobs {
         Ok(l.view())
     }
 
+    /// Raises the cancel flag of every running job (the process is stopping: their
+    /// measurements end at the next query; their records stay `running` and become
+    /// `interrupted` at the next start, which is what happened to them).
+    pub fn stop_all(&self) {
+        for l in self.lock().values() {
+            if let Some(c) = &l.control {
+                c.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Forgets the jobs of a deleted index (their records went with its prefix); running
     /// ones are cancelled.
     pub fn forget(&self, index: &IndexName) {

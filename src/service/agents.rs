@@ -21,7 +21,7 @@ use crate::trials::Source;
 /// The agents of this process, by index.
 #[derive(Default)]
 pub(crate) struct Agents {
-    live: Mutex<HashMap<IndexName, Arc<Shared>>>,
+    pub(crate) live: Mutex<HashMap<IndexName, Arc<Shared>>>,
 }
 
 /// What `GET /vectors/hnsw/agent/{index}` answers.

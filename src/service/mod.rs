@@ -453,6 +453,22 @@ impl Vectune {
         Ok(job)
     }
 
+    /// Stops background work before the process exits: running jobs and agents stop at
+    /// their next query, so shutdown does not wait for a whole build sweep.
+    pub fn stop_background(&self) {
+        self.inner.jobs.stop_all();
+        let agents = self
+            .inner
+            .agents
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for a in agents.values() {
+            a.stop();
+        }
+    }
+
     /// One job.
     pub fn job(&self, id: &str) -> Result<Job> {
         Ok(self.inner.jobs.get(id)?)

@@ -22,7 +22,9 @@ use uuid::Uuid;
 
 use super::{candidate, AutotuneRequest, Result, ServiceError, TrialRequest, Vectune};
 use crate::autotune::adaptive::{Adaptive, Observation};
-use crate::autotune::{self, AutotuneResult, Candidate, GraphCache, Promote, RunGuard, Spec, Strategy};
+use crate::autotune::{
+    self, AutotuneError, AutotuneResult, Candidate, GraphCache, Promote, RunGuard, Spec, Strategy,
+};
 use crate::harness as harness_mod;
 use crate::hnsw::{self, HnswConfig};
 use crate::names::{HarnessName, IndexName};
@@ -34,7 +36,9 @@ use crate::vectors::VectorSet;
 pub const RUN_GRAPH_CACHE_BYTES: usize = 512 << 20;
 
 /// A checked autotune that holds its index's run claim: a second run of the index is
-/// refused (409) from the moment this exists until it is dropped.
+/// refused (409) from the moment this exists until it is dropped. An agent run holds no
+/// claim: it only starts when no autotune of the index runs, and never makes a user's
+/// autotune wait or fail.
 #[derive(Debug)]
 pub struct PreparedAutotune {
     /// The index.
@@ -45,7 +49,7 @@ pub struct PreparedAutotune {
     pub spec: Spec,
     /// Who runs it (autotune or agent).
     pub source: Source,
-    _claim: RunGuard,
+    _claim: Option<RunGuard>,
 }
 
 /// Shared with whoever watches a run: a cancel flag read between trials and between
@@ -239,7 +243,13 @@ impl Vectune {
         self.inner.indexes.get(&req.index)?;
         self.inner.harnesses.check_index(&req.harness, &req.index).await?;
         let spec = Spec::parse(&req.fields)?;
-        let claim = self.inner.autotunes.claim(&req.index)?;
+        let claim = match source {
+            Source::Agent if self.inner.autotunes.is_claimed(&req.index) => {
+                return Err(AutotuneError::Running(req.index).into())
+            }
+            Source::Agent => None,
+            _ => Some(self.inner.autotunes.claim(&req.index)?),
+        };
         Ok(PreparedAutotune {
             index: req.index,
             harness: req.harness,
