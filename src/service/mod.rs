@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     registry: Registry,
     autotunes: Arc<Running>,
     builds: Semaphore,
+    /// Permits of `builds`: a measurement takes them all, so no build runs beside it.
+    build_slots: u32,
     jobs: Jobs,
     agents: agents::Agents,
     /// One agent trial at a time in the process.
@@ -207,6 +209,7 @@ impl Vectune {
                 indexes,
                 serving: Serving::default(),
                 builds: Semaphore::new(build_concurrency.max(1)),
+                build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
                 jobs,
                 agents: agents::Agents::default(),
                 agent_slot: Semaphore::new(1),

@@ -3,8 +3,9 @@
 //!
 //! A run loads the vectors, the harness and its ground truth once, so every trial of the run
 //! measures the same vectors on the same queries. Graphs are built on blocking threads
-//! behind the build semaphore, and a measurement holds that permit too, so a latency is
-//! never measured beside a build of this process. Built graphs stay in a per-run LRU cache
+//! behind the build semaphore, and a build-and-measure step holds all of its permits, so a
+//! latency is never measured beside a build of this process, whatever the build
+//! concurrency. Built graphs stay in a per-run LRU cache
 //! ([`autotune::GraphCache`]) while the run revisits them.
 //!
 //! Journaling: each trial is written as soon as it is measured, so a cancelled or crashed
@@ -150,10 +151,12 @@ impl Vectune {
         let cached = ctx.cache.get(&config);
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let tune = ctx.tune.clone();
+        // every build permit: with build concurrency above 1, no other build of this
+        // process runs while this step measures latency
         let permit = self
             .inner
             .builds
-            .acquire()
+            .acquire_many(self.inner.build_slots)
             .await
             .map_err(|e| ServiceError::Task(e.to_string()))?;
         let out = tokio::task::spawn_blocking(move || {
