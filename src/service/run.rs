@@ -294,7 +294,8 @@ impl Vectune {
         let mut pending: Vec<Trial> = Vec::new();
         let mut cancelled = false;
 
-        // one measured config: journaled at once (or kept for the end), counted, returned
+        // the grid's configs, graph by graph (each graph's ef values in a row, so the LRU keeps
+        // at most one graph of a grid run busy); adaptive asks its search step by step
         let configs: Vec<HnswConfig> = match spec.strategy {
             Strategy::Grid => autotune::graph_groups(&spec.plan.configs)
                 .into_iter()
@@ -333,7 +334,7 @@ impl Vectune {
                 Observation {
                     passes: spec.passes(&c),
                     recall: c.recall_at_k,
-                    p50_us: c.search_latency_p50_us,
+                    cost: trial.metrics.distance_evals_per_query,
                 },
             );
             if defer {
