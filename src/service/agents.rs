@@ -21,7 +21,20 @@ use crate::trials::Source;
 /// The agents of this process, by index.
 #[derive(Default)]
 pub(crate) struct Agents {
-    pub(crate) live: Mutex<HashMap<IndexName, Arc<Shared>>>,
+    live: Mutex<HashMap<IndexName, Arc<Shared>>>,
+}
+
+impl Agents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IndexName, Arc<Shared>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops every agent loop of the process (it is shutting down).
+    pub(crate) fn stop_all(&self) {
+        for a in self.lock().values() {
+            a.stop();
+        }
+    }
 }
 
 /// What `GET /vectors/hnsw/agent/{index}` answers.
@@ -153,13 +166,7 @@ impl Vectune {
     /// Replaces the index's agent loop with one for `record` (none when disabled).
     fn restart_agent(&self, index: &IndexName, record: AgentRecord) {
         let shared = Shared::new(record.clone());
-        let old = self
-            .inner
-            .agents
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(index.clone(), shared.clone());
+        let old = self.inner.agents.lock().insert(index.clone(), shared.clone());
         if let Some(old) = old {
             old.stop();
         }
@@ -264,13 +271,7 @@ impl Vectune {
 
     /// Stops the agent of a deleted index.
     pub(crate) fn forget_agent(&self, index: &IndexName) {
-        let old = self
-            .inner
-            .agents
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(index);
+        let old = self.inner.agents.lock().remove(index);
         if let Some(old) = old {
             old.stop();
         }

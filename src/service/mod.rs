@@ -460,16 +460,7 @@ impl Vectune {
     /// their next query, so shutdown does not wait for a whole build sweep.
     pub fn stop_background(&self) {
         self.inner.jobs.stop_all();
-        let agents = self
-            .inner
-            .agents
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for a in agents.values() {
-            a.stop();
-        }
+        self.inner.agents.stop_all();
     }
 
     /// One job.

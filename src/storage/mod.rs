@@ -260,8 +260,8 @@ impl Storage {
         }
     }
 
-    /// Serialises `value` with a `schema_version` and writes it once.
-    pub async fn put_json_new<T: Serialize>(&self, key: &Path, value: &T) -> Result<()> {
+    /// `value` as the JSON stored at `key`: wrapped with the `schema_version`.
+    fn encode_json<T: Serialize>(key: &Path, value: &T) -> Result<Bytes> {
         let env = Envelope {
             schema_version: SCHEMA_VERSION,
             body: value,
@@ -270,21 +270,18 @@ impl Storage {
             key: key.to_string(),
             source,
         })?;
-        self.put_new(key, Bytes::from(bytes)).await
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Serialises `value` with a `schema_version` and writes it once.
+    pub async fn put_json_new<T: Serialize>(&self, key: &Path, value: &T) -> Result<()> {
+        self.put_new(key, Self::encode_json(key, value)?).await
     }
 
     /// Serialises `value` with a `schema_version` and writes it, replacing what was there:
     /// only for records that are state, not history (job records, agent settings).
     pub async fn put_json_overwrite<T: Serialize>(&self, key: &Path, value: &T) -> Result<()> {
-        let env = Envelope {
-            schema_version: SCHEMA_VERSION,
-            body: value,
-        };
-        let bytes = serde_json::to_vec(&env).map_err(|source| StorageError::Corrupt {
-            key: key.to_string(),
-            source,
-        })?;
-        self.put_overwrite(key, Bytes::from(bytes)).await
+        self.put_overwrite(key, Self::encode_json(key, value)?).await
     }
 
     /// Reads and decodes a JSON object, `None` when it does not exist.
