@@ -1749,3 +1749,54 @@ async fn agent_routes_settings_errors_first_run_and_disable() {
     assert_eq!(st["state"], "disabled");
     assert_eq!(st["config"]["enabled"], false, "settings kept, disabled");
 }
+
+#[tokio::test]
+async fn activation_can_run_as_a_job() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    // refused before a job exists: unknown index, empty index, a bad ?async
+    assert_error(
+        &send(&app, "POST", "/vectors/indexes/nope/activate?async=true", None).await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    let r = send(
+        &app,
+        "POST",
+        "/vectors/indexes",
+        Some(json!({"name": "empty", "dims": 8, "metric": "l2"})),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    assert_error(
+        &send(&app, "POST", "/vectors/indexes/empty/activate?async=true", None).await,
+        StatusCode::CONFLICT,
+        "index_empty",
+    );
+    assert_eq!(
+        send(&app, "GET", "/vectors/jobs?index=empty", None).await.1["jobs"],
+        json!([])
+    );
+    assert_error(
+        &send(&app, "POST", "/vectors/indexes/idx/activate?async=yes", None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query_string",
+    );
+
+    let (s, acc) = send(&app, "POST", "/vectors/indexes/idx/activate?async=true", None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let id = acc["job_id"].as_str().unwrap().to_string();
+    assert_eq!(acc["status_url"], format!("/vectors/jobs/{id}"));
+    let job = poll_job(&app, &id, |j| j["state"] != "queued" && j["state"] != "running").await;
+    assert_eq!(job["state"], "succeeded", "{job:?}");
+    assert_eq!(job["kind"], "activate");
+    assert_eq!(job["progress"], json!({"done": 1, "total": 1}));
+    assert_eq!(job["result"]["index_name"], "idx");
+    assert_eq!(job["result"]["generation"], 1);
+    assert_eq!(job["result"]["vectors"], 300);
+    let (_, index) = send(&app, "GET", "/vectors/indexes/idx", None).await;
+    assert_eq!(index["active"]["generation"], 1, "{index:?}");
+    // the sync form answers as before
+    let (s, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!((s, a["generation"].clone()), (StatusCode::OK, json!(2)));
+}

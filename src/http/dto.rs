@@ -464,10 +464,10 @@ impl AutotuneIn {
     }
 }
 
-/// `?async=` of an autotune.
+/// `?async=` of an autotune or an activation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AutotuneParams {
+pub struct AsyncParams {
     /// Run as a job and answer 202 at once.
     #[serde(default, rename = "async")]
     pub run_async: Option<bool>,
@@ -480,6 +480,16 @@ pub struct JobAccepted {
     pub job_id: uuid::Uuid,
     /// Where to poll it: `/vectors/jobs/{job_id}`.
     pub status_url: String,
+}
+
+impl JobAccepted {
+    /// The 202 body of `job`.
+    pub fn of(job: &Job) -> JobAccepted {
+        JobAccepted {
+            job_id: job.id,
+            status_url: format!("/vectors/jobs/{}", job.id),
+        }
+    }
 }
 
 /// `?index=` of the job listing.

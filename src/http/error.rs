@@ -175,6 +175,7 @@ impl From<ServiceError> for ApiError {
             S::Jobs(j) => j.into(),
             S::Agent(_) => ApiError::bad_request("invalid_agent_config", e),
             S::Name(n) => n.into(),
+            S::Cancelled => ApiError::new(StatusCode::CONFLICT, "cancelled", e.to_string()),
         }
     }
 }

@@ -107,11 +107,18 @@ pub async fn append(
     Ok(Json(Appended { appended, total }).into_response())
 }
 
+/// Sync by default; `?async=true` answers 202 with the job at once.
 pub async fn activate(
     State(v): State<Vectune>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<ActivationOut>> {
-    Ok(Json(v.activate(&IndexName::parse(name)?).await?.into()))
+    ApiQuery(params): ApiQuery<AsyncParams>,
+) -> ApiResult<axum::response::Response> {
+    let name = IndexName::parse(name)?;
+    if params.run_async.unwrap_or(false) {
+        let job = v.activate_async(&name).await?;
+        return Ok((StatusCode::ACCEPTED, Json(JobAccepted::of(&job))).into_response());
+    }
+    Ok(Json(ActivationOut::from(v.activate(&name).await?)).into_response())
 }
 
 pub async fn search(
@@ -245,7 +252,7 @@ pub async fn promoted(
 /// Sync by default; `?async=true` answers 202 with the job at once.
 pub async fn autotune(
     State(v): State<Vectune>,
-    ApiQuery(params): ApiQuery<AutotuneParams>,
+    ApiQuery(params): ApiQuery<AsyncParams>,
     ApiJson(req): ApiJson<AutotuneIn>,
 ) -> ApiResult<axum::response::Response> {
     let (index, harness, fields) = req.fields();
@@ -256,11 +263,7 @@ pub async fn autotune(
     };
     if params.run_async.unwrap_or(false) {
         let job = v.autotune_async(req).await?;
-        let body = JobAccepted {
-            job_id: job.id,
-            status_url: format!("/vectors/jobs/{}", job.id),
-        };
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+        return Ok((StatusCode::ACCEPTED, Json(JobAccepted::of(&job))).into_response());
     }
     Ok(Json(v.autotune(req).await?).into_response())
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::autotune::AutotuneResult;
+use crate::hnsw::serving::ActivationRecord;
 use crate::names::IndexName;
 use crate::service::RunControl;
 use crate::storage::{keys, Storage, StorageError};
@@ -66,6 +67,25 @@ impl JobState {
 pub enum JobKind {
     /// `POST /vectors/hnsw/autotune?async=true`.
     Autotune,
+    /// `POST /vectors/indexes/{index}/activate?async=true`.
+    Activate,
+}
+
+/// What a succeeded job answers: the autotune result, or the activation's record (the
+/// same fields the sync activation answers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum JobResult {
+    /// An autotune's result.
+    Autotune(Box<AutotuneResult>),
+    /// An activation's.
+    Activate {
+        /// The index.
+        index_name: IndexName,
+        /// What serves now.
+        #[serde(flatten)]
+        record: ActivationRecord,
+    },
 }
 
 /// Trials finished of those planned.
@@ -105,8 +125,8 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// Ended at.
     pub finished_at: Option<DateTime<Utc>>,
-    /// The autotune result, once succeeded.
-    pub result: Option<AutotuneResult>,
+    /// The result, once succeeded.
+    pub result: Option<JobResult>,
     /// The error, once failed.
     pub error: Option<JobError>,
 }
@@ -169,10 +189,16 @@ impl Jobs {
     }
 
     /// Records a new queued job, durable before it returns.
-    pub async fn create(&self, index: &IndexName, total: usize, control: RunControl) -> Result<Job> {
+    pub async fn create(
+        &self,
+        index: &IndexName,
+        kind: JobKind,
+        total: usize,
+        control: RunControl,
+    ) -> Result<Job> {
         let job = Job {
             id: Uuid::now_v7(),
-            kind: JobKind::Autotune,
+            kind,
             index_name: index.clone(),
             state: JobState::Queued,
             progress: Progress { done: 0, total },
@@ -290,7 +316,10 @@ mod tests {
         let storage = Storage::in_memory();
         let jobs = Jobs::load(storage.clone(), &[index()]).await.unwrap();
         let ctl = RunControl::default();
-        let job = jobs.create(&index(), 3, ctl.clone()).await.unwrap();
+        let job = jobs
+            .create(&index(), JobKind::Autotune, 3, ctl.clone())
+            .await
+            .unwrap();
         assert_eq!(job.state, JobState::Queued);
         jobs.update(job.id, |j| {
             j.state = JobState::Running;
@@ -325,15 +354,24 @@ mod tests {
     async fn a_restart_marks_unfinished_jobs_interrupted_and_keeps_ended_ones() {
         let storage = Storage::in_memory();
         let jobs = Jobs::load(storage.clone(), &[index()]).await.unwrap();
-        let running = jobs.create(&index(), 5, RunControl::default()).await.unwrap();
+        let running = jobs
+            .create(&index(), JobKind::Autotune, 5, RunControl::default())
+            .await
+            .unwrap();
         jobs.update(running.id, |j| j.state = JobState::Running)
             .await
             .unwrap();
-        let done = jobs.create(&index(), 1, RunControl::default()).await.unwrap();
+        let done = jobs
+            .create(&index(), JobKind::Autotune, 1, RunControl::default())
+            .await
+            .unwrap();
         jobs.update(done.id, |j| j.state = JobState::Succeeded)
             .await
             .unwrap();
-        let queued = jobs.create(&index(), 1, RunControl::default()).await.unwrap();
+        let queued = jobs
+            .create(&index(), JobKind::Autotune, 1, RunControl::default())
+            .await
+            .unwrap();
 
         let again = Jobs::load(storage.clone(), &[index()]).await.unwrap();
         for id in [running.id, queued.id] {
@@ -353,5 +391,41 @@ mod tests {
             third.get(&running.id.to_string()).unwrap().state,
             JobState::Failed
         );
+    }
+
+    #[test]
+    fn both_results_round_trip_through_their_stored_form() {
+        let activation = JobResult::Activate {
+            index_name: index(),
+            record: ActivationRecord {
+                generation: 3,
+                config: crate::hnsw::HnswConfig::DEFAULT,
+                activated_at: Utc::now(),
+                vectors: 10,
+                build_time_secs: 0.5,
+                loaded_from_store: true,
+                memory_bytes: 100,
+            },
+        };
+        let autotune = JobResult::Autotune(Box::new(AutotuneResult {
+            index_name: index(),
+            trials_run: 2,
+            trials_eligible: 1,
+            builds: 1,
+            winner: None,
+            promoted: false,
+            duration_secs: 1.0,
+            skipped: vec![],
+            reason: Some("r".into()),
+            job_id: None,
+        }));
+        for r in [activation, autotune] {
+            let json = serde_json::to_value(&r).unwrap();
+            assert!(
+                json.get("kind").is_none(),
+                "untagged: the same fields as the sync answers"
+            );
+            assert_eq!(serde_json::from_value::<JobResult>(json).unwrap(), r);
+        }
     }
 }

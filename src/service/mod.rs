@@ -10,6 +10,7 @@ mod run;
 
 pub use agents::AgentView;
 pub use run::{PreparedAutotune, RunControl, RunEnd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +23,7 @@ use crate::distance::Metric;
 use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
 use crate::hnsw::{self, store, BuildMode, ConfigError, HnswConfig};
-use crate::jobs::{Job, JobError, JobState, Jobs, JobsError};
+use crate::jobs::{Job, JobError, JobKind, JobResult, JobState, Jobs, JobsError};
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
 use crate::storage::{keys, Storage, StorageError};
@@ -87,6 +88,15 @@ pub enum ServiceError {
     /// A name that does not parse.
     #[error(transparent)]
     Name(#[from] crate::names::NameError),
+    /// A job was cancelled before it changed anything.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// How a job's work ended (its failure is the `Err` beside it).
+enum JobEnd {
+    Succeeded { done: usize, result: JobResult },
+    Cancelled { done: usize },
 }
 
 /// Result of the service.
@@ -405,9 +415,65 @@ impl Vectune {
         let job = self
             .inner
             .jobs
-            .create(&prepared.index, prepared.spec.planned_trials(), control.clone())
+            .create(
+                &prepared.index,
+                JobKind::Autotune,
+                prepared.spec.planned_trials(),
+                control.clone(),
+            )
             .await?;
         let (me, id) = (self.clone(), job.id);
+        self.spawn_job(id, async move {
+            Ok(match me.run_prepared(prepared, &control, Some(id)).await? {
+                RunEnd::Finished(r) => JobEnd::Succeeded {
+                    done: r.trials_run,
+                    result: JobResult::Autotune(r),
+                },
+                RunEnd::Cancelled { trials_run } => JobEnd::Cancelled { done: trials_run },
+            })
+        });
+        Ok(job)
+    }
+
+    /// Starts an activation as a job and answers at once (an unknown or empty index is
+    /// refused first, with no job). A cancel before the new graph is swapped in leaves the
+    /// previous generation serving (a graph already built stays stored for the next
+    /// activation); once swapped, the activation has happened.
+    pub async fn activate_async(&self, name: &IndexName) -> Result<Job> {
+        if self.inner.indexes.get(name)?.total() == 0 {
+            return Err(ServiceError::EmptyIndex(name.clone()));
+        }
+        let control = RunControl::default();
+        let job = self
+            .inner
+            .jobs
+            .create(name, JobKind::Activate, 1, control.clone())
+            .await?;
+        let (me, name) = (self.clone(), name.clone());
+        self.spawn_job(job.id, async move {
+            match me.activate_with(&name, Some(&control.cancel)).await {
+                Ok(a) => Ok(JobEnd::Succeeded {
+                    done: 1,
+                    result: JobResult::Activate {
+                        index_name: a.index_name,
+                        record: a.record,
+                    },
+                }),
+                Err(ServiceError::Cancelled) => Ok(JobEnd::Cancelled { done: 0 }),
+                Err(e) => Err(e),
+            }
+        });
+        Ok(job)
+    }
+
+    /// Runs `work` as job `id`: running, then succeeded / cancelled / failed (with the
+    /// error's API code), each state stored as it is reached.
+    fn spawn_job(
+        &self,
+        id: uuid::Uuid,
+        work: impl std::future::Future<Output = Result<JobEnd>> + Send + 'static,
+    ) {
+        let me = self.clone();
         tokio::spawn(async move {
             let started = me
                 .inner
@@ -418,7 +484,7 @@ impl Vectune {
                 })
                 .await;
             let ended = match started {
-                Ok(_) => me.run_prepared(prepared, &control, Some(id)).await,
+                Ok(_) => work.await,
                 Err(e) => Err(e.into()),
             };
             let outcome = me
@@ -427,15 +493,15 @@ impl Vectune {
                 .update(id, |j| {
                     j.finished_at = Some(Utc::now());
                     match ended {
-                        Ok(RunEnd::Finished(r)) => {
+                        Ok(JobEnd::Succeeded { done, result }) => {
                             j.state = JobState::Succeeded;
-                            j.progress.done = r.trials_run;
-                            j.progress.total = j.progress.total.max(r.trials_run);
-                            j.result = Some(*r);
+                            j.progress.done = done;
+                            j.progress.total = j.progress.total.max(done);
+                            j.result = Some(result);
                         }
-                        Ok(RunEnd::Cancelled { trials_run }) => {
+                        Ok(JobEnd::Cancelled { done }) => {
                             j.state = JobState::Cancelled;
-                            j.progress.done = trials_run.min(j.progress.total);
+                            j.progress.done = done.min(j.progress.total);
                         }
                         Err(e) => {
                             let api = crate::http::error::ApiError::from(e);
@@ -453,7 +519,6 @@ impl Vectune {
                 Err(e) => tracing::error!(job = %id, error = %e, "job record could not be stored"),
             }
         });
-        Ok(job)
     }
 
     /// Stops background work before the process exits: running jobs and agents stop at
@@ -533,6 +598,13 @@ impl Vectune {
     /// Builds the next generation of `name` with the promoted config (or the default) and
     /// swaps it in; searches keep being answered by the previous generation meanwhile.
     pub async fn activate(&self, name: &IndexName) -> Result<Activation> {
+        self.activate_with(name, None).await
+    }
+
+    /// [`Vectune::activate`], stopping with `Cancelled` if `cancel` is raised before the
+    /// new generation is swapped in.
+    async fn activate_with(&self, name: &IndexName, cancel: Option<&AtomicBool>) -> Result<Activation> {
+        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
         let index = self.inner.indexes.get(name)?;
         let lock = self.inner.serving.activation_lock(name);
         let _one_at_a_time = lock.lock().await;
@@ -543,7 +615,13 @@ impl Vectune {
         }
         tracing::info!(index = %name, ?config, vectors = set.len(), "activation: building");
         let started = Instant::now();
+        if cancelled() {
+            return Err(ServiceError::Cancelled);
+        }
         let (graph, loaded, secs) = self.serving_graph(name, set.clone(), set.len(), config).await?;
+        if cancelled() {
+            return Err(ServiceError::Cancelled);
+        }
         // the index may have been deleted meanwhile: never write into a deleted prefix
         self.inner.indexes.get(name)?;
         let previous = serving::latest_record(&self.inner.storage, name).await?;
