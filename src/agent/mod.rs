@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::autotune::adaptive::{EC_LADDER, EF_LADDER, M_LADDER};
+use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
 use crate::autotune::Rules;
 use crate::hnsw::HnswConfig;
 use crate::names::IndexName;
@@ -284,11 +284,7 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
         };
     }
     let step = |ladder: &[u32], v: u32, up: bool| -> u32 {
-        let i = ladder
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, &x)| x.abs_diff(v))
-            .map_or(0, |(i, _)| i);
+        let i = nearest(ladder, v);
         let j = if up {
             (i + 1).min(ladder.len() - 1)
         } else {

@@ -103,7 +103,8 @@ pub struct Adaptive {
     coarse: Vec<(usize, usize)>,
 }
 
-fn nearest(ladder: &[u32], v: u32) -> usize {
+/// The index of the ladder value nearest `v`.
+pub(crate) fn nearest(ladder: &[u32], v: u32) -> usize {
     ladder
         .iter()
         .enumerate()

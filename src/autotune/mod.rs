@@ -325,12 +325,6 @@ impl Spec {
             Strategy::Adaptive { max_trials, .. } => max_trials,
         }
     }
-
-    /// The bar the adaptive search steers by: `min_recall` or `target_recall`, as checked
-    /// by [`Rules::eligible`].
-    pub fn passes(&self, c: &Candidate) -> bool {
-        self.rules.eligible(c)
-    }
 }
 
 /// Splits `n` harness queries into (tuning, held-out) positions: `round(fraction·n)` held

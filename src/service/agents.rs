@@ -182,14 +182,12 @@ impl Vectune {
         let harness = HarnessName::parse(config.harness.clone())?;
         self.inner.harnesses.check_index(&harness, index).await?;
         let stored: Option<AgentRecord> = self.inner.storage.get_json(&keys::agent(index)).await?;
+        // new settings, the history of runs kept
         let record = AgentRecord {
             config,
-            ..stored.unwrap_or(AgentRecord {
-                config: AgentConfig::parse(AgentConfigIn::default()).map_err(ServiceError::Agent)?,
-                last_run_at: None,
-                runs: 0,
-                vectors_at_last_run: None,
-            })
+            last_run_at: stored.as_ref().and_then(|r| r.last_run_at),
+            runs: stored.as_ref().map_or(0, |r| r.runs),
+            vectors_at_last_run: stored.as_ref().and_then(|r| r.vectors_at_last_run),
         };
         self.inner
             .storage

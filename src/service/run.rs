@@ -332,7 +332,7 @@ impl Vectune {
             adaptive.observe(
                 config,
                 Observation {
-                    passes: spec.passes(&c),
+                    passes: spec.rules.eligible(&c),
                     recall: c.recall_at_k,
                     cost: trial.metrics.distance_evals_per_query,
                 },
