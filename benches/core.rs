@@ -6,7 +6,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use vectune::distance::{dot, dot_scalar, l2_squared, Metric};
 use vectune::harness::ground_truth;
-use vectune::hnsw::{build, store, HnswConfig};
+use vectune::hnsw::{build, store, BuildOptions, Engine, HnswConfig, Quantization};
+use vectune::kernels::{self, Level};
 use vectune::rng::SplitMix64;
 use vectune::vectors::binary::{self, BinaryFormat};
 use vectune::vectors::{segment, VectorSet};
@@ -27,16 +28,34 @@ fn set(n: usize, dims: usize, metric: Metric) -> VectorSet {
     )
 }
 
-fn kernels(c: &mut Criterion) {
+/// Every kernel this CPU supports (the bench names say which ran).
+fn distance_kernels(c: &mut Criterion) {
     let a = rows(1, 384, 1);
     let b = rows(1, 384, 2);
-    c.bench_function("dot_384_simd", |x| x.iter(|| dot(black_box(&a), black_box(&b))));
-    c.bench_function("dot_384_scalar", |x| {
-        x.iter(|| dot_scalar(black_box(&a), black_box(&b)))
+    let codes: Vec<u8> = a.iter().map(|x| ((x + 1.0) * 127.0) as u8).collect();
+    let weights: Vec<i8> = b.iter().map(|x| (x * 63.0) as i8).collect();
+    for level in kernels::supported() {
+        c.bench_function(&format!("dot_384_{level}"), |x| {
+            x.iter(|| kernels::dot_at(level, black_box(&a), black_box(&b)))
+        });
+        c.bench_function(&format!("l2sq_384_{level}"), |x| {
+            x.iter(|| kernels::l2sq_at(level, black_box(&a), black_box(&b)))
+        });
+        c.bench_function(&format!("dot_u8i8_384_{level}"), |x| {
+            x.iter(|| kernels::dot_u8i8_at(level, black_box(&codes), black_box(&weights)))
+        });
+    }
+    // the process's own dispatch, as every caller sees it
+    c.bench_function("dot_384_dispatched", |x| {
+        x.iter(|| dot(black_box(&a), black_box(&b)))
     });
-    c.bench_function("l2sq_384_simd", |x| {
+    c.bench_function("l2sq_384_dispatched", |x| {
         x.iter(|| l2_squared(black_box(&a), black_box(&b)))
     });
+    c.bench_function("dot_384_scalar_fn", |x| {
+        x.iter(|| dot_scalar(black_box(&a), black_box(&b)))
+    });
+    let _ = Level::Scalar;
 }
 
 fn segments(c: &mut Criterion) {
@@ -80,28 +99,52 @@ fn graphs(c: &mut Criterion) {
     let cfg = HnswConfig::new(80, 30, 16, 42).unwrap();
     let mut g = c.benchmark_group("hnsw_5k_x_64");
     g.sample_size(10);
-    g.bench_function("build_and_freeze_m16_ec80", |x| x.iter(|| build(&s, cfg)));
-    // freezing alone: each iteration builds, only the freeze is timed
-    g.bench_function("freeze_m16", |x| {
-        x.iter_custom(|iters| (0..iters).map(|_| build(&s, cfg).freeze_time()).sum())
-    });
-    let graph = build(&s, cfg);
-    let bytes = store::encode(&graph, 64);
-    g.bench_function("stored_graph_decode", |x| {
-        x.iter(|| store::decode(black_box(&bytes), 5_000, 64, Metric::Cosine, cfg).unwrap())
-    });
-    let queries: Vec<Vec<f32>> = (0..64).map(|i| s.row(i * 71).to_vec()).collect();
-    for ef in [10, 40, 160] {
-        g.bench_function(format!("frozen_search_k10_ef{ef}"), |x| {
-            let mut i = 0;
-            x.iter(|| {
-                i = (i + 1) % queries.len();
-                graph.search(&s, black_box(&queries[i]), 10, ef)
-            })
+    for (name, opts) in [
+        (
+            "native_1_thread",
+            BuildOptions {
+                engine: Engine::Native,
+                threads: 1,
+            },
+        ),
+        ("native_all_cores", BuildOptions::all_cores()),
+        (
+            "hnsw_rs_serial",
+            BuildOptions {
+                engine: Engine::HnswRs,
+                threads: 1,
+            },
+        ),
+    ] {
+        g.bench_function(format!("build_m16_ec80_{name}"), |x| {
+            x.iter(|| build(&s, 5_000, cfg, opts))
         });
+    }
+    let graph = build(&s, 5_000, cfg, BuildOptions::all_cores());
+    let bytes = store::encode(&graph);
+    g.bench_function("stored_graph_decode", |x| {
+        x.iter(|| store::decode(black_box(&bytes), &s, 5_000, cfg, Engine::Native).unwrap())
+    });
+    let sq8 = build(
+        &s,
+        5_000,
+        cfg.with_quantization(Quantization::Sq8),
+        BuildOptions::all_cores(),
+    );
+    let queries: Vec<Vec<f32>> = (0..64).map(|i| s.row(i * 71).to_vec()).collect();
+    for (name, graph) in [("f32", &graph), ("sq8", &sq8)] {
+        for ef in [10, 40, 160] {
+            g.bench_function(format!("search_{name}_k10_ef{ef}"), |x| {
+                let mut i = 0;
+                x.iter(|| {
+                    i = (i + 1) % queries.len();
+                    graph.search(&s, black_box(&queries[i]), 10, ef)
+                })
+            });
+        }
     }
     g.finish();
 }
 
-criterion_group!(benches, kernels, segments, binary_ingest, exact, graphs);
+criterion_group!(benches, distance_kernels, segments, binary_ingest, exact, graphs);
 criterion_main!(benches);

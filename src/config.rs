@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hnsw::{available_threads, BuildOptions, Engine};
 use crate::storage::S3Settings;
 
 /// Why settings could not be loaded.
@@ -96,9 +97,28 @@ pub struct Limits {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BuildSettings {
-    /// Builds (activations and trials) running at once; each uses a core. More than the
-    /// core count only slows every build down and starves searches.
+    /// Builds (activations and trials) running at once. Each native build already uses
+    /// `threads` cores, so more than one mostly makes builds wait on each other's cores.
     pub concurrency: usize,
+    /// Threads one build uses; 0 means every core. The native builder gives the same graph
+    /// at any count, so this only trades build time against cores left for searches.
+    pub threads: usize,
+    /// `native` (vectune's own builder) or `hnsw_rs` (the reference, serial only).
+    pub engine: Engine,
+}
+
+impl BuildSettings {
+    /// What a build is given: the engine, and the thread count with 0 resolved.
+    pub fn options(&self) -> BuildOptions {
+        BuildOptions {
+            engine: self.engine,
+            threads: if self.threads == 0 {
+                available_threads()
+            } else {
+                self.threads
+            },
+        }
+    }
 }
 
 impl Default for ServerSettings {
@@ -129,7 +149,11 @@ impl Default for Limits {
 
 impl Default for BuildSettings {
     fn default() -> Self {
-        BuildSettings { concurrency: 1 }
+        BuildSettings {
+            concurrency: 1,
+            threads: 0,
+            engine: Engine::Native,
+        }
     }
 }
 
@@ -192,6 +216,16 @@ impl Settings {
         }
         if let Some(v) = parse_env(env, "VECTUNE_BUILD_CONCURRENCY", "a positive integer")? {
             s.build.concurrency = v;
+        }
+        if let Some(v) = parse_env(env, "VECTUNE_BUILD_THREADS", "a thread count (0 = every core)")? {
+            s.build.threads = v;
+        }
+        if let Some(v) = env("VECTUNE_BUILD_ENGINE") {
+            s.build.engine = Engine::parse(&v).ok_or(ConfigError::Env {
+                name: "VECTUNE_BUILD_ENGINE",
+                value: v,
+                reason: "native or hnsw_rs",
+            })?;
         }
         if let Some(v) = env("VECTUNE_S3_ENDPOINT") {
             s.store.s3.endpoint = Some(v);
@@ -269,6 +303,19 @@ mod tests {
             ("1.1.1.1:2", "/env")
         );
         assert_eq!(s.limits.max_binary_body_bytes, 10);
+        let env2 = env_of(&[
+            ("VECTUNE_BUILD_ENGINE", "hnsw_rs"),
+            ("VECTUNE_BUILD_THREADS", "3"),
+        ]);
+        let s2 = Settings::load(None, &env2, &Overrides::default()).unwrap();
+        assert_eq!(
+            s2.build.options(),
+            BuildOptions {
+                engine: Engine::HnswRs,
+                threads: 3
+            }
+        );
+        assert_eq!(Settings::default().build.options().threads, available_threads());
         let flags = Overrides {
             bind: Some("127.0.0.1:3".into()),
             store: Some("memory://".into()),
@@ -291,6 +338,12 @@ mod tests {
         assert!(Settings::load(
             None,
             &env_of(&[("VECTUNE_BUILD_CONCURRENCY", "0")]),
+            &Overrides::default()
+        )
+        .is_err());
+        assert!(Settings::load(
+            None,
+            &env_of(&[("VECTUNE_BUILD_ENGINE", "faiss")]),
             &Overrides::default()
         )
         .is_err());

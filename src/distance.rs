@@ -3,10 +3,12 @@
 //! Ground truth, the `dot` graph distance and the reported search distances all use these
 //! kernels, so "exact" means the same arithmetic everywhere. Cosine is served as a dot
 //! product over vectors normalised once at load time (a normalised dot is ~2× cheaper than
-//! a cosine that recomputes norms per pair). The kernels pick AVX2+FMA at run time with a
-//! scalar fallback, so the binary stays portable.
+//! a cosine that recomputes norms per pair). The kernels are [`crate::kernels`], chosen once
+//! per process at run time.
 
 use serde::{Deserialize, Serialize};
+
+use crate::kernels;
 
 /// The similarity an index is searched by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,161 +86,24 @@ pub fn normalize(v: &mut [f32]) -> bool {
     true
 }
 
-/// Inner product of two equal-length slices.
+/// Inner product of two equal-length slices, with the process's kernel.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if simd::has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-            return unsafe { simd::dot_avx2(a, b) };
-        }
-    }
-    dot_scalar(a, b)
+    kernels::dot(a, b)
 }
 
-/// Squared Euclidean distance of two equal-length slices.
+/// Squared Euclidean distance of two equal-length slices, with the process's kernel.
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        if simd::has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-            return unsafe { simd::l2sq_avx2(a, b) };
-        }
-    }
-    l2_squared_scalar(a, b)
+    kernels::l2sq(a, b)
 }
 
-/// Portable dot product with four accumulators (lets the compiler vectorise it).
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 4];
-    let chunks = a.len() / 4;
-    for i in 0..chunks {
-        for j in 0..4 {
-            acc[j] += a[i * 4 + j] * b[i * 4 + j];
-        }
-    }
-    let mut s = acc[0] + acc[1] + acc[2] + acc[3];
-    for i in chunks * 4..a.len() {
-        s += a[i] * b[i];
-    }
-    s
-}
-
+/// Portable dot product (the reference the SIMD kernels are tested against).
+pub use crate::kernels::scalar_dot as dot_scalar;
 /// Portable squared Euclidean distance.
-pub fn l2_squared_scalar(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 4];
-    let chunks = a.len() / 4;
-    for i in 0..chunks {
-        for j in 0..4 {
-            let d = a[i * 4 + j] - b[i * 4 + j];
-            acc[j] += d * d;
-        }
-    }
-    let mut s = acc[0] + acc[1] + acc[2] + acc[3];
-    for i in chunks * 4..a.len() {
-        let d = a[i] - b[i];
-        s += d * d;
-    }
-    s
-}
-
-#[cfg(target_arch = "x86_64")]
-pub(crate) use simd::{dot_avx2, has_avx2_fma, l2sq_avx2};
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-    use std::sync::OnceLock;
-
-    /// Whether the AVX2+FMA kernels may run on this CPU (checked once).
-    pub fn has_avx2_fma() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    /// Four independent accumulators hide FMA latency on long vectors.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA ([`has_avx2_fma`]).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let x = _mm256_loadu_ps(pa.add(i + 8 * j));
-                let y = _mm256_loadu_ps(pb.add(i + 8 * j));
-                *acc = _mm256_fmadd_ps(x, y, *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut s = hsum(sum);
-        while i < n {
-            s += *pa.add(i) * *pb.add(i);
-            i += 1;
-        }
-        s
-    }
-
-    /// Squared Euclidean distance.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 and FMA ([`has_avx2_fma`]).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let d = _mm256_sub_ps(
-                    _mm256_loadu_ps(pa.add(i + 8 * j)),
-                    _mm256_loadu_ps(pb.add(i + 8 * j)),
-                );
-                *acc = _mm256_fmadd_ps(d, d, *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut s = hsum(sum);
-        while i < n {
-            let d = *pa.add(i) - *pb.add(i);
-            s += d * d;
-            i += 1;
-        }
-        s
-    }
-}
+pub use crate::kernels::scalar_l2sq as l2_squared_scalar;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ pub mod harness;
 pub mod hnsw;
 pub mod http;
 pub mod jobs;
+pub mod kernels;
 pub mod names;
 pub mod promotion;
 pub mod rng;

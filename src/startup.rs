@@ -45,7 +45,14 @@ impl Application {
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         let storage = Storage::open(&settings.store.url, &settings.store.s3)?;
         tracing::info!(store = storage.describe(), "store opened");
-        let service = Vectune::open(storage, settings.build.concurrency).await?;
+        let build = settings.build.options();
+        tracing::info!(
+            engine = build.engine.as_str(),
+            threads = build.threads,
+            kernels = crate::kernels::level().as_str(),
+            "graph builds"
+        );
+        let service = Vectune::open(storage, settings.build.concurrency, build).await?;
         let listener =
             TcpListener::bind(&settings.server.bind)
                 .await

@@ -12,7 +12,9 @@ use vectune::service::Vectune;
 use vectune::storage::Storage;
 
 async fn app_with_limit(max_body_bytes: usize) -> Router {
-    let service = Vectune::open(Storage::in_memory(), 1).await.unwrap();
+    let service = Vectune::open(Storage::in_memory(), 1, vectune::hnsw::BuildOptions::all_cores())
+        .await
+        .unwrap();
     router(
         service,
         RouterLimits {
@@ -498,7 +500,7 @@ async fn activation_and_search() {
     assert_eq!(a["index_name"], "idx");
     assert_eq!(
         a["config"],
-        json!({"ef_construction": 80, "ef_search": 30, "m": 16, "seed": 42})
+        json!({"ef_construction": 80, "ef_search": 30, "m": 16, "seed": 42, "quantization": "none"})
     );
     assert!(a["build_time_secs"].as_f64().unwrap() >= 0.0);
 
@@ -648,7 +650,7 @@ async fn trials_and_journal() {
     assert_eq!(s, StatusCode::OK, "{t:?}");
     assert_eq!(
         t["config"],
-        json!({"ef_construction": 40, "ef_search": 20, "m": 16, "seed": 42})
+        json!({"ef_construction": 40, "ef_search": 20, "m": 16, "seed": 42, "quantization": "none"})
     );
     assert_eq!(
         (t["index_name"].clone(), t["eval_set"].clone(), t["note"].clone()),
@@ -823,7 +825,7 @@ async fn promotion_registry_and_activation_use_it() {
     let (_, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
     assert_eq!(
         a["config"],
-        json!({"ef_construction": 60, "ef_search": 40, "m": 16, "seed": 42})
+        json!({"ef_construction": 60, "ef_search": 40, "m": 16, "seed": 42, "quantization": "none"})
     );
     let (_, p) = send(&app, "POST", "/vectors/hnsw/rollback/idx", None).await;
     assert_eq!(
@@ -1019,7 +1021,7 @@ async fn autotune_rules() {
     assert_eq!(r["skipped"].as_array().unwrap().len(), 1);
     assert_eq!(
         r["winner"]["config"],
-        json!({"ef_construction": 30, "ef_search": 15, "m": 6, "seed": 3})
+        json!({"ef_construction": 30, "ef_search": 15, "m": 6, "seed": 3, "quantization": "none"})
     );
 
     let tune = |body: Value| async { send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await };
@@ -1148,7 +1150,9 @@ async fn a_second_concurrent_autotune_is_409() {
 #[tokio::test]
 async fn stored_graphs_are_reused_checked_and_collected() {
     use vectune::storage::keys;
-    let service = Vectune::open(Storage::in_memory(), 1).await.unwrap();
+    let service = Vectune::open(Storage::in_memory(), 1, vectune::hnsw::BuildOptions::all_cores())
+        .await
+        .unwrap();
     let storage = service.storage().clone();
     let app = router(
         service,

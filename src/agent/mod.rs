@@ -280,7 +280,7 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
             m: M_LADDER[rng.below(M_LADDER.len())],
             ef_construction: EC_LADDER[rng.below(EC_LADDER.len())],
             ef_search: EF_LADDER[rng.below(EF_LADDER.len())],
-            seed: centre.seed,
+            ..centre
         };
     }
     let step = |ladder: &[u32], v: u32, up: bool| -> u32 {

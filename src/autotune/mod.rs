@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::hnsw::{HnswConfig, RawHnswConfig};
+use crate::hnsw::{Engine, GraphId, HnswConfig, RawHnswConfig};
 use crate::names::IndexName;
 use crate::rng::SplitMix64;
 use crate::trials::Validation;
@@ -352,30 +352,32 @@ pub struct GraphCache<G> {
     used: usize,
     /// Most recently used last.
     entries: Vec<CacheEntry<G>>,
+    engine: Engine,
 }
 
-/// `(m, ef_construction, seed)`: what makes a graph.
-type GraphKey = (u32, u32, u64);
 /// A kept graph and its bytes.
-type CacheEntry<G> = (GraphKey, Arc<G>, usize);
+type CacheEntry<G> = (GraphId, Arc<G>, usize);
 
 impl<G> GraphCache<G> {
-    /// An empty cache holding at most `cap_bytes` (one graph is kept even if larger).
-    pub fn new(cap_bytes: usize) -> Self {
+    /// An empty cache of graphs built by `engine`, holding at most `cap_bytes` (one graph
+    /// is kept even if larger).
+    pub fn new(cap_bytes: usize, engine: Engine) -> Self {
         GraphCache {
             cap_bytes,
             used: 0,
             entries: Vec::new(),
+            engine,
         }
     }
 
-    fn key(c: &HnswConfig) -> GraphKey {
-        (c.m, c.ef_construction, c.seed)
+    fn key(&self, c: &HnswConfig) -> GraphId {
+        c.graph_id(self.engine)
     }
 
-    /// The graph of `config`'s `(m, ef_construction, seed)`, if kept.
+    /// The graph of `config`'s identity ([`HnswConfig::graph_id`]), if kept.
     pub fn get(&mut self, config: &HnswConfig) -> Option<Arc<G>> {
-        let i = self.entries.iter().position(|e| e.0 == Self::key(config))?;
+        let key = self.key(config);
+        let i = self.entries.iter().position(|e| e.0 == key)?;
         let e = self.entries.remove(i);
         let g = e.1.clone();
         self.entries.push(e);
@@ -384,7 +386,7 @@ impl<G> GraphCache<G> {
 
     /// Keeps `graph` of `bytes`, evicting the least recently used as needed.
     pub fn insert(&mut self, config: &HnswConfig, graph: Arc<G>, bytes: usize) {
-        let key = Self::key(config);
+        let key = self.key(config);
         if let Some(i) = self.entries.iter().position(|e| e.0 == key) {
             self.used -= self.entries.remove(i).2;
         }
@@ -448,15 +450,15 @@ pub fn plan(grid: Option<&[RawHnswConfig]>) -> Result<Plan> {
     Ok(Plan { configs, skipped })
 }
 
-/// The plan's configs grouped by the graph they need, `(m, ef_construction, seed)`, in
-/// order of first appearance: each group is one build, measured at each of its `ef_search`
-/// values (in grid order).
-pub fn graph_groups(configs: &[HnswConfig]) -> Vec<(HnswConfig, Vec<u32>)> {
+/// The plan's configs grouped by the graph they need under `engine`
+/// ([`HnswConfig::graph_id`]), in order of first appearance: each group is one build,
+/// measured at each of its `ef_search` values (in grid order).
+pub fn graph_groups(configs: &[HnswConfig], engine: Engine) -> Vec<(HnswConfig, Vec<u32>)> {
     let mut groups: Vec<(HnswConfig, Vec<u32>)> = Vec::new();
     for c in configs {
         match groups
             .iter_mut()
-            .find(|(g, _)| (g.m, g.ef_construction, g.seed) == (c.m, c.ef_construction, c.seed))
+            .find(|(g, _)| g.graph_id(engine) == c.graph_id(engine))
         {
             Some((_, efs)) => efs.push(c.ef_search),
             None => groups.push((*c, vec![c.ef_search])),
@@ -687,6 +689,7 @@ mod tests {
             ef_search: es,
             m: None,
             seed: None,
+            quantization: None,
         };
         let p = plan(Some(&[raw(1, 30), raw(40, 30), raw(40, 30), raw(40, 500)])).unwrap();
         assert_eq!(p.configs.len(), 1);
@@ -704,7 +707,7 @@ mod tests {
 
     #[test]
     fn the_default_grid_needs_four_builds() {
-        let groups = graph_groups(&plan(None).unwrap().configs);
+        let groups = graph_groups(&plan(None).unwrap().configs, Engine::Native);
         assert_eq!(groups.len(), 4);
         let ec80 = groups.iter().find(|(c, _)| c.ef_construction == 80).unwrap();
         assert_eq!(ec80.1, vec![30, 60]);
@@ -712,7 +715,10 @@ mod tests {
             seed: 7,
             ..HnswConfig::DEFAULT
         };
-        assert_eq!(graph_groups(&[HnswConfig::DEFAULT, other_seed]).len(), 2);
+        assert_eq!(
+            graph_groups(&[HnswConfig::DEFAULT, other_seed], Engine::Native).len(),
+            2
+        );
     }
 
     #[test]
@@ -832,7 +838,7 @@ mod tests {
             m,
             ..HnswConfig::DEFAULT
         };
-        let mut cache = GraphCache::new(100);
+        let mut cache = GraphCache::new(100, Engine::Native);
         cache.insert(&c(4), Arc::new(4), 40);
         cache.insert(&c(8), Arc::new(8), 40);
         assert_eq!(cache.get(&c(4)).as_deref(), Some(&4)); // 4 is now the most recent

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use vectune::distance::Metric;
 use vectune::harness::ground_truth;
-use vectune::hnsw::{build_prefix, BuildMode, HnswConfig};
+use vectune::hnsw::{self, reference, BuildOptions, Engine, Graph, HnswConfig, Quantization};
 use vectune::trials::percentile;
 use vectune::vectors::VectorSet;
 
@@ -44,6 +44,12 @@ enum Cmd {
         /// Skip the single-thread (serial) build, for very large sets.
         #[arg(long)]
         no_serial: bool,
+        /// `none` or `sq8`.
+        #[arg(long, default_value = "none")]
+        quantization: String,
+        /// `native` or `hnsw_rs`.
+        #[arg(long, default_value = "native")]
+        engine: String,
     },
     /// Search a running server's index over one keep-alive connection.
     Http {
@@ -94,7 +100,30 @@ fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
     hit as f64 / (found.len() * k) as f64
 }
 
-fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_serial: bool) -> Value {
+/// Builds with `threads` threads: the product's path for native; for hnsw_rs, its serial
+/// build at 1 thread and its parallel insert above (benchmarks only).
+fn build_with(set: &VectorSet, cfg: HnswConfig, engine: Engine, threads: usize) -> Graph {
+    match engine {
+        Engine::Native => hnsw::build(set, set.len(), cfg, BuildOptions { engine, threads }),
+        Engine::HnswRs => {
+            let t = Instant::now();
+            let layout = reference::build(set, set.len(), cfg, threads);
+            Graph::from_layout(layout, set, cfg, engine, t.elapsed())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn inproc(
+    data: &Path,
+    metric: Metric,
+    m: i64,
+    ec: i64,
+    ef_list: &[usize],
+    no_serial: bool,
+    quantization: Quantization,
+    engine: Engine,
+) -> Value {
     let (dims, base) = read_f32(&data.join("base.fvecs"));
     let (_, qflat) = read_f32(&data.join("query.fvecs"));
     let truth = read_vecs(&data.join("groundtruth.ivecs"));
@@ -105,28 +134,32 @@ fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_se
         .map(|q| set.prepare_query(q).expect("finite, non-zero queries"))
         .collect();
     let k = 10;
-    let cfg = HnswConfig::new(ec, 10, m, 42).expect("config in bounds");
+    let cfg = HnswConfig::new(ec, 10, m, 42)
+        .expect("config in bounds")
+        .with_quantization(quantization);
+    let threads = hnsw::available_threads();
 
     // exact ground truth: all threads and one thread
     let t = Instant::now();
-    let gt = ground_truth::exact(&set, &queries, k);
+    let gt = ground_truth::exact(&set, &queries, k).expect("queries of the set's dims");
     let gt_all = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let gt1 = ground_truth::exact_with_threads(&set, &queries, k, 1);
+    let gt1 = ground_truth::exact_with_threads(&set, &queries, k, 1).expect("queries of the set's dims");
     let gt_one = t.elapsed().as_secs_f64();
     assert_eq!(gt, gt1);
     let gt_agreement = recall(&gt, &truth, k);
 
     let t = Instant::now();
-    let par = build_prefix(&set, n, cfg, BuildMode::Parallel);
+    let par = build_with(&set, cfg, engine, threads);
     let parallel_secs = t.elapsed().as_secs_f64();
     let serial = if no_serial {
         None
     } else {
         let t = Instant::now();
-        let g = build_prefix(&set, n, cfg, BuildMode::Serial);
+        let g = build_with(&set, cfg, engine, 1);
         Some((g, t.elapsed().as_secs_f64()))
     };
+    let identical = serial.as_ref().map(|(g, _)| g.frozen() == par.frozen());
     let (graph, which) = match &serial {
         Some((g, _)) => (g, "serial"),
         None => (&par, "parallel"),
@@ -134,7 +167,8 @@ fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_se
 
     let mut rows = Vec::new();
     for &ef in ef_list {
-        let search = |g: &vectune::hnsw::Graph| -> (Vec<Vec<u32>>, Vec<f64>, f64, u64) {
+        let search = |g: &Graph| -> (Vec<Vec<u32>>, Vec<f64>, f64, u64) {
+            // warm-up pass, then each query once
             for q in &queries {
                 std::hint::black_box(g.search(&set, q, k, ef));
             }
@@ -153,7 +187,11 @@ fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_se
             (found, lat, total, evals)
         };
         let (found, lat, total, evals) = search(graph);
-        let (pfound, _, _, _) = search(&par);
+        let pfound = if identical == Some(true) {
+            found.clone()
+        } else {
+            search(&par).0
+        };
         rows.push(json!({
             "ef_search": ef,
             "recall_at_10": recall(&found, &truth, k),
@@ -168,7 +206,7 @@ fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_se
     // brute force per query, one thread
     let t = Instant::now();
     for q in queries.iter().take(100) {
-        std::hint::black_box(ground_truth::exact_with_threads(
+        let _ = std::hint::black_box(ground_truth::exact_with_threads(
             &set,
             std::slice::from_ref(q),
             k,
@@ -179,9 +217,12 @@ fn inproc(data: &Path, metric: Metric, m: i64, ec: i64, ef_list: &[usize], no_se
     json!({
         "vectors": n, "dims": dims, "queries": queries.len(), "metric": metric.as_str(),
         "m": m, "ef_construction": ec,
-        "threads": std::thread::available_parallelism().map_or(1, |x| x.get()),
+        "engine": engine.as_str(), "quantization": quantization.as_str(),
+        "kernels": vectune::kernels::level().as_str(),
+        "threads": threads,
         "build_serial_secs": serial.as_ref().map(|s| s.1),
         "build_parallel_secs": parallel_secs,
+        "graphs_identical_1_vs_all_threads": identical,
         "searched_graph": which,
         "graph_bytes": graph.memory_bytes(),
         "vector_bytes": set.data_bytes(),
@@ -308,6 +349,8 @@ fn main() {
             ec,
             efs: e,
             no_serial,
+            quantization,
+            engine,
         } => inproc(
             &data,
             Metric::parse(&metric).expect("metric"),
@@ -315,6 +358,12 @@ fn main() {
             ec,
             &efs(&e),
             no_serial,
+            match quantization.as_str() {
+                "none" => Quantization::None,
+                "sq8" => Quantization::Sq8,
+                other => panic!("--quantization none|sq8, not {other}"),
+            },
+            Engine::parse(&engine).expect("--engine native|hnsw_rs"),
         ),
         Cmd::Http {
             base,

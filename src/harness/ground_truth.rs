@@ -3,7 +3,8 @@
 //! Blocked and multi-threaded like a GEMM: each thread takes a share of the queries; rows
 //! are walked in blocks of [`ROW_BLOCK`] that stay in L2 while every query of the share is
 //! compared with them, four queries × two rows at a time in an AVX2+FMA register tile
-//! (eight accumulators: six loads feed eight FMAs instead of two loads per FMA). A
+//! (eight accumulators: six loads feed eight FMAs instead of two loads per FMA; 512-bit
+//! registers where the process chose AVX-512, see [`crate::kernels`]). A
 //! candidate enters a query's top-k heap only if it beats the current k-th, so the heap
 //! work is tiny. Ties are broken by the lower row number, so the answer is a deterministic
 //! function of the data.
@@ -11,7 +12,8 @@
 use std::collections::BinaryHeap;
 
 use crate::distance::Metric;
-use crate::vectors::VectorSet;
+use crate::kernels::{self, Kernel, Level, Task};
+use crate::vectors::{QueryError, VectorSet};
 
 /// Queries per thread-work unit (a multiple of the 4-query tile).
 const QUERY_BLOCK: usize = 8;
@@ -33,8 +35,9 @@ impl Ord for Cand {
 }
 
 /// The exact `k` nearest rows of `set` for each prepared query, nearest first (ties by
-/// lower row). Queries must be prepared ([`VectorSet::prepare_query`]). CPU-heavy.
-pub fn exact(set: &VectorSet, queries: &[Vec<f32>], k: usize) -> Vec<Vec<u32>> {
+/// lower row). Queries must be prepared ([`VectorSet::prepare_query`]); one of another
+/// length than the set's rows is refused before any SIMD load reads it. CPU-heavy.
+pub fn exact(set: &VectorSet, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<u32>>, QueryError> {
     exact_with_threads(set, queries, k, available_threads())
 }
 
@@ -43,20 +46,54 @@ fn available_threads() -> usize {
 }
 
 /// [`exact`] with an explicit thread count (benches compare 1 vs all).
-pub fn exact_with_threads(set: &VectorSet, queries: &[Vec<f32>], k: usize, threads: usize) -> Vec<Vec<u32>> {
+pub fn exact_with_threads(
+    set: &VectorSet,
+    queries: &[Vec<f32>],
+    k: usize,
+    threads: usize,
+) -> Result<Vec<Vec<u32>>, QueryError> {
+    if let Some(q) = queries.iter().find(|q| q.len() != set.dims()) {
+        return Err(QueryError::Dims {
+            expected: set.dims(),
+            got: q.len(),
+        });
+    }
     let k = k.min(set.len());
     if queries.is_empty() || k == 0 {
-        return vec![Vec::new(); queries.len()];
+        return Ok(vec![Vec::new(); queries.len()]);
     }
     let threads = threads.clamp(1, queries.len().div_ceil(QUERY_BLOCK).max(1));
     let per = queries.len().div_ceil(threads);
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); queries.len()];
     std::thread::scope(|s| {
         for (qs, outs) in queries.chunks(per).zip(out.chunks_mut(per)) {
-            s.spawn(move || share(set, qs, k, outs));
+            s.spawn(move || {
+                kernels::run(Share {
+                    set,
+                    queries: qs,
+                    k,
+                    out: outs,
+                })
+            });
         }
     });
-    out
+    Ok(out)
+}
+
+/// One thread's share of the queries, compiled per kernel.
+struct Share<'a> {
+    set: &'a VectorSet,
+    queries: &'a [Vec<f32>],
+    k: usize,
+    out: &'a mut [Vec<u32>],
+}
+
+impl Task for Share<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<K: Kernel>(self) {
+        share::<K>(self.set, self.queries, self.k, self.out)
+    }
 }
 
 /// Top-k state of one query: a max-heap of the best k seen, and the k-th key once full.
@@ -95,7 +132,9 @@ impl TopK {
     }
 }
 
-fn share(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [Vec<u32>]) {
+/// Every query has the set's dims (checked by [`exact_with_threads`]).
+#[inline(always)]
+fn share<K: Kernel>(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [Vec<u32>]) {
     let metric = set.metric();
     let l2 = metric == Metric::L2;
     let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
@@ -109,7 +148,7 @@ fn share(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [Vec<u32>]) 
             let mut row = start;
             while row < end {
                 let r1 = if row + 1 < end { row + 1 } else { row };
-                let keys = tile(q, [set.row(row), set.row(r1)], l2);
+                let keys = tile::<K>(q, [set.row(row), set.row(r1)], l2);
                 for (j, top) in tops[qi * 4..qi * 4 + qs.len()].iter_mut().enumerate() {
                     top.offer(keys[j][0], row as u32);
                     if r1 != row {
@@ -126,15 +165,20 @@ fn share(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [Vec<u32>]) 
     }
 }
 
-/// Rank keys of 4 queries × 2 rows: `-q·r` (cosine, dot) or `|q - r|²` (l2).
+/// Rank keys of 4 queries × 2 rows: `-q·r` (cosine, dot) or `|q - r|²` (l2). All six
+/// slices have the same length.
 #[inline(always)]
-fn tile(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if crate::distance::has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-            return unsafe { simd::tile(q, r, l2) };
-        }
+fn tile<K: Kernel>(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+    match K::LEVEL {
+        Level::Scalar => {}
+        // SAFETY: `K::LEVEL` is the level the task was entered at, which the CPU supports;
+        // every slice has the set's dims (checked on entry).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => return unsafe { simd::tile(q, r, l2) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 | Level::Avx512Vnni => return unsafe { simd::tile512(q, r, l2) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => {}
     }
     std::array::from_fn(|i| {
         std::array::from_fn(|j| {
@@ -159,8 +203,52 @@ mod simd {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
     }
 
+    /// The same tile in 512-bit registers, the tail in masked loads.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F; all slices have the same length.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tile512(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+        let d = r[0].len();
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        let mut i = 0;
+        while i < d {
+            // SAFETY (loads): lanes at or past `d` are masked out, and masked lanes are never read
+            let k: __mmask16 = if i + 16 <= d {
+                0xffff
+            } else {
+                ((1u32 << (d - i)) - 1) as __mmask16
+            };
+            let r0 = _mm512_maskz_loadu_ps(k, r[0].as_ptr().add(i));
+            let r1 = _mm512_maskz_loadu_ps(k, r[1].as_ptr().add(i));
+            for (a, qq) in acc.iter_mut().zip(q.iter()) {
+                let x = _mm512_maskz_loadu_ps(k, qq.as_ptr().add(i));
+                if l2 {
+                    let d0 = _mm512_sub_ps(x, r0);
+                    let d1 = _mm512_sub_ps(x, r1);
+                    a[0] = _mm512_fmadd_ps(d0, d0, a[0]);
+                    a[1] = _mm512_fmadd_ps(d1, d1, a[1]);
+                } else {
+                    a[0] = _mm512_fmadd_ps(x, r0, a[0]);
+                    a[1] = _mm512_fmadd_ps(x, r1, a[1]);
+                }
+            }
+            i += 16;
+        }
+        let mut out = [[0f32; 2]; 4];
+        for (qi, a) in acc.iter().enumerate() {
+            for rj in 0..2 {
+                let s = _mm512_reduce_add_ps(a[rj]);
+                out[qi][rj] = if l2 { s } else { -s };
+            }
+        }
+        out
+    }
+
     /// # Safety
     /// The CPU must support AVX2 and FMA; all slices have the same length.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
         let d = r[0].len();
@@ -230,16 +318,25 @@ mod tests {
             let data: Vec<f32> = (0..n * dims).map(|_| (r.below(7) as f32) - 3.0 + 0.001).collect();
             let set = VectorSet::from_rows(dims, metric, (0..n).map(|i| i.to_string()).collect(), data);
             let qs: Vec<Vec<f32>> = (0..nq).map(|i| set.row(i % n).to_vec()).collect();
-            let got = exact_with_threads(&set, &qs, k, threads);
-            for (q, g) in qs.iter().zip(&got) {
-                let want = naive(&set, q, k);
-                // the rank key and the reported distance may round differently on near-ties:
-                // compare the distances found, position by position
-                let dist = |rows: &[u32]| rows.iter().map(|&i| set.metric().distance(q, set.row(i as usize))).collect::<Vec<_>>();
-                let (dg, dw) = (dist(g), dist(&want));
-                prop_assert_eq!(g.len(), want.len());
-                for (a, b) in dg.iter().zip(&dw) {
-                    prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{:?} vs {:?}", dg, dw);
+            let got = exact_with_threads(&set, &qs, k, threads).unwrap();
+            // and every kernel this CPU has, entered directly
+            let mut runs = vec![("dispatched".to_string(), got)];
+            for level in crate::kernels::supported() {
+                let mut outs = vec![Vec::new(); qs.len()];
+                crate::kernels::run_at(level, Share { set: &set, queries: &qs, k: k.min(n), out: &mut outs });
+                runs.push((level.to_string(), outs));
+            }
+            for (which, found) in &runs {
+                for (q, g) in qs.iter().zip(found) {
+                    let want = naive(&set, q, k);
+                    // the rank key and the reported distance may round differently on near-ties:
+                    // compare the distances found, position by position
+                    let dist = |rows: &[u32]| rows.iter().map(|&i| set.metric().distance(q, set.row(i as usize))).collect::<Vec<_>>();
+                    let (dg, dw) = (dist(g), dist(&want));
+                    prop_assert_eq!(g.len(), want.len());
+                    for (a, b) in dg.iter().zip(&dw) {
+                        prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{}: {:?} vs {:?}", which, dg, dw);
+                    }
                 }
             }
         }
@@ -248,6 +345,26 @@ mod tests {
     #[test]
     fn k_larger_than_set_is_clamped() {
         let set = VectorSet::from_rows(1, Metric::L2, vec!["a".into(), "b".into()], vec![0.0, 1.0]);
-        assert_eq!(exact(&set, &[vec![0.9]], 5), vec![vec![1, 0]]);
+        assert_eq!(exact(&set, &[vec![0.9]], 5).unwrap(), vec![vec![1, 0]]);
+    }
+
+    /// A query shorter (or longer) than the rows is refused before any load reads past it.
+    #[test]
+    fn a_query_of_another_length_is_refused() {
+        let set = VectorSet::from_rows(
+            16,
+            Metric::L2,
+            (0..4).map(|i| i.to_string()).collect(),
+            vec![0.5; 64],
+        );
+        for len in [0, 1, 15, 17] {
+            assert_eq!(
+                exact(&set, &[vec![0.0; 16], vec![0.0; len]], 2),
+                Err(QueryError::Dims {
+                    expected: 16,
+                    got: len
+                })
+            );
+        }
     }
 }

@@ -439,21 +439,23 @@ async fn compute(harness: Arc<Harness>, set: Arc<VectorSet>) -> Result<GroundTru
         prepared_queries(&harness, &set).map_err(|source| HarnessError::Query { position: 0, source })?;
     blocking(move || {
         let start = Instant::now();
-        let rows = ground_truth::exact(&set, &queries, harness.k);
+        // prepared queries have the set's dims, so this cannot be refused
+        let rows = ground_truth::exact(&set, &queries, harness.k)
+            .map_err(|source| HarnessError::Query { position: 0, source })?;
         let compute_secs = start.elapsed().as_secs_f64();
         let ids = rows
             .iter()
             .map(|r| r.iter().map(|&i| set.id(i as usize).to_string()).collect())
             .collect();
         tracing::info!(harness = %harness.name, queries = queries.len(), vectors = set.len(), compute_secs, "ground truth computed");
-        GroundTruth {
+        Ok(GroundTruth {
             manifest_version: set.version(),
             vectors: set.len() as u64,
             rows,
             ids,
             computed_at: Utc::now(),
             compute_secs,
-        }
+        })
     })
-    .await
+    .await?
 }

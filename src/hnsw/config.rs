@@ -1,4 +1,6 @@
-//! The HNSW configuration: the four knobs vectune tunes, bounds enforced once at parse.
+//! The HNSW configuration: the knobs vectune tunes, bounds enforced once at parse (also
+//! when a stored config is read back, so a damaged record is an error, not a build with
+//! out-of-bounds parameters), and the one rule of which fields identify a graph.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,8 +29,81 @@ pub struct ConfigError {
     pub got: i64,
 }
 
-/// An HNSW configuration, known to be within bounds.
+/// How the graph's beam reads the vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// The f32 rows themselves.
+    #[default]
+    None,
+    /// Per-dimension affine u8 codes (a quarter of the bytes per visited node); the beam's
+    /// final candidates are re-ranked on the f32 rows, so reported distances stay exact.
+    /// Costs `dims` bytes a vector beside the f32 rows, and a little recall at equal
+    /// `ef_search` on data whose dimensions have long tails.
+    Sq8,
+}
+
+impl Quantization {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Sq8 => "sq8",
+        }
+    }
+}
+
+/// Which builder makes graphs (a server setting, not a tuned knob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Engine {
+    /// vectune's own builder: deterministic on any thread count.
+    #[default]
+    #[serde(rename = "native")]
+    Native,
+    /// The hnsw_rs crate, kept as the reference (serial: reproducible, ~3× slower).
+    #[serde(rename = "hnsw_rs")]
+    HnswRs,
+}
+
+impl Engine {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Native => "native",
+            Engine::HnswRs => "hnsw_rs",
+        }
+    }
+
+    /// Parses `native` / `hnsw_rs`.
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s.trim() {
+            "native" => Some(Engine::Native),
+            "hnsw_rs" => Some(Engine::HnswRs),
+            _ => None,
+        }
+    }
+}
+
+/// What makes two configs the same graph: everything but `ef_search`, plus the engine.
+/// Stored-graph keys, the stored-graph header check, a run's graph cache and autotune's
+/// build grouping all compare this, so the rule lives here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GraphId {
+    /// Links per node.
+    pub m: u32,
+    /// Build beam width.
+    pub ef_construction: u32,
+    /// Seed of insertion order and levels.
+    pub seed: u64,
+    /// Codes beside the links.
+    pub quantization: Quantization,
+    /// The builder.
+    pub engine: Engine,
+}
+
+/// An HNSW configuration, known to be within bounds (also when read back from storage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawHnswConfig")]
 pub struct HnswConfig {
     /// Candidate list size while inserting. Raising it builds a better-connected graph
     /// (higher recall at the same `ef_search`) at roughly linear extra build time; it costs
@@ -43,6 +118,8 @@ pub struct HnswConfig {
     pub m: u32,
     /// Seed of the insertion order: same vectors + config + seed give the same graph.
     pub seed: u64,
+    /// See [`Quantization`]; `none` unless asked for.
+    pub quantization: Quantization,
 }
 
 /// The config as received, before its bounds are checked.
@@ -59,6 +136,9 @@ pub struct RawHnswConfig {
     /// See [`HnswConfig::seed`]; default 42.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// See [`HnswConfig::quantization`]; default `none` (also for `null`).
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
 }
 
 fn bounded(field: &'static str, (min, max): (u32, u32), got: i64) -> Result<u32, ConfigError> {
@@ -76,6 +156,7 @@ impl HnswConfig {
         ef_search: 30,
         m: DEFAULT_M,
         seed: DEFAULT_SEED,
+        quantization: Quantization::None,
     };
 
     /// Checks every bound.
@@ -85,6 +166,7 @@ impl HnswConfig {
             ef_search: bounded("ef_search", EF_SEARCH, ef_search)?,
             m: bounded("m", M, m)?,
             seed,
+            quantization: Quantization::None,
         })
     }
 
@@ -96,11 +178,38 @@ impl HnswConfig {
             raw.m.unwrap_or(DEFAULT_M as i64),
             raw.seed.unwrap_or(DEFAULT_SEED),
         )
+        .map(|c| c.with_quantization(raw.quantization.unwrap_or_default()))
     }
 
     /// The same graph searched with another `ef_search` (bounds checked).
     pub fn with_ef_search(self, ef_search: i64) -> Result<HnswConfig, ConfigError> {
-        HnswConfig::new(self.ef_construction as i64, ef_search, self.m as i64, self.seed)
+        Ok(HnswConfig {
+            ef_search: bounded("ef_search", EF_SEARCH, ef_search)?,
+            ..self
+        })
+    }
+
+    /// The same knobs with another quantization.
+    pub fn with_quantization(self, quantization: Quantization) -> HnswConfig {
+        HnswConfig { quantization, ..self }
+    }
+
+    /// The graph this config needs when built by `engine` (everything but `ef_search`).
+    pub fn graph_id(&self, engine: Engine) -> GraphId {
+        GraphId {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            seed: self.seed,
+            quantization: self.quantization,
+            engine,
+        }
+    }
+}
+
+impl TryFrom<RawHnswConfig> for HnswConfig {
+    type Error = ConfigError;
+    fn try_from(raw: RawHnswConfig) -> Result<HnswConfig, ConfigError> {
+        HnswConfig::parse(&raw)
     }
 }
 
@@ -127,6 +236,65 @@ mod tests {
         assert_eq!(HnswConfig::new(10, 201, 4, 0).unwrap_err().field, "ef_search");
         assert_eq!(HnswConfig::new(10, 10, 65, 0).unwrap_err().field, "m");
         assert_eq!(HnswConfig::new(5000, 30, 16, 0).unwrap_err().got, 5000);
+    }
+
+    #[test]
+    fn quantization_parses_and_defaults() {
+        let c: HnswConfig =
+            serde_json::from_str(r#"{"ef_construction": 80, "ef_search": 30, "m": 16, "seed": 42}"#).unwrap();
+        assert_eq!(c, HnswConfig::DEFAULT);
+        let c: HnswConfig =
+            serde_json::from_str(r#"{"ef_construction": 80, "ef_search": 30, "quantization": "sq8"}"#)
+                .unwrap();
+        assert_eq!(c.quantization, Quantization::Sq8);
+        let c: HnswConfig =
+            serde_json::from_str(r#"{"ef_construction": 80, "ef_search": 30, "quantization": null}"#)
+                .unwrap();
+        assert_eq!(c.quantization, Quantization::None);
+        for bad in [r#""pq4""#, r#""""#, "8", r#""SQ8""#] {
+            let text = format!(r#"{{"ef_construction": 80, "ef_search": 30, "quantization": {bad}}}"#);
+            assert!(serde_json::from_str::<HnswConfig>(&text).is_err(), "{bad}");
+        }
+        let json = serde_json::to_value(HnswConfig::DEFAULT.with_quantization(Quantization::Sq8)).unwrap();
+        assert_eq!(json["quantization"], "sq8");
+        assert_eq!(json["m"], 16);
+    }
+
+    /// A stored config is checked as it is read: a damaged record is an error.
+    #[test]
+    fn stored_configs_are_validated_when_read() {
+        let back: HnswConfig =
+            serde_json::from_value(serde_json::to_value(HnswConfig::DEFAULT).unwrap()).unwrap();
+        assert_eq!(back, HnswConfig::DEFAULT);
+        let damaged =
+            r#"{"ef_construction": 80, "ef_search": 30, "m": 100000, "seed": 42, "quantization": "none"}"#;
+        let e = serde_json::from_str::<HnswConfig>(damaged)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("m must be in 4..=64"), "{e}");
+        assert!(serde_json::from_str::<HnswConfig>(r#"{"ef_construction": 0, "ef_search": 30}"#).is_err());
+    }
+
+    #[test]
+    fn graph_identity_ignores_only_ef_search() {
+        let a = HnswConfig::DEFAULT;
+        let id = a.graph_id(Engine::Native);
+        assert_eq!(HnswConfig { ef_search: 99, ..a }.graph_id(Engine::Native), id);
+        assert_ne!(HnswConfig { m: 8, ..a }.graph_id(Engine::Native), id);
+        assert_ne!(
+            HnswConfig {
+                ef_construction: 81,
+                ..a
+            }
+            .graph_id(Engine::Native),
+            id
+        );
+        assert_ne!(HnswConfig { seed: 1, ..a }.graph_id(Engine::Native), id);
+        assert_ne!(
+            a.with_quantization(Quantization::Sq8).graph_id(Engine::Native),
+            id
+        );
+        assert_ne!(a.graph_id(Engine::HnswRs), id);
     }
 
     proptest! {

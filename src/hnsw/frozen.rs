@@ -1,12 +1,5 @@
-//! The frozen serving graph: a flat, read-only copy of a built HNSW graph.
-//!
-//! hnsw_rs stores every point behind an `Arc`, every neighbour list behind a lock, and
-//! allocates a visited map and several vectors per search; measured here that makes its
-//! search ~3× slower than hnswlib at equal recall, with the distance kernel not the cause.
-//! Freezing copies the graph's links into contiguous arrays and searches them with
-//! standard HNSW (greedy descent through the upper layers, a beam of width `ef` on layer
-//! 0), a reusable generation-stamped visited array, by-value heaps, software prefetch of
-//! the next vectors, and an AVX2+FMA kernel inlined into the search loop.
+//! The one graph layout: flat, fixed-width link rows that the native builder inserts into
+//! and every search walks (an hnsw_rs graph is copied into it once, see [`super::reference`]).
 //!
 //! Layout, for `n` nodes and `m` links per upper-layer node (`m0 = 2·m` on layer 0):
 //! - `layer0`: `n × (1 + m0)` u32: a count, then the neighbour rows, padded;
@@ -14,22 +7,24 @@
 //!   the block holds, for each level `1..=level(node)`, a count then `m` slots;
 //! - vectors are not copied: the graph searches the index's [`VectorSet`] it was built
 //!   from (rows in the same order), so serving memory is the vectors once plus the links.
+//!
+//! Search is standard HNSW: greedy descent through the upper layers, then a beam on layer 0,
+//! with a reusable generation-stamped visited array, by-value heaps and software prefetch of
+//! the vectors about to be compared. The beam is generic over the distance to a node, so the
+//! builder (f32 at any level), the f32 search and the SQ8 search share one loop, compiled
+//! per kernel ([`crate::kernels`]).
 
-use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::distance::{self, Metric};
-use crate::vectors::VectorSet;
-
 /// Marks "no upper-layer block".
-const NONE: u32 = u32::MAX;
+pub(crate) const NONE: u32 = u32::MAX;
 /// Most layer-0 links a node can have (2 × the largest `m`).
-const MAX_M0: usize = 2 * super::config::M.1 as usize;
+pub(crate) const MAX_M0: usize = 2 * super::config::M.1 as usize;
 /// How many neighbours' vectors are prefetched ahead of the one being compared.
 const PREFETCH_AHEAD: usize = 1;
 
-/// A frozen graph's links.
+/// A graph's links in the flat layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrozenGraph {
     pub(crate) n: usize,
@@ -45,7 +40,7 @@ pub struct FrozenGraph {
 /// `(key, row)` ordered by key then row, so heaps are total orders without NaN (keys are
 /// finite: vectors and queries are checked finite before they get here).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Cand(f32, u32);
+pub(crate) struct Cand(pub f32, pub u32);
 impl Eq for Cand {}
 impl PartialOrd for Cand {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -58,16 +53,17 @@ impl Ord for Cand {
     }
 }
 
-/// Per-thread search scratch, reused across searches (no allocation per search once warm).
+/// Search scratch, reused across searches (no allocation per search once warm): one per
+/// thread, for serving (thread-local) and building (one per worker).
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Beam {
     visited: Vec<u32>,
     stamp: u32,
     candidates: BinaryHeap<std::cmp::Reverse<Cand>>,
-    results: BinaryHeap<Cand>,
+    pub(crate) results: BinaryHeap<Cand>,
 }
 
-impl Scratch {
+impl Beam {
     /// Starts a new search over `n` nodes: a new stamp instead of clearing the array.
     fn begin(&mut self, n: usize) {
         if self.visited.len() < n {
@@ -81,13 +77,16 @@ impl Scratch {
         self.candidates.clear();
         self.results.clear();
     }
+
+    /// The results, nearest first, moved into `out` (cleared first).
+    pub(crate) fn drain_sorted(&mut self, out: &mut Vec<Cand>) {
+        out.clear();
+        out.extend(self.results.drain());
+        out.sort_unstable();
+    }
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
-
-/// The neighbour lists of one built graph, as the freezer reads them.
+/// The neighbour lists of one built graph, as the freezer reads them from hnsw_rs.
 pub struct Links {
     /// Level of each node (row).
     pub level: Vec<u8>,
@@ -98,58 +97,54 @@ pub struct Links {
 }
 
 impl FrozenGraph {
-    /// Freezes links read from a builder. Links to nodes that are not on that level are
-    /// dropped (hnsw_rs leaves a few), and lists are capped at the slot width.
-    pub fn from_links(links: Links, m: usize) -> FrozenGraph {
-        let n = links.level.len();
+    /// An empty layout for nodes of the given levels: every row allocated, every count 0.
+    pub(crate) fn with_levels(levels: &[u8], m: usize) -> FrozenGraph {
+        let n = levels.len();
         let m0 = 2 * m;
-        let max_level = links.level.iter().copied().max().unwrap_or(0) as usize;
-        let mut layer0 = vec![0u32; n * (1 + m0)];
         let mut upper_start = vec![NONE; n];
-        let mut upper = Vec::new();
-        for node in 0..n {
-            let lvl = links.level[node] as usize;
-            let lists = &links.lists[node];
-            let row = &mut layer0[node * (1 + m0)..(node + 1) * (1 + m0)];
-            let l0: Vec<u32> = lists.first().map_or(Vec::new(), |l| {
-                l.iter()
-                    .copied()
-                    .filter(|&x| (x as usize) < n && x as usize != node)
-                    .take(m0)
-                    .collect()
-            });
-            row[0] = l0.len() as u32;
-            row[1..1 + l0.len()].copy_from_slice(&l0);
-            if lvl > 0 {
-                upper_start[node] = upper.len() as u32;
-                for l in 1..=lvl {
-                    let list: Vec<u32> = lists.get(l).map_or(Vec::new(), |v| {
-                        v.iter()
-                            .copied()
-                            .filter(|&x| {
-                                (x as usize) < n
-                                    && x as usize != node
-                                    && links.level[x as usize] as usize >= l
-                            })
-                            .take(m)
-                            .collect()
-                    });
-                    upper.push(list.len() as u32);
-                    upper.extend_from_slice(&list);
-                    upper.extend(std::iter::repeat_n(0, m - list.len()));
-                }
+        let mut words = 0usize;
+        for (node, &l) in levels.iter().enumerate() {
+            if l > 0 {
+                upper_start[node] = words as u32;
+                words += l as usize * (1 + m);
             }
         }
         FrozenGraph {
             n,
             m,
             m0,
-            max_level,
-            entry: links.entry,
-            layer0,
+            max_level: 0,
+            entry: 0,
+            layer0: vec![0; n * (1 + m0)],
             upper_start,
-            upper,
+            upper: vec![0; words],
         }
+    }
+
+    /// Freezes links read from a builder. Links to nodes that are not on that level are
+    /// dropped (hnsw_rs leaves a few), and lists are capped at the slot width.
+    pub fn from_links(links: Links, m: usize) -> FrozenGraph {
+        let mut g = FrozenGraph::with_levels(&links.level, m);
+        g.max_level = links.level.iter().copied().max().unwrap_or(0) as usize;
+        g.entry = links.entry;
+        let n = g.n;
+        for node in 0..n {
+            let lvl = links.level[node] as usize;
+            for l in 0..=lvl {
+                let cap = if l == 0 { g.m0 } else { m };
+                let list: Vec<u32> = links.lists[node].get(l).map_or(Vec::new(), |v| {
+                    v.iter()
+                        .copied()
+                        .filter(|&x| {
+                            (x as usize) < n && x as usize != node && links.level[x as usize] as usize >= l
+                        })
+                        .take(cap)
+                        .collect()
+                });
+                g.set_neighbours(node as u32, l, &list);
+            }
+        }
+        g
     }
 
     /// Nodes in the graph.
@@ -167,107 +162,84 @@ impl FrozenGraph {
         (self.layer0.len() + self.upper_start.len() + self.upper.len()) * 4 + std::mem::size_of::<Self>()
     }
 
+    /// Capacity of a row on `level`.
     #[inline]
-    fn neighbours0(&self, node: u32) -> &[u32] {
-        let at = node as usize * (1 + self.m0);
-        let count = self.layer0[at] as usize;
-        &self.layer0[at + 1..at + 1 + count]
+    pub(crate) fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.m
+        }
     }
 
-    #[inline]
-    fn neighbours_up(&self, node: u32, level: usize) -> &[u32] {
-        let start = self.upper_start[node as usize];
-        if start == NONE {
-            return &[];
+    /// Where the row of `node` on `level` starts (its count word), in `layer0` or `upper`.
+    #[inline(always)]
+    fn row_at(&self, node: u32, level: usize) -> Option<usize> {
+        if level == 0 {
+            return Some(node as usize * (1 + self.m0));
         }
-        let at = start as usize + (level - 1) * (1 + self.m);
-        // never panics, even on links a checksum could not vouch for
-        match self.upper.get(at) {
-            Some(&count) => self
-                .upper
-                .get(at + 1..at + 1 + (count as usize).min(self.m))
-                .unwrap_or(&[]),
+        match self.upper_start[node as usize] {
+            NONE => None,
+            start => Some(start as usize + (level - 1) * (1 + self.m)),
+        }
+    }
+
+    /// The neighbours of `node` on `level` (empty above its level). Never panics, even on
+    /// links a checksum could not vouch for.
+    #[inline(always)]
+    pub(crate) fn neighbours(&self, node: u32, level: usize) -> &[u32] {
+        let (words, cap) = if level == 0 {
+            (&self.layer0, self.m0)
+        } else {
+            (&self.upper, self.m)
+        };
+        match self.row_at(node, level) {
+            Some(at) => match words.get(at) {
+                Some(&count) => words
+                    .get(at + 1..at + 1 + (count as usize).min(cap))
+                    .unwrap_or(&[]),
+                None => &[],
+            },
             None => &[],
         }
     }
 
-    /// The `k` nearest rows to a prepared query (right length, finite, normalised for
-    /// cosine), as `(row, rank key)` nearest first; the rank key is
-    /// [`Metric::rank_key`]. `set` must be the set the graph was frozen over.
-    /// `counter` (if any) is incremented by the number of distance computations.
-    pub fn search(
-        &self,
-        set: &VectorSet,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        counter: Option<&mut u64>,
-    ) -> Vec<(u32, f32)> {
-        if self.n == 0 || k == 0 {
-            return Vec::new();
-        }
-        let ef = ef.max(k);
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            #[cfg(target_arch = "x86_64")]
-            {
-                if distance::has_avx2_fma() {
-                    // SAFETY: the CPU supports AVX2 and FMA (checked at run time above).
-                    return unsafe { self.search_avx2(set, query, k, ef, &mut s, counter) };
-                }
-            }
-            self.search_with(set, query, k, ef, &mut s, counter, |a, b| {
-                scalar_key(set.metric(), a, b)
-            })
-        })
+    /// Replaces the neighbours of `node` on `level` (at most [`FrozenGraph::cap`] of them;
+    /// a node above its level is left alone).
+    pub(crate) fn set_neighbours(&mut self, node: u32, level: usize, list: &[u32]) {
+        let cap = self.cap(level);
+        let Some(at) = self.row_at(node, level) else {
+            return;
+        };
+        let words = if level == 0 {
+            &mut self.layer0
+        } else {
+            &mut self.upper
+        };
+        let len = list.len().min(cap);
+        words[at] = len as u32;
+        words[at + 1..at + 1 + len].copy_from_slice(&list[..len]);
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn search_avx2(
-        &self,
-        set: &VectorSet,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        s: &mut Scratch,
-        counter: Option<&mut u64>,
-    ) -> Vec<(u32, f32)> {
-        match set.metric() {
-            // SAFETY (closures): only reached when AVX2 and FMA are present.
-            Metric::Cosine | Metric::Dot => self.search_with(set, query, k, ef, s, counter, |a, b| -unsafe {
-                distance::dot_avx2(a, b)
-            }),
-            Metric::L2 => self.search_with(set, query, k, ef, s, counter, |a, b| unsafe {
-                distance::l2sq_avx2(a, b)
-            }),
-        }
-    }
-
+    /// Greedy descent from `(ep, d_ep)` through levels `top` down to `above + 1`: on each,
+    /// move while a neighbour is nearer. Returns the nearest node found and its key.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn search_with<F: Fn(&[f32], &[f32]) -> f32>(
+    pub(crate) fn descend<D: FnMut(u32) -> f32>(
         &self,
-        set: &VectorSet,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        s: &mut Scratch,
-        counter: Option<&mut u64>,
-        key: F,
-    ) -> Vec<(u32, f32)> {
-        let mut evals = 0u64;
-        let mut ep = self.entry;
-        let mut d_ep = key(query, set.row(ep as usize));
-        evals += 1;
-        // greedy descent: on each upper level, move while a neighbour is nearer
-        for level in (1..=self.max_level).rev() {
+        mut ep: u32,
+        mut d_ep: f32,
+        top: usize,
+        above: usize,
+        dist: &mut D,
+        evals: &mut u64,
+    ) -> (u32, f32) {
+        let mut level = top;
+        while level > above {
             loop {
                 let mut moved = false;
-                for &nb in self.neighbours_up(ep, level) {
-                    let d = key(query, set.row(nb as usize));
-                    evals += 1;
+                for &nb in self.neighbours(ep, level) {
+                    let d = dist(nb);
+                    *evals += 1;
                     if d < d_ep {
                         d_ep = d;
                         ep = nb;
@@ -278,8 +250,26 @@ impl FrozenGraph {
                     break;
                 }
             }
+            level -= 1;
         }
-        // beam search on layer 0
+        (ep, d_ep)
+    }
+
+    /// A beam of width `ef` on `level` from `(ep, d_ep)`; the `ef` nearest found are left
+    /// in `s.results`. `prefetch` is told of each node whose distance comes next but one.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn beam<D: FnMut(u32) -> f32, P: Fn(u32)>(
+        &self,
+        level: usize,
+        ep: u32,
+        d_ep: f32,
+        ef: usize,
+        s: &mut Beam,
+        dist: &mut D,
+        prefetch: &P,
+        evals: &mut u64,
+    ) {
         s.begin(self.n);
         let stamp = s.stamp;
         s.visited[ep as usize] = stamp;
@@ -295,24 +285,25 @@ impl FrozenGraph {
             // by arithmetic (a 384-d vector is 24 cache lines)
             let mut todo = [0u32; MAX_M0];
             let mut count = 0;
-            for &nb in self.neighbours0(node).iter().take(MAX_M0) {
-                let seen = &mut s.visited[nb as usize];
-                if *seen != stamp {
-                    *seen = stamp;
-                    todo[count] = nb;
-                    count += 1;
+            for &nb in self.neighbours(node, level).iter().take(MAX_M0) {
+                if let Some(seen) = s.visited.get_mut(nb as usize) {
+                    if *seen != stamp {
+                        *seen = stamp;
+                        todo[count] = nb;
+                        count += 1;
+                    }
                 }
             }
             for &nb in &todo[..count.min(PREFETCH_AHEAD)] {
-                prefetch_row(set.row(nb as usize));
+                prefetch(nb);
             }
             for j in 0..count {
                 if let Some(&ahead) = todo[..count].get(j + PREFETCH_AHEAD) {
-                    prefetch_row(set.row(ahead as usize));
+                    prefetch(ahead);
                 }
                 let nb = todo[j];
-                let dn = key(query, set.row(nb as usize));
-                evals += 1;
+                let dn = dist(nb);
+                *evals += 1;
                 let worst = s.results.peek().map_or(f32::INFINITY, |c| c.0);
                 if s.results.len() < ef || dn < worst {
                     s.candidates.push(std::cmp::Reverse(Cand(dn, nb)));
@@ -323,40 +314,44 @@ impl FrozenGraph {
                 }
             }
             if let Some(&std::cmp::Reverse(Cand(_, next))) = s.candidates.peek() {
-                prefetch(self.layer0.as_ptr().wrapping_add(next as usize * (1 + self.m0)) as *const f32);
+                if let Some(at) = self.row_at(next, level) {
+                    let words = if level == 0 { &self.layer0 } else { &self.upper };
+                    prefetch_ptr(words.as_ptr().wrapping_add(at) as *const u8);
+                }
             }
         }
-        if let Some(c) = counter {
-            *c += evals;
-        }
-        let mut out: Vec<Cand> = s.results.drain().collect();
-        out.sort_unstable();
-        out.truncate(k);
-        out.into_iter().map(|c| (c.1, c.0)).collect()
+    }
+
+    /// Standard HNSW search with a distance to each node: descent, then a beam of `ef` on
+    /// layer 0. The results are left in `s.results`.
+    #[inline(always)]
+    pub(crate) fn search_layers<D: FnMut(u32) -> f32, P: Fn(u32)>(
+        &self,
+        ef: usize,
+        s: &mut Beam,
+        mut dist: D,
+        prefetch: P,
+        evals: &mut u64,
+    ) {
+        let d_ep = dist(self.entry);
+        *evals += 1;
+        let (ep, d_ep) = self.descend(self.entry, d_ep, self.max_level, 0, &mut dist, evals);
+        self.beam(0, ep, d_ep, ef, s, &mut dist, &prefetch, evals);
     }
 }
 
-/// The rank key without SIMD (the portable path).
-fn scalar_key(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
-    match metric {
-        Metric::Cosine | Metric::Dot => -distance::dot_scalar(a, b),
-        Metric::L2 => distance::l2_squared_scalar(a, b),
-    }
-}
-
-/// Prefetches every cache line of a vector.
+/// Prefetches every cache line of `bytes` bytes from `p`.
 #[inline(always)]
-fn prefetch_row(row: &[f32]) {
-    let p = row.as_ptr();
+pub(crate) fn prefetch_lines(p: *const u8, bytes: usize) {
     let mut off = 0;
-    while off < row.len() {
-        prefetch(p.wrapping_add(off));
-        off += 16; // 64-byte lines
+    while off < bytes {
+        prefetch_ptr(p.wrapping_add(off));
+        off += 64;
     }
 }
 
 #[inline(always)]
-fn prefetch(p: *const f32) {
+pub(crate) fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it never faults, whatever the address.
     unsafe {

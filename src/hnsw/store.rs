@@ -6,29 +6,37 @@
 //! version, checksum, sizes, a link out of range) or that does not match the vectors and
 //! config asked for is never used.
 //!
+//! The build seconds are not part of it (they live in the activation record): the same
+//! vectors, config and seed give the same bytes, whichever thread count built them. SQ8
+//! codes are not stored either: they are a function of the vectors, recomputed on load.
+//!
 //! Layout (little-endian):
 //! ```text
 //! 0   magic b"VTGRAPH\x01"
-//! 8   u32 format version (1)       12  u32 metric (0 cosine, 1 l2, 2 dot)
+//! 8   u32 format version (2)       12  u32 metric (0 cosine, 1 l2, 2 dot)
 //! 16  u32 dims                     20  u32 m
 //! 24  u64 n                        32  u32 max_level       36  u32 entry
-//! 40  u32 ef_construction          44  u32 ef_search       48  u64 seed
-//! 56  f64 build seconds
+//! 40  u32 ef_construction          44  u32 quantization (0 none, 1 sq8)
+//! 48  u64 seed
+//! 56  u32 engine (0 native, 1 hnsw_rs)                     60  u32 0
 //! 64  u64 len(layer0)   72  u64 len(upper_start)   80  u64 len(upper)
 //! 88  u32 arrays: layer0, upper_start, upper
 //! end u32 CRC32 of everything before it
 //! ```
+//! Version 1 (hnsw_rs graphs with their build seconds) is refused as `Format`: such a graph
+//! is rebuilt once.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::frozen::FrozenGraph;
-use super::{Graph, HnswConfig};
+use super::{Engine, Graph, GraphId, HnswConfig, Quantization};
 use crate::distance::Metric;
+use crate::vectors::VectorSet;
 
 const MAGIC: &[u8; 8] = b"VTGRAPH\x01";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 88;
 
 /// Why a stored graph is refused.
@@ -48,6 +56,20 @@ pub enum GraphStoreError {
     Mismatch,
 }
 
+fn quantization_code(q: Quantization) -> u32 {
+    match q {
+        Quantization::None => 0,
+        Quantization::Sq8 => 1,
+    }
+}
+
+fn engine_code(e: Engine) -> u32 {
+    match e {
+        Engine::Native => 0,
+        Engine::HnswRs => 1,
+    }
+}
+
 fn metric_code(m: Metric) -> u32 {
     match m {
         Metric::Cosine => 0,
@@ -56,22 +78,35 @@ fn metric_code(m: Metric) -> u32 {
     }
 }
 
-/// Encodes a graph built over vectors of `dims` dimensions.
-pub fn encode(graph: &Graph, dims: usize) -> Bytes {
+/// Encodes a graph (its vectors' dims are the codes' or the metric's business: the header
+/// records them for the check on load).
+pub fn encode(graph: &Graph) -> Bytes {
     let f = graph.frozen();
     let c = graph.config();
     let words = f.layer0.len() + f.upper_start.len() + f.upper.len();
     let mut out = Vec::with_capacity(HEADER + words * 4 + 4);
     out.extend_from_slice(MAGIC);
-    for v in [VERSION, metric_code(graph.metric), dims as u32, f.m as u32] {
+    for v in [
+        VERSION,
+        metric_code(graph.metric()),
+        graph.dims() as u32,
+        f.m as u32,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&(f.n as u64).to_le_bytes());
-    for v in [f.max_level as u32, f.entry, c.ef_construction, c.ef_search] {
+    for v in [
+        f.max_level as u32,
+        f.entry,
+        c.ef_construction,
+        quantization_code(c.quantization),
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&c.seed.to_le_bytes());
-    out.extend_from_slice(&graph.build_time().as_secs_f64().to_le_bytes());
+    for v in [engine_code(graph.engine()), 0] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
     for len in [f.layer0.len(), f.upper_start.len(), f.upper.len()] {
         out.extend_from_slice(&(len as u64).to_le_bytes());
     }
@@ -102,16 +137,16 @@ fn words(b: &[u8], from: usize, len: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Decodes a stored graph and checks that it is sound and that it is the graph of
-/// exactly `n` vectors of `dims` dimensions under `metric`, built with `config`'s
-/// `m`, `ef_construction` and `seed` (`ef_search` does not change a graph; the returned
+/// Decodes a stored graph and checks that it is sound and that it is the graph of the
+/// first `n` rows of `set` (its dims and metric) with `config`'s graph identity under
+/// `engine` ([`HnswConfig::graph_id`]: `ef_search` does not change a graph; the returned
 /// graph carries `config`'s).
 pub fn decode(
     b: &[u8],
+    set: &VectorSet,
     n: usize,
-    dims: usize,
-    metric: Metric,
     config: HnswConfig,
+    engine: Engine,
 ) -> Result<Graph, GraphStoreError> {
     if b.len() < HEADER + 4 || &b[..8] != MAGIC || u32_at(b, 8) != VERSION {
         return Err(GraphStoreError::Format);
@@ -121,19 +156,33 @@ pub fn decode(
         return Err(GraphStoreError::Checksum);
     }
     let m = u32_at(b, 20) as usize;
-    let stored_n = u64_at(b, 24);
-    if u32_at(b, 12) != metric_code(metric)
-        || u32_at(b, 16) as usize != dims
-        || stored_n != n as u64
-        || m != config.m as usize
-        || u32_at(b, 40) != config.ef_construction
-        || u64_at(b, 48) != config.seed
+    let quantization = match u32_at(b, 44) {
+        0 => Quantization::None,
+        1 => Quantization::Sq8,
+        _ => return Err(GraphStoreError::Structure("unknown quantization")),
+    };
+    let stored_engine = match u32_at(b, 56) {
+        0 => Engine::Native,
+        1 => Engine::HnswRs,
+        _ => return Err(GraphStoreError::Structure("unknown engine")),
+    };
+    let stored = GraphId {
+        m: m as u32,
+        ef_construction: u32_at(b, 40),
+        seed: u64_at(b, 48),
+        quantization,
+        engine: stored_engine,
+    };
+    if u32_at(b, 12) != metric_code(set.metric())
+        || u32_at(b, 16) as usize != set.dims()
+        || u64_at(b, 24) != n as u64
+        || n > set.len()
+        || stored != config.graph_id(engine)
     {
         return Err(GraphStoreError::Mismatch);
     }
     let max_level = u32_at(b, 32) as usize;
     let entry = u32_at(b, 36);
-    let build_secs = f64::from_le_bytes(b[56..64].try_into().map_err(|_| GraphStoreError::Format)?);
     let (l0, us, up) = (
         u64_at(b, 64) as usize,
         u64_at(b, 72) as usize,
@@ -188,10 +237,5 @@ pub fn decode(
         upper_start,
         upper,
     };
-    Ok(Graph::from_frozen(
-        frozen,
-        metric,
-        config,
-        Duration::from_secs_f64(build_secs.max(0.0)),
-    ))
+    Ok(Graph::from_layout(frozen, set, config, engine, Duration::ZERO))
 }

@@ -105,6 +105,7 @@ impl AgentBackend for Vectune {
                 ef_search: c.ef_search.into(),
                 m: Some(c.m.into()),
                 seed: Some(c.seed),
+                quantization: Some(c.quantization),
             })
             .collect();
         let req = AutotuneRequest {

@@ -22,7 +22,7 @@ use crate::autotune::{self, AutotuneError, Candidate, Running};
 use crate::distance::Metric;
 use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
-use crate::hnsw::{self, store, BuildMode, ConfigError, HnswConfig};
+use crate::hnsw::{self, store, BuildOptions, ConfigError, HnswConfig};
 use crate::jobs::{Job, JobError, JobKind, JobResult, JobState, Jobs, JobsError};
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
@@ -164,6 +164,8 @@ pub(crate) struct Inner {
     builds: Semaphore,
     /// Permits of `builds`: a measurement takes them all, so no build runs beside it.
     build_slots: u32,
+    /// Engine and threads of every build (trials and activation alike).
+    build_options: BuildOptions,
     jobs: Jobs,
     agents: agents::Agents,
     /// One agent trial at a time in the process.
@@ -205,7 +207,11 @@ pub struct Vectune {
 impl Vectune {
     /// Loads the registry from `storage`. Call [`Vectune::reactivate_all`] afterwards to
     /// bring back what served before a restart.
-    pub async fn open(storage: Storage, build_concurrency: usize) -> Result<Vectune> {
+    pub async fn open(
+        storage: Storage,
+        build_concurrency: usize,
+        build_options: BuildOptions,
+    ) -> Result<Vectune> {
         let indexes = Indexes::load(storage.clone()).await?;
         let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
         let jobs = Jobs::load(storage.clone(), &names).await?;
@@ -220,6 +226,7 @@ impl Vectune {
                 serving: Serving::default(),
                 builds: Semaphore::new(build_concurrency.max(1)),
                 build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
+                build_options,
                 jobs,
                 agents: agents::Agents::default(),
                 agent_slot: Semaphore::new(1),
@@ -556,13 +563,15 @@ impl Vectune {
         config: HnswConfig,
     ) -> Result<(hnsw::Graph, bool, f64)> {
         let started = Instant::now();
-        let key = keys::graph(index, rows as u64, config.m, config.ef_construction, config.seed);
+        let options = self.inner.build_options;
+        let key = keys::graph(index, rows as u64, config.graph_id(options.engine));
         if let Some(bytes) = self.inner.storage.get(&key).await? {
-            let (dims, metric) = (set.dims(), set.metric());
-            let decoded =
-                tokio::task::spawn_blocking(move || store::decode(&bytes, rows, dims, metric, config))
-                    .await
-                    .map_err(|e| ServiceError::Task(e.to_string()))?;
+            let set = set.clone();
+            let decoded = tokio::task::spawn_blocking(move || {
+                store::decode(&bytes, &set, rows, config, options.engine)
+            })
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))?;
             match decoded {
                 Ok(graph) => return Ok((graph, true, started.elapsed().as_secs_f64())),
                 Err(e) => {
@@ -577,8 +586,8 @@ impl Vectune {
             .await
             .map_err(|e| ServiceError::Task(e.to_string()))?;
         let (graph, bytes) = tokio::task::spawn_blocking(move || {
-            let graph = hnsw::build_prefix(&set, rows, config, BuildMode::Parallel);
-            let bytes = store::encode(&graph, set.dims());
+            let graph = hnsw::build(&set, rows, config, options);
+            let bytes = store::encode(&graph);
             (graph, bytes)
         })
         .await

@@ -127,7 +127,7 @@ impl Vectune {
             tune,
             held,
             brute_us: None,
-            cache: GraphCache::new(RUN_GRAPH_CACHE_BYTES),
+            cache: GraphCache::new(RUN_GRAPH_CACHE_BYTES, self.inner.build_options.engine),
             builds: 0,
             cancel,
         })
@@ -149,6 +149,7 @@ impl Vectune {
             _ => ctx.tune.clone(),
         };
         let cached = ctx.cache.get(&config);
+        let options = self.inner.build_options;
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let tune = ctx.tune.clone();
         // every build permit: with build concurrency above 1, no other build of this
@@ -167,7 +168,7 @@ impl Vectune {
                     if cancel.load(Ordering::Relaxed) {
                         return None;
                     }
-                    Arc::new(hnsw::build(&set, config))
+                    Arc::new(hnsw::build(&set, set.len(), config, options))
                 }
             };
             let brute = brute.unwrap_or_else(|| trials::brute_force_latency_us(&set, &tune.0, k));
@@ -297,7 +298,7 @@ impl Vectune {
         // the grid's configs, graph by graph (each graph's ef values in a row, so the LRU keeps
         // at most one graph of a grid run busy); adaptive asks its search step by step
         let configs: Vec<HnswConfig> = match spec.strategy {
-            Strategy::Grid => autotune::graph_groups(&spec.plan.configs)
+            Strategy::Grid => autotune::graph_groups(&spec.plan.configs, self.inner.build_options.engine)
                 .into_iter()
                 .flat_map(|(g, efs)| efs.into_iter().map(move |ef| HnswConfig { ef_search: ef, ..g }))
                 .collect(),

@@ -9,7 +9,7 @@
 //! indexes/{index}/manifests/{version:020}.json    segment list, one immutable object per change
 //! indexes/{index}/segments/{uuid}.seg             immutable binary vector segments
 //! indexes/{index}/activations/{generation:020}.json  what serves, one object per activation
-//! indexes/{index}/graphs/{vectors:020}-m{m}-ec{ec}-s{seed}.graph  frozen graphs of activations
+//! indexes/{index}/graphs/{vectors:020}-m{m}-ec{ec}-s{seed}-{quantization}-{engine}.graph  graphs of activations
 //! indexes/{index}/trials/{uuidv7}.json            trial journal, one object per trial
 //! indexes/{index}/promotion/{version:020}.json    promotion registry states
 //! indexes/{index}/jobs/{uuidv7}.json              job records (state: overwritten as it moves)
@@ -24,6 +24,7 @@
 use object_store::path::Path;
 use uuid::Uuid;
 
+use crate::hnsw::GraphId;
 use crate::names::{HarnessName, IndexName};
 
 /// Width of the zero-padded version numbers in keys (`u64::MAX` has 20 digits).
@@ -115,11 +116,16 @@ pub fn graphs(index: &IndexName) -> Path {
     index_prefix(index).join("graphs")
 }
 
-/// The stored graph of the first `vectors` vectors of an index under one build config
-/// (`ef_search` does not change a graph, so it is not part of the key).
-pub fn graph(index: &IndexName, vectors: u64, m: u32, ef_construction: u32, seed: u64) -> Path {
+/// The stored graph of the first `vectors` vectors of an index with one graph identity
+/// ([`crate::hnsw::HnswConfig::graph_id`]: `ef_search` does not change a graph).
+pub fn graph(index: &IndexName, vectors: u64, id: GraphId) -> Path {
     graphs(index).join(format!(
-        "{vectors:0VERSION_WIDTH$}-m{m}-ec{ef_construction}-s{seed}.graph"
+        "{vectors:0VERSION_WIDTH$}-m{}-ec{}-s{}-{}-{}.graph",
+        id.m,
+        id.ef_construction,
+        id.seed,
+        id.quantization.as_str(),
+        id.engine.as_str()
     ))
 }
 
@@ -203,12 +209,20 @@ mod tests {
         );
         let id = Uuid::now_v7();
         assert_eq!(trial_id_of(&trial(&i, id)), Some(id));
-        let g = graph(&i, 10_000, 16, 80, 42);
+        use crate::hnsw::{Engine, HnswConfig, Quantization};
+        let g = graph(&i, 10_000, HnswConfig::DEFAULT.graph_id(Engine::Native));
         assert_eq!(
             g.as_ref(),
-            "indexes/idx.v1/graphs/00000000000000010000-m16-ec80-s42.graph"
+            "indexes/idx.v1/graphs/00000000000000010000-m16-ec80-s42-none-native.graph"
         );
         assert_eq!(graph_vectors_of(&g), Some(10_000));
+        let sq = HnswConfig::DEFAULT
+            .with_quantization(Quantization::Sq8)
+            .graph_id(Engine::HnswRs);
+        assert_eq!(
+            graph(&i, 5, sq).as_ref(),
+            "indexes/idx.v1/graphs/00000000000000000005-m16-ec80-s42-sq8-hnsw_rs.graph"
+        );
     }
 
     proptest! {

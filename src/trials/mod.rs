@@ -134,7 +134,7 @@ pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     let start = Instant::now();
     for q in queries {
-        std::hint::black_box(ground_truth::exact_with_threads(
+        let _ = std::hint::black_box(ground_truth::exact_with_threads(
             set,
             std::slice::from_ref(q),
             k,

@@ -1,0 +1,337 @@
+//! Distance kernels chosen once per process at run time: AVX-512 (with or without VNNI),
+//! AVX2+FMA, or portable scalar.
+//!
+//! One binary runs on every x86-64 machine (and elsewhere on the scalar path): the CPU is
+//! probed once, `VECTUNE_SIMD=scalar|avx2|avx512` can only lower the choice (for tests and
+//! benchmarks), and everything that computes a distance — graph builds, searches, the SQ8
+//! beam, exact ground truth — goes through the same choice, so "exact" means one arithmetic
+//! everywhere in a process.
+//!
+//! Hot loops are written once, generic over [`Kernel`], and entered through [`run`]: it calls
+//! the task inside a function compiled with the chosen level's target features, so the
+//! kernel calls inline into the loop (a call per distance would cost more than the distance
+//! on short vectors). A task's `run` must be `#[inline(always)]` for that to happen.
+//!
+//! The u8 × i8 kernel (SQ8 codes × quantised query weights) is exact integer arithmetic with
+//! query weights in `-63..=63` (so `maddubs` cannot saturate): every level returns the same
+//! value, and an SQ8 search visits the same nodes whichever kernel ran.
+
+use std::sync::OnceLock;
+
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use scalar::{dot as scalar_dot, l2sq as scalar_l2sq, Scalar};
+#[cfg(target_arch = "x86_64")]
+pub use x86::{Avx2, Avx512, Avx512Vnni};
+
+/// Largest magnitude of a quantised query weight for [`Kernel::dot_u8i8`]: `2·255·63` fits
+/// an i16, so the pairwise `maddubs` sums never saturate.
+pub const MAX_QUERY_WEIGHT: i8 = 63;
+
+/// A kernel path, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Portable code (the compiler may still vectorise it for the baseline target).
+    Scalar,
+    /// AVX2 + FMA (256-bit).
+    Avx2,
+    /// AVX-512 F + BW (512-bit floats; integer dot by `maddubs`).
+    Avx512,
+    /// AVX-512 F + BW + VNNI (integer dot by `vpdpbusd`).
+    Avx512Vnni,
+}
+
+impl Level {
+    /// The name used in logs, `VECTUNE_SIMD` and benchmark output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+            Level::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Parses a `VECTUNE_SIMD` value.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "scalar" => Some(Level::Scalar),
+            "avx2" => Some(Level::Avx2),
+            "avx512" => Some(Level::Avx512),
+            "avx512vnni" => Some(Level::Avx512Vnni),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The best level this CPU supports.
+pub fn detected() -> Level {
+    static DETECTED: OnceLock<Level> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            let avx512 = avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw");
+            if avx512 && is_x86_feature_detected!("avx512vnni") {
+                return Level::Avx512Vnni;
+            }
+            if avx512 {
+                return Level::Avx512;
+            }
+            if avx2 {
+                return Level::Avx2;
+            }
+        }
+        Level::Scalar
+    })
+}
+
+/// Every level this CPU can run, lowest first (what the kernel tests compare).
+pub fn supported() -> Vec<Level> {
+    [Level::Scalar, Level::Avx2, Level::Avx512, Level::Avx512Vnni]
+        .into_iter()
+        .filter(|&l| l <= detected())
+        .collect()
+}
+
+/// Why a `VECTUNE_SIMD` value is refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("VECTUNE_SIMD={0:?} is not one of scalar, avx2, avx512, avx512vnni")]
+pub struct SimdError(pub String);
+
+/// The cap `VECTUNE_SIMD` asks for, if set (checked by `main` before anything runs).
+pub fn cap_from_env() -> Result<Option<Level>, SimdError> {
+    match std::env::var("VECTUNE_SIMD") {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Level::parse(&v).map(Some).ok_or(SimdError(v)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The level this process uses: the detected one, lowered by `VECTUNE_SIMD` (an invalid
+/// value is ignored here; `main` refuses it at start-up). Chosen once.
+pub fn level() -> Level {
+    static CHOSEN: OnceLock<Level> = OnceLock::new();
+    *CHOSEN.get_or_init(|| match cap_from_env() {
+        Ok(Some(cap)) => cap.min(detected()),
+        _ => detected(),
+    })
+}
+
+/// The distance primitives, one implementation per [`Level`].
+///
+/// Every function is safe to call with any slice lengths (the shorter length is used); the
+/// only precondition of the `unsafe` is that the CPU supports the implementing level.
+pub trait Kernel: Copy + Send + Sync + 'static {
+    /// The level it implements.
+    const LEVEL: Level;
+    /// `a · b`.
+    ///
+    /// # Safety
+    /// The CPU supports [`Kernel::LEVEL`].
+    unsafe fn dot(a: &[f32], b: &[f32]) -> f32;
+    /// `|a - b|²`.
+    ///
+    /// # Safety
+    /// The CPU supports [`Kernel::LEVEL`].
+    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32;
+    /// `Σ a[i]·b[i]` of u8 codes and i8 weights in `-63..=63`, exactly.
+    ///
+    /// # Safety
+    /// The CPU supports [`Kernel::LEVEL`].
+    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32;
+}
+
+/// A piece of hot code written once for every kernel. Implement `run` with
+/// `#[inline(always)]`, so it is compiled inside the level's entry function.
+pub trait Task {
+    /// What it returns.
+    type Output;
+    /// Runs with kernel `K`.
+    fn run<K: Kernel>(self) -> Self::Output;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn enter_avx2<T: Task>(t: T) -> T::Output {
+    t.run::<Avx2>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+unsafe fn enter_avx512<T: Task>(t: T) -> T::Output {
+    t.run::<Avx512>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+unsafe fn enter_avx512vnni<T: Task>(t: T) -> T::Output {
+    t.run::<Avx512Vnni>()
+}
+
+/// Runs `task` with the process's kernel ([`level`]).
+#[inline]
+pub fn run<T: Task>(task: T) -> T::Output {
+    run_at(level(), task)
+}
+
+/// Runs `task` with kernel `level`, or the best supported one below it (tests, benches).
+pub fn run_at<T: Task>(level: Level, task: T) -> T::Output {
+    let level = level.min(detected());
+    match level {
+        Level::Scalar => task.run::<Scalar>(),
+        // SAFETY: `level` is at most `detected()`, so the CPU has every feature enabled by
+        // the entry function of that level.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { enter_avx2(task) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { enter_avx512(task) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni => unsafe { enter_avx512vnni(task) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => task.run::<Scalar>(),
+    }
+}
+
+struct Dot<'a>(&'a [f32], &'a [f32]);
+impl Task for Dot<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run<K: Kernel>(self) -> f32 {
+        // SAFETY: `run` is only entered at a level the CPU supports.
+        unsafe { K::dot(self.0, self.1) }
+    }
+}
+
+struct L2sq<'a>(&'a [f32], &'a [f32]);
+impl Task for L2sq<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run<K: Kernel>(self) -> f32 {
+        // SAFETY: as above.
+        unsafe { K::l2sq(self.0, self.1) }
+    }
+}
+
+struct DotU8I8<'a>(&'a [u8], &'a [i8]);
+impl Task for DotU8I8<'_> {
+    type Output = i32;
+    #[inline(always)]
+    fn run<K: Kernel>(self) -> i32 {
+        // SAFETY: as above.
+        unsafe { K::dot_u8i8(self.0, self.1) }
+    }
+}
+
+/// `a · b` with the process's kernel (one dispatch per call: for loops, write a [`Task`]).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    run(Dot(a, b))
+}
+
+/// `|a - b|²` with the process's kernel.
+pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    run(L2sq(a, b))
+}
+
+/// `a · b` with kernel `level` (tests, benches).
+pub fn dot_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
+    run_at(level, Dot(a, b))
+}
+
+/// `|a - b|²` with kernel `level` (tests, benches).
+pub fn l2sq_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
+    run_at(level, L2sq(a, b))
+}
+
+/// The exact u8 × i8 dot product with kernel `level` (tests, benches).
+pub fn dot_u8i8_at(level: Level, a: &[u8], b: &[i8]) -> i32 {
+    run_at(level, DotU8I8(a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn f32s(r: &mut SplitMix64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (r.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0)
+            .collect()
+    }
+
+    /// Every kernel this machine supports against the scalar one, on random inputs of odd
+    /// and even lengths (tails of every width), and on slices that start unaligned.
+    #[test]
+    fn every_supported_kernel_matches_scalar() {
+        let levels = supported();
+        eprintln!(
+            "kernels compared with scalar on this CPU: {:?} (detected {}, chosen {})",
+            levels.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+            detected(),
+            level()
+        );
+        let mut r = SplitMix64::new(7);
+        for len in (0..=130).chain([255, 256, 383, 384, 385, 768, 1000, 1537]) {
+            let a = f32s(&mut r, len + 1);
+            let b = f32s(&mut r, len + 1);
+            // offset by one element: unaligned starts
+            let (a, b) = (&a[1..], &b[1..]);
+            let codes: Vec<u8> = (0..len).map(|_| r.below(256) as u8).collect();
+            let weights: Vec<i8> = (0..len)
+                .map(|_| (r.below(2 * MAX_QUERY_WEIGHT as usize + 1) as i32 - MAX_QUERY_WEIGHT as i32) as i8)
+                .collect();
+            let (d0, l0, i0) = (
+                dot_at(Level::Scalar, a, b),
+                l2sq_at(Level::Scalar, a, b),
+                dot_u8i8_at(Level::Scalar, &codes, &weights),
+            );
+            let exact: i64 = codes
+                .iter()
+                .zip(&weights)
+                .map(|(&c, &w)| c as i64 * w as i64)
+                .sum();
+            assert_eq!(i0 as i64, exact, "scalar u8i8 len {len}");
+            let tol = 1e-4 * (1.0 + len as f32);
+            for &lv in &levels {
+                let (d, l, i) = (
+                    dot_at(lv, a, b),
+                    l2sq_at(lv, a, b),
+                    dot_u8i8_at(lv, &codes, &weights),
+                );
+                assert!((d - d0).abs() <= tol, "{lv} dot len {len}: {d} vs {d0}");
+                assert!((l - l0).abs() <= tol * 4.0, "{lv} l2sq len {len}: {l} vs {l0}");
+                assert_eq!(i, i0, "{lv} u8i8 len {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_codes_do_not_saturate() {
+        let codes = vec![255u8; 1024];
+        for w in [MAX_QUERY_WEIGHT, -MAX_QUERY_WEIGHT] {
+            let weights = vec![w; 1024];
+            for lv in supported() {
+                assert_eq!(dot_u8i8_at(lv, &codes, &weights), 255 * w as i32 * 1024, "{lv}");
+            }
+        }
+    }
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!(Level::parse("AVX2"), Some(Level::Avx2));
+        assert_eq!(Level::parse("scalar"), Some(Level::Scalar));
+        assert_eq!(Level::parse("sse"), None);
+        assert!(Level::Scalar < Level::Avx2 && Level::Avx2 < Level::Avx512);
+        assert!(level() <= detected());
+        // asking for more than the CPU has runs the best it has
+        assert_eq!(dot_at(Level::Avx512Vnni, &[1.0, 2.0], &[3.0, 4.0]), 11.0);
+    }
+}

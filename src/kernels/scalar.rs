@@ -1,0 +1,69 @@
+//! The portable kernels: the reference every SIMD kernel is tested against.
+
+use super::{Kernel, Level};
+
+/// Portable code, any CPU.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scalar;
+
+/// Dot product with four accumulators (lets the compiler vectorise it).
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 4];
+    let chunks = n / 4;
+    for i in 0..chunks {
+        for j in 0..4 {
+            acc[j] += a[i * 4 + j] * b[i * 4 + j];
+        }
+    }
+    let mut s = acc[0] + acc[1] + acc[2] + acc[3];
+    for i in chunks * 4..n {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+/// Squared Euclidean distance with four accumulators.
+#[inline]
+pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 4];
+    let chunks = n / 4;
+    for i in 0..chunks {
+        for j in 0..4 {
+            let d = a[i * 4 + j] - b[i * 4 + j];
+            acc[j] += d * d;
+        }
+    }
+    let mut s = acc[0] + acc[1] + acc[2] + acc[3];
+    for i in chunks * 4..n {
+        let d = a[i] - b[i];
+        s += d * d;
+    }
+    s
+}
+
+/// Exact u8 × i8 dot product.
+#[inline]
+pub fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+impl Kernel for Scalar {
+    const LEVEL: Level = Level::Scalar;
+    #[inline]
+    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+    #[inline]
+    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        l2sq(a, b)
+    }
+    #[inline]
+    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+        dot_u8i8(a, b)
+    }
+}

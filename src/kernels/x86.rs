@@ -1,0 +1,329 @@
+//! x86-64 kernels: AVX2+FMA, AVX-512 (F+BW) and AVX-512 VNNI.
+//!
+//! Each reads at most `min(a.len(), b.len())` elements: the AVX2 ones finish with a scalar
+//! tail, the AVX-512 ones with masked loads (which never touch memory of masked-out lanes).
+
+use std::arch::x86_64::*;
+
+use super::{Kernel, Level};
+
+/// AVX2 + FMA.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Avx2;
+/// AVX-512 F + BW.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Avx512;
+/// AVX-512 F + BW + VNNI.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Avx512Vnni;
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn hsum256(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn hsum256_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// # Safety
+/// AVX2 and FMA are available.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (loads): every load reads 8 floats at `i + 8j`, all below `n`.
+    while i + 32 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = _mm256_loadu_ps(pa.add(i + 8 * j));
+            let y = _mm256_loadu_ps(pb.add(i + 8 * j));
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+        i += 8;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut s = hsum256(sum);
+    while i < n {
+        s += *pa.add(i) * *pb.add(i);
+        i += 1;
+    }
+    s
+}
+
+/// # Safety
+/// AVX2 and FMA are available.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (loads): as in `dot_avx2`.
+    while i + 32 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let d = _mm256_sub_ps(
+                _mm256_loadu_ps(pa.add(i + 8 * j)),
+                _mm256_loadu_ps(pb.add(i + 8 * j)),
+            );
+            *acc = _mm256_fmadd_ps(d, d, *acc);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+        acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
+        i += 8;
+    }
+    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut s = hsum256(sum);
+    while i < n {
+        let d = *pa.add(i) - *pb.add(i);
+        s += d * d;
+        i += 1;
+    }
+    s
+}
+
+/// # Safety
+/// AVX2 is available.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_u8i8_avx2(a: &[u8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_si256(); 2];
+    let mut i = 0;
+    // SAFETY (loads): each reads 32 bytes at `i` (and `i + 32`), below `n`.
+    while i + 64 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = _mm256_loadu_si256(pa.add(i + 32 * j) as *const __m256i);
+            let y = _mm256_loadu_si256(pb.add(i + 32 * j) as *const __m256i);
+            // u8·i8 pairs summed to i16: |2·255·63| < 2^15, no saturation
+            let p = _mm256_maddubs_epi16(x, y);
+            *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(p, ones));
+        }
+        i += 64;
+    }
+    while i + 32 <= n {
+        let x = _mm256_loadu_si256(pa.add(i) as *const __m256i);
+        let y = _mm256_loadu_si256(pb.add(i) as *const __m256i);
+        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
+        i += 32;
+    }
+    let mut s = hsum256_epi32(_mm256_add_epi32(acc[0], acc[1]));
+    while i < n {
+        s += *pa.add(i) as i32 * *pb.add(i) as i32;
+        i += 1;
+    }
+    s
+}
+
+/// Mask of the first `r` lanes (`r < 16`).
+#[inline]
+fn mask16(r: usize) -> __mmask16 {
+    ((1u32 << r) - 1) as __mmask16
+}
+
+/// # Safety
+/// AVX-512 F is available.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (loads): full loads read 16 floats below `n`; the masked tail load reads only
+    // the `n - i` lanes left and suppresses faults on the others.
+    while i + 64 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = _mm512_loadu_ps(pa.add(i + 16 * j));
+            let y = _mm512_loadu_ps(pb.add(i + 16 * j));
+            *acc = _mm512_fmadd_ps(x, y, *acc);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc[0]);
+        i += 16;
+    }
+    if i < n {
+        let k = mask16(n - i);
+        let x = _mm512_maskz_loadu_ps(k, pa.add(i));
+        let y = _mm512_maskz_loadu_ps(k, pb.add(i));
+        acc[1] = _mm512_fmadd_ps(x, y, acc[1]);
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ))
+}
+
+/// # Safety
+/// AVX-512 F is available.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn l2sq_avx512(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    // SAFETY (loads): as in `dot_avx512`.
+    while i + 64 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let d = _mm512_sub_ps(
+                _mm512_loadu_ps(pa.add(i + 16 * j)),
+                _mm512_loadu_ps(pb.add(i + 16 * j)),
+            );
+            *acc = _mm512_fmadd_ps(d, d, *acc);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        let d = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+        acc[0] = _mm512_fmadd_ps(d, d, acc[0]);
+        i += 16;
+    }
+    if i < n {
+        let k = mask16(n - i);
+        let d = _mm512_sub_ps(
+            _mm512_maskz_loadu_ps(k, pa.add(i)),
+            _mm512_maskz_loadu_ps(k, pb.add(i)),
+        );
+        acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ))
+}
+
+/// Mask of the first `r` bytes (`r < 64`).
+#[inline]
+fn mask64(r: usize) -> __mmask64 {
+    (1u64 << r) - 1
+}
+
+/// # Safety
+/// AVX-512 F and BW are available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn dot_u8i8_avx512(a: &[u8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr() as *const i8, b.as_ptr());
+    let ones = _mm512_set1_epi16(1);
+    let mut acc = _mm512_setzero_si512();
+    let mut i = 0;
+    // SAFETY (loads): full loads read 64 bytes below `n`; the masked tail reads only the
+    // bytes left.
+    while i < n {
+        let k = if i + 64 <= n { u64::MAX } else { mask64(n - i) };
+        let x = _mm512_maskz_loadu_epi8(k, pa.add(i));
+        let y = _mm512_maskz_loadu_epi8(k, pb.add(i));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(x, y), ones));
+        i += 64;
+    }
+    _mm512_reduce_add_epi32(acc)
+}
+
+/// # Safety
+/// AVX-512 F, BW and VNNI are available.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_u8i8_vnni(a: &[u8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr() as *const i8, b.as_ptr());
+    let mut acc = [_mm512_setzero_si512(); 2];
+    let mut i = 0;
+    // SAFETY (loads): as in `dot_u8i8_avx512`.
+    while i + 128 <= n {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let x = _mm512_loadu_si512(pa.add(i + 64 * j) as *const _);
+            let y = _mm512_loadu_si512(pb.add(i + 64 * j) as *const _);
+            *acc = _mm512_dpbusd_epi32(*acc, x, y);
+        }
+        i += 128;
+    }
+    while i < n {
+        let k = if i + 64 <= n { u64::MAX } else { mask64(n - i) };
+        let x = _mm512_maskz_loadu_epi8(k, pa.add(i));
+        let y = _mm512_maskz_loadu_epi8(k, pb.add(i));
+        acc[0] = _mm512_dpbusd_epi32(acc[0], x, y);
+        i += 64;
+    }
+    _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]))
+}
+
+impl Kernel for Avx2 {
+    const LEVEL: Level = Level::Avx2;
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot_avx2(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        l2sq_avx2(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+        dot_u8i8_avx2(a, b)
+    }
+}
+
+impl Kernel for Avx512 {
+    const LEVEL: Level = Level::Avx512;
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot_avx512(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        l2sq_avx512(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+        dot_u8i8_avx512(a, b)
+    }
+}
+
+impl Kernel for Avx512Vnni {
+    const LEVEL: Level = Level::Avx512Vnni;
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot_avx512(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+        l2sq_avx512(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
+    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+        dot_u8i8_vnni(a, b)
+    }
+}
