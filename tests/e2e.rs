@@ -583,3 +583,78 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     assert!(st == 200 || st == 409, "{r}");
     assert_eq!(s.terminate().code(), Some(0));
 }
+
+/// An sq8 activation is stored; after a restart the same generation serves the stored sq8
+/// graph (loaded, not rebuilt) and answers exactly as before.
+#[tokio::test]
+async fn a_restart_serves_the_stored_sq8_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    let (st, _) = s
+        .post(
+            "/vectors/indexes",
+            Some(json!({"name": "q8", "dims": 24, "metric": "l2"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    append_range(&s, "q8", 0..800, 24).await;
+    let (st, _) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "q8h", "index_name": "q8", "queries": 20, "k": 10})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, t) = s
+        .post(
+            "/vectors/hnsw/trial",
+            Some(json!({"index_name": "q8", "harness": "q8h",
+                "config": {"ef_construction": 60, "ef_search": 30, "m": 12, "quantization": "sq8"}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.post(&format!("/vectors/hnsw/promote/q8/{id}"), None).await.0,
+        200
+    );
+    let (st, a) = s.post("/vectors/indexes/q8/activate", None).await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["config"]["quantization"], "sq8");
+    assert_eq!(a["loaded_from_store"], false);
+    let query = json!({"vector": vector(11, 24), "k": 10});
+    let (_, before) = s.post("/vectors/search/q8", Some(query.clone())).await;
+    assert_eq!(before["hits"][0]["id"], "v11");
+    assert!(s.terminate().success());
+    // the stored graph, named by its identity; a rebuild would write it again
+    let graphs: Vec<_> = std::fs::read_dir(dir.path().join("indexes/q8/graphs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(graphs.len(), 1, "{graphs:?}");
+    assert!(
+        graphs[0]
+            .to_string_lossy()
+            .ends_with("-m12-ec60-s42-sq8-native.graph"),
+        "{graphs:?}"
+    );
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let written = stamp(&graphs[0]);
+
+    let s = Server::start(dir.path());
+    let active = wait_active(&s, "q8").await;
+    assert_eq!(active["config"], a["config"]);
+    assert_eq!(active["generation"], a["generation"]);
+    let (_, after) = s.post("/vectors/search/q8", Some(query)).await;
+    assert_eq!(after["hits"], before["hits"]);
+    assert_eq!(after["config"]["quantization"], "sq8");
+    assert_eq!(
+        stamp(&graphs[0]),
+        written,
+        "the restart loaded the stored sq8 graph, it did not rebuild"
+    );
+    // and an activation of the same config loads it too
+    let (_, again) = s.post("/vectors/indexes/q8/activate", None).await;
+    assert_eq!(again["loaded_from_store"], true, "{again}");
+    assert!(s.terminate().success());
+}

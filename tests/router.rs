@@ -1804,3 +1804,95 @@ async fn activation_can_run_as_a_job() {
     let (s, a) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
     assert_eq!((s, a["generation"].clone()), (StatusCode::OK, json!(2)));
 }
+
+/// SQ8 through the HTTP layer: trials carry the field, unknown values are 400 and change
+/// nothing, a grid of sq8 configs promotes an sq8 winner, activation serves it with exact
+/// distances, and a repeated trial measures the same graph.
+#[tokio::test]
+async fn sq8_trials_grids_and_activation() {
+    let app = app().await;
+    seeded(&app, 400).await;
+    autogen(&app, "q", 20, 5).await;
+    let trial = |config: Value| json!({"index_name": "idx", "harness": "q", "config": config});
+    let (s, f32_trial) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/trial",
+        Some(trial(json!({"ef_construction": 40, "ef_search": 20}))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{f32_trial:?}");
+    assert_eq!(f32_trial["config"]["quantization"], "none");
+    let sq = json!({"ef_construction": 40, "ef_search": 20, "quantization": "sq8"});
+    let (s, a) = send(&app, "POST", "/vectors/hnsw/trial", Some(trial(sq.clone()))).await;
+    assert_eq!(s, StatusCode::OK, "{a:?}");
+    assert_eq!(a["config"]["quantization"], "sq8");
+    assert!(a["metrics"]["memory_bytes"].as_u64() > f32_trial["metrics"]["memory_bytes"].as_u64());
+    let (_, b) = send(&app, "POST", "/vectors/hnsw/trial", Some(trial(sq.clone()))).await;
+    assert_eq!(a["metrics"]["recall_at_k"], b["metrics"]["recall_at_k"]);
+    assert_eq!(
+        a["metrics"]["distance_evals_per_query"],
+        b["metrics"]["distance_evals_per_query"]
+    );
+    let (_, journal) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    let before = journal["trials"].as_array().unwrap().len();
+    for bad in [json!("pq4"), json!(""), json!(8), json!("SQ8")] {
+        let got = send(
+            &app,
+            "POST",
+            "/vectors/hnsw/trial",
+            Some(trial(
+                json!({"ef_construction": 40, "ef_search": 20, "quantization": bad}),
+            )),
+        )
+        .await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{bad}: {:?}", got.1);
+        assert!(
+            got.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("quantization"),
+            "{:?}",
+            got.1
+        );
+    }
+    let (_, journal) = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    assert_eq!(
+        journal["trials"].as_array().unwrap().len(),
+        before,
+        "refused trials add nothing"
+    );
+    let (s, r) = send(
+        &app,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(
+            json!({"index_name": "idx", "harness": "q", "promote": "always", "min_recall": 0.0,
+            "grid": [sq, {"ef_construction": 40, "ef_search": 40, "quantization": "sq8"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r["builds"], 1,
+        "two ef_search values of one sq8 graph share its build"
+    );
+    assert_eq!(r["winner"]["config"]["quantization"], "sq8");
+    let (s, act) = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(s, StatusCode::OK, "{act:?}");
+    assert_eq!(act["config"]["quantization"], "sq8");
+    let (s, hits) = send(
+        &app,
+        "POST",
+        "/vectors/search/idx",
+        Some(json!({"vector": vec_of(7), "k": 5})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{hits:?}");
+    assert_eq!(hits["hits"][0]["id"], "v7");
+    assert!(
+        hits["hits"][0]["distance"].as_f64().unwrap().abs() < 1e-5,
+        "exact distance after the re-rank"
+    );
+    assert_eq!(hits["config"]["quantization"], "sq8");
+}

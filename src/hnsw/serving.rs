@@ -1,23 +1,53 @@
-//! Serving generations: the graph each index answers searches from, swapped atomically.
+//! Serving generations: the graph each index answers searches from, swapped atomically,
+//! and everything that produces one — activation, re-activation after a restart, loading a
+//! stored graph or building and storing a new one, and clearing graphs that can never
+//! serve again.
 //!
 //! Each index has one slot holding an `Arc` of its serving generation. Activation builds the
 //! next generation off to the side and swaps it in with one atomic store; a search loads the
 //! `Arc` it finds and keeps it for its whole duration, so searches during a build are
 //! answered by the previous generation and never wait. Every activation is recorded as an
 //! immutable object (config, generation, vector count), so a restart can rebuild exactly
-//! what served before.
+//! what served before; and the graph it served is stored, so the restart loads it instead
+//! (the native builder would rebuild the very same graph, only slower).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
-use super::{Graph, HnswConfig};
+use super::{store, BuildOptions, Graph, HnswConfig};
 use crate::names::IndexName;
 use crate::storage::{keys, Storage, StorageError};
 use crate::vectors::VectorSet;
+
+/// Why a generation could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ServingError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A blocking build or decode task died.
+    #[error("background task failed: {0}")]
+    Task(String),
+    /// A concurrent activation (another process on the same store) wrote this generation.
+    #[error("activated concurrently; retry")]
+    Conflict,
+    /// The caller's cancel flag was raised before the swap.
+    #[error("cancelled")]
+    Cancelled,
+    /// The index was deleted while its graph was produced: nothing was written for it.
+    #[error("the index was deleted meanwhile")]
+    IndexGone,
+}
+
+/// Whether the index still exists (checked before anything is written under its prefix).
+pub type StillThere<'a> = &'a (dyn Fn() -> bool + Send + Sync);
 
 /// What an activation did, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -52,14 +82,27 @@ pub struct ServingGraph {
 
 type Slot = Arc<ArcSwapOption<ServingGraph>>;
 
-/// Every index's serving slot and activation lock.
-#[derive(Default)]
+/// Every index's serving slot and activation lock, and how graphs are built.
 pub struct Serving {
     slots: Mutex<HashMap<IndexName, Slot>>,
     locks: Mutex<HashMap<IndexName, Arc<tokio::sync::Mutex<()>>>>,
+    storage: Storage,
+    builds: Arc<Semaphore>,
+    options: BuildOptions,
 }
 
 impl Serving {
+    /// Serving over `storage`, building behind `builds` (shared with trials) with `options`.
+    pub fn new(storage: Storage, builds: Arc<Semaphore>, options: BuildOptions) -> Serving {
+        Serving {
+            slots: Mutex::default(),
+            locks: Mutex::default(),
+            storage,
+            builds,
+            options,
+        }
+    }
+
     fn slot(&self, index: &IndexName) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(index.clone()).or_default().clone()
@@ -85,10 +128,169 @@ impl Serving {
     }
 
     /// The per-index lock that serialises activations (and start-up rebuilds).
-    pub fn activation_lock(&self, index: &IndexName) -> Arc<tokio::sync::Mutex<()>> {
+    fn activation_lock(&self, index: &IndexName) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(index.clone()).or_default().clone()
     }
+
+    /// The graph of the first `rows` rows of `set` under `config`: loaded from storage when
+    /// a sound graph of exactly those rows and that graph identity is stored, else built
+    /// (behind the build semaphore) and stored before it is returned; graphs of fewer rows
+    /// are then deleted (they can never serve again). Returns the graph, whether it was
+    /// loaded, and the seconds it took.
+    pub async fn graph(
+        &self,
+        index: &IndexName,
+        set: Arc<VectorSet>,
+        rows: usize,
+        config: HnswConfig,
+        still_there: StillThere<'_>,
+    ) -> Result<(Graph, bool, f64), ServingError> {
+        let started = Instant::now();
+        let options = self.options;
+        let key = keys::graph(index, rows as u64, config.graph_id(options.engine));
+        if let Some(bytes) = self.storage.get(&key).await? {
+            let set = set.clone();
+            let decoded = blocking(move || store::decode(&bytes, &set, rows, config, options.engine)).await?;
+            match decoded {
+                Ok(graph) => return Ok((graph, true, started.elapsed().as_secs_f64())),
+                Err(e) => {
+                    tracing::warn!(index = %index, key = %key, error = %e, "stored graph refused; rebuilding")
+                }
+            }
+        }
+        let permit = self
+            .builds
+            .acquire()
+            .await
+            .map_err(|e| ServingError::Task(e.to_string()))?;
+        let (graph, bytes) = blocking(move || {
+            let graph = super::build(&set, rows, config, options);
+            let bytes = store::encode(&graph);
+            (graph, bytes)
+        })
+        .await?;
+        drop(permit);
+        // the index may have been deleted while we built: never write into a deleted prefix
+        if !still_there() {
+            return Err(ServingError::IndexGone);
+        }
+        self.storage.put_overwrite(&key, bytes).await?;
+        for old in self.storage.list(&keys::graphs(index)).await? {
+            if keys::graph_vectors_of(&old).is_some_and(|n| n < rows as u64) {
+                self.storage.delete(&old).await?;
+            }
+        }
+        Ok((graph, false, started.elapsed().as_secs_f64()))
+    }
+
+    /// Produces the next generation of `index` over all of `set` with `config` and swaps it
+    /// in; searches keep being answered by the previous generation meanwhile. Stops with
+    /// `Cancelled` if `cancel` is raised before the swap. Activations of one index run one
+    /// at a time.
+    pub async fn activate(
+        &self,
+        index: &IndexName,
+        set: Arc<VectorSet>,
+        config: HnswConfig,
+        still_there: StillThere<'_>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ActivationRecord, ServingError> {
+        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+        let lock = self.activation_lock(index);
+        let _one_at_a_time = lock.lock().await;
+        tracing::info!(index = %index, ?config, vectors = set.len(), "activation: building");
+        if cancelled() {
+            return Err(ServingError::Cancelled);
+        }
+        let (graph, loaded, secs) = self
+            .graph(index, set.clone(), set.len(), config, still_there)
+            .await?;
+        if cancelled() {
+            return Err(ServingError::Cancelled);
+        }
+        // the index may have been deleted meanwhile: never write into a deleted prefix
+        if !still_there() {
+            return Err(ServingError::IndexGone);
+        }
+        let previous = latest_record(&self.storage, index).await?;
+        let record = ActivationRecord {
+            generation: previous.map_or(1, |r| r.generation + 1),
+            config,
+            activated_at: Utc::now(),
+            vectors: set.len() as u64,
+            build_time_secs: secs,
+            loaded_from_store: loaded,
+            memory_bytes: (graph.memory_bytes() + set.len() * set.dims() * 4) as u64,
+        };
+        match write_record(&self.storage, index, &record).await {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => return Err(ServingError::Conflict),
+            Err(e) => return Err(e.into()),
+        }
+        self.swap(
+            index,
+            ServingGraph {
+                graph,
+                vectors: set,
+                record: record.clone(),
+            },
+        );
+        tracing::info!(index = %index, generation = record.generation, ?config, loaded_from_store = loaded,
+            secs, "activation: serving");
+        Ok(record)
+    }
+
+    /// Brings back what served `index` before a restart: the graph of `record` (its config
+    /// and vector count, not a newer promotion), loaded from storage when it is there.
+    /// `false` when an explicit activation got there first.
+    pub async fn reactivate(
+        &self,
+        index: &IndexName,
+        set: Arc<VectorSet>,
+        record: ActivationRecord,
+        still_there: StillThere<'_>,
+    ) -> Result<bool, ServingError> {
+        let lock = self.activation_lock(index);
+        let _one_at_a_time = lock.lock().await;
+        if self.current(index).is_some() {
+            return Ok(false);
+        }
+        let (graph, loaded, secs) = self
+            .graph(
+                index,
+                set.clone(),
+                record.vectors as usize,
+                record.config,
+                still_there,
+            )
+            .await?;
+        if !still_there() {
+            return Err(ServingError::IndexGone);
+        }
+        tracing::info!(index = %index, generation = record.generation, config = ?record.config,
+            loaded_from_store = loaded, secs, "re-activated after restart");
+        self.swap(
+            index,
+            ServingGraph {
+                graph,
+                vectors: set,
+                record,
+            },
+        );
+        Ok(true)
+    }
+
+    /// The newest activation record of `index`.
+    pub async fn latest_record(&self, index: &IndexName) -> Result<Option<ActivationRecord>, StorageError> {
+        latest_record(&self.storage, index).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServingError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ServingError::Task(e.to_string()))
 }
 
 /// The newest activation record of an index.

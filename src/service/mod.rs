@@ -10,10 +10,9 @@ mod run;
 
 pub use agents::AgentView;
 pub use run::{PreparedAutotune, RunControl, RunEnd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
@@ -21,15 +20,15 @@ use tokio::sync::Semaphore;
 use crate::autotune::{self, AutotuneError, Candidate, Running};
 use crate::distance::Metric;
 use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
-use crate::hnsw::serving::{self, ActivationRecord, Serving, ServingGraph};
-use crate::hnsw::{self, store, BuildOptions, ConfigError, HnswConfig};
+use crate::hnsw::serving::{ActivationRecord, Serving, ServingError};
+use crate::hnsw::{BuildOptions, ConfigError, HnswConfig};
 use crate::jobs::{Job, JobError, JobKind, JobResult, JobState, Jobs, JobsError};
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
-use crate::storage::{keys, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
 use crate::trials::{self, Journal, Source, Trial, TrialsError};
 use crate::vectors::binary::{self, BinaryFormat};
-use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, QueryError, VectorSet, VectorsError};
+use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, QueryError, VectorsError};
 
 /// Largest `k` of a search.
 pub const MAX_SEARCH_K: i64 = 1000;
@@ -102,6 +101,17 @@ enum JobEnd {
 /// Result of the service.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// Serving's errors in the service's terms (which index they are about).
+fn serving_error(index: &IndexName, e: ServingError) -> ServiceError {
+    match e {
+        ServingError::Storage(e) => ServiceError::Storage(e),
+        ServingError::Task(t) => ServiceError::Task(t),
+        ServingError::Conflict => ServiceError::ActivationConflict(index.clone()),
+        ServingError::Cancelled => ServiceError::Cancelled,
+        ServingError::IndexGone => ServiceError::Vectors(VectorsError::IndexNotFound(index.clone())),
+    }
+}
+
 pub(crate) fn candidate(trial_id: uuid::Uuid, config: HnswConfig, m: &trials::TrialMetrics) -> Candidate {
     Candidate {
         trial_id,
@@ -161,7 +171,8 @@ pub(crate) struct Inner {
     journal: Journal,
     registry: Registry,
     autotunes: Arc<Running>,
-    builds: Semaphore,
+    /// Build permits, shared with serving: a trial's build and measurement takes them all.
+    builds: Arc<Semaphore>,
     /// Permits of `builds`: a measurement takes them all, so no build runs beside it.
     build_slots: u32,
     /// Engine and threads of every build (trials and activation alike).
@@ -215,6 +226,8 @@ impl Vectune {
         let indexes = Indexes::load(storage.clone()).await?;
         let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
         let jobs = Jobs::load(storage.clone(), &names).await?;
+        let builds = Arc::new(Semaphore::new(build_concurrency.max(1)));
+        let serving = Serving::new(storage.clone(), builds.clone(), build_options);
         Ok(Vectune {
             inner: Arc::new(Inner {
                 harnesses: Harnesses::new(storage.clone()),
@@ -223,8 +236,8 @@ impl Vectune {
                 autotunes: Arc::new(Running::default()),
                 storage,
                 indexes,
-                serving: Serving::default(),
-                builds: Semaphore::new(build_concurrency.max(1)),
+                serving,
+                builds,
                 build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
                 build_options,
                 jobs,
@@ -551,59 +564,6 @@ impl Vectune {
         Ok(self.inner.jobs.cancel(id)?)
     }
 
-    /// The serving graph of the first `rows` vectors under `config`: loaded from storage
-    /// when a sound graph of exactly those vectors and that config is stored, else built
-    /// (in parallel, behind the build semaphore) and stored before it is returned. Graphs of
-    /// fewer vectors are then garbage: they can never serve again.
-    async fn serving_graph(
-        &self,
-        index: &IndexName,
-        set: Arc<VectorSet>,
-        rows: usize,
-        config: HnswConfig,
-    ) -> Result<(hnsw::Graph, bool, f64)> {
-        let started = Instant::now();
-        let options = self.inner.build_options;
-        let key = keys::graph(index, rows as u64, config.graph_id(options.engine));
-        if let Some(bytes) = self.inner.storage.get(&key).await? {
-            let set = set.clone();
-            let decoded = tokio::task::spawn_blocking(move || {
-                store::decode(&bytes, &set, rows, config, options.engine)
-            })
-            .await
-            .map_err(|e| ServiceError::Task(e.to_string()))?;
-            match decoded {
-                Ok(graph) => return Ok((graph, true, started.elapsed().as_secs_f64())),
-                Err(e) => {
-                    tracing::warn!(index = %index, key = %key, error = %e, "stored graph refused; rebuilding")
-                }
-            }
-        }
-        let permit = self
-            .inner
-            .builds
-            .acquire()
-            .await
-            .map_err(|e| ServiceError::Task(e.to_string()))?;
-        let (graph, bytes) = tokio::task::spawn_blocking(move || {
-            let graph = hnsw::build(&set, rows, config, options);
-            let bytes = store::encode(&graph);
-            (graph, bytes)
-        })
-        .await
-        .map_err(|e| ServiceError::Task(e.to_string()))?;
-        drop(permit);
-        // the index may have been deleted while we built: never write into a deleted prefix
-        self.inner.indexes.get(index)?;
-        self.inner.storage.put_overwrite(&key, bytes).await?;
-        for old in self.inner.storage.list(&keys::graphs(index)).await? {
-            if keys::graph_vectors_of(&old).is_some_and(|n| n < rows as u64) {
-                self.inner.storage.delete(&old).await?;
-            }
-        }
-        Ok((graph, false, started.elapsed().as_secs_f64()))
-    }
-
     /// Builds the next generation of `name` with the promoted config (or the default) and
     /// swaps it in; searches keep being answered by the previous generation meanwhile.
     pub async fn activate(&self, name: &IndexName) -> Result<Activation> {
@@ -613,87 +573,38 @@ impl Vectune {
     /// [`Vectune::activate`], stopping with `Cancelled` if `cancel` is raised before the
     /// new generation is swapped in.
     async fn activate_with(&self, name: &IndexName, cancel: Option<&AtomicBool>) -> Result<Activation> {
-        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
         let index = self.inner.indexes.get(name)?;
-        let lock = self.inner.serving.activation_lock(name);
-        let _one_at_a_time = lock.lock().await;
         let config = self.activation_config(name).await?;
         let set = self.inner.indexes.vectors(&index).await?;
         if set.is_empty() {
             return Err(ServiceError::EmptyIndex(name.clone()));
         }
-        tracing::info!(index = %name, ?config, vectors = set.len(), "activation: building");
-        let started = Instant::now();
-        if cancelled() {
-            return Err(ServiceError::Cancelled);
-        }
-        let (graph, loaded, secs) = self.serving_graph(name, set.clone(), set.len(), config).await?;
-        if cancelled() {
-            return Err(ServiceError::Cancelled);
-        }
-        // the index may have been deleted meanwhile: never write into a deleted prefix
-        self.inner.indexes.get(name)?;
-        let previous = serving::latest_record(&self.inner.storage, name).await?;
-        let record = ActivationRecord {
-            generation: previous.map_or(1, |r| r.generation + 1),
-            config,
-            activated_at: Utc::now(),
-            vectors: set.len() as u64,
-            build_time_secs: secs,
-            loaded_from_store: loaded,
-            memory_bytes: (graph.memory_bytes() + set.len() * set.dims() * 4) as u64,
-        };
-        match serving::write_record(&self.inner.storage, name, &record).await {
-            Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => {
-                return Err(ServiceError::ActivationConflict(name.clone()))
-            }
-            Err(e) => return Err(e.into()),
-        }
-        self.inner.serving.swap(
-            name,
-            ServingGraph {
-                graph,
-                vectors: set,
-                record: record.clone(),
-            },
-        );
-        tracing::info!(index = %name, generation = record.generation, ?config, loaded_from_store = loaded,
-            secs = started.elapsed().as_secs_f64(), "activation: serving");
+        let record = (self.inner.serving)
+            .activate(name, set, config, &|| self.index_exists(name), cancel)
+            .await
+            .map_err(|e| serving_error(name, e))?;
         Ok(Activation {
             index_name: name.clone(),
             record,
         })
     }
 
-    /// Rebuilds what served before a restart: each index with an activation record, with
-    /// the config and vector count of its last activation (not a newer promotion).
+    fn index_exists(&self, name: &IndexName) -> bool {
+        self.inner.indexes.get(name).is_ok()
+    }
+
+    /// Rebuilds (or loads) what served before a restart: each index with an activation
+    /// record, with the config and vector count of its last activation.
     pub async fn reactivate(&self, name: &IndexName) -> Result<bool> {
         let index = self.inner.indexes.get(name)?;
-        let Some(record) = serving::latest_record(&self.inner.storage, name).await? else {
+        let Some(record) = self.inner.serving.latest_record(name).await? else {
             return Ok(false);
         };
-        let lock = self.inner.serving.activation_lock(name);
-        let _one_at_a_time = lock.lock().await;
-        if self.inner.serving.current(name).is_some() {
-            return Ok(false); // an explicit activation got there first
-        }
         let set = self.inner.indexes.vectors(&index).await?;
-        let (graph, loaded, secs) = self
-            .serving_graph(name, set.clone(), record.vectors as usize, record.config)
-            .await?;
-        self.inner.indexes.get(name)?;
-        tracing::info!(index = %name, generation = record.generation, config = ?record.config,
-            loaded_from_store = loaded, secs, "re-activated after restart");
-        self.inner.serving.swap(
-            name,
-            ServingGraph {
-                graph,
-                vectors: set,
-                record,
-            },
-        );
-        Ok(true)
+        (self.inner.serving)
+            .reactivate(name, set, record, &|| self.index_exists(name))
+            .await
+            .map_err(|e| serving_error(name, e))
     }
 
     /// Starts re-activation of every previously active index in the background.
