@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md's generated section: vectune, hnswlib and faiss on the same data
-# and machine in one run. Creates its own Python venv (.bench/venv) with the peers.
-# Takes ~15-25 minutes on 2 cores (the 100k x 128 scale run dominates); --skip-synth for a
-# quick pydocs-only run.
+# Reproduces BENCHMARKS.md's generated section: vectune (native f32, native sq8, the hnsw_rs
+# reference), hnswlib, faiss and usearch on the same data and machine in one run, three
+# rounds alternating the libraries. Creates its own Python venv (.bench/venv) with the peers.
+# Takes ~30-40 minutes on 2 cores; --skip-synth for a pydocs-only run. To time the default
+# autotune against an earlier build: --baseline-bin PATH --baseline-commit SHA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .bench
 cargo build --release --bins
 if [ ! -x .bench/venv/bin/python ]; then
   python3 -m venv .bench/venv
-  .bench/venv/bin/pip install --quiet --disable-pip-version-check hnswlib faiss-cpu numpy
+  .bench/venv/bin/pip install --quiet --disable-pip-version-check hnswlib==0.8.0 faiss-cpu==1.15.1 usearch==2.26.6 numpy
 fi
 exec .bench/venv/bin/python scripts/bench.py "$@"

@@ -39,6 +39,30 @@ fn main() -> ExitCode {
         .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .init();
     let Command::Serve { config, bind, store } = Cli::parse().command;
+    // the kernels are chosen once per process: refuse a cap that names no kernel before
+    // anything runs, and say which kernels every distance will use
+    match vectune::kernels::cap_from_env() {
+        Ok(cap) => {
+            let (chosen, detected) = (vectune::kernels::level(), vectune::kernels::detected());
+            tracing::info!(
+                kernels = chosen.as_str(),
+                detected = detected.as_str(),
+                cap = cap.map(|c| c.as_str()),
+                "distance kernels chosen"
+            );
+            if cap.is_some_and(|c| c > detected) {
+                tracing::warn!(
+                    asked = cap.map(|c| c.as_str()),
+                    detected = detected.as_str(),
+                    "VECTUNE_SIMD asks for kernels this CPU lacks; using the best it has"
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("vectune: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let settings = match Settings::load(
         config.as_deref(),
         &|k| std::env::var(k).ok(),

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod frozen;
+pub mod locality;
 pub mod native;
 pub mod reference;
 pub mod serving;

@@ -63,7 +63,7 @@ fn levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Builds the graph of the first `n` rows of `set`.
+/// Builds the graph of the first `n` rows of `set` with the process's kernels.
 pub fn build(
     set: &VectorSet,
     n: usize,
@@ -72,14 +72,7 @@ pub fn build(
     seed: u64,
     threads: usize,
 ) -> FrozenGraph {
-    kernels::run(BuildTask {
-        set,
-        n: n.min(set.len()),
-        m,
-        ef: ef_construction,
-        seed,
-        threads: threads.max(1),
-    })
+    build_at(kernels::level(), set, n, m, ef_construction, seed, threads)
 }
 
 /// [`build`] with an explicit kernel level (tests compare levels).
