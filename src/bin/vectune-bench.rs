@@ -53,20 +53,6 @@ enum Cmd {
         #[arg(long, default_value = "native")]
         engine: String,
     },
-    /// Layout experiment: the native graph as built vs renumbered breadth-first from the
-    /// entry point, searched alternately.
-    Locality {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = "cosine")]
-        metric: String,
-        #[arg(long, default_value = "15,40")]
-        efs: String,
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        #[arg(long, default_value = "none")]
-        quantization: String,
-    },
     /// Print the kernel levels this CPU supports, lowest first (the last is the default).
     Kernels,
     /// Search a running server's index over one keep-alive connection.
@@ -365,60 +351,6 @@ fn http(base: &str, index: &str, data: &Path, ef_list: &[usize]) -> Value {
     json!({"http": rows, "floor_p50_us": percentile(&floor, 50.0)})
 }
 
-fn locality(
-    data: &Path,
-    metric: Metric,
-    ef_list: &[usize],
-    rounds: usize,
-    quantization: Quantization,
-) -> Value {
-    let (set, queries, truth) = load(data, metric);
-    let (n, dims) = (set.len(), set.dims());
-    let cfg = HnswConfig::new(100, 10, 16, 42)
-        .expect("in bounds")
-        .with_quantization(quantization);
-    let graph = hnsw::build(&set, n, cfg, BuildOptions::all_cores());
-    let order = hnsw::locality::bfs_order(graph.frozen());
-    let (bfs, bfs_set) = hnsw::locality::renumber(&graph, &set, &order);
-    let layouts = [("as built", &graph, &set), ("bfs", &bfs, &bfs_set)];
-    let mut means: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); ef_list.len()]; 2];
-    let mut recalls = vec![vec![0.0; ef_list.len()]; 2];
-    for r in 0..rounds {
-        for li in [r % 2, 1 - r % 2] {
-            let (_, g, s) = layouts[li];
-            for (ei, &ef) in ef_list.iter().enumerate() {
-                for q in &queries {
-                    std::hint::black_box(g.search(s, q, 10, ef));
-                }
-                let t = Instant::now();
-                let found: Vec<Vec<u32>> = queries
-                    .iter()
-                    .map(|q| {
-                        g.search(s, q, 10, ef)
-                            .iter()
-                            .map(|h| s.id(h.row as usize).parse::<u32>().unwrap_or(u32::MAX))
-                            .collect()
-                    })
-                    .collect();
-                means[li][ei].push(t.elapsed().as_secs_f64() * 1e6 / queries.len() as f64);
-                recalls[li][ei] = recall(&found, &truth, 10);
-            }
-        }
-    }
-    json!({
-        "vectors": n, "dims": dims, "quantization": quantization.as_str(),
-        "kernels": vectune::kernels::level().as_str(),
-        "layouts": layouts.iter().enumerate().map(|(li, (name, _, _))| json!({
-            "layout": name,
-            "search": ef_list.iter().enumerate().map(|(ei, ef)| json!({
-                "ef_search": ef, "recall_at_10": recalls[li][ei],
-                "mean_us_rounds": means[li][ei],
-                "mean_us_min": means[li][ei].iter().copied().fold(f64::INFINITY, f64::min),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
 fn quantization_of(s: &str) -> Quantization {
     match s {
         "none" => Quantization::None,
@@ -429,19 +361,6 @@ fn quantization_of(s: &str) -> Quantization {
 
 fn main() {
     let out = match Cli::parse().cmd {
-        Cmd::Locality {
-            data,
-            metric,
-            efs: e,
-            rounds,
-            quantization,
-        } => locality(
-            &data,
-            Metric::parse(&metric).expect("metric"),
-            &efs(&e),
-            rounds,
-            quantization_of(&quantization),
-        ),
         Cmd::Kernels => {
             let levels: Vec<&str> = vectune::kernels::supported().iter().map(|l| l.as_str()).collect();
             println!("{}", levels.join(" "));

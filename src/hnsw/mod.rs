@@ -14,7 +14,6 @@
 
 pub mod config;
 pub mod frozen;
-pub mod locality;
 pub mod native;
 pub mod reference;
 pub mod serving;
