@@ -36,8 +36,9 @@ class Hnswlib:
 
     def build(self, base, threads):
         idx = self.mod.Index(space="ip" if self.a.metric != "l2" else "l2", dim=self.d)
-        idx.init_index(max_elements=self.n, ef_construction=self.a.ec, M=self.a.m, random_seed=42)
-        idx.add_items(base, np.arange(self.n), num_threads=threads)
+        idx.init_index(max_elements=self.n, ef_construction=self.a.ec, M=self.a.m, random_seed=self.a.seed)
+        order = np.arange(self.n) if self.a.seed == 42 else np.random.default_rng(self.a.seed).permutation(self.n)
+        idx.add_items(base[order], order, num_threads=threads)
         idx.set_num_threads(1)
         return idx
 
@@ -99,6 +100,8 @@ def main():
     ap.add_argument("--ec", type=int, default=100)
     ap.add_argument("--efs", default="10,20,40,80,160")
     ap.add_argument("--no-serial", action="store_true")
+    ap.add_argument("--seed", type=int, default=42,
+                    help="hnswlib: its level seed, and rows inserted in a permutation drawn from it (42: in row order)")
     a = ap.parse_args()
     threads = os.cpu_count()
     base = read_vecs(os.path.join(a.data, "base.fvecs"), np.float32)

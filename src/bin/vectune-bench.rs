@@ -52,6 +52,9 @@ enum Cmd {
         /// `native` or `hnsw_rs`.
         #[arg(long, default_value = "native")]
         engine: String,
+        /// Seed of insertion order and levels.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Print the kernel levels this CPU supports, lowest first (the last is the default).
     Kernels,
@@ -141,11 +144,12 @@ fn inproc(
     no_serial: bool,
     quantization: Quantization,
     engine: Engine,
+    seed: u64,
 ) -> Value {
     let (set, queries, truth) = load(data, metric);
     let (n, dims) = (set.len(), set.dims());
     let k = 10;
-    let cfg = HnswConfig::new(ec, 10, m, 42)
+    let cfg = HnswConfig::new(ec, 10, m, seed)
         .expect("config in bounds")
         .with_quantization(quantization);
     let threads = hnsw::available_threads();
@@ -227,7 +231,7 @@ fn inproc(
     let brute_us = t.elapsed().as_secs_f64() * 1e6 / queries.len().min(100) as f64;
     json!({
         "vectors": n, "dims": dims, "queries": queries.len(), "metric": metric.as_str(),
-        "m": m, "ef_construction": ec,
+        "m": m, "ef_construction": ec, "seed": seed,
         "engine": engine.as_str(), "quantization": quantization.as_str(),
         "kernels": vectune::kernels::level().as_str(),
         "threads": threads,
@@ -375,6 +379,7 @@ fn main() {
             no_serial,
             quantization,
             engine,
+            seed,
         } => inproc(
             &data,
             Metric::parse(&metric).expect("metric"),
@@ -384,6 +389,7 @@ fn main() {
             no_serial,
             quantization_of(&quantization),
             Engine::parse(&engine).expect("--engine native|hnsw_rs"),
+            seed,
         ),
         Cmd::Http {
             base,

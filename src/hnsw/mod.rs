@@ -207,7 +207,7 @@ impl SearchTask<'_> {
                             gamma,
                         )
                     },
-                    |x| prefetch_lines(codes.codes(x as usize).as_ptr(), stride),
+                    |x| codes.prefetch(x as usize, stride),
                     evals,
                 );
                 s.found.clear();

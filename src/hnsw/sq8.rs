@@ -128,21 +128,23 @@ impl Sq8 {
         self.scale[d] * 0.5
     }
 
-    /// Folds a prepared query into the codes' space (reusing `out`'s buffer).
+    /// Folds a prepared query into the codes' space, in `out`'s reused buffer (two passes
+    /// over `q·scale`, no allocation per search).
     pub fn prepare(&self, q: &[f32], out: &mut QueryCodes) {
         out.weights.clear();
         out.weights.resize(self.stride, 0);
-        let w: Vec<f32> = q.iter().zip(&self.scale).map(|(x, s)| x * s).collect();
-        let top = w.iter().fold(0f32, |a, x| a.max(x.abs()));
+        let top = q
+            .iter()
+            .zip(&self.scale)
+            .fold(0f32, |a, (x, s)| a.max((x * s).abs()));
         let alpha = if top > 0.0 {
             top / MAX_QUERY_WEIGHT as f32
         } else {
             1.0
         };
-        for (o, x) in out.weights.iter_mut().zip(&w) {
-            *o = (x / alpha)
-                .round()
-                .clamp(-(MAX_QUERY_WEIGHT as f32), MAX_QUERY_WEIGHT as f32) as i8;
+        let limit = MAX_QUERY_WEIGHT as f32;
+        for ((o, x), s) in out.weights.iter_mut().zip(q).zip(&self.scale) {
+            *o = (x * s / alpha).round().clamp(-limit, limit) as i8;
         }
         // l2: |q - x̂|² = |q|² - 2·q·x̂ + |x̂|², ranked by |x̂|² - 2α·dot; dot/cosine: -α·dot
         out.gamma = if self.metric == Metric::L2 {
@@ -150,6 +152,12 @@ impl Sq8 {
         } else {
             alpha
         };
+    }
+
+    /// Prefetches the codes of row `r` (prefetching its l2 norm as well measured no better).
+    #[inline(always)]
+    pub fn prefetch(&self, r: usize, stride: usize) {
+        crate::hnsw::frozen::prefetch_lines(self.codes(r).as_ptr(), stride);
     }
 
     /// The ranking key of row `r` given the integer dot product of its codes and the

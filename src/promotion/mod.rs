@@ -272,6 +272,39 @@ mod tests {
         assert!(s.rollback().is_none());
     }
 
+    /// A stored config is checked as it is read: a damaged record is a clear error, never
+    /// a config with out-of-bounds parameters handed to a build.
+    #[tokio::test]
+    async fn a_damaged_stored_config_is_refused_when_read() {
+        let storage = Storage::in_memory();
+        let reg = Registry::new(storage.clone());
+        let idx = IndexName::parse("i").unwrap();
+        reg.promote(&idx, HnswConfig::DEFAULT, Uuid::from_u128(1), None, None)
+            .await
+            .unwrap();
+        let mut stored: serde_json::Value = storage
+            .get_json(&keys::promotion(&idx, 1))
+            .await
+            .unwrap()
+            .unwrap();
+        stored["state"]["current"]["config"]["m"] = serde_json::json!(100_000);
+        stored["version"] = serde_json::json!(2);
+        // put_json_new writes the envelope's schema_version itself
+        stored.as_object_mut().unwrap().remove("schema_version");
+        storage
+            .put_json_new(&keys::promotion(&idx, 2), &stored)
+            .await
+            .unwrap();
+        let e = reg.get(&idx).await.unwrap_err();
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert!(chain.contains("m must be in 4..=64"), "{chain}");
+    }
+
     #[tokio::test]
     async fn persisted_versions_and_concurrent_writers() {
         let storage = Storage::in_memory();
