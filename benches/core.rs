@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use vectune::distance::{dot, dot_scalar, l2_squared, Metric};
 use vectune::harness::ground_truth;
 use vectune::hnsw::{build, store, BuildOptions, Engine, HnswConfig, Quantization};
-use vectune::kernels::{self, Level};
+use vectune::kernels;
 use vectune::rng::SplitMix64;
 use vectune::vectors::binary::{self, BinaryFormat};
 use vectune::vectors::{segment, VectorSet};
@@ -55,7 +55,6 @@ fn distance_kernels(c: &mut Criterion) {
     c.bench_function("dot_384_scalar_fn", |x| {
         x.iter(|| dot_scalar(black_box(&a), black_box(&b)))
     });
-    let _ = Level::Scalar;
 }
 
 fn segments(c: &mut Criterion) {

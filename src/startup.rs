@@ -49,7 +49,6 @@ impl Application {
         tracing::info!(
             engine = build.engine.as_str(),
             threads = build.threads,
-            kernels = crate::kernels::level().as_str(),
             "graph builds"
         );
         let service = Vectune::open(storage, settings.build.concurrency, build).await?;

@@ -271,59 +271,45 @@ unsafe fn dot_u8i8_vnni(a: &[u8], b: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]))
 }
 
-impl Kernel for Avx2 {
-    const LEVEL: Level = Level::Avx2;
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot_avx2(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-        l2sq_avx2(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
-        dot_u8i8_avx2(a, b)
-    }
+/// One `Kernel` impl per level: the functions it calls, compiled with its features so they
+/// inline into the level's entry function.
+macro_rules! kernel {
+    ($ty:ty, $level:expr, $features:literal, $dot:ident, $l2sq:ident, $u8i8:ident) => {
+        impl Kernel for $ty {
+            const LEVEL: Level = $level;
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+                $dot(a, b)
+            }
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+                $l2sq(a, b)
+            }
+            #[inline]
+            #[target_feature(enable = $features)]
+            unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+                $u8i8(a, b)
+            }
+        }
+    };
 }
 
-impl Kernel for Avx512 {
-    const LEVEL: Level = Level::Avx512;
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot_avx512(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-        l2sq_avx512(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
-        dot_u8i8_avx512(a, b)
-    }
-}
-
-impl Kernel for Avx512Vnni {
-    const LEVEL: Level = Level::Avx512Vnni;
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        dot_avx512(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-        l2sq_avx512(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
-        dot_u8i8_vnni(a, b)
-    }
-}
+kernel!(Avx2, Level::Avx2, "avx2,fma", dot_avx2, l2sq_avx2, dot_u8i8_avx2);
+kernel!(
+    Avx512,
+    Level::Avx512,
+    "avx512f,avx512bw,avx2,fma",
+    dot_avx512,
+    l2sq_avx512,
+    dot_u8i8_avx512
+);
+kernel!(
+    Avx512Vnni,
+    Level::Avx512Vnni,
+    "avx512f,avx512bw,avx512vnni,avx2,fma",
+    dot_avx512,
+    l2sq_avx512,
+    dot_u8i8_vnni
+);
