@@ -63,6 +63,45 @@ pub struct Settings {
     pub limits: Limits,
     /// Graph builds.
     pub build: BuildSettings,
+    /// The live recall monitor's defaults.
+    pub monitor: MonitorDefaults,
+}
+
+/// The live recall monitor's defaults, for indexes that set none
+/// (`PUT /vectors/indexes/{index}/monitor` sets an index's own).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorDefaults {
+    /// Share of served searches re-run exactly, 0..=1.
+    pub sample_rate: f64,
+    /// Samples the live figures are computed over.
+    pub window: usize,
+}
+
+impl Default for MonitorDefaults {
+    fn default() -> Self {
+        let d = crate::monitor::MonitorSettings::default();
+        MonitorDefaults {
+            sample_rate: d.sample_rate.get(),
+            window: d.window,
+        }
+    }
+}
+
+impl MonitorDefaults {
+    /// As the monitor's settings (checked when the settings load).
+    pub fn settings(&self) -> Result<crate::monitor::MonitorSettings, ConfigError> {
+        let d = crate::monitor::MonitorSettings::default();
+        crate::monitor::MonitorSettings::parse(
+            d,
+            Some(self.sample_rate),
+            Some(self.window.min(i64::MAX as usize) as i64),
+        )
+        .map_err(|_| ConfigError::Invalid {
+            key: "monitor",
+            reason: "sample_rate must be in 0..=1 and window in 1..=1000000",
+        })
+    }
 }
 
 /// The HTTP listener.
@@ -227,6 +266,9 @@ impl Settings {
                 reason: "native or hnsw_rs",
             })?;
         }
+        if let Some(v) = parse_env(env, "VECTUNE_MONITOR_SAMPLE_RATE", "a share between 0 and 1")? {
+            s.monitor.sample_rate = v;
+        }
         if let Some(v) = env("VECTUNE_S3_ENDPOINT") {
             s.store.s3.endpoint = Some(v);
         }
@@ -242,6 +284,7 @@ impl Settings {
         if let Some(v) = &flags.store {
             s.store.url = v.clone();
         }
+        s.monitor.settings()?;
         if s.build.concurrency == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.concurrency",
@@ -347,6 +390,14 @@ mod tests {
             &Overrides::default()
         )
         .is_err());
+        for rate in ["1.5", "-0.1", "often"] {
+            assert!(Settings::load(
+                None,
+                &env_of(&[("VECTUNE_MONITOR_SAMPLE_RATE", rate)]),
+                &Overrides::default()
+            )
+            .is_err());
+        }
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "[server]\nbindd = \"x\"\n").unwrap();

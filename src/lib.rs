@@ -10,6 +10,7 @@ pub mod hnsw;
 pub mod http;
 pub mod jobs;
 pub mod kernels;
+pub mod monitor;
 pub mod names;
 pub mod promotion;
 pub mod rng;

@@ -19,6 +19,9 @@ pub enum StartupError {
     /// The registry cannot be loaded.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// A setting is out of range.
+    #[error(transparent)]
+    Settings(#[from] crate::config::ConfigError),
     /// The address cannot be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -51,7 +54,8 @@ impl Application {
             threads = build.threads,
             "graph builds"
         );
-        let service = Vectune::open(storage, settings.build.concurrency, build).await?;
+        let monitor = settings.monitor.settings()?;
+        let service = Vectune::open_with(storage, settings.build.concurrency, build, monitor).await?;
         let listener =
             TcpListener::bind(&settings.server.bind)
                 .await

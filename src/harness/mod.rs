@@ -5,6 +5,7 @@
 //! object keyed by the index's manifest version, and recomputed when the index has grown
 //! since: a recall figure is always against the vectors the graph was built from.
 
+pub mod capture;
 pub mod ground_truth;
 
 use std::collections::{HashMap, HashSet};
@@ -14,10 +15,12 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::monitor::SampleRate;
 use crate::names::{HarnessName, IndexName};
 use crate::rng::SplitMix64;
 use crate::storage::{keys, Storage, StorageError};
 use crate::vectors::{Index, Indexes, QueryError, VectorSet, VectorsError, MAX_ID_LEN};
+use capture::{Capture, CaptureState, Offered};
 
 /// Most queries one harness may hold.
 pub const MAX_QUERIES: usize = 100_000;
@@ -88,13 +91,22 @@ pub enum HarnessError {
     /// A blocking task died.
     #[error("background task failed: {0}")]
     Task(String),
+    /// A captured harness that has no complete set of queries yet.
+    #[error("harness {0} is still capturing: it has no queries to measure yet")]
+    Capturing(HarnessName),
+    /// A refresh of a harness that was not captured, or is capturing already.
+    #[error("harness {0} {1}")]
+    NotRefreshable(HarnessName, &'static str),
+    /// A capture sample rate out of range.
+    #[error("sample_rate must be between 0 and 1 (and above 0 to capture anything), got {0}")]
+    InvalidSampleRate(f64),
 }
 
 /// Result of the harness module.
 pub type Result<T, E = HarnessError> = std::result::Result<T, E>;
 
 /// One query of a harness.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Query {
     /// Its id (given, the sampled vector's id for autogen, or `q{n}`).
     pub id: String,
@@ -118,6 +130,17 @@ pub struct Harness {
     /// The autogen seed, `None` for explicit queries.
     #[serde(default)]
     pub autogen_seed: Option<u64>,
+    /// For a harness captured from live searches: where its capture is.
+    #[serde(default)]
+    pub capture: Option<Capture>,
+}
+
+impl Harness {
+    /// Completed captures (0 for a harness that was not captured): ground truth is of one
+    /// revision of the queries.
+    pub fn revision(&self) -> u64 {
+        self.capture.as_ref().map_or(0, |c| c.revision)
+    }
 }
 
 /// Exact top-k for one manifest version of the index.
@@ -135,6 +158,9 @@ pub struct GroundTruth {
     pub computed_at: DateTime<Utc>,
     /// How long the brute force took.
     pub compute_secs: f64,
+    /// The harness revision it is for ([`Harness::revision`]).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// A harness with its ground truth, if current.
@@ -144,6 +170,28 @@ pub struct HarnessView {
     pub harness: Arc<Harness>,
     /// Ground truth for the index's current vectors, if computed.
     pub ground_truth: Option<Arc<GroundTruth>>,
+    /// A capture's progress (live, not only as last stored).
+    pub capture: Option<CaptureView>,
+}
+
+/// Where a capture is, as shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureView {
+    /// Capturing or complete.
+    pub state: CaptureState,
+    /// Distinct queries collected (all of them once complete).
+    pub have: usize,
+    /// Queries wanted.
+    pub want: usize,
+}
+
+/// A capture under way: its state and the bit patterns it holds (for de-duplication).
+struct Live {
+    harness: Arc<Harness>,
+    capture: Capture,
+    seen: HashSet<Vec<u32>>,
+    /// `pending.len()` when it was last stored.
+    stored_at: usize,
 }
 
 /// A harness and its newest ground truth, as cached.
@@ -154,6 +202,7 @@ pub struct Harnesses {
     storage: Storage,
     cache: Mutex<HashMap<HarnessName, Cached>>,
     gt_lock: tokio::sync::Mutex<()>,
+    live: Mutex<HashMap<HarnessName, Live>>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -194,6 +243,7 @@ impl Harnesses {
             storage,
             cache: Mutex::new(HashMap::new()),
             gt_lock: tokio::sync::Mutex::new(()),
+            live: Mutex::new(HashMap::new()),
         }
     }
 
@@ -287,6 +337,7 @@ impl Harnesses {
             queries,
             created_at: Utc::now(),
             autogen_seed,
+            capture: None,
         });
         // ground truth first: if it fails, nothing is stored
         let gt = compute(harness.clone(), set).await?;
@@ -301,17 +352,18 @@ impl Harnesses {
         Ok(HarnessView {
             harness,
             ground_truth: Some(gt),
+            capture: None,
         })
     }
 
     async fn persist_gt(&self, name: &HarnessName, gt: &GroundTruth) -> Result<()> {
-        match self
-            .storage
-            .put_json_new(&keys::ground_truth(name, gt.manifest_version), gt)
-            .await
-        {
+        let key = keys::ground_truth(name, gt.manifest_version);
+        match self.storage.put_json_new(&key, gt).await {
             // the same version computed by someone else is the same answer
-            Ok(()) | Err(StorageError::AlreadyExists { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(StorageError::AlreadyExists { .. }) if gt.revision == 0 => Ok(()),
+            // a captured harness's queries change with its revision: the newer one wins
+            Err(StorageError::AlreadyExists { .. }) => Ok(self.storage.put_json_overwrite(&key, gt).await?),
             Err(e) => Err(e.into()),
         }
     }
@@ -345,10 +397,19 @@ impl Harnesses {
             .await?
             .ok_or_else(|| HarnessError::NotFound(name.clone()))?;
         let current = vectors_now(&harness.index_name);
-        let ground_truth = gt.filter(|g| Some(g.vectors) == current);
+        let ground_truth = gt.filter(|g| Some(g.vectors) == current && g.revision == harness.revision());
+        let live = self.live_view(name);
+        let capture = live.or_else(|| {
+            harness.capture.as_ref().map(|c| CaptureView {
+                state: c.state,
+                have: c.have(harness.queries.len()),
+                want: c.want,
+            })
+        });
         Ok(HarnessView {
             harness,
             ground_truth,
+            capture,
         })
     }
 
@@ -361,12 +422,14 @@ impl Harnesses {
         set: Arc<VectorSet>,
     ) -> Result<(Arc<Harness>, Arc<GroundTruth>)> {
         let (harness, gt) = self.load_for_index(name, index).await?;
-        if let Some(gt) = gt.filter(|g| g.manifest_version == set.version()) {
+        let current =
+            |g: &GroundTruth| g.manifest_version == set.version() && g.revision == harness.revision();
+        if let Some(gt) = gt.filter(|g| current(g)) {
             return Ok((harness, gt));
         }
         let _one_at_a_time = self.gt_lock.lock().await;
-        if let Some((_, Some(gt))) = self.cache().get(name).cloned() {
-            if gt.manifest_version == set.version() {
+        if let Some((h, Some(gt))) = self.cache().get(name).cloned() {
+            if current(&gt) && h.revision() == harness.revision() {
                 return Ok((harness, gt));
             }
         }
@@ -383,7 +446,8 @@ impl Harnesses {
         self.load_for_index(name, index).await.map(|_| ())
     }
 
-    /// The harness (and its newest ground truth), refused unless it belongs to `index`.
+    /// The harness (and its newest ground truth), refused unless it belongs to `index` and
+    /// has queries to measure.
     async fn load_for_index(&self, name: &HarnessName, index: &IndexName) -> Result<Cached> {
         let (harness, gt) = self
             .load(name)
@@ -396,7 +460,195 @@ impl Harnesses {
                 requested: index.clone(),
             });
         }
+        if harness.queries.is_empty() {
+            return Err(HarnessError::Capturing(name.clone()));
+        }
         Ok((harness, gt))
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<HarnessName, Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live_view(&self, name: &HarnessName) -> Option<CaptureView> {
+        self.live().get(name).map(|l| CaptureView {
+            state: l.capture.state,
+            have: l.capture.have(l.harness.queries.len()),
+            want: l.capture.want,
+        })
+    }
+
+    /// Starts capturing `want` distinct search vectors of `index` into a new harness
+    /// `name` (refused like any new harness: a taken name is 409). The caller taps the
+    /// index's searches into [`Harnesses::offer`].
+    pub async fn start_capture(
+        &self,
+        name: HarnessName,
+        index: &Index,
+        want: i64,
+        k: i64,
+        sample_rate: Option<f64>,
+    ) -> Result<HarnessView> {
+        let k = check_k(k, index)?;
+        if want < 1 {
+            return Err(HarnessError::NoQueries);
+        }
+        if want > MAX_QUERIES as i64 {
+            return Err(HarnessError::TooManyQueries {
+                requested: want,
+                available: MAX_QUERIES as u64,
+            });
+        }
+        let rate = sample_rate.unwrap_or(1.0);
+        let rate = SampleRate::parse("sample_rate", rate)
+            .ok()
+            .filter(|r| r.get() > 0.0)
+            .ok_or(HarnessError::InvalidSampleRate(rate))?;
+        let capture = Capture::new(want as usize, rate);
+        let harness = Harness {
+            name: name.clone(),
+            index_name: index.meta().name.clone(),
+            k,
+            queries: Vec::new(),
+            created_at: Utc::now(),
+            autogen_seed: None,
+            capture: Some(capture.clone()),
+        };
+        if self.load(&name).await?.is_some() {
+            return Err(HarnessError::Exists(name));
+        }
+        match self.storage.put_json_new(&keys::harness(&name), &harness).await {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => return Err(HarnessError::Exists(name)),
+            Err(e) => return Err(e.into()),
+        }
+        let harness = Arc::new(harness);
+        self.cache().insert(name.clone(), (harness.clone(), None));
+        self.track(harness.clone(), capture);
+        let capture = self.live_view(&name);
+        Ok(HarnessView {
+            harness,
+            ground_truth: None,
+            capture,
+        })
+    }
+
+    fn track(&self, harness: Arc<Harness>, capture: Capture) {
+        let seen = capture.seen();
+        let stored_at = capture.pending.len();
+        self.live().insert(
+            harness.name.clone(),
+            Live {
+                harness,
+                capture,
+                seen,
+                stored_at,
+            },
+        );
+    }
+
+    /// Captures under way after a restart, as stored: `(harness, index, sample rate)`, now
+    /// tracked again so their searches can be tapped.
+    pub async fn resume_captures(&self) -> Result<Vec<(HarnessName, IndexName, SampleRate)>> {
+        let mut out = Vec::new();
+        for name in self.storage.list_children(&keys::harnesses_root()).await? {
+            let Ok(name) = HarnessName::parse(name) else {
+                continue;
+            };
+            let Some((h, _)) = self.load(&name).await? else {
+                continue;
+            };
+            if let Some(c) = h.capture.clone().filter(|c| c.state == CaptureState::Capturing) {
+                out.push((name, h.index_name.clone(), c.sample_rate));
+                self.track(h, c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts a new capture of a complete captured harness (the agent's
+    /// `refresh_harness`); its queries stay until the new capture completes. Returns the
+    /// index and sample rate to tap.
+    pub async fn refresh_capture(&self, name: &HarnessName) -> Result<(IndexName, SampleRate)> {
+        let (h, _) = self
+            .load(name)
+            .await?
+            .ok_or_else(|| HarnessError::NotFound(name.clone()))?;
+        let mut c = h.capture.clone().ok_or(HarnessError::NotRefreshable(
+            name.clone(),
+            "was not captured from live searches",
+        ))?;
+        if c.state == CaptureState::Capturing || self.live().contains_key(name) {
+            return Err(HarnessError::NotRefreshable(name.clone(), "is capturing already"));
+        }
+        c.restart();
+        let stored = Harness {
+            capture: Some(c.clone()),
+            ..(*h).clone()
+        };
+        self.storage
+            .put_json_overwrite(&keys::harness(name), &stored)
+            .await?;
+        let stored = Arc::new(stored);
+        let gt = self.cache().get(name).and_then(|e| e.1.clone());
+        self.cache().insert(name.clone(), (stored.clone(), gt));
+        let (index, rate) = (stored.index_name.clone(), c.sample_rate);
+        self.track(stored, c);
+        Ok((index, rate))
+    }
+
+    /// Offers a sampled search vector to capture `name`. Progress is stored every tenth
+    /// of the way; on the last query wanted the queries become the harness's (stored in one
+    /// overwrite), its old ground truth is dropped, and `Completed` tells the caller to
+    /// untap it and compute the new one.
+    pub async fn offer(&self, name: &HarnessName, vector: &[f32]) -> Result<Offered> {
+        let (offered, store) = {
+            let mut live = self.live();
+            let Some(l) = live.get_mut(name) else {
+                return Ok(Offered::Ignored);
+            };
+            if vector.len() != l.harness.queries.first().map_or(vector.len(), |q| q.vector.len()) {
+                return Ok(Offered::Ignored);
+            }
+            let offered = l.capture.offer(&mut l.seen, vector);
+            let step = (l.capture.want / 10).max(1);
+            let store = match offered {
+                Offered::Added(n) if n >= l.stored_at + step => {
+                    l.stored_at = n;
+                    Some(Harness {
+                        capture: Some(l.capture.clone()),
+                        ..(*l.harness).clone()
+                    })
+                }
+                Offered::Completed => {
+                    let mut c = l.capture.clone();
+                    let queries = c.complete();
+                    let done = Harness {
+                        queries,
+                        capture: Some(c),
+                        ..(*l.harness).clone()
+                    };
+                    live.remove(name);
+                    Some(done)
+                }
+                _ => None,
+            };
+            (offered, store)
+        };
+        if let Some(h) = store {
+            let key = keys::harness(name);
+            if offered == Offered::Completed {
+                // the old revision's ground truth can never be current again
+                let _one_at_a_time = self.gt_lock.lock().await;
+                self.storage.delete_prefix(&keys::ground_truths(name)).await?;
+                self.storage.put_json_overwrite(&key, &h).await?;
+                self.cache().insert(name.clone(), (Arc::new(h), None));
+                tracing::info!(harness = %name, "capture complete");
+            } else {
+                self.storage.put_json_overwrite(&key, &h).await?;
+            }
+        }
+        Ok(offered)
     }
 
     /// Deletes every harness of an index (the index is being deleted).
@@ -411,6 +663,7 @@ impl Harnesses {
                 Err(e) => return Err(e),
             };
             if belongs {
+                self.live().remove(&name);
                 self.cache().remove(&name);
                 // definition last would leave a ground truth without a harness; definition
                 // first leaves nothing that a listing could show
@@ -455,6 +708,7 @@ async fn compute(harness: Arc<Harness>, set: Arc<VectorSet>) -> Result<GroundTru
             ids,
             computed_at: Utc::now(),
             compute_secs,
+            revision: harness.revision(),
         })
     })
     .await?

@@ -113,6 +113,8 @@ pub struct IndexOut {
     pub vectors: u64,
     /// What serves, or null.
     pub active: Option<ActiveOut>,
+    /// Live recall of the serving generation (the monitor), or null before its first sample.
+    pub live: Option<crate::monitor::LiveStats>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
@@ -125,6 +127,7 @@ impl From<IndexView> for IndexOut {
             metric: v.metric.as_str(),
             vectors: v.vectors,
             active: v.active.as_ref().map(ActiveOut::from),
+            live: v.live,
             created_at: v.created_at,
         }
     }
@@ -306,8 +309,21 @@ pub struct HarnessOut {
     pub ground_truth_compute_secs: Option<f64>,
     /// Seed of an autogen harness.
     pub autogen_seed: Option<u64>,
+    /// A captured harness's capture, else null.
+    pub capture: Option<CaptureOut>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+}
+
+/// Where a capture is.
+#[derive(Debug, Serialize)]
+pub struct CaptureOut {
+    /// `capturing` or `complete`.
+    pub state: crate::harness::capture::CaptureState,
+    /// Distinct queries collected.
+    pub have: usize,
+    /// Queries wanted.
+    pub want: usize,
 }
 
 impl From<HarnessView> for HarnessOut {
@@ -332,7 +348,59 @@ impl From<HarnessView> for HarnessOut {
             ground_truth_vectors: gt.map(|g| g.vectors),
             ground_truth_compute_secs: gt.map(|g| g.compute_secs),
             autogen_seed: h.autogen_seed,
+            capture: v.capture.map(|c| CaptureOut {
+                state: c.state,
+                have: c.have,
+                want: c.want,
+            }),
             created_at: h.created_at,
+        }
+    }
+}
+
+/// `POST /vectors/harness/capture`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureHarness {
+    /// Harness name.
+    pub name: String,
+    /// The index whose searches are captured.
+    pub index_name: String,
+    /// Distinct queries wanted.
+    pub queries: i64,
+    /// Neighbours per query.
+    pub k: i64,
+    /// Share of searches sampled (default 1).
+    #[serde(default)]
+    pub sample_rate: Option<f64>,
+}
+
+/// `PUT /vectors/indexes/{index}/monitor`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorIn {
+    /// Share of searches re-run exactly.
+    #[serde(default)]
+    pub sample_rate: Option<f64>,
+    /// Samples in the rolling window.
+    #[serde(default)]
+    pub window: Option<i64>,
+}
+
+/// The monitor settings of an index.
+#[derive(Debug, Serialize)]
+pub struct MonitorOut {
+    /// Share of searches re-run exactly.
+    pub sample_rate: f64,
+    /// Samples in the rolling window.
+    pub window: usize,
+}
+
+impl From<crate::monitor::MonitorSettings> for MonitorOut {
+    fn from(s: crate::monitor::MonitorSettings) -> Self {
+        MonitorOut {
+            sample_rate: s.sample_rate.get(),
+            window: s.window,
         }
     }
 }

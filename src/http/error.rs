@@ -146,6 +146,11 @@ impl From<HarnessError> for ApiError {
             H::Vectors(v) => v.into(),
             H::Storage(s) => s.into(),
             H::Task(_) => ApiError::internal(&e),
+            H::Capturing(_) => ApiError::new(StatusCode::CONFLICT, "harness_capturing", e.to_string()),
+            H::NotRefreshable(..) => {
+                ApiError::new(StatusCode::CONFLICT, "harness_not_refreshable", e.to_string())
+            }
+            H::InvalidSampleRate(_) => ApiError::bad_request("invalid_sample_rate", e),
         }
     }
 }
@@ -176,6 +181,7 @@ impl From<ServiceError> for ApiError {
             S::Agent(_) => ApiError::bad_request("invalid_agent_config", e),
             S::Name(n) => n.into(),
             S::Cancelled => ApiError::new(StatusCode::CONFLICT, "cancelled", e.to_string()),
+            S::Monitor(_) => ApiError::bad_request("invalid_monitor_settings", e),
         }
     }
 }

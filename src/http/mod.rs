@@ -38,9 +38,14 @@ pub fn router(service: Vectune, limits: RouterLimits) -> Router {
         )
         .route("/vectors/indexes/{index}/vectors", post(routes::append))
         .route("/vectors/indexes/{index}/activate", post(routes::activate))
+        .route(
+            "/vectors/indexes/{index}/monitor",
+            get(routes::get_monitor).put(routes::put_monitor),
+        )
         .route("/vectors/search/{index}", post(routes::search))
         .route("/vectors/harness", post(routes::create_harness))
         .route("/vectors/harness/autogen", post(routes::autogen_harness))
+        .route("/vectors/harness/capture", post(routes::capture_harness))
         .route("/vectors/harness/{name}", get(routes::get_harness))
         .route("/vectors/hnsw/trial", post(routes::run_trial))
         .route("/vectors/hnsw/trials/{index}", get(routes::list_trials))

@@ -167,6 +167,36 @@ pub async fn get_harness(
     Ok(Json(v.get_harness(&HarnessName::parse(name)?).await?.into()))
 }
 
+pub async fn capture_harness(
+    State(v): State<Vectune>,
+    ApiJson(req): ApiJson<CaptureHarness>,
+) -> ApiResult<impl IntoResponse> {
+    let name = HarnessName::parse(req.name)?;
+    let index = IndexName::parse(req.index_name)?;
+    let view = v
+        .capture_harness(name, &index, req.queries, req.k, req.sample_rate)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(HarnessOut::from(view))))
+}
+
+pub async fn get_monitor(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+) -> ApiResult<Json<MonitorOut>> {
+    Ok(Json(v.monitor_settings(&IndexName::parse(index)?)?.into()))
+}
+
+pub async fn put_monitor(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+    ApiJson(req): ApiJson<MonitorIn>,
+) -> ApiResult<Json<MonitorOut>> {
+    let index = IndexName::parse(index)?;
+    Ok(Json(
+        v.set_monitor(&index, req.sample_rate, req.window).await?.into(),
+    ))
+}
+
 pub async fn run_trial(
     State(v): State<Vectune>,
     ApiJson(req): ApiJson<TrialIn>,

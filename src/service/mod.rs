@@ -6,6 +6,7 @@
 //! config and vector count it last served.
 
 mod agents;
+mod live;
 mod run;
 
 pub use agents::AgentView;
@@ -23,6 +24,7 @@ use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{ActivationRecord, Serving, ServingError};
 use crate::hnsw::{BuildOptions, ConfigError, HnswConfig};
 use crate::jobs::{Job, JobError, JobKind, JobResult, JobState, Jobs, JobsError};
+use crate::monitor::MonitorSettings;
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
 use crate::storage::{Storage, StorageError};
@@ -90,6 +92,9 @@ pub enum ServiceError {
     /// A job was cancelled before it changed anything.
     #[error("cancelled")]
     Cancelled,
+    /// From the live recall monitor.
+    #[error(transparent)]
+    Monitor(#[from] crate::monitor::MonitorError),
 }
 
 /// How a job's work ended (its failure is the `Err` beside it).
@@ -139,6 +144,8 @@ pub struct IndexView {
     pub created_at: DateTime<Utc>,
     /// What serves, if anything.
     pub active: Option<ActivationRecord>,
+    /// Live recall of what serves, once the monitor has samples of it.
+    pub live: Option<crate::monitor::LiveStats>,
 }
 
 /// A search answer.
@@ -179,6 +186,7 @@ pub(crate) struct Inner {
     build_options: BuildOptions,
     jobs: Jobs,
     agents: agents::Agents,
+    monitor: crate::monitor::Monitor,
     /// One agent trial at a time in the process.
     agent_slot: Semaphore,
 }
@@ -223,12 +231,29 @@ impl Vectune {
         build_concurrency: usize,
         build_options: BuildOptions,
     ) -> Result<Vectune> {
+        Self::open_with(
+            storage,
+            build_concurrency,
+            build_options,
+            MonitorSettings::default(),
+        )
+        .await
+    }
+
+    /// [`Vectune::open`] with the monitor settings of indexes that set none.
+    pub async fn open_with(
+        storage: Storage,
+        build_concurrency: usize,
+        build_options: BuildOptions,
+        monitor: MonitorSettings,
+    ) -> Result<Vectune> {
+        let (monitor, samples) = crate::monitor::Monitor::new(monitor);
         let indexes = Indexes::load(storage.clone()).await?;
         let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
         let jobs = Jobs::load(storage.clone(), &names).await?;
         let builds = Arc::new(Semaphore::new(build_concurrency.max(1)));
         let serving = Serving::new(storage.clone(), builds.clone(), build_options);
-        Ok(Vectune {
+        let me = Vectune {
             inner: Arc::new(Inner {
                 harnesses: Harnesses::new(storage.clone()),
                 journal: Journal::new(storage.clone()),
@@ -243,8 +268,12 @@ impl Vectune {
                 jobs,
                 agents: agents::Agents::default(),
                 agent_slot: Semaphore::new(1),
+                monitor,
             }),
-        })
+        };
+        tokio::spawn(live::worker(Arc::downgrade(&me.inner), samples));
+        me.load_live().await?;
+        Ok(me)
     }
 
     /// The store.
@@ -261,6 +290,7 @@ impl Vectune {
             vectors: index.total(),
             created_at: meta.created_at,
             active: self.inner.serving.current(&meta.name).map(|g| g.record.clone()),
+            live: self.live(&meta.name),
         }
     }
 
@@ -291,6 +321,7 @@ impl Vectune {
         self.inner.indexes.delete(name).await?;
         self.inner.serving.remove(name);
         self.inner.journal.forget(name);
+        self.inner.monitor.forget(name);
         Ok(())
     }
 
@@ -644,9 +675,16 @@ impl Vectune {
         };
         let q = live.vectors.prepare_query(vector)?;
         let ef_used = ef.max(k as u32);
-        let hits = live
-            .graph
-            .search(&live.vectors, &q, k as usize, ef_used as usize)
+        let found = live.graph.search(&live.vectors, &q, k as usize, ef_used as usize);
+        self.sample_search(
+            name,
+            &live,
+            &q,
+            vector,
+            || found.iter().map(|h| h.row).collect(),
+            k as usize,
+        );
+        let hits = found
             .into_iter()
             .map(|h| (live.vectors.id(h.row as usize).to_string(), h.distance))
             .collect();

@@ -14,7 +14,9 @@
 //! indexes/{index}/promotion/{version:020}.json    promotion registry states
 //! indexes/{index}/jobs/{uuidv7}.json              job records (state: overwritten as it moves)
 //! indexes/{index}/agent.json                      background agent settings and run stats
-//! harnesses/{harness}/harness.json                eval harness definition (write-once)
+//! indexes/{index}/monitor.json                    live recall monitor settings
+//! harnesses/{harness}/harness.json                eval harness definition (write-once, except
+//!                                                 a captured one: rewritten as its capture moves)
 //! harnesses/{harness}/ground_truth/{manifest:020}.json  exact top-k for one manifest version
 //! ```
 //!
@@ -67,6 +69,11 @@ fn uuid_file(key: &Path) -> Option<Uuid> {
 /// The background agent of an index.
 pub fn agent(index: &IndexName) -> Path {
     index_prefix(index).join("agent.json")
+}
+
+/// The live recall monitor's settings of an index.
+pub fn monitor(index: &IndexName) -> Path {
+    index_prefix(index).join("monitor.json")
 }
 
 /// Root of all indexes (its children are the index names).

@@ -173,6 +173,14 @@ pub fn wilson_lower(hits: usize, n: usize) -> f64 {
     ((centre - margin) / (1.0 + z2 / n)).max(0.0)
 }
 
+/// 95 % Wilson score upper bound (z = 1.96) of a proportion `hits / n` (1 when `n` is 0).
+pub fn wilson_upper(hits: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    1.0 - wilson_lower(n - hits.min(n), n)
+}
+
 /// Measures `graph` (built over the first `graph.len()` rows of `set`) at `ef` on
 /// prepared queries with their exact top-`k` rows: one warm-up pass, then each query timed
 /// [`REPEATS`] times with a monotonic clock (median per query, percentiles over queries),
