@@ -7,6 +7,9 @@
 //! trial, so the choice is a total order with no NaN anywhere.
 
 pub mod adaptive;
+pub mod decide;
+pub mod engine;
+pub mod refine;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -93,7 +96,16 @@ pub struct Rules {
     pub min_recall: f64,
     /// Promotion policy.
     pub promote: Promote,
+    /// The least latency gain (a fraction) `if_better` promotes on, beyond the noise.
+    pub min_improvement: f64,
+    /// Trials whose memory passes this are ineligible.
+    pub max_memory_bytes: Option<u64>,
+    /// Trials whose build took longer are ineligible.
+    pub max_build_secs: Option<f64>,
 }
+
+/// `min_improvement` when none is given: a 5 % latency gain.
+pub const DEFAULT_MIN_IMPROVEMENT: f64 = 0.05;
 
 fn unit(field: &'static str, v: Option<f64>, default: f64) -> Result<f64> {
     let v = v.unwrap_or(default);
@@ -142,11 +154,14 @@ impl Rules {
             gate,
             min_recall: min_recall(min_recall_v)?,
             promote,
+            min_improvement: DEFAULT_MIN_IMPROVEMENT,
+            max_memory_bytes: None,
+            max_build_secs: None,
         })
     }
 
-    /// Whether a trial passes the run's recall bar.
-    pub fn eligible(&self, c: &Candidate) -> bool {
+    /// Whether a trial's recall passes the run's bar.
+    pub fn passes_recall(&self, c: &Candidate) -> bool {
         match self.objective {
             Objective::MaxRecall => c.recall_at_k >= self.min_recall,
             Objective::MinLatency => {
@@ -159,10 +174,147 @@ impl Rules {
         }
     }
 
+    /// Why a trial breaks the run's memory or build-time cap, if it does.
+    pub fn violation(&self, c: &Candidate) -> Option<String> {
+        if let Some(cap) = self.max_memory_bytes.filter(|&cap| c.memory_bytes > cap) {
+            return Some(format!("memory {} B over max_memory_bytes {cap}", c.memory_bytes));
+        }
+        if let Some(cap) = self.max_build_secs.filter(|&cap| c.build_time_secs > cap) {
+            return Some(format!(
+                "build {:.2} s over max_build_secs {cap}",
+                c.build_time_secs
+            ));
+        }
+        None
+    }
+
+    /// Why nothing won: how many trials missed the recall bar and how many broke a cap.
+    pub fn nobody_wins(&self, trials: &[Candidate]) -> String {
+        let bar = match self.objective {
+            Objective::MaxRecall => format!("min_recall {}", self.min_recall),
+            Objective::MinLatency => format!("target_recall {}", self.target_recall),
+        };
+        let missed = trials.iter().filter(|c| !self.passes_recall(c)).count();
+        let memory = trials
+            .iter()
+            .filter(|c| self.violation(c).is_some_and(|v| v.starts_with("memory")))
+            .count();
+        let build = trials
+            .iter()
+            .filter(|c| self.violation(c).is_some_and(|v| v.starts_with("build")))
+            .count();
+        let mut parts = vec![format!("{missed} of {} missed {bar}", trials.len())];
+        if let Some(cap) = self.max_memory_bytes {
+            let least = trials.iter().map(|c| c.memory_bytes).min().unwrap_or(0);
+            parts.push(format!(
+                "{memory} over the memory cap max_memory_bytes {cap} (least memory {least} B)"
+            ));
+        }
+        if let Some(cap) = self.max_build_secs {
+            parts.push(format!("{build} over max_build_secs {cap}"));
+        }
+        format!("no trial is eligible: {}", parts.join("; "))
+    }
+
+    /// Whether `winner` (config `w` of `paired`) should replace the incumbent (config
+    /// `i`), both re-measured interleaved on the same queries, and why. Recall is compared
+    /// on the same slots with its Wilson bounds; latency on the paired per-query ratio,
+    /// which must lie below `1 - min_improvement` over its whole 95 % interval.
+    pub fn decide(
+        &self,
+        paired: &decide::Paired,
+        i: usize,
+        w: usize,
+        incumbent: &Candidate,
+        winner: &Candidate,
+    ) -> (bool, String) {
+        let (ri, ri_low, _) = paired.recall(i);
+        let (rw, rw_low, rw_high) = paired.recall(w);
+        let effect = paired.effect(i, w);
+        let figures = format!(
+            "latency {} (paired per-query ratio, 95 % bootstrap interval, {} queries x {} rounds interleaved); recall {rw:.4} vs incumbent {ri:.4}",
+            effect.describe(),
+            effect.queries,
+            paired.rounds
+        );
+        if let Some(v) = self.violation(winner) {
+            return (false, format!("kept: the winner breaks a cap ({v}); {figures}"));
+        }
+        if let Some(v) = self.violation(incumbent) {
+            return (
+                true,
+                format!("promoted: the incumbent breaks a cap ({v}); {figures}"),
+            );
+        }
+        let latency = |figures: String| {
+            if effect.faster_by(self.min_improvement) {
+                (true, format!("promoted: {figures}"))
+            } else if effect.low < 1.0 && effect.high > 1.0 {
+                (false, format!("kept: within noise: {figures}"))
+            } else {
+                (
+                    false,
+                    format!(
+                        "kept: not faster by min_improvement {}: {figures}",
+                        self.min_improvement
+                    ),
+                )
+            }
+        };
+        match self.objective {
+            Objective::MinLatency => {
+                let gate = |r: f64, low: f64| match self.gate {
+                    Gate::Point => r,
+                    Gate::Wilson => low,
+                } >= self.target_recall;
+                if !gate(rw, rw_low) {
+                    (
+                        false,
+                        format!("kept: the winner misses target_recall on re-measurement; {figures}"),
+                    )
+                } else if !gate(ri, ri_low) {
+                    (
+                        true,
+                        format!(
+                            "promoted: the incumbent misses target_recall {}; {figures}",
+                            self.target_recall
+                        ),
+                    )
+                } else {
+                    latency(figures)
+                }
+            }
+            Objective::MaxRecall => {
+                if rw_low > ri {
+                    (true, format!("promoted: more recall beyond the noise; {figures}"))
+                } else if rw_high < ri {
+                    (false, format!("kept: less recall beyond the noise; {figures}"))
+                } else {
+                    latency(figures)
+                }
+            }
+        }
+    }
+
+    /// Whether a trial can win: its recall passes the run's bar and it breaks no cap.
+    pub fn eligible(&self, c: &Candidate) -> bool {
+        self.passes_recall(c) && self.violation(c).is_none()
+    }
+
     /// The index of the winner among `trials` (in run order), if any is eligible.
     pub fn winner(&self, trials: &[Candidate]) -> Option<usize> {
         match self.objective {
-            Objective::MaxRecall => select_winner(trials, self.min_recall),
+            Objective::MaxRecall => trials
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| self.eligible(t))
+                .min_by(|(ia, a), (ib, b)| {
+                    b.recall_at_k
+                        .total_cmp(&a.recall_at_k)
+                        .then(a.search_latency_p50_us.total_cmp(&b.search_latency_p50_us))
+                        .then(ia.cmp(ib))
+                })
+                .map(|(i, _)| i),
             Objective::MinLatency => trials
                 .iter()
                 .enumerate()
@@ -175,24 +327,6 @@ impl Rules {
                 })
                 .map(|(i, _)| i),
         }
-    }
-
-    /// Whether `winner` beats the re-measured `incumbent` under the objective, and why.
-    pub fn beats(&self, winner: &Candidate, incumbent: &Candidate) -> (bool, String) {
-        let (dr, dp) = (
-            winner.recall_at_k - incumbent.recall_at_k,
-            winner.search_latency_p50_us - incumbent.search_latency_p50_us,
-        );
-        let figures = format!(
-            "winner recall {:.4} p50 {:.1}us vs incumbent (re-measured) recall {:.4} p50 {:.1}us (recall {:+.4}, p50 {:+.1}us)",
-            winner.recall_at_k, winner.search_latency_p50_us, incumbent.recall_at_k, incumbent.search_latency_p50_us, dr, dp
-        );
-        let better = match self.objective {
-            Objective::MaxRecall => dr > 0.0 || (dr == 0.0 && dp < 0.0),
-            Objective::MinLatency => !self.eligible(incumbent) || dp < 0.0,
-        };
-        let verdict = if better { "better" } else { "not better" };
-        (better, format!("{verdict}: {figures}"))
     }
 }
 
@@ -255,12 +389,21 @@ pub struct SpecFields {
     pub budget_secs: Option<f64>,
     /// Held-out share of the harness queries.
     pub validation_fraction: Option<f64>,
+    /// Least latency gain `if_better` promotes on, 0..1 (default 0.05).
+    #[serde(default)]
+    pub min_improvement: Option<f64>,
+    /// Memory cap of an eligible trial, bytes.
+    #[serde(default)]
+    pub max_memory_bytes: Option<i64>,
+    /// Build-time cap of an eligible trial, seconds.
+    #[serde(default)]
+    pub max_build_secs: Option<f64>,
 }
 
 impl Spec {
     /// Checks every field; the first bad one is the error.
     pub fn parse(f: &SpecFields) -> Result<Spec> {
-        let rules = Rules::parse(
+        let mut rules = Rules::parse(
             f.objective.as_deref(),
             f.target_recall,
             f.gate.as_deref(),
@@ -268,6 +411,27 @@ impl Spec {
             f.promote.as_deref(),
         )?;
         let invalid = |field: &'static str, reason: String| AutotuneError::InvalidField { field, reason };
+        rules.min_improvement = unit("min_improvement", f.min_improvement, DEFAULT_MIN_IMPROVEMENT)?;
+        rules.max_memory_bytes = match f.max_memory_bytes {
+            None => None,
+            Some(b) if b >= 1 => Some(b as u64),
+            Some(b) => {
+                return Err(invalid(
+                    "max_memory_bytes",
+                    format!("must be a positive byte count, got {b}"),
+                ))
+            }
+        };
+        rules.max_build_secs = match f.max_build_secs {
+            None => None,
+            Some(s) if s > 0.0 && s.is_finite() => Some(s),
+            Some(s) => {
+                return Err(invalid(
+                    "max_build_secs",
+                    format!("must be a positive number of seconds, got {s}"),
+                ))
+            }
+        };
         let max_trials = match f.max_trials {
             None => DEFAULT_MAX_TRIALS,
             Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
@@ -492,8 +656,29 @@ pub struct Candidate {
     pub build_time_secs: f64,
     /// Its recall's 95 % Wilson lower bound.
     pub recall_ci_low: f64,
+    /// Bytes of what would serve.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// Distance evaluations per query (the noise-free cost).
+    #[serde(default)]
+    pub distance_evals_per_query: f64,
     /// The winner re-measured on held-out queries, when the run held some out.
     pub validation: Option<Validation>,
+}
+
+/// What winner selection looks at in a measured trial.
+pub fn candidate_of(trial_id: Uuid, config: HnswConfig, m: &crate::trials::TrialMetrics) -> Candidate {
+    Candidate {
+        trial_id,
+        config,
+        recall_at_k: m.recall_at_k,
+        search_latency_p50_us: m.search_latency_p50_us,
+        build_time_secs: m.build_time_secs,
+        recall_ci_low: m.recall_ci_low,
+        memory_bytes: m.memory_bytes,
+        distance_evals_per_query: m.distance_evals_per_query,
+        validation: None,
+    }
 }
 
 /// The index of the winner among `trials` (in run order), if any clears `min_recall`.
@@ -542,6 +727,21 @@ pub struct AutotuneResult {
     pub reason: Option<String>,
     /// The job that ran it, when it ran as one.
     pub job_id: Option<Uuid>,
+    /// What refinement around the climb's winner measured (adaptive runs).
+    #[serde(default)]
+    pub refinement: Option<refine::RefineStats>,
+    /// Trials that passed the recall bar but broke a cap, with why.
+    #[serde(default)]
+    pub ineligible: Vec<Ineligible>,
+}
+
+/// A trial kept from winning by a cap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ineligible {
+    /// The trial.
+    pub trial_id: Uuid,
+    /// Which cap, by how much.
+    pub reason: String,
 }
 
 /// The indexes with an autotune running in this process.
@@ -595,6 +795,8 @@ mod tests {
             search_latency_p50_us: p50,
             build_time_secs: 0.0,
             recall_ci_low: recall - 0.05,
+            memory_bytes: 0,
+            distance_evals_per_query: 0.0,
             validation: None,
         }
     }
@@ -631,32 +833,77 @@ mod tests {
         assert_eq!(rules("point").winner(&t[3..]), None);
     }
 
+    fn paired(lat: [f64; 2], found: [u32; 2]) -> decide::Paired {
+        // 100 queries, the same per-query latency in each config, found out of 10 slots
+        decide::Paired {
+            latency_us: lat
+                .iter()
+                .map(|&l| (0..100).map(|i| l + (i % 7) as f64 * 0.01 * l).collect())
+                .collect(),
+            found: found.iter().map(|&f| vec![f; 100]).collect(),
+            slots: vec![10; 100],
+            rounds: 5,
+        }
+    }
+
     #[test]
-    fn if_better_decisions() {
+    fn if_better_decisions_need_an_effect_beyond_the_noise() {
         let max = Rules::parse(None, None, None, None, None).unwrap();
+        let (inc, win) = (cand(0, 0.9, 50.0), cand(1, 0.9, 50.0));
+        // recall: 10/10 against 8/10 on the same slots
+        let (b, why) = max.decide(&paired([50.0, 90.0], [8, 10]), 0, 1, &inc, &win);
+        assert!(b && why.contains("more recall"), "{why}");
+        let (b, why) = max.decide(&paired([90.0, 50.0], [10, 8]), 0, 1, &inc, &win);
+        assert!(!b && why.contains("less recall"), "{why}");
+        // same recall: half the latency promotes; 3 % does not (min_improvement 5 %)
+        let (b, why) = max.decide(&paired([50.0, 25.0], [9, 9]), 0, 1, &inc, &win);
         assert!(
-            max.beats(&cand(0, 0.99, 50.0), &cand(1, 0.98, 10.0)).0,
-            "more recall wins"
+            b && why.starts_with("promoted") && why.contains("\u{2212}50 %"),
+            "{why}"
         );
-        assert!(
-            !max.beats(&cand(0, 0.98, 50.0), &cand(1, 0.99, 90.0)).0,
-            "less recall loses"
-        );
-        assert!(
-            max.beats(&cand(0, 0.98, 40.0), &cand(1, 0.98, 50.0)).0,
-            "same recall, faster"
-        );
-        let (better, why) = max.beats(&cand(0, 0.98, 50.0), &cand(1, 0.98, 50.0));
-        assert!(!better && why.starts_with("not better"), "{why}");
+        let (b, why) = max.decide(&paired([50.0, 48.5], [9, 9]), 0, 1, &inc, &win);
+        assert!(!b && why.contains("min_improvement"), "{why}");
+        let (b, why) = max.decide(&paired([50.0, 50.0], [9, 9]), 0, 1, &inc, &win);
+        assert!(!b && why.starts_with("kept"), "{why}");
+        let mut lax = max;
+        lax.min_improvement = 0.0;
+        assert!(lax.decide(&paired([50.0, 48.5], [9, 9]), 0, 1, &inc, &win).0);
+
         let lat = Rules::parse(Some("min_latency"), Some(0.9), None, None, None).unwrap();
+        let (b, why) = lat.decide(&paired([50.0, 60.0], [8, 9]), 0, 1, &inc, &win);
         assert!(
-            !lat.beats(&cand(0, 0.91, 30.0), &cand(1, 0.99, 20.0)).0,
-            "slower loses"
+            b && why.contains("incumbent misses"),
+            "an incumbent below target loses: {why}"
         );
+        let (b, _) = lat.decide(&paired([50.0, 60.0], [9, 9]), 0, 1, &inc, &win);
+        assert!(!b, "slower loses");
+        let (b, why) = lat.decide(&paired([50.0, 20.0], [9, 8]), 0, 1, &inc, &win);
+        assert!(!b && why.contains("winner misses"), "{why}");
+    }
+
+    #[test]
+    fn caps_make_trials_ineligible_and_say_so() {
+        let mut r = Rules::parse(Some("min_latency"), Some(0.9), None, None, None).unwrap();
+        r.max_memory_bytes = Some(1000);
+        r.max_build_secs = Some(2.0);
+        let mut big = cand(0, 0.99, 10.0);
+        big.memory_bytes = 5000;
+        let mut slow = cand(1, 0.99, 10.0);
+        slow.memory_bytes = 500;
+        slow.build_time_secs = 3.0;
+        let mut ok = cand(2, 0.99, 30.0);
+        ok.memory_bytes = 900;
+        assert!(r.violation(&big).unwrap().contains("max_memory_bytes 1000"));
+        assert!(r.violation(&slow).unwrap().contains("max_build_secs 2"));
+        assert_eq!(r.winner(&[big.clone(), slow.clone(), ok]), Some(2));
+        let why = r.nobody_wins(&[big.clone(), slow]);
         assert!(
-            lat.beats(&cand(0, 0.91, 30.0), &cand(1, 0.85, 10.0)).0,
-            "an incumbent below target loses"
+            why.contains("memory") && why.contains("1 over max_build_secs"),
+            "{why}"
         );
+        // an incumbent over a cap loses to a winner within it, whatever the latency
+        let (b, why) = r.decide(&paired([10.0, 30.0], [10, 10]), 0, 1, &big, &cand(3, 0.99, 30.0));
+        assert!(b && why.contains("incumbent breaks a cap"), "{why}");
     }
 
     #[test]
@@ -768,7 +1015,54 @@ mod tests {
             }
         );
         assert_eq!(a.planned_trials(), 40);
+        assert_eq!(
+            (
+                ok.rules.min_improvement,
+                ok.rules.max_memory_bytes,
+                ok.rules.max_build_secs
+            ),
+            (0.05, None, None)
+        );
+        let capped = Spec::parse(&SpecFields {
+            min_improvement: Some(0.1),
+            max_memory_bytes: Some(1 << 20),
+            max_build_secs: Some(2.5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                capped.rules.min_improvement,
+                capped.rules.max_memory_bytes,
+                capped.rules.max_build_secs
+            ),
+            (0.1, Some(1 << 20), Some(2.5))
+        );
         let bad = [
+            SpecFields {
+                min_improvement: Some(-0.1),
+                ..Default::default()
+            },
+            SpecFields {
+                min_improvement: Some(1.5),
+                ..Default::default()
+            },
+            SpecFields {
+                max_memory_bytes: Some(0),
+                ..Default::default()
+            },
+            SpecFields {
+                max_memory_bytes: Some(-5),
+                ..Default::default()
+            },
+            SpecFields {
+                max_build_secs: Some(0.0),
+                ..Default::default()
+            },
+            SpecFields {
+                max_build_secs: Some(f64::INFINITY),
+                ..Default::default()
+            },
             SpecFields {
                 strategy: Some("random".into()),
                 ..Default::default()

@@ -436,6 +436,18 @@ pub struct TrialFilter {
     pub harness: Option<String>,
 }
 
+/// `?harness=&axes=` of the Pareto frontier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParetoParams {
+    /// Only trials of this harness.
+    #[serde(default)]
+    pub harness: Option<String>,
+    /// Comma-separated objectives: `recall`, `p50`, `memory` (default `recall,p50`).
+    #[serde(default)]
+    pub axes: Option<String>,
+}
+
 /// `?promoted_by=&note=` of a promotion.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -508,6 +520,15 @@ pub struct AutotuneIn {
     /// Held-out share of the harness queries, 0..0.5 (default 0).
     #[serde(default)]
     pub validation_fraction: Option<f64>,
+    /// Least latency gain `if_better` promotes on, 0..1 (default 0.05).
+    #[serde(default)]
+    pub min_improvement: Option<f64>,
+    /// Memory cap of an eligible trial, bytes.
+    #[serde(default)]
+    pub max_memory_bytes: Option<i64>,
+    /// Build-time cap of an eligible trial, seconds.
+    #[serde(default)]
+    pub max_build_secs: Option<f64>,
 }
 
 impl AutotuneIn {
@@ -527,6 +548,9 @@ impl AutotuneIn {
                 max_trials: self.max_trials,
                 budget_secs: self.budget_secs,
                 validation_fraction: self.validation_fraction,
+                min_improvement: self.min_improvement,
+                max_memory_bytes: self.max_memory_bytes,
+                max_build_secs: self.max_build_secs,
             },
         )
     }
@@ -590,6 +614,8 @@ pub struct ParetoPoint {
     pub distance_evals_per_query: f64,
     /// The build time of its graph.
     pub build_time_secs: f64,
+    /// Bytes of what would serve.
+    pub memory_bytes: u64,
 }
 
 /// `GET /vectors/hnsw/pareto/{index}`.
@@ -599,6 +625,8 @@ pub struct ParetoOut {
     pub index_name: String,
     /// The harness filter, if any.
     pub harness: Option<String>,
+    /// The objectives the frontier is over.
+    pub axes: Vec<&'static str>,
     /// The frontier, recall ascending.
     pub points: Vec<ParetoPoint>,
 }
@@ -612,6 +640,7 @@ impl From<&Trial> for ParetoPoint {
             search_latency_p50_us: t.metrics.search_latency_p50_us,
             distance_evals_per_query: t.metrics.distance_evals_per_query,
             build_time_secs: t.metrics.build_time_secs,
+            memory_bytes: t.metrics.memory_bytes,
         }
     }
 }

@@ -202,6 +202,7 @@ impl From<TrialsError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "trial_not_found", e.to_string())
             }
             TrialsError::Storage(s) => s.into(),
+            TrialsError::InvalidAxes(_) => ApiError::bad_request("invalid_axes", e),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::hnsw::HnswConfig;
 use crate::jobs::Job;
 use crate::names::{HarnessName, IndexName};
 use crate::service::{AgentView, AutotuneRequest, TrialRequest, Vectune};
-use crate::trials::Source;
+use crate::trials::{Axis, Source};
 use crate::vectors::{Dims, NewVector, VectorsError};
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -231,14 +231,19 @@ pub async fn list_trials(
 pub async fn pareto(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
-    ApiQuery(filter): ApiQuery<TrialFilter>,
+    ApiQuery(filter): ApiQuery<ParetoParams>,
 ) -> ApiResult<Json<ParetoOut>> {
     let index = IndexName::parse(index)?;
     let harness = filter.harness.map(HarnessName::parse).transpose()?;
-    let front = v.pareto(&index, harness.as_ref()).await?;
+    let axes = match filter.axes.as_deref() {
+        Some(a) => Axis::parse_list(a).map_err(crate::service::ServiceError::from)?,
+        None => vec![Axis::Recall, Axis::P50],
+    };
+    let front = v.pareto(&index, harness.as_ref(), &axes).await?;
     Ok(Json(ParetoOut {
         index_name: index.to_string(),
         harness: harness.map(|h| h.to_string()),
+        axes: axes.iter().map(|a| a.as_str()).collect(),
         points: front.iter().map(|t| ParetoPoint::from(&**t)).collect(),
     }))
 }

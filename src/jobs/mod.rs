@@ -418,6 +418,8 @@ mod tests {
             skipped: vec![],
             reason: Some("r".into()),
             job_id: None,
+            refinement: None,
+            ineligible: vec![],
         }));
         for r in [activation, autotune] {
             let json = serde_json::to_value(&r).unwrap();

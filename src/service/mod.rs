@@ -18,7 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use crate::autotune::{self, AutotuneError, Candidate, Running};
+use crate::autotune::{self, AutotuneError, Running};
 use crate::distance::Metric;
 use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{ActivationRecord, Serving, ServingError};
@@ -114,18 +114,6 @@ fn serving_error(index: &IndexName, e: ServingError) -> ServiceError {
         ServingError::Conflict => ServiceError::ActivationConflict(index.clone()),
         ServingError::Cancelled => ServiceError::Cancelled,
         ServingError::IndexGone => ServiceError::Vectors(VectorsError::IndexNotFound(index.clone())),
-    }
-}
-
-pub(crate) fn candidate(trial_id: uuid::Uuid, config: HnswConfig, m: &trials::TrialMetrics) -> Candidate {
-    Candidate {
-        trial_id,
-        config,
-        recall_at_k: m.recall_at_k,
-        search_latency_p50_us: m.search_latency_p50_us,
-        build_time_secs: m.build_time_secs,
-        recall_ci_low: m.recall_ci_low,
-        validation: None,
     }
 }
 
@@ -411,14 +399,20 @@ impl Vectune {
         Ok(self.inner.journal.list(index, harness).await?)
     }
 
-    /// The journal's trials not dominated in (recall ↑, p50 ↓), optionally of one harness.
-    pub async fn pareto(&self, index: &IndexName, harness: Option<&HarnessName>) -> Result<Vec<Arc<Trial>>> {
+    /// The journal's trials not dominated on `axes` (default recall ↑, p50 ↓), optionally
+    /// of one harness.
+    pub async fn pareto(
+        &self,
+        index: &IndexName,
+        harness: Option<&HarnessName>,
+        axes: &[trials::Axis],
+    ) -> Result<Vec<Arc<Trial>>> {
         self.inner.indexes.get(index)?;
         if let Some(h) = harness {
             self.inner.harnesses.check_index(h, index).await?;
         }
         let journal = self.inner.journal.list(index, harness).await?;
-        Ok(trials::pareto(&journal))
+        Ok(trials::pareto_on(&journal, axes))
     }
 
     /// One trial.

@@ -16,20 +16,18 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{candidate, AutotuneRequest, Result, ServiceError, TrialRequest, Vectune};
-use crate::autotune::adaptive::{Adaptive, Observation};
-use crate::autotune::{
-    self, AutotuneError, AutotuneResult, Candidate, GraphCache, Promote, RunGuard, Spec, Strategy,
-};
+use super::{AutotuneRequest, Result, ServiceError, TrialRequest, Vectune};
+use crate::autotune::decide::Paired;
+use crate::autotune::engine::{Backend, End, Recorded, Run, Setup};
+use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, GraphCache, RunGuard, Spec};
 use crate::harness as harness_mod;
 use crate::hnsw::{self, HnswConfig};
 use crate::names::{HarnessName, IndexName};
-use crate::trials::{self, Source, Trial, TrialMetrics, Validation};
+use crate::trials::{self, Source, Trial, TrialMetrics};
 use crate::vectors::VectorSet;
 
 /// Memory the graphs kept during one run may take (their link arrays; the vectors are
@@ -272,161 +270,97 @@ impl Vectune {
         }
     }
 
-    /// Measures the run's configs (the grid, or what the adaptive search asks for), picks
-    /// the winner under the rules, validates it on held-out queries and promotes it as the
-    /// policy says.
+    /// Runs a prepared autotune through [`crate::autotune::engine`] on this service's
+    /// graphs, journal and registry.
     pub async fn run_prepared(
         &self,
         p: PreparedAutotune,
         ctl: &RunControl,
         job_id: Option<Uuid>,
     ) -> Result<RunEnd> {
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let spec = &p.spec;
-        let mut ctx = self
+        let ctx = self
             .context(&p.index, &p.harness, spec.validation_fraction, ctl.cancel.clone())
             .await?;
-        let defer = ctx.held.is_some();
-        let note = Some(match p.source {
-            Source::Agent => "agent".to_string(),
-            _ => "autotune".to_string(),
-        });
-        let mut candidates: Vec<Candidate> = Vec::new();
-        let mut pending: Vec<Trial> = Vec::new();
-        let mut cancelled = false;
-
-        // the grid's configs, graph by graph (each graph's ef values in a row, so the LRU keeps
-        // at most one graph of a grid run busy); adaptive asks its search step by step
-        let configs: Vec<HnswConfig> = match spec.strategy {
-            Strategy::Grid => autotune::graph_groups(&spec.plan.configs, self.inner.build_options.engine)
-                .into_iter()
-                .flat_map(|(g, efs)| efs.into_iter().map(move |ef| HnswConfig { ef_search: ef, ..g }))
-                .collect(),
-            Strategy::Adaptive { .. } => Vec::new(),
-        };
-        let mut adaptive = Adaptive::new(HnswConfig::DEFAULT.seed);
-        let mut grid = configs.into_iter();
-        // seconds per (m × ef_construction) unit seen so far: the adaptive budget's forecast
-        let mut secs_per_unit: f64 = 0.0;
-        loop {
-            let config = match spec.strategy {
-                Strategy::Grid => grid.next(),
-                Strategy::Adaptive { max_trials, budget } => {
-                    if candidates.len() >= max_trials || started.elapsed() >= budget {
-                        None
-                    } else {
-                        let left = budget.as_secs_f64() - started.elapsed().as_secs_f64();
-                        let spu = secs_per_unit;
-                        adaptive.next(&|m, ec| spu * f64::from(m) * f64::from(ec) <= left)
-                    }
-                }
-            };
-            let Some(config) = config else { break };
-            let Some(metrics) = self.measure_in(&mut ctx, config, false).await? else {
-                cancelled = true;
-                break;
-            };
-            let units = f64::from(config.m) * f64::from(config.ef_construction);
-            secs_per_unit = secs_per_unit.max(metrics.build_time_secs / units);
-            let trial = Self::trial(&ctx, config, metrics, note.clone(), p.source);
-            let c = candidate(trial.id, config, &trial.metrics);
-            adaptive.observe(
-                config,
-                Observation {
-                    passes: spec.rules.eligible(&c),
-                    recall: c.recall_at_k,
-                    cost: trial.metrics.distance_evals_per_query,
-                },
-            );
-            if defer {
-                pending.push(trial);
-            } else {
-                self.journal(trial).await?;
-            }
-            candidates.push(c);
-            ctl.done.fetch_add(1, Ordering::Relaxed);
-            if ctl.cancel.load(Ordering::Relaxed) {
-                cancelled = true;
-                break;
-            }
-        }
-
-        let rules = &spec.rules;
-        let mut winner = if cancelled {
-            None
-        } else {
-            rules.winner(&candidates).map(|i| candidates[i].clone())
-        };
-        // the winner on the held-out queries
-        if let (Some(w), true) = (winner.as_mut(), defer && !cancelled) {
-            match self.measure_in(&mut ctx, w.config, true).await? {
-                Some(m) => {
-                    w.validation = Some(Validation {
-                        recall_at_k: m.recall_at_k,
-                        search_latency_p50_us: m.search_latency_p50_us,
-                        eval_queries: m.eval_queries,
-                    })
-                }
-                None => cancelled = true,
-            }
-        }
-        if defer {
-            for mut t in pending {
-                if let Some(w) = winner.as_ref().filter(|w| w.trial_id == t.id && !cancelled) {
-                    t.validation = w.validation.clone();
-                }
-                self.journal(t).await?;
-            }
-        }
-        if cancelled {
-            tracing::info!(index = %p.index, trials = candidates.len(), "autotune cancelled");
-            return Ok(RunEnd::Cancelled {
-                trials_run: candidates.len(),
-            });
-        }
-
-        let eligible = candidates.iter().filter(|c| rules.eligible(c)).count();
-        let (promoted, reason) = match (&winner, rules.promote) {
-            (None, _) => (false, Some("no trial passed the run's recall bar".to_string())),
-            (Some(_), Promote::Never) => (false, Some("promote is never: nothing promoted".to_string())),
-            (Some(w), Promote::Always) => {
-                self.promote_winner(&p.index, w, p.source).await?;
-                (true, None)
-            }
-            (Some(w), Promote::IfBetter) => match self.inner.registry.get(&p.index).await?.current {
-                None => {
-                    self.promote_winner(&p.index, w, p.source).await?;
-                    (true, Some("nothing was promoted yet".to_string()))
-                }
-                Some(current) => {
-                    // the incumbent, re-measured now on the same queries (not journaled)
-                    let Some(m) = self.measure_in(&mut ctx, current.config, false).await? else {
-                        return Ok(RunEnd::Cancelled {
-                            trials_run: candidates.len(),
-                        });
-                    };
-                    let (better, why) = rules.beats(w, &candidate(current.trial_id, current.config, &m));
-                    if better {
-                        self.promote_winner(&p.index, w, p.source).await?;
-                    }
-                    (better, Some(why))
-                }
+        let setup = Setup {
+            defer: ctx.held.is_some(),
+            note: match p.source {
+                Source::Agent => "agent".to_string(),
+                _ => "autotune".to_string(),
             },
+            engine: self.inner.build_options.engine,
+            seed: HnswConfig::DEFAULT.seed,
         };
-        tracing::info!(index = %p.index, trials = candidates.len(), builds = ctx.builds, eligible, promoted,
-            reason = ?reason, winner = ?winner.as_ref().map(|w| w.config), "autotune done");
+        let mut backend = RunBackend {
+            svc: self,
+            ctx,
+            source: p.source,
+            done: ctl.done.clone(),
+        };
+        let end = Run::new(&mut backend, spec, setup).run().await?;
+        let o = match end {
+            End::Cancelled { trials_run } => {
+                tracing::info!(index = %p.index, trials = trials_run, "autotune cancelled");
+                return Ok(RunEnd::Cancelled { trials_run });
+            }
+            End::Finished(o) => o,
+        };
+        tracing::info!(index = %p.index, trials = o.trials_run, builds = o.builds, eligible = o.trials_eligible,
+            promoted = o.promoted, reason = ?o.reason, winner = ?o.winner.as_ref().map(|w| w.config), "autotune done");
         Ok(RunEnd::Finished(Box::new(AutotuneResult {
             index_name: p.index.clone(),
-            trials_run: candidates.len(),
-            trials_eligible: eligible,
-            builds: ctx.builds,
-            winner,
-            promoted,
+            trials_run: o.trials_run,
+            trials_eligible: o.trials_eligible,
+            builds: o.builds,
+            winner: o.winner,
+            promoted: o.promoted,
             duration_secs: started.elapsed().as_secs_f64(),
             skipped: spec.plan.skipped.clone(),
-            reason,
+            reason: o.reason,
             job_id,
+            refinement: o.refinement,
+            ineligible: o.ineligible,
         })))
+    }
+
+    /// Measures `configs` interleaved on the run's tuning queries (building any graph the
+    /// run does not hold, as a plain measurement first).
+    async fn paired_in(
+        &self,
+        ctx: &mut RunContext,
+        configs: &[HnswConfig],
+        rounds: usize,
+    ) -> Result<Option<Paired>> {
+        let mut graphs = Vec::with_capacity(configs.len());
+        for c in configs {
+            if ctx.cache.get(c).is_none() && self.measure_in(ctx, *c, false).await?.is_none() {
+                return Ok(None);
+            }
+            match ctx.cache.get(c) {
+                Some(g) => graphs.push((g, c.ef_search as usize)),
+                None => {
+                    return Err(ServiceError::Task(
+                        "a graph left the run cache while it was compared".into(),
+                    ))
+                }
+            }
+        }
+        let (set, k, cancel, tune) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.tune.clone());
+        let permit = self
+            .inner
+            .builds
+            .acquire_many(self.inner.build_slots)
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))?;
+        let out = tokio::task::spawn_blocking(move || {
+            let g: Vec<(&hnsw::Graph, usize)> = graphs.iter().map(|(g, ef)| (&**g, *ef)).collect();
+            trials::measure_paired(&set, &g, &tune.0, &tune.1, k, rounds, &cancel)
+        })
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))?;
+        drop(permit);
+        Ok(out)
     }
 
     /// Promotes a run's winner with the note that says why it won.
@@ -446,5 +380,63 @@ impl Vectune {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// The engine's backend over this service: the run's context, its journal and registry.
+struct RunBackend<'a> {
+    svc: &'a Vectune,
+    ctx: RunContext,
+    source: Source,
+    done: Arc<AtomicUsize>,
+}
+
+impl Backend for RunBackend<'_> {
+    type Error = ServiceError;
+
+    async fn measure(&mut self, config: HnswConfig, held_out: bool) -> Result<Option<TrialMetrics>> {
+        self.svc.measure_in(&mut self.ctx, config, held_out).await
+    }
+
+    async fn paired(&mut self, configs: &[HnswConfig], rounds: usize) -> Result<Option<Paired>> {
+        self.svc.paired_in(&mut self.ctx, configs, rounds).await
+    }
+
+    async fn record(&mut self, t: Recorded) -> Result<()> {
+        let trial = Trial {
+            id: t.id,
+            index_name: self.ctx.index.clone(),
+            eval_set: self.ctx.harness.clone(),
+            config: t.config,
+            created_at: Utc::now(),
+            note: Some(t.note),
+            source: self.source,
+            metrics: t.metrics,
+            validation: t.validation,
+        };
+        self.svc.journal(trial).await.map(|_| ())
+    }
+
+    async fn incumbent(&mut self) -> Result<Option<(Uuid, HnswConfig)>> {
+        let state = self.svc.inner.registry.get(&self.ctx.index).await?;
+        Ok(state.current.map(|e| (e.trial_id, e.config)))
+    }
+
+    async fn promote(&mut self, winner: &Candidate) -> Result<()> {
+        self.svc
+            .promote_winner(&self.ctx.index, winner, self.source)
+            .await
+    }
+
+    fn builds(&self) -> usize {
+        self.ctx.builds
+    }
+
+    fn cancelled(&self) -> bool {
+        self.ctx.cancel.load(Ordering::Relaxed)
+    }
+
+    fn progress(&mut self, trials: usize) {
+        self.done.store(trials, Ordering::Relaxed);
     }
 }

@@ -36,6 +36,9 @@ pub enum TrialsError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A Pareto `axes` list that does not parse.
+    #[error("axes: {0}")]
+    InvalidAxes(String),
 }
 
 /// Result of the trials module.
@@ -260,15 +263,139 @@ pub fn measure(
     })
 }
 
+/// Measures several graphs (each at its `ef`) interleaved on the same queries: after a
+/// warm-up pass, round after round each query is searched on every graph back to back, in
+/// an order that rotates with the round, so no config is always the first (or second) to
+/// touch a query. Per graph and query the latency is the median over the rounds; found
+/// neighbours are counted on the first round. `None` when cancelled.
+pub fn measure_paired(
+    set: &VectorSet,
+    graphs: &[(&Graph, usize)],
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    k: usize,
+    rounds: usize,
+    cancel: &AtomicBool,
+) -> Option<crate::autotune::decide::Paired> {
+    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
+    let n = graphs.len();
+    for q in queries {
+        for (g, ef) in graphs {
+            std::hint::black_box(g.search(set, q, k, *ef));
+        }
+    }
+    let rounds = rounds.max(1);
+    // times[g][q * rounds + r]
+    let mut times = vec![vec![0f64; queries.len() * rounds]; n];
+    let mut found = vec![vec![0u32; queries.len()]; n];
+    for r in 0..rounds {
+        for (qi, q) in queries.iter().enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            for j in 0..n {
+                let gi = (j + r + qi) % n;
+                let (g, ef) = graphs[gi];
+                let start = Instant::now();
+                let hits = g.search(set, q, k, ef);
+                times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
+                if r == 0 {
+                    let want = &truth[qi][..truth[qi].len().min(k)];
+                    found[gi][qi] = hits.iter().filter(|h| want.contains(&h.row)).count() as u32;
+                }
+            }
+        }
+    }
+    let latency_us = times
+        .into_iter()
+        .map(|t| {
+            t.chunks(rounds)
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    c.sort_by(f64::total_cmp);
+                    c[c.len() / 2]
+                })
+                .collect()
+        })
+        .collect();
+    Some(crate::autotune::decide::Paired {
+        latency_us,
+        found,
+        slots: truth.iter().map(|t| t.len().min(k) as u32).collect(),
+        rounds,
+    })
+}
+
+/// An objective of the Pareto frontier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Recall, higher is better.
+    Recall,
+    /// p50 latency, lower is better.
+    P50,
+    /// Memory of what would serve, lower is better.
+    Memory,
+}
+
+impl Axis {
+    /// The contract's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Axis::Recall => "recall",
+            Axis::P50 => "p50",
+            Axis::Memory => "memory",
+        }
+    }
+
+    /// Parses `recall,p50,memory` (any order, at least two distinct axes).
+    pub fn parse_list(s: &str) -> Result<Vec<Axis>> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            let a = match part {
+                "recall" => Axis::Recall,
+                "p50" => Axis::P50,
+                "memory" => Axis::Memory,
+                other => {
+                    return Err(TrialsError::InvalidAxes(format!(
+                        "unknown axis {:?}: axes are recall, p50, memory",
+                        other.chars().take(32).collect::<String>()
+                    )))
+                }
+            };
+            if out.contains(&a) {
+                return Err(TrialsError::InvalidAxes(format!("axis {part} is repeated")));
+            }
+            out.push(a);
+        }
+        if out.len() < 2 {
+            return Err(TrialsError::InvalidAxes(
+                "a frontier needs at least two axes".into(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The trial's value on this axis, larger is better.
+    fn score(self, t: &Trial) -> f64 {
+        match self {
+            Axis::Recall => t.metrics.recall_at_k,
+            Axis::P50 => -t.metrics.search_latency_p50_us,
+            Axis::Memory => -(t.metrics.memory_bytes as f64),
+        }
+    }
+}
+
 /// The trials not dominated in (recall ↑, p50 ↓), recall ascending. `u` dominates `t` when
 /// it is at least as good on both and strictly better on one, so exact ties both stay.
 pub fn pareto(trials: &[Arc<Trial>]) -> Vec<Arc<Trial>> {
-    let key = |t: &Trial| (t.metrics.recall_at_k, t.metrics.search_latency_p50_us);
+    pareto_on(trials, &[Axis::Recall, Axis::P50])
+}
+
+/// The trials not dominated on `axes`, recall ascending (then p50 descending).
+pub fn pareto_on(trials: &[Arc<Trial>], axes: &[Axis]) -> Vec<Arc<Trial>> {
     let dominated = |t: &Trial| {
-        let (r, p) = key(t);
         trials.iter().any(|u| {
-            let (ur, up) = key(u);
-            ur >= r && up <= p && (ur > r || up < p)
+            axes.iter().all(|a| a.score(u) >= a.score(t)) && axes.iter().any(|a| a.score(u) > a.score(t))
         })
     };
     let mut front: Vec<Arc<Trial>> = trials.iter().filter(|t| !dominated(t)).cloned().collect();

@@ -1,0 +1,522 @@
+//! The tuning run: which configs to measure, which one wins, whether it is promoted.
+//!
+//! The loop is generic over a [`Backend`] (build and measure a config, measure several
+//! interleaved, journal a trial, read and replace the incumbent), as the agent's loop is
+//! over [`crate::agent::AgentBackend`]: the service drives it with real graphs, tests with
+//! a fake whose latencies are a formula, on tokio's paused clock. A run is four steps,
+//! each its own method:
+//!
+//! 1. **next config**: the grid's configs graph by graph, or the adaptive climb's asks,
+//!    then (adaptive, `min_latency`) refinement between the climb's rungs
+//!    ([`super::refine`]);
+//! 2. **measure and record**: one trial each, journaled at once (or at the end when the
+//!    run holds queries out, so the winner's trial can carry its validation);
+//! 3. **pick and validate the winner**: the best eligible trial; trials within
+//!    [`NEAR_TIE`] of its p50 are re-measured interleaved and the fastest on the paired
+//!    ratio wins; with held-out queries a refined winner that misses the gate on them
+//!    gives way to the next one;
+//! 4. **decide the promotion**: `always`, `never`, or `if_better`, where the winner and the
+//!    incumbent are re-measured interleaved and [`Rules::decide`] promotes only beyond the
+//!    noise (a config is never promoted over itself).
+
+use std::future::Future;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::adaptive::{Adaptive, Observation};
+use super::decide::{Paired, ROUNDS};
+use super::refine::{RefineStats, Refiner};
+use super::{graph_groups, Candidate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
+use crate::hnsw::{Engine, HnswConfig};
+use crate::trials::{TrialMetrics, Validation};
+
+/// Trials whose p50 is within this fraction of the best's are re-measured interleaved
+/// before the winner is named: single p50s that close are inside the noise.
+pub const NEAR_TIE: f64 = 0.10;
+/// Near-ties re-measured at most.
+pub const MAX_NEAR_TIES: usize = 4;
+
+/// A trial for the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// Its id (time-ordered).
+    pub id: Uuid,
+    /// The config measured.
+    pub config: HnswConfig,
+    /// What it measured.
+    pub metrics: TrialMetrics,
+    /// Who ran it and, for a trial that broke a cap or came from refinement, a word on it.
+    pub note: String,
+    /// The winner's figures on the held-out queries.
+    pub validation: Option<Validation>,
+}
+
+/// What a run needs from the world.
+pub trait Backend: Send {
+    /// What can go wrong.
+    type Error: Send;
+    /// Measures `config` on the tuning (or held-out) queries, building its graph unless
+    /// the run holds it. `None` when the run was cancelled meanwhile.
+    fn measure(
+        &mut self,
+        config: HnswConfig,
+        held_out: bool,
+    ) -> impl Future<Output = Result<Option<TrialMetrics>, Self::Error>> + Send;
+    /// Measures `configs` interleaved on the tuning queries, `rounds` rounds. `None` when
+    /// cancelled.
+    fn paired(
+        &mut self,
+        configs: &[HnswConfig],
+        rounds: usize,
+    ) -> impl Future<Output = Result<Option<Paired>, Self::Error>> + Send;
+    /// Journals a trial.
+    fn record(&mut self, trial: Recorded) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// The promoted config and its trial, if any.
+    fn incumbent(&mut self) -> impl Future<Output = Result<Option<(Uuid, HnswConfig)>, Self::Error>> + Send;
+    /// Promotes the winner.
+    fn promote(&mut self, winner: &Candidate) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Graphs built so far.
+    fn builds(&self) -> usize;
+    /// Whether the run was asked to stop.
+    fn cancelled(&self) -> bool;
+    /// Trials finished so far (for progress).
+    fn progress(&mut self, trials: usize);
+}
+
+/// How a run is set up beside its [`Spec`].
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Journal trials at the end (the run holds queries out).
+    pub defer: bool,
+    /// The journal note of its trials (`autotune`, `agent`).
+    pub note: String,
+    /// The builder (graph identity: which configs share a build).
+    pub engine: Engine,
+    /// Seed of the adaptive search's configs.
+    pub seed: u64,
+}
+
+/// What a finished run found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Trials measured (climb and refinement).
+    pub trials_run: usize,
+    /// Trials that could win.
+    pub trials_eligible: usize,
+    /// Graphs built.
+    pub builds: usize,
+    /// The winner, if any.
+    pub winner: Option<Candidate>,
+    /// Whether it was promoted.
+    pub promoted: bool,
+    /// Why (not).
+    pub reason: Option<String>,
+    /// Refinement's share, when it ran.
+    pub refinement: Option<RefineStats>,
+    /// Trials that passed the recall bar but broke a cap.
+    pub ineligible: Vec<Ineligible>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// To the end.
+    Finished(Box<Outcome>),
+    /// Cancelled: nothing promoted.
+    Cancelled {
+        /// Trials finished (and journaled).
+        trials_run: usize,
+    },
+}
+
+enum Phase {
+    Climb,
+    Refine(Box<Refiner>),
+    Done,
+}
+
+/// One run's state.
+pub struct Run<'a, B: Backend> {
+    b: &'a mut B,
+    spec: &'a Spec,
+    setup: Setup,
+    candidates: Vec<Candidate>,
+    /// Trials from refinement (by id).
+    refined: Vec<Uuid>,
+    pending: Vec<Recorded>,
+    adaptive: Adaptive,
+    grid: std::vec::IntoIter<HnswConfig>,
+    phase: Phase,
+    started: Instant,
+    /// Seconds per (m × ef_construction) unit seen so far: the budget's build forecast.
+    secs_per_unit: f64,
+    refine: RefineStats,
+    builds_before_refine: usize,
+}
+
+type Step<T, E> = Result<Option<T>, E>;
+
+impl<'a, B: Backend> Run<'a, B> {
+    /// A run of `spec` on `b`.
+    pub fn new(b: &'a mut B, spec: &'a Spec, setup: Setup) -> Self {
+        let grid: Vec<HnswConfig> = match spec.strategy {
+            Strategy::Grid => graph_groups(&spec.plan.configs, setup.engine)
+                .into_iter()
+                .flat_map(|(g, efs)| efs.into_iter().map(move |ef| HnswConfig { ef_search: ef, ..g }))
+                .collect(),
+            Strategy::Adaptive { .. } => Vec::new(),
+        };
+        Run {
+            adaptive: Adaptive::new(setup.seed),
+            b,
+            spec,
+            setup,
+            candidates: Vec::new(),
+            refined: Vec::new(),
+            pending: Vec::new(),
+            grid: grid.into_iter(),
+            phase: Phase::Climb,
+            started: Instant::now(),
+            secs_per_unit: 0.0,
+            refine: RefineStats::default(),
+            builds_before_refine: 0,
+        }
+    }
+
+    fn rules(&self) -> &Rules {
+        &self.spec.rules
+    }
+
+    fn built(&self, c: &HnswConfig) -> bool {
+        let id = c.graph_id(self.setup.engine);
+        self.candidates
+            .iter()
+            .any(|x| x.config.graph_id(self.setup.engine) == id)
+    }
+
+    fn affordable(&self, c: &HnswConfig, left: f64) -> bool {
+        self.built(c) || self.secs_per_unit * f64::from(c.m) * f64::from(c.ef_construction) <= left
+    }
+
+    /// Step 1: the next config to measure, or `None` when the run has measured enough.
+    pub fn next_config(&mut self) -> Option<HnswConfig> {
+        let budget = match self.spec.strategy {
+            Strategy::Grid => None,
+            Strategy::Adaptive { budget, .. } => Some(budget.as_secs_f64()),
+        };
+        let left = budget.map_or(f64::INFINITY, |b| b - self.started.elapsed().as_secs_f64());
+        loop {
+            match &mut self.phase {
+                Phase::Climb => {
+                    let next = match self.spec.strategy {
+                        Strategy::Grid => self.grid.next(),
+                        Strategy::Adaptive { max_trials, .. } => {
+                            // a share of max_trials is kept for refinement
+                            let reserve = if self.refiner_ran() {
+                                (max_trials / 4).min(super::refine::MAX_TRIALS)
+                            } else {
+                                0
+                            };
+                            if self.candidates.len() >= max_trials - reserve || left <= 0.0 {
+                                None
+                            } else {
+                                let spu = self.secs_per_unit;
+                                self.adaptive
+                                    .next(&|m, ec| spu * f64::from(m) * f64::from(ec) <= left)
+                            }
+                        }
+                    };
+                    if next.is_some() {
+                        return next;
+                    }
+                    self.phase = self.refiner().map_or(Phase::Done, |r| Phase::Refine(Box::new(r)));
+                    self.builds_before_refine = self.b.builds();
+                }
+                Phase::Refine(r) => {
+                    let cap = match self.spec.strategy {
+                        Strategy::Adaptive { max_trials, .. } => max_trials,
+                        Strategy::Grid => usize::MAX,
+                    };
+                    if left <= 0.0 || self.candidates.len() >= cap {
+                        self.phase = Phase::Done;
+                        continue;
+                    }
+                    let Some(c) = r.next() else {
+                        self.phase = Phase::Done;
+                        continue;
+                    };
+                    if self.affordable(&c, left) {
+                        return Some(c);
+                    }
+                    // a build the budget cannot pay for: give that graph up
+                    if let Phase::Refine(r) = &mut self.phase {
+                        r.observe(c, false, f64::INFINITY);
+                    }
+                }
+                Phase::Done => return None,
+            }
+        }
+    }
+
+    /// Refinement around the climb's winner: adaptive `min_latency` runs only (a grid is
+    /// what the caller asked for; `max_recall` has no margin to trim).
+    fn refiner(&self) -> Option<Refiner> {
+        if !matches!(self.spec.strategy, Strategy::Adaptive { .. })
+            || self.rules().objective != Objective::MinLatency
+        {
+            return None;
+        }
+        let w = &self.candidates[self.rules().winner(&self.candidates)?];
+        let id = w.config.graph_id(self.setup.engine);
+        let failing = self
+            .candidates
+            .iter()
+            .filter(|c| c.config.graph_id(self.setup.engine) == id)
+            .filter(|c| !self.rules().passes_recall(c) && c.config.ef_search < w.config.ef_search)
+            .map(|c| c.config.ef_search)
+            .max();
+        Some(Refiner::new(
+            w.config,
+            w.distance_evals_per_query,
+            failing,
+            &|c| self.built(c),
+        ))
+    }
+
+    /// Step 2: measures `config` and journals it (or keeps it for the end). `None` when
+    /// the run was cancelled.
+    pub async fn measure_and_record(&mut self, config: HnswConfig) -> Step<Candidate, B::Error> {
+        let built_before = self.b.builds();
+        let Some(metrics) = self.b.measure(config, false).await? else {
+            return Ok(None);
+        };
+        if self.b.builds() > built_before {
+            let units = f64::from(config.m) * f64::from(config.ef_construction);
+            self.secs_per_unit = self.secs_per_unit.max(metrics.build_time_secs / units);
+        }
+        let id = Uuid::now_v7();
+        let c = super::candidate_of(id, config, &metrics);
+        let passes = self.rules().eligible(&c);
+        let mut note = self.setup.note.clone();
+        let refining = matches!(self.phase, Phase::Refine(_));
+        if refining {
+            note.push_str("; refinement");
+            self.refined.push(id);
+        }
+        if let Some(v) = self.rules().violation(&c) {
+            note.push_str("; ineligible: ");
+            note.push_str(&v);
+        }
+        match &mut self.phase {
+            Phase::Refine(r) => r.observe(config, passes, metrics.distance_evals_per_query),
+            _ => self.adaptive.observe(
+                config,
+                Observation {
+                    passes,
+                    recall: c.recall_at_k,
+                    cost: metrics.distance_evals_per_query,
+                },
+            ),
+        }
+        let trial = Recorded {
+            id,
+            config,
+            metrics,
+            note,
+            validation: None,
+        };
+        if self.setup.defer {
+            self.pending.push(trial);
+        } else {
+            self.b.record(trial).await?;
+        }
+        self.candidates.push(c.clone());
+        self.b.progress(self.candidates.len());
+        Ok(Some(c))
+    }
+
+    /// Step 3a: the best eligible trial, near-ties settled by an interleaved
+    /// re-measurement. `Ok(None)` inside `Some` is "no winner"; the outer `None` is a
+    /// cancel.
+    pub async fn pick(&mut self) -> Step<Option<Candidate>, B::Error> {
+        let Some(best) = self.rules().winner(&self.candidates) else {
+            return Ok(Some(None));
+        };
+        let b = self.candidates[best].clone();
+        let mut ties: Vec<Candidate> = vec![b.clone()];
+        for c in &self.candidates {
+            let same_bar = match self.rules().objective {
+                Objective::MinLatency => true,
+                Objective::MaxRecall => c.recall_at_k == b.recall_at_k,
+            };
+            if ties.len() < MAX_NEAR_TIES
+                && same_bar
+                && self.rules().eligible(c)
+                && c.search_latency_p50_us <= b.search_latency_p50_us * (1.0 + NEAR_TIE)
+                && !ties.iter().any(|t| t.config == c.config)
+            {
+                ties.push(c.clone());
+            }
+        }
+        if ties.len() == 1 {
+            return Ok(Some(Some(b)));
+        }
+        let configs: Vec<HnswConfig> = ties.iter().map(|t| t.config).collect();
+        let Some(p) = self.b.paired(&configs, ROUNDS).await? else {
+            return Ok(None);
+        };
+        let fastest = (1..ties.len())
+            .map(|j| (j, p.effect(0, j).ratio))
+            .filter(|&(_, r)| r < 1.0)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(0, |(j, _)| j);
+        Ok(Some(Some(ties.swap_remove(fastest))))
+    }
+
+    /// Step 3b: the winner on the held-out queries. A winner found by refinement that
+    /// misses the recall bar there gives way to the next eligible trial by p50, until one
+    /// from the climb (whose margin the held-out check is not about) or one that passes.
+    pub async fn validate(&mut self, winner: Candidate) -> Step<Candidate, B::Error> {
+        if !self.setup.defer {
+            return Ok(Some(winner));
+        }
+        let mut order: Vec<Candidate> = vec![winner.clone()];
+        let mut rest: Vec<&Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| self.rules().eligible(c) && c.trial_id != winner.trial_id)
+            .collect();
+        rest.sort_by(|a, b| a.search_latency_p50_us.total_cmp(&b.search_latency_p50_us));
+        order.extend(rest.into_iter().cloned());
+        let mut first: Option<Candidate> = None;
+        for mut c in order {
+            let Some(m) = self.b.measure(c.config, true).await? else {
+                return Ok(None);
+            };
+            c.validation = Some(Validation {
+                recall_at_k: m.recall_at_k,
+                search_latency_p50_us: m.search_latency_p50_us,
+                eval_queries: m.eval_queries,
+            });
+            let held = super::candidate_of(c.trial_id, c.config, &m);
+            if self.rules().passes_recall(&held) || !self.refined.contains(&c.trial_id) {
+                return Ok(Some(c));
+            }
+            first.get_or_insert(c);
+        }
+        Ok(first)
+    }
+
+    /// Step 4: promotes the winner as the policy says; `(promoted, reason)`, `None` when
+    /// cancelled.
+    pub async fn decide(&mut self, winner: Option<&Candidate>) -> Step<(bool, Option<String>), B::Error> {
+        let rules = *self.rules();
+        let Some(w) = winner else {
+            return Ok(Some((false, Some(rules.nobody_wins(&self.candidates)))));
+        };
+        match rules.promote {
+            Promote::Never => Ok(Some((false, Some("promote is never: nothing promoted".into())))),
+            Promote::Always => {
+                self.b.promote(w).await?;
+                Ok(Some((true, None)))
+            }
+            Promote::IfBetter => {
+                let Some((inc_id, inc)) = self.b.incumbent().await? else {
+                    self.b.promote(w).await?;
+                    return Ok(Some((true, Some("promoted: nothing was promoted yet".into()))));
+                };
+                if inc == w.config {
+                    return Ok(Some((
+                        false,
+                        Some("kept: the winner is the promoted config itself".into()),
+                    )));
+                }
+                let Some(m) = self.b.measure(inc, false).await? else {
+                    return Ok(None);
+                };
+                let incumbent = super::candidate_of(inc_id, inc, &m);
+                let Some(p) = self.b.paired(&[inc, w.config], ROUNDS).await? else {
+                    return Ok(None);
+                };
+                let (better, why) = rules.decide(&p, 0, 1, &incumbent, w);
+                if better {
+                    self.b.promote(w).await?;
+                }
+                Ok(Some((better, Some(why))))
+            }
+        }
+    }
+
+    /// Runs the steps to the end.
+    pub async fn run(mut self) -> Result<End, B::Error> {
+        let mut cancelled = false;
+        while let Some(config) = self.next_config() {
+            if self.b.cancelled() || self.measure_and_record(config).await?.is_none() {
+                cancelled = true;
+                break;
+            }
+        }
+        if matches!(self.phase, Phase::Refine(_) | Phase::Done) && self.refiner_ran() {
+            self.refine = RefineStats {
+                trials: self.refined.len(),
+                builds: self.b.builds().saturating_sub(self.builds_before_refine),
+            };
+        }
+        let mut winner = None;
+        if !cancelled {
+            match self.pick().await? {
+                None => cancelled = true,
+                Some(None) => {}
+                Some(Some(w)) => match self.validate(w).await? {
+                    None => cancelled = true,
+                    Some(w) => winner = Some(w),
+                },
+            }
+        }
+        // deferred trials: journaled now, the winner's with its validation
+        for mut t in std::mem::take(&mut self.pending) {
+            if let Some(w) = winner.as_ref().filter(|w| w.trial_id == t.id && !cancelled) {
+                t.validation = w.validation.clone();
+            }
+            self.b.record(t).await?;
+        }
+        if cancelled {
+            return Ok(End::Cancelled {
+                trials_run: self.candidates.len(),
+            });
+        }
+        let Some((promoted, reason)) = self.decide(winner.as_ref()).await? else {
+            return Ok(End::Cancelled {
+                trials_run: self.candidates.len(),
+            });
+        };
+        let rules = *self.rules();
+        let ineligible = self
+            .candidates
+            .iter()
+            .filter(|c| rules.passes_recall(c))
+            .filter_map(|c| {
+                rules.violation(c).map(|reason| Ineligible {
+                    trial_id: c.trial_id,
+                    reason,
+                })
+            })
+            .collect();
+        Ok(End::Finished(Box::new(Outcome {
+            trials_run: self.candidates.len(),
+            trials_eligible: self.candidates.iter().filter(|c| rules.eligible(c)).count(),
+            builds: self.b.builds(),
+            winner,
+            promoted,
+            reason,
+            refinement: self.refiner_ran().then_some(self.refine),
+            ineligible,
+        })))
+    }
+
+    fn refiner_ran(&self) -> bool {
+        matches!(self.spec.strategy, Strategy::Adaptive { .. })
+            && self.rules().objective == Objective::MinLatency
+    }
+}

@@ -1,0 +1,332 @@
+//! Refinement: after the adaptive climb, look between its ladder's rungs so the winner
+//! carries only the recall margin the gate asks for.
+//!
+//! The climb moves on ladders (`ef_search` in ~1.25× steps, `ef_construction` and `m` in
+//! ~2× and ~1.5× steps), so its winner passes the gate at the first passing rung, often
+//! well past the target (measured on a 24k text set: .961 for a .95 gate, while a config
+//! between the rungs passed at .951 and served 1.34× faster). Refinement:
+//!
+//! 1. bisects `ef_search` over the integers between the winner's last failing and first
+//!    passing rung, on the winner's own graph (no build);
+//! 2. probes the graphs halfway between the winner's `ef_construction` and its neighbouring
+//!    rungs, then halfway between its `m` and the neighbouring `m` rungs, then the winner's
+//!    graph with the other quantization, each searched for its least passing `ef_search`
+//!    (start at the best ef so far, walk down while it passes, bisect the last step). A
+//!    probe whose first failing measurement already costs more distance evaluations than
+//!    the best passing config is abandoned: any larger ef costs more still.
+//!
+//! Pure (no I/O, no clock), like [`super::adaptive`]: the engine asks [`Refiner::next`],
+//! measures, and reports with [`Refiner::observe`].
+
+use crate::autotune::adaptive::{nearest, EC_LADDER, M_LADDER};
+use crate::hnsw::config::EF_SEARCH;
+use crate::hnsw::{HnswConfig, Quantization};
+
+const MIN_EF_SEARCH: u32 = EF_SEARCH.0;
+const MAX_EF_SEARCH: u32 = EF_SEARCH.1;
+
+/// Refinement trials at most (beside the climb's).
+pub const MAX_TRIALS: usize = 24;
+/// Graphs probed at most.
+pub const MAX_PROBES: usize = 5;
+
+/// The least passing `ef_search` of one graph, searched over integers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct EfSearch {
+    /// Largest ef known to fail.
+    lo: Option<u32>,
+    /// Smallest ef known to pass.
+    hi: Option<u32>,
+    /// The first ef to measure.
+    start: u32,
+    /// Steps up after a failing start.
+    ups: u32,
+    abandoned: bool,
+}
+
+impl EfSearch {
+    fn new(start: u32, lo: Option<u32>, hi: Option<u32>) -> EfSearch {
+        EfSearch {
+            lo,
+            hi,
+            start: start.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH),
+            ups: 0,
+            abandoned: false,
+        }
+    }
+
+    fn next(&self) -> Option<u32> {
+        if self.abandoned {
+            return None;
+        }
+        match (self.lo, self.hi) {
+            (None, None) => Some(self.start),
+            (Some(lo), Some(hi)) => (hi > lo + 1).then_some(lo + (hi - lo) / 2),
+            // passes: walk down ~20 % while it does
+            (None, Some(hi)) => {
+                let down = (hi * 4 / 5).max(MIN_EF_SEARCH);
+                (down < hi).then_some(down)
+            }
+            // fails: up ~25 % twice at most
+            (Some(lo), None) => {
+                let up = (lo * 5 / 4 + 1).min(MAX_EF_SEARCH);
+                (self.ups < 2 && up > lo).then_some(up)
+            }
+        }
+    }
+
+    fn observe(&mut self, ef: u32, passes: bool, too_dear: bool) {
+        if passes {
+            self.hi = Some(self.hi.map_or(ef, |h| h.min(ef)));
+        } else {
+            if self.hi.is_none() {
+                if too_dear {
+                    self.abandoned = true;
+                }
+                if self.lo.is_some() {
+                    self.ups += 1;
+                }
+            }
+            self.lo = Some(self.lo.map_or(ef, |l| l.max(ef)));
+        }
+        if self.lo.is_none() && self.hi == Some(MIN_EF_SEARCH) {
+            self.lo = Some(MIN_EF_SEARCH - 1);
+        }
+    }
+}
+
+/// What refinement measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RefineStats {
+    /// Trials it measured.
+    pub trials: usize,
+    /// Graphs it built.
+    pub builds: usize,
+}
+
+/// The refinement state around one winner.
+#[derive(Debug, Clone)]
+pub struct Refiner {
+    /// The graph under search (its `ef_search` is the one being measured).
+    graph: HnswConfig,
+    search: EfSearch,
+    /// Graphs still to probe, in order.
+    probes: Vec<HnswConfig>,
+    probed: usize,
+    /// The cheapest passing cost so far (distance evaluations per query).
+    best_cost: f64,
+    /// The best passing ef so far (where the next probe starts).
+    best_ef: u32,
+    trials: usize,
+}
+
+fn between(ladder: &[u32], v: u32) -> Vec<u32> {
+    let i = nearest(ladder, v);
+    let mut out = Vec::new();
+    if i > 0 && ladder[i] == v {
+        let mid = (ladder[i - 1] + v) / 2;
+        if mid != ladder[i - 1] && mid != v {
+            out.push(mid);
+        }
+    }
+    if i + 1 < ladder.len() && ladder[i] == v {
+        let mid = (v + ladder[i + 1]) / 2;
+        if mid != v && mid != ladder[i + 1] {
+            out.push(mid);
+        }
+    }
+    out
+}
+
+impl Refiner {
+    /// Refinement around `winner` (a passing config at `winner_cost`), whose graph is known
+    /// to fail at `failing_ef` (the largest measured failing ef below it), if measured.
+    /// `built` says whether a graph is built already (so it is not probed again).
+    pub fn new(
+        winner: HnswConfig,
+        winner_cost: f64,
+        failing_ef: Option<u32>,
+        built: &dyn Fn(&HnswConfig) -> bool,
+    ) -> Refiner {
+        let mut probes = Vec::new();
+        for ec in between(&EC_LADDER, winner.ef_construction) {
+            probes.push(HnswConfig {
+                ef_construction: ec,
+                ..winner
+            });
+        }
+        for m in between(&M_LADDER, winner.m) {
+            probes.push(HnswConfig { m, ..winner });
+        }
+        probes.push(HnswConfig {
+            quantization: match winner.quantization {
+                Quantization::None => Quantization::Sq8,
+                Quantization::Sq8 => Quantization::None,
+            },
+            ..winner
+        });
+        probes.retain(|p| !built(p));
+        probes.truncate(MAX_PROBES);
+        probes.reverse(); // popped from the back: first listed, first probed
+        Refiner {
+            graph: winner,
+            search: EfSearch::new(winner.ef_search, failing_ef, Some(winner.ef_search)),
+            probes,
+            probed: 0,
+            best_cost: winner_cost,
+            best_ef: winner.ef_search,
+            trials: 0,
+        }
+    }
+
+    /// The next config to measure, or `None` when refinement is done.
+    pub fn next(&mut self) -> Option<HnswConfig> {
+        if self.trials >= MAX_TRIALS {
+            return None;
+        }
+        loop {
+            if let Some(ef) = self.search.next() {
+                return Some(HnswConfig {
+                    ef_search: ef,
+                    ..self.graph
+                });
+            }
+            let probe = self.probes.pop()?;
+            self.probed += 1;
+            self.graph = probe;
+            self.search = EfSearch::new(self.best_ef, None, None);
+        }
+    }
+
+    /// Reports a measurement of the config [`Refiner::next`] gave.
+    pub fn observe(&mut self, config: HnswConfig, passes: bool, cost: f64) {
+        self.trials += 1;
+        if passes && cost < self.best_cost {
+            self.best_cost = cost;
+            self.best_ef = config.ef_search;
+        }
+        self.search
+            .observe(config.ef_search, passes, cost >= self.best_cost);
+    }
+
+    /// Graphs probed so far.
+    pub fn probed(&self) -> usize {
+        self.probed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(m: u32, ec: u32, ef: u32) -> HnswConfig {
+        HnswConfig {
+            m,
+            ef_construction: ec,
+            ef_search: ef,
+            ..HnswConfig::DEFAULT
+        }
+    }
+
+    /// A synthetic surface: recall rises with ef, m and ec; cost ∝ ef·m.
+    fn recall(c: &HnswConfig) -> f64 {
+        let q = if c.quantization == Quantization::Sq8 {
+            0.995
+        } else {
+            1.0
+        };
+        q * (1.0 - 3.0 / (c.ef_search as f64 * (c.m as f64).sqrt() * (c.ef_construction as f64).powf(0.25)))
+    }
+
+    fn cost(c: &HnswConfig) -> f64 {
+        c.ef_search as f64
+            * c.m as f64
+            * if c.quantization == Quantization::Sq8 {
+                0.8
+            } else {
+                1.0
+            }
+    }
+
+    fn run(winner: HnswConfig, failing: Option<u32>, target: f64) -> (Vec<HnswConfig>, HnswConfig) {
+        let mut r = Refiner::new(winner, cost(&winner), failing, &|_| false);
+        let mut seen = Vec::new();
+        let mut best = winner;
+        while let Some(c) = r.next() {
+            assert!(!seen.contains(&c), "measured twice: {c:?}");
+            seen.push(c);
+            let pass = recall(&c) >= target;
+            if pass && cost(&c) < cost(&best) {
+                best = c;
+            }
+            r.observe(c, pass, cost(&c));
+        }
+        assert!(seen.len() <= MAX_TRIALS);
+        (seen, best)
+    }
+
+    #[test]
+    fn bisects_ef_between_rungs_to_the_least_passing_integer() {
+        // at m16 ec80 the surface passes .95 from ef 20 on (3/(20·4·2.99) = .0125 ≤ .05)
+        let w = cfg(16, 80, 27);
+        let mut r = Refiner::new(w, cost(&w), Some(22), &|_| true);
+        let mut efs = Vec::new();
+        while let Some(c) = r.next() {
+            efs.push(c.ef_search);
+            r.observe(c, recall(&c) >= 0.99, cost(&c));
+        }
+        // only the winner's graph (every probe counted as built): ef 23..26 bisected
+        assert!(efs.iter().all(|&e| (23..27).contains(&e)), "{efs:?}");
+        assert!(efs.len() <= 3, "{efs:?}");
+    }
+
+    #[test]
+    fn finds_a_cheaper_passing_config_between_rungs() {
+        let target = 0.975;
+        let w = cfg(16, 80, 40);
+        let (seen, best) = run(w, Some(33), target);
+        assert!(recall(&best) >= target);
+        assert!(cost(&best) < cost(&w), "{best:?} from {seen:?}");
+        // probes lie between rungs: ec 60 / 120, m 14 / 20, and sq8
+        let graphs: Vec<(u32, u32, Quantization)> = seen
+            .iter()
+            .map(|c| (c.m, c.ef_construction, c.quantization))
+            .collect();
+        for g in [
+            (16, 60, Quantization::None),
+            (16, 120, Quantization::None),
+            (14, 80, Quantization::None),
+            (20, 80, Quantization::None),
+        ] {
+            assert!(graphs.contains(&g), "{g:?} not probed: {graphs:?}");
+        }
+    }
+
+    #[test]
+    fn the_least_ef_is_not_walked_below_the_bound() {
+        let w = cfg(16, 80, MIN_EF_SEARCH);
+        let (seen, _) = run(w, None, 0.5);
+        assert!(seen.iter().all(|c| c.ef_search >= MIN_EF_SEARCH));
+    }
+
+    #[test]
+    fn ef_search_walks_down_then_bisects() {
+        let mut s = EfSearch::new(40, None, None);
+        let pass_from = 23;
+        let mut n = 0;
+        while let Some(ef) = s.next() {
+            s.observe(ef, ef >= pass_from, false);
+            n += 1;
+            assert!(n < 20);
+        }
+        assert_eq!(s.hi, Some(pass_from));
+        assert_eq!(s.lo, Some(pass_from - 1));
+    }
+
+    #[test]
+    fn a_dear_failing_probe_is_abandoned() {
+        let mut s = EfSearch::new(40, None, None);
+        s.observe(40, false, true);
+        assert_eq!(s.next(), None);
+    }
+}
