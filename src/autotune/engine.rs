@@ -520,3 +520,325 @@ impl<'a, B: Backend> Run<'a, B> {
             && self.rules().objective == Objective::MinLatency
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autotune::SpecFields;
+    use crate::hnsw::{Quantization, RawHnswConfig};
+    use crate::rng::SplitMix64;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    /// A backend whose recall and cost are formulas of the config, whose builds take
+    /// `build_secs` of (paused) tokio time per m×efC unit, and whose interleaved latencies
+    /// are the cost times seeded noise.
+    struct Fake {
+        built: HashSet<crate::hnsw::GraphId>,
+        journal: Vec<Recorded>,
+        incumbent: Option<(Uuid, HnswConfig)>,
+        promoted: Vec<HnswConfig>,
+        rng: SplitMix64,
+        noise: f64,
+        cancel_after: Option<usize>,
+        measured: usize,
+        build_secs: f64,
+        /// Held-out queries are harder by this much recall.
+        held_out_penalty: f64,
+    }
+
+    impl Fake {
+        fn new(seed: u64) -> Fake {
+            Fake {
+                built: HashSet::new(),
+                journal: Vec::new(),
+                incumbent: None,
+                promoted: Vec::new(),
+                rng: SplitMix64::new(seed),
+                noise: 0.3,
+                cancel_after: None,
+                measured: 0,
+                build_secs: 1e-4,
+                held_out_penalty: 0.0,
+            }
+        }
+    }
+
+    fn recall(c: &HnswConfig) -> f64 {
+        let q = if c.quantization == Quantization::Sq8 {
+            0.995
+        } else {
+            1.0
+        };
+        q * (1.0 - 3.0 / (c.ef_search as f64 * (c.m as f64).sqrt() * (c.ef_construction as f64).powf(0.25)))
+    }
+
+    fn cost(c: &HnswConfig) -> f64 {
+        c.ef_search as f64 * c.m as f64
+    }
+
+    fn metrics(c: &HnswConfig, recall: f64, build: f64) -> TrialMetrics {
+        let found = (recall * 1000.0).round() as usize;
+        TrialMetrics {
+            build_time_secs: build,
+            search_latency_p50_us: cost(c) * 0.1,
+            search_latency_p95_us: cost(c) * 0.2,
+            search_latency_p99_us: cost(c) * 0.3,
+            recall_at_k: recall,
+            memory_bytes: 1000 * c.m as u64,
+            vectors: 1000,
+            eval_queries: 100,
+            brute_force_latency_us: 100.0,
+            recall_ci_low: crate::trials::wilson_lower(found, 1000),
+            distance_evals_per_query: cost(c),
+            search_latency_mean_us: cost(c) * 0.1,
+            qps: 1.0,
+        }
+    }
+
+    impl Backend for Fake {
+        type Error = String;
+        async fn measure(&mut self, c: HnswConfig, held_out: bool) -> Result<Option<TrialMetrics>, String> {
+            if self.cancel_after.is_some_and(|n| self.measured >= n) {
+                return Ok(None);
+            }
+            self.measured += 1;
+            let build = self.build_secs * f64::from(c.m) * f64::from(c.ef_construction);
+            if self.built.insert(c.graph_id(Engine::Native)) {
+                tokio::time::sleep(Duration::from_secs_f64(build)).await;
+            }
+            let r = recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };
+            Ok(Some(metrics(&c, r.max(0.0), build)))
+        }
+        async fn paired(&mut self, configs: &[HnswConfig], rounds: usize) -> Result<Option<Paired>, String> {
+            let n = 100;
+            let mut latency_us = Vec::new();
+            let mut found = Vec::new();
+            for c in configs {
+                let base = cost(c) * 0.1;
+                let mut l = Vec::new();
+                for q in 0..n {
+                    let z: f64 = (0..12)
+                        .map(|_| (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+                        .sum::<f64>()
+                        - 6.0;
+                    l.push(base * (1.0 + (q % 5) as f64 * 0.1) * (z * self.noise).exp());
+                }
+                latency_us.push(l);
+                found.push(vec![(recall(c) * 1000.0).round() as u32; n]);
+            }
+            Ok(Some(Paired {
+                latency_us,
+                found,
+                slots: vec![1000; n],
+                rounds,
+            }))
+        }
+        async fn record(&mut self, t: Recorded) -> Result<(), String> {
+            self.journal.push(t);
+            Ok(())
+        }
+        async fn incumbent(&mut self) -> Result<Option<(Uuid, HnswConfig)>, String> {
+            Ok(self.incumbent)
+        }
+        async fn promote(&mut self, w: &Candidate) -> Result<(), String> {
+            self.promoted.push(w.config);
+            self.incumbent = Some((w.trial_id, w.config));
+            Ok(())
+        }
+        fn builds(&self) -> usize {
+            self.built.len()
+        }
+        fn cancelled(&self) -> bool {
+            false
+        }
+        fn progress(&mut self, _: usize) {}
+    }
+
+    fn raw(c: HnswConfig) -> RawHnswConfig {
+        RawHnswConfig {
+            ef_construction: c.ef_construction.into(),
+            ef_search: c.ef_search.into(),
+            m: Some(c.m.into()),
+            seed: Some(c.seed),
+            quantization: Some(c.quantization),
+        }
+    }
+
+    fn cfg(m: u32, ec: u32, ef: u32) -> HnswConfig {
+        HnswConfig {
+            m,
+            ef_construction: ec,
+            ef_search: ef,
+            ..HnswConfig::DEFAULT
+        }
+    }
+
+    fn setup(defer: bool) -> Setup {
+        Setup {
+            defer,
+            note: "autotune".into(),
+            engine: Engine::Native,
+            seed: 42,
+        }
+    }
+
+    async fn run(b: &mut Fake, f: SpecFields, defer: bool) -> End {
+        let spec = Spec::parse(&f).unwrap();
+        Run::new(b, &spec, setup(defer)).run().await.unwrap()
+    }
+
+    fn finished(e: End) -> Outcome {
+        match e {
+            End::Finished(o) => *o,
+            End::Cancelled { .. } => panic!("cancelled"),
+        }
+    }
+
+    fn grid(configs: &[HnswConfig], promote: &str) -> SpecFields {
+        SpecFields {
+            grid: Some(configs.iter().map(|&c| raw(c)).collect()),
+            objective: Some("min_latency".into()),
+            target_recall: Some(0.95),
+            promote: Some(promote.into()),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_grid_journals_every_trial_and_promotes_the_fastest_passing() {
+        let mut b = Fake::new(1);
+        let configs = [cfg(16, 80, 10), cfg(16, 80, 30), cfg(16, 80, 60)];
+        let o = finished(run(&mut b, grid(&configs, "always"), false).await);
+        assert_eq!((o.trials_run, o.builds, b.journal.len()), (3, 1, 3));
+        // the winner is the cheapest config the formula passes
+        let best = configs
+            .iter()
+            .filter(|c| recall(c) >= 0.95)
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            .copied();
+        assert_eq!(o.winner.map(|w| w.config), best);
+        assert!(o.promoted && o.refinement.is_none());
+        assert_eq!(b.promoted, vec![best.unwrap()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn if_better_never_promotes_a_config_over_itself_or_its_twin() {
+        let c = cfg(16, 80, 40);
+        // a twin: another seed, the same cost: equal within noise, never "better"
+        let twin = HnswConfig { seed: 7, ..c };
+        for run_no in 0..20 {
+            let mut b = Fake::new(run_no);
+            b.incumbent = Some((Uuid::nil(), c));
+            let o = finished(run(&mut b, grid(&[c], "if_better"), false).await);
+            assert!(!o.promoted, "run {run_no}: {:?}", o.reason);
+            assert!(o.reason.unwrap().contains("itself"));
+            let o = finished(run(&mut b, grid(&[twin], "if_better"), false).await);
+            assert!(!o.promoted, "run {run_no}: {:?}", o.reason);
+            assert!(o.reason.as_deref().unwrap().starts_with("kept"), "{:?}", o.reason);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn if_better_promotes_half_the_distance_evaluations() {
+        let slow = cfg(32, 80, 60);
+        let fast = cfg(16, 80, 60);
+        for run_no in 0..5 {
+            let mut b = Fake::new(100 + run_no);
+            b.incumbent = Some((Uuid::nil(), slow));
+            let o = finished(run(&mut b, grid(&[fast], "if_better"), false).await);
+            let why = o.reason.unwrap();
+            assert!(
+                o.promoted && why.starts_with("promoted: latency \u{2212}"),
+                "{why}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adaptive_refines_below_the_climb_rungs_within_max_trials() {
+        let mut b = Fake::new(3);
+        let f = SpecFields {
+            strategy: Some("adaptive".into()),
+            objective: Some("min_latency".into()),
+            target_recall: Some(0.975),
+            promote: Some("never".into()),
+            ..Default::default()
+        };
+        let o = finished(run(&mut b, f, false).await);
+        let r = o.refinement.unwrap();
+        assert!(r.trials > 0 && o.trials_run <= 40, "{o:?}");
+        assert_eq!(
+            b.journal.iter().filter(|t| t.note.contains("refinement")).count(),
+            r.trials
+        );
+        let w = o.winner.unwrap();
+        assert!(recall(&w.config) >= 0.975);
+        // the winner's ef is off the ladder or its graph between rungs: refinement paid
+        let climb_best = b
+            .journal
+            .iter()
+            .filter(|t| !t.note.contains("refinement") && t.metrics.recall_at_k >= 0.975)
+            .map(|t| cost(&t.config))
+            .fold(f64::INFINITY, f64::min);
+        assert!(cost(&w.config) < climb_best, "{:?} vs {climb_best}", w.config);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_stops_the_climb_on_the_paused_clock() {
+        let mut b = Fake::new(4);
+        b.build_secs = 0.01; // m16 efC80: 12.8 s per build
+        let f = SpecFields {
+            strategy: Some("adaptive".into()),
+            objective: Some("min_latency".into()),
+            budget_secs: Some(30.0),
+            promote: Some("never".into()),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let o = finished(run(&mut b, f, false).await);
+        // the build forecast is exact here, so no build starts that would overrun
+        assert!(
+            started.elapsed() <= Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(o.trials_run < 40 && o.builds >= 1, "{o:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_memory_cap_leaves_nothing_eligible_and_says_memory() {
+        let mut b = Fake::new(5);
+        let mut f = grid(&[cfg(16, 80, 30), cfg(8, 80, 30)], "always");
+        f.max_memory_bytes = Some(1000);
+        let o = finished(run(&mut b, f, false).await);
+        assert_eq!((o.trials_eligible, o.promoted), (0, false));
+        assert!(o.winner.is_none() && o.reason.unwrap().contains("memory"));
+        assert_eq!(o.ineligible.len(), 2);
+        assert!(b.journal.iter().all(|t| t.note.contains("ineligible: memory")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_out_queries_defer_the_journal_and_validate_the_winner() {
+        let mut b = Fake::new(6);
+        b.held_out_penalty = 0.001;
+        let o = finished(run(&mut b, grid(&[cfg(16, 80, 30), cfg(16, 80, 60)], "never"), true).await);
+        let w = o.winner.unwrap();
+        let v = w.validation.clone().unwrap();
+        assert!((v.recall_at_k - (recall(&w.config) - 0.001)).abs() < 1e-9);
+        let journaled: Vec<_> = b.journal.iter().filter(|t| t.validation.is_some()).collect();
+        assert_eq!(journaled.len(), 1);
+        assert_eq!(journaled[0].id, w.trial_id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_keeps_what_was_measured_and_promotes_nothing() {
+        let mut b = Fake::new(7);
+        b.cancel_after = Some(2);
+        let configs = [cfg(16, 80, 10), cfg(16, 80, 30), cfg(16, 80, 60)];
+        let e = run(&mut b, grid(&configs, "always"), false).await;
+        assert_eq!(e, End::Cancelled { trials_run: 2 });
+        assert_eq!(b.journal.len(), 2);
+        assert!(b.promoted.is_empty());
+    }
+}
