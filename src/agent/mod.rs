@@ -28,11 +28,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub mod canary;
+
 use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
 use crate::autotune::Rules;
-use crate::hnsw::HnswConfig;
+use crate::hnsw::{HnswConfig, Quantization};
+use crate::monitor::LiveStats;
 use crate::names::IndexName;
 use crate::rng::SplitMix64;
+use canary::{Action, Decision, Verdict};
 
 /// Trials per run at most (fewer when the hourly cap is near).
 pub const TRIALS_PER_RUN: usize = 3;
@@ -41,6 +45,16 @@ pub const GROWTH_POLL: Duration = Duration::from_millis(500);
 /// How long an agent waits before retrying when another run holds its index.
 pub const BUSY_RETRY: Duration = Duration::from_secs(2);
 const HOUR: Duration = Duration::from_secs(3600);
+/// `canary_queries` when none is given.
+pub const DEFAULT_CANARY_QUERIES: u64 = 500;
+/// Decisions kept in the agent's record (newest first).
+pub const DECISIONS_KEPT: usize = 20;
+/// `target_recall` of an agent that sets none (its canary and drift bar too).
+pub const DEFAULT_TARGET: f64 = 0.95;
+
+fn default_canary() -> u64 {
+    DEFAULT_CANARY_QUERIES
+}
 
 /// Errors of the agent module.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +90,15 @@ pub struct AgentConfig {
     /// Recall bar of `min_latency`.
     #[serde(default)]
     pub target_recall: Option<f64>,
+    /// Keep the serving generation on the promoted config (activate, then canary).
+    #[serde(default)]
+    pub activate: bool,
+    /// Live samples of a new generation its canary judges.
+    #[serde(default = "default_canary")]
+    pub canary_queries: u64,
+    /// Re-capture its (captured) harness after each run.
+    #[serde(default)]
+    pub refresh_harness: bool,
 }
 
 /// A PUT body before its checks.
@@ -105,6 +128,15 @@ pub struct AgentConfigIn {
     /// Default 0.95.
     #[serde(default)]
     pub target_recall: Option<f64>,
+    /// Default false.
+    #[serde(default)]
+    pub activate: Option<bool>,
+    /// Default 500.
+    #[serde(default)]
+    pub canary_queries: Option<i64>,
+    /// Default false.
+    #[serde(default)]
+    pub refresh_harness: Option<bool>,
 }
 
 fn non_negative(field: &'static str, v: f64) -> Result<f64, AgentError> {
@@ -135,7 +167,17 @@ impl AgentConfig {
                 reason: format!("must be non-negative, got {cap}"),
             });
         }
+        let canary = i.canary_queries.unwrap_or(DEFAULT_CANARY_QUERIES as i64);
+        if canary < 1 {
+            return Err(AgentError::InvalidField {
+                field: "canary_queries",
+                reason: format!("must be at least 1, got {canary}"),
+            });
+        }
         let cfg = AgentConfig {
+            activate: i.activate.unwrap_or(false),
+            canary_queries: canary as u64,
+            refresh_harness: i.refresh_harness.unwrap_or(false),
             harness: i.harness,
             enabled: i.enabled.unwrap_or(true),
             cooldown_secs: non_negative("cooldown_secs", i.cooldown_secs.unwrap_or(600.0))?,
@@ -150,6 +192,11 @@ impl AgentConfig {
             reason: e.to_string(),
         })?;
         Ok(cfg)
+    }
+
+    /// The recall its canary and drift check hold live traffic to.
+    pub fn target(&self) -> f64 {
+        self.target_recall.unwrap_or(DEFAULT_TARGET)
     }
 
     /// The rules its runs use: its objective and bar, always `if_better`.
@@ -175,6 +222,31 @@ pub struct AgentRecord {
     pub runs: u64,
     /// Vectors of the index at its last run (growth is measured from there).
     pub vectors_at_last_run: Option<u64>,
+    /// Its decisions, newest first (the last [`DECISIONS_KEPT`]).
+    #[serde(default)]
+    pub decisions: Vec<Decision>,
+    /// Configs its canary rolled back: it does not try them again.
+    #[serde(default)]
+    pub rejected: Vec<HnswConfig>,
+}
+
+impl AgentRecord {
+    /// A record of `config` with no history.
+    pub fn new(config: AgentConfig) -> AgentRecord {
+        AgentRecord {
+            config,
+            last_run_at: None,
+            runs: 0,
+            vectors_at_last_run: None,
+            decisions: Vec::new(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// The newest decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.decisions.first()
+    }
 }
 
 /// What the agent is doing.
@@ -187,15 +259,28 @@ pub enum AgentState {
     Running,
     /// Waiting out its cooldown or hourly cap.
     CoolingDown,
+    /// Watching the live recall of a generation it activated.
+    Canary,
     /// Not enabled (or never set).
     Disabled,
 }
 
+/// What a finished run reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Trials measured.
+    pub trials: usize,
+    /// Whether it promoted its winner.
+    pub promoted: bool,
+    /// Why (not).
+    pub reason: String,
+}
+
 /// What a run reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    /// It measured this many trials.
-    Ran(usize),
+    /// It ran.
+    Ran(RunReport),
     /// Another run holds the index; try again later.
     Busy,
 }
@@ -218,6 +303,22 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<RunOutcome, String>> + Send;
     /// Stores the record.
     fn persist(&self, index: &IndexName, record: &AgentRecord) -> impl Future<Output = ()> + Send;
+    /// The config that serves and its generation, if the index serves.
+    fn active(&self, index: &IndexName) -> Option<(HnswConfig, u64)>;
+    /// Activates the promoted config; returns what now serves.
+    fn activate(&self, index: &IndexName) -> impl Future<Output = Result<(HnswConfig, u64), String>> + Send;
+    /// The live recall monitor's figures of what serves.
+    fn live(&self, index: &IndexName) -> Option<LiveStats>;
+    /// Rolls the promotion of `config` back (only if it is still the promoted one),
+    /// saying why in the registry.
+    fn roll_back(
+        &self,
+        index: &IndexName,
+        config: HnswConfig,
+        why: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    /// Starts a new capture of a captured harness.
+    fn refresh_harness(&self, harness: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// The live side of one agent, shared by its loop and the API.
@@ -258,6 +359,15 @@ impl Shared {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
+    /// Records a decision (newest first) and returns the record to store.
+    fn decide(&self, d: Decision) -> AgentRecord {
+        tracing::info!(action = ?d.action, reason = %d.reason, "agent decision");
+        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        r.decisions.insert(0, d);
+        r.decisions.truncate(DECISIONS_KEPT);
+        r.clone()
+    }
+
     /// Stops the loop at its next step (a trial under way stops at its next query).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -275,11 +385,20 @@ impl Shared {
 pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswConfig {
     let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let explore = u < epsilon;
+    let other = |q: Quantization| match q {
+        Quantization::None => Quantization::Sq8,
+        Quantization::Sq8 => Quantization::None,
+    };
     if explore {
         return HnswConfig {
             m: M_LADDER[rng.below(M_LADDER.len())],
             ef_construction: EC_LADDER[rng.below(EC_LADDER.len())],
             ef_search: EF_LADDER[rng.below(EF_LADDER.len())],
+            quantization: if rng.below(2) == 0 {
+                centre.quantization
+            } else {
+                other(centre.quantization)
+            },
             ..centre
         };
     }
@@ -294,10 +413,11 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
     };
     let up = rng.below(2) == 0;
     let mut c = centre;
-    match rng.below(3) {
-        0 => c.ef_search = step(&EF_LADDER, c.ef_search, up),
-        1 => c.m = step(&M_LADDER, c.m, up),
-        _ => c.ef_construction = step(&EC_LADDER, c.ef_construction, up),
+    match rng.below(7) {
+        0 | 1 => c.ef_search = step(&EF_LADDER, c.ef_search, up),
+        2 | 3 => c.m = step(&M_LADDER, c.m, up),
+        4 | 5 => c.ef_construction = step(&EC_LADDER, c.ef_construction, up),
+        _ => c.quantization = other(c.quantization),
     }
     c
 }
@@ -306,12 +426,14 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
 pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc<Shared>) {
     let mut rng = SplitMix64::new(uuid::Uuid::now_v7().as_u128() as u64);
     let mut last_end: Option<Instant> = None;
+    // the generation whose drift already woke the agent once
+    let mut drift_woke: Option<u64> = None;
     loop {
         if shared.stopped() {
             return;
         }
         let cfg = shared.record().config;
-        // wait: cooldown (none before the first run), or growth
+        // wait: cooldown (none before the first run), growth, or drift
         let cooldown = Duration::from_secs_f64(cfg.cooldown_secs.min(1e9));
         loop {
             if shared.stopped() {
@@ -322,9 +444,19 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
             };
             let base = shared.record().vectors_at_last_run;
             let grown = base.is_some_and(|b| total as f64 > b as f64 * (1.0 + cfg.retune_on_growth));
+            let live = backend.live(&index);
+            let drift = last_end.is_some()
+                && canary::drifted(live, cfg.canary_queries as usize, cfg.target())
+                && live.map(|l| l.generation) != drift_woke;
+            if drift {
+                drift_woke = live.map(|l| l.generation);
+                if let Some(l) = &live {
+                    tracing::info!(index = %index, live = %canary::describe(l), "agent: live recall drifted below target");
+                }
+            }
             let now = Instant::now();
             let due = last_end.map(|e| e + cooldown);
-            if grown || due.is_none_or(|d| now >= d) {
+            if grown || drift || due.is_none_or(|d| now >= d) {
                 break;
             }
             shared.set_state(AgentState::CoolingDown);
@@ -348,10 +480,11 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
         }
         let want = allowed.min(TRIALS_PER_RUN);
         let centre = backend.incumbent(&index).await.unwrap_or(HnswConfig::DEFAULT);
+        let rejected = shared.record().rejected;
         let mut configs: Vec<HnswConfig> = Vec::new();
         for _ in 0..want * 8 {
             let c = choose(&mut rng, cfg.epsilon, centre);
-            if !configs.contains(&c) {
+            if !configs.contains(&c) && !rejected.contains(&c) {
                 configs.push(c);
             }
             if configs.len() == want {
@@ -362,18 +495,49 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
             return;
         };
         shared.set_state(AgentState::Running);
-        let outcome = backend.run(&index, &cfg, configs, shared.stop.clone()).await;
+        let outcome = if configs.is_empty() {
+            Ok(RunOutcome::Ran(RunReport {
+                trials: 0,
+                promoted: false,
+                reason: "every config it drew was rolled back by a canary before".into(),
+            }))
+        } else {
+            backend.run(&index, &cfg, configs, shared.stop.clone()).await
+        };
         match outcome {
             Ok(RunOutcome::Busy) => {
                 shared.set_state(AgentState::CoolingDown);
                 pause(&shared, BUSY_RETRY).await;
                 continue;
             }
-            Ok(RunOutcome::Ran(n)) => tracing::info!(index = %index, trials = n, "agent run done"),
+            Ok(RunOutcome::Ran(report)) => {
+                tracing::info!(index = %index, trials = report.trials, "agent run done");
+                if !shared.stopped() {
+                    let action = if report.promoted {
+                        Action::Promoted
+                    } else {
+                        Action::Kept
+                    };
+                    let record = shared.decide(Decision::now(action, report.reason));
+                    backend.persist(&index, &record).await;
+                    if cfg.activate {
+                        // a generation restored by a rollback is known to miss: its drift
+                        // does not wake the agent again (the cooldown does)
+                        if let Some(g) = close_loop(&backend, &index, &shared, &cfg).await {
+                            drift_woke = Some(g);
+                        }
+                    }
+                }
+            }
             Err(e) => tracing::warn!(index = %index, error = %e, "agent run failed"),
         }
         if shared.stopped() {
             return;
+        }
+        if cfg.refresh_harness {
+            if let Err(e) = backend.refresh_harness(&cfg.harness).await {
+                tracing::warn!(index = %index, error = %e, "agent: harness not refreshed");
+            }
         }
         last_end = Some(Instant::now());
         let record = {
@@ -385,6 +549,97 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
         };
         backend.persist(&index, &record).await;
         shared.set_state(AgentState::CoolingDown);
+    }
+}
+
+/// After a decision: if what serves is not what is promoted, activate the promoted config
+/// (the old generation serves until the swap), watch its canary on the live monitor, and
+/// roll the promotion back (re-activating the previous config) if the canary fails.
+/// Returns the generation a rollback restored, if it came to that.
+async fn close_loop<B: AgentBackend>(
+    backend: &B,
+    index: &IndexName,
+    shared: &Shared,
+    cfg: &AgentConfig,
+) -> Option<u64> {
+    let promoted = backend.incumbent(index).await?;
+    let before = backend.active(index);
+    if before.map(|a| a.0) == Some(promoted) {
+        return None;
+    }
+    let (_, generation) = match backend.activate(index).await {
+        Ok(now) => now,
+        Err(e) => {
+            tracing::warn!(index = %index, error = %e, "agent: activation failed");
+            return None;
+        }
+    };
+    let was = before.map_or("nothing".to_string(), |(c, g)| {
+        format!("{} (generation {g})", c.describe())
+    });
+    let activated = format!(
+        "activated the promoted {} as generation {generation}, replacing {was}",
+        promoted.describe()
+    );
+    let need = cfg.canary_queries as usize;
+    let record = shared.decide(Decision::now(
+        Action::Activated,
+        format!("{activated}; canary: waiting for {need} live samples"),
+    ));
+    backend.persist(index, &record).await;
+    shared.set_state(AgentState::Canary);
+    let target = cfg.target();
+    loop {
+        if shared.stopped() {
+            return None;
+        }
+        match canary::judge(backend.live(index), generation, need, target) {
+            Verdict::Waiting { .. } => pause(shared, GROWTH_POLL).await,
+            Verdict::Passed(l) => {
+                let record = shared.decide(Decision::now(
+                    Action::Activated,
+                    format!(
+                        "{activated}; canary passed: {} reaches target {target}",
+                        canary::describe(&l)
+                    ),
+                ));
+                backend.persist(index, &record).await;
+                return None;
+            }
+            Verdict::Failed(l) => {
+                let why = format!(
+                    "canary failed: {}, whose lower bound misses target {target}",
+                    canary::describe(&l)
+                );
+                if let Err(e) = backend.roll_back(index, promoted, &why).await {
+                    tracing::warn!(index = %index, error = %e, "agent: roll back failed");
+                    return None;
+                }
+                let (back, restored) = match backend.activate(index).await {
+                    Ok((c, g)) => (
+                        format!("re-activated {} as generation {g}", c.describe()),
+                        Some(g),
+                    ),
+                    Err(e) => (format!("re-activation failed: {e}"), None),
+                };
+                let record = {
+                    let mut r = shared.record.lock().unwrap_or_else(|p| p.into_inner());
+                    if !r.rejected.contains(&promoted) {
+                        r.rejected.push(promoted);
+                    }
+                    drop(r);
+                    shared.decide(Decision::now(
+                        Action::RolledBack,
+                        format!(
+                            "{why}: rolled the promotion of {} back and {back}",
+                            promoted.describe()
+                        ),
+                    ))
+                };
+                backend.persist(index, &record).await;
+                return restored;
+            }
+        }
     }
 }
 
@@ -407,6 +662,15 @@ mod tests {
         /// (when, how many trials) of each run
         runs: Arc<Mutex<Vec<(Instant, usize)>>>,
         persisted: Arc<Mutex<Vec<AgentRecord>>>,
+        /// The promotion stack (top is current) and what serves (config, generation).
+        promoted: Arc<Mutex<Vec<HnswConfig>>>,
+        serving: Arc<Mutex<Option<(HnswConfig, u64)>>>,
+        /// Each run promotes this config, if set.
+        promote: Arc<Mutex<Option<HnswConfig>>>,
+        /// Live recall of any generation: (recall, lower, upper), samples per poll.
+        live: Arc<Mutex<Option<(f64, f64, f64)>>>,
+        samples: Arc<AtomicU64>,
+        refreshed: Arc<AtomicU64>,
     }
 
     impl AgentBackend for Fake {
@@ -414,7 +678,7 @@ mod tests {
             Some(self.vectors.load(Ordering::Relaxed))
         }
         async fn incumbent(&self, _: &IndexName) -> Option<HnswConfig> {
-            None
+            self.promoted.lock().unwrap().last().copied()
         }
         async fn recent_trial_ages(&self, _: &IndexName) -> Vec<Duration> {
             let now = Instant::now();
@@ -431,10 +695,59 @@ mod tests {
             _: Arc<AtomicBool>,
         ) -> Result<RunOutcome, String> {
             self.runs.lock().unwrap().push((Instant::now(), configs.len()));
-            Ok(RunOutcome::Ran(configs.len()))
+            let promote = *self.promote.lock().unwrap();
+            if let Some(c) = promote {
+                self.promoted.lock().unwrap().push(c);
+            }
+            Ok(RunOutcome::Ran(RunReport {
+                trials: configs.len(),
+                promoted: promote.is_some(),
+                reason: "fake".into(),
+            }))
         }
         async fn persist(&self, _: &IndexName, r: &AgentRecord) {
             self.persisted.lock().unwrap().push(r.clone());
+        }
+        fn active(&self, _: &IndexName) -> Option<(HnswConfig, u64)> {
+            *self.serving.lock().unwrap()
+        }
+        async fn activate(&self, _: &IndexName) -> Result<(HnswConfig, u64), String> {
+            let c = self
+                .promoted
+                .lock()
+                .unwrap()
+                .last()
+                .copied()
+                .unwrap_or(HnswConfig::DEFAULT);
+            let mut s = self.serving.lock().unwrap();
+            let g = s.map_or(1, |(_, g)| g + 1);
+            *s = Some((c, g));
+            self.samples.store(0, Ordering::Relaxed);
+            Ok((c, g))
+        }
+        fn live(&self, _: &IndexName) -> Option<LiveStats> {
+            let (recall_at_k, recall_ci_low, recall_ci_high) = (*self.live.lock().unwrap())?;
+            // each look sees 10 more samples of what serves
+            let queries = self.samples.fetch_add(10, Ordering::Relaxed) as usize + 10;
+            Some(LiveStats {
+                queries,
+                recall_at_k,
+                recall_ci_low,
+                recall_ci_high,
+                window: 1000,
+                generation: self.serving.lock().unwrap().map_or(0, |s| s.1),
+            })
+        }
+        async fn roll_back(&self, _: &IndexName, c: HnswConfig, _: &str) -> Result<(), String> {
+            let mut p = self.promoted.lock().unwrap();
+            if p.last() == Some(&c) {
+                p.pop();
+            }
+            Ok(())
+        }
+        async fn refresh_harness(&self, _: &str) -> Result<(), String> {
+            self.refreshed.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         }
     }
 
@@ -452,12 +765,7 @@ mod tests {
 
     fn start(fake: &Fake, cfg: AgentConfig) -> (Arc<Shared>, Instant) {
         fake.vectors.store(1000, Ordering::Relaxed);
-        let shared = Shared::new(AgentRecord {
-            config: cfg,
-            last_run_at: None,
-            runs: 0,
-            vectors_at_last_run: None,
-        });
+        let shared = Shared::new(AgentRecord::new(cfg));
         let t0 = Instant::now();
         tokio::spawn(run_loop(
             fake.clone(),
@@ -489,7 +797,8 @@ mod tests {
         assert_eq!(run_times(&fake, t0), vec![0, 600, 1200]);
         let r = shared.record();
         assert_eq!((r.runs, r.vectors_at_last_run), (3, Some(1000)));
-        assert_eq!(fake.persisted.lock().unwrap().len(), 3);
+        // each run stores its decision, then its run stats
+        assert_eq!(fake.persisted.lock().unwrap().len(), 6);
         shared.stop();
     }
 
@@ -545,6 +854,109 @@ mod tests {
         assert_eq!(shared.state(), AgentState::Disabled);
     }
 
+    fn closing(cfg: AgentConfig) -> AgentConfig {
+        AgentConfig {
+            activate: true,
+            canary_queries: 50,
+            target_recall: Some(0.95),
+            ..cfg
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn activate_keeps_serving_on_the_promoted_config_after_a_passing_canary() {
+        let fake = Fake::default();
+        let good = HnswConfig {
+            m: 24,
+            ..HnswConfig::DEFAULT
+        };
+        *fake.promote.lock().unwrap() = Some(good);
+        *fake.serving.lock().unwrap() = Some((HnswConfig::DEFAULT, 1));
+        *fake.live.lock().unwrap() = Some((0.99, 0.98, 1.0));
+        let (shared, _) = start(&fake, closing(config(600.0, 1000)));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(fake.active(&IndexName::parse("ix").unwrap()), Some((good, 2)));
+        let r = shared.record();
+        let d = r.last_decision().unwrap();
+        assert_eq!(d.action, Action::Activated);
+        assert!(d.reason.contains("canary passed"), "{}", d.reason);
+        let actions: Vec<Action> = r.decisions.iter().map(|d| d.action).collect();
+        assert_eq!(actions, [Action::Activated, Action::Activated, Action::Promoted]);
+        assert!(r.rejected.is_empty());
+        shared.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_canary_rolls_back_and_reactivates_the_previous_config() {
+        let fake = Fake::default();
+        let (old, bad) = (
+            HnswConfig::DEFAULT,
+            HnswConfig {
+                ef_search: 10,
+                ..HnswConfig::DEFAULT
+            },
+        );
+        fake.promoted.lock().unwrap().push(old);
+        *fake.promote.lock().unwrap() = Some(bad);
+        *fake.serving.lock().unwrap() = Some((old, 1));
+        *fake.live.lock().unwrap() = Some((0.9, 0.88, 0.92));
+        let (shared, _) = start(&fake, closing(config(600.0, 1000)));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let ix = IndexName::parse("ix").unwrap();
+        assert_eq!(
+            fake.active(&ix).map(|a| a.0),
+            Some(old),
+            "the previous config serves again: {:?}",
+            shared.record().decisions
+        );
+        assert_eq!(
+            *fake.promoted.lock().unwrap(),
+            vec![old],
+            "the promotion was rolled back"
+        );
+        let r = shared.record();
+        let d = r.last_decision().unwrap();
+        assert_eq!(d.action, Action::RolledBack);
+        assert!(
+            d.reason.contains("canary failed") && d.reason.contains("0.9000"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(r.rejected, vec![bad]);
+        assert_eq!(fake.persisted.lock().unwrap().last().unwrap().rejected, vec![bad]);
+        shared.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_activate_nothing_is_activated_and_drift_wakes_it() {
+        let fake = Fake::default();
+        *fake.promote.lock().unwrap() = Some(HnswConfig {
+            m: 24,
+            ..HnswConfig::DEFAULT
+        });
+        *fake.serving.lock().unwrap() = Some((HnswConfig::DEFAULT, 1));
+        let cfg = AgentConfig {
+            canary_queries: 50,
+            refresh_harness: true,
+            ..config(600.0, 1000)
+        };
+        let (shared, t0) = start(&fake, cfg);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let ix = IndexName::parse("ix").unwrap();
+        assert_eq!(fake.active(&ix), Some((HnswConfig::DEFAULT, 1)));
+        assert_eq!(shared.record().last_decision().unwrap().action, Action::Promoted);
+        assert_eq!(
+            fake.refreshed.load(Ordering::Relaxed),
+            1,
+            "refresh_harness after the run"
+        );
+        // live recall well below target: woken long before the cooldown, once per generation
+        *fake.live.lock().unwrap() = Some((0.80, 0.78, 0.82));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(run_times(&fake, t0).len(), 2, "{:?}", run_times(&fake, t0));
+        shared.stop();
+    }
+
     #[test]
     fn settings_are_checked() {
         let base = AgentConfigIn {
@@ -561,6 +973,10 @@ mod tests {
                 d.retune_on_growth
             ),
             (true, 600.0, 20, 0.25, 0.1)
+        );
+        assert_eq!(
+            (d.activate, d.canary_queries, d.refresh_harness),
+            (false, 500, false)
         );
         for bad in [
             AgentConfigIn {
@@ -587,6 +1003,10 @@ mod tests {
                 target_recall: Some(1.2),
                 ..base.clone()
             },
+            AgentConfigIn {
+                canary_queries: Some(0),
+                ..base.clone()
+            },
         ] {
             assert!(AgentConfig::parse(bad).is_err());
         }
@@ -603,6 +1023,7 @@ mod tests {
                 c.m != centre.m,
                 c.ef_construction != centre.ef_construction,
                 c.ef_search != centre.ef_search,
+                c.quantization != centre.quantization,
             ];
             assert!(moved.iter().filter(|&&x| x).count() <= 1, "{c:?}");
         }

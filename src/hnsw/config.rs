@@ -189,6 +189,18 @@ impl HnswConfig {
         })
     }
 
+    /// A short human form for reasons and logs: `m16/efC80/ef30/s42/none`.
+    pub fn describe(&self) -> String {
+        format!(
+            "m{}/efC{}/ef{}/s{}/{}",
+            self.m,
+            self.ef_construction,
+            self.ef_search,
+            self.seed,
+            self.quantization.as_str()
+        )
+    }
+
     /// The same knobs with another quantization.
     pub fn with_quantization(self, quantization: Quantization) -> HnswConfig {
         HnswConfig { quantization, ..self }

@@ -201,6 +201,40 @@ impl Registry {
             .await
     }
 
+    /// Rolls back one step if `config` is still the promoted one (someone may have
+    /// promoted meanwhile: their promotion is not rolled back), recording `why` in the
+    /// registry's version and on the entry that becomes current.
+    pub async fn roll_back_if(
+        &self,
+        index: &IndexName,
+        config: HnswConfig,
+        why: &str,
+    ) -> Result<PromotedState> {
+        let why: String = why.chars().take(MAX_TEXT / 2).collect();
+        let now = self.get(index).await?;
+        if now.current.as_ref().map(|e| e.config) != Some(config) {
+            return Ok(now);
+        }
+        self.apply(index, &format!("rollback: {why}"), |s| {
+            if s.current.as_ref().map(|e| e.config) != Some(config) {
+                return Ok(s);
+            }
+            let mut next = s
+                .rollback()
+                .ok_or_else(|| PromotionError::NothingToRollBack(index.clone()))?;
+            if let Some(e) = next.current.as_mut() {
+                let note = format!(
+                    "{} | restored: {} was rolled back ({why})",
+                    e.note.as_deref().unwrap_or(""),
+                    config.describe()
+                );
+                e.note = Some(note.chars().take(MAX_TEXT).collect());
+            }
+            Ok(next)
+        })
+        .await
+    }
+
     /// Rolls back one step.
     pub async fn rollback(&self, index: &IndexName) -> Result<PromotedState> {
         self.apply(index, "rollback", |s| {

@@ -9,11 +9,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{AutotuneRequest, Result, RunControl, RunEnd, ServiceError, Vectune};
+use crate::agent::canary::Decision;
 use crate::agent::{
-    self, AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, Shared,
+    self, AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, RunReport, Shared,
 };
 use crate::autotune::{AutotuneError, SpecFields};
 use crate::hnsw::{HnswConfig, RawHnswConfig};
+use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
 use crate::storage::keys;
 use crate::trials::Source;
@@ -52,6 +54,12 @@ pub struct AgentView {
     pub runs: u64,
     /// What it is doing.
     pub state: AgentState,
+    /// Its newest decision, if any.
+    pub last_decision: Option<Decision>,
+    /// Its recent decisions, newest first.
+    pub decisions: Vec<Decision>,
+    /// Configs its canary rolled back (it does not try them again).
+    pub rejected: Vec<HnswConfig>,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -131,11 +139,56 @@ impl AgentBackend for Vectune {
         match self.run_prepared(prepared, &ctl, None).await {
             Ok(RunEnd::Finished(r)) => {
                 tracing::info!(index = %index, promoted = r.promoted, reason = ?r.reason, "agent run");
-                Ok(RunOutcome::Ran(r.trials_run))
+                Ok(RunOutcome::Ran(RunReport {
+                    trials: r.trials_run,
+                    promoted: r.promoted,
+                    reason: r.reason.unwrap_or_else(|| "promoted".into()),
+                }))
             }
-            Ok(RunEnd::Cancelled { trials_run }) => Ok(RunOutcome::Ran(trials_run)),
+            Ok(RunEnd::Cancelled { trials_run }) => Ok(RunOutcome::Ran(RunReport {
+                trials: trials_run,
+                promoted: false,
+                reason: "the run was stopped".into(),
+            })),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    fn active(&self, index: &IndexName) -> Option<(HnswConfig, u64)> {
+        self.inner
+            .serving
+            .current(index)
+            .map(|g| (g.record.config, g.record.generation))
+    }
+
+    async fn activate(&self, index: &IndexName) -> std::result::Result<(HnswConfig, u64), String> {
+        let a = Vectune::activate(self, index).await.map_err(|e| e.to_string())?;
+        Ok((a.record.config, a.record.generation))
+    }
+
+    fn live(&self, index: &IndexName) -> Option<LiveStats> {
+        Vectune::live(self, index)
+    }
+
+    async fn roll_back(
+        &self,
+        index: &IndexName,
+        config: HnswConfig,
+        why: &str,
+    ) -> std::result::Result<(), String> {
+        self.inner
+            .registry
+            .roll_back_if(index, config, why)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn refresh_harness(&self, harness: &str) -> std::result::Result<(), String> {
+        let name = HarnessName::parse(harness.to_string()).map_err(|e| e.to_string())?;
+        Vectune::refresh_harness(self, &name)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn persist(&self, index: &IndexName, record: &AgentRecord) {
@@ -183,12 +236,10 @@ impl Vectune {
         let harness = HarnessName::parse(config.harness.clone())?;
         self.inner.harnesses.check_index(&harness, index).await?;
         let stored: Option<AgentRecord> = self.inner.storage.get_json(&keys::agent(index)).await?;
-        // new settings, the history of runs kept
-        let record = AgentRecord {
-            config,
-            last_run_at: stored.as_ref().and_then(|r| r.last_run_at),
-            runs: stored.as_ref().map_or(0, |r| r.runs),
-            vectors_at_last_run: stored.as_ref().and_then(|r| r.vectors_at_last_run),
+        // new settings, the history of runs and decisions kept
+        let record = match stored {
+            Some(r) => AgentRecord { config, ..r },
+            None => AgentRecord::new(config),
         };
         self.inner
             .storage
@@ -219,6 +270,9 @@ impl Vectune {
             index_name: index.clone(),
             last_run_at: record.as_ref().and_then(|r| r.last_run_at),
             runs: record.as_ref().map_or(0, |r| r.runs),
+            last_decision: record.as_ref().and_then(|r| r.last_decision().cloned()),
+            decisions: record.as_ref().map_or(Vec::new(), |r| r.decisions.clone()),
+            rejected: record.as_ref().map_or(Vec::new(), |r| r.rejected.clone()),
             config: record.map(|r| r.config),
             trials_last_hour,
             state,
