@@ -10,6 +10,6 @@ mkdir -p .bench
 cargo build --release --bins
 if [ ! -x .bench/venv/bin/python ]; then
   python3 -m venv .bench/venv
-  .bench/venv/bin/pip install --quiet --disable-pip-version-check hnswlib==0.8.0 faiss-cpu==1.15.1 usearch==2.26.6 numpy
+  .bench/venv/bin/pip install --quiet --disable-pip-version-check hnswlib==0.8.0 faiss-cpu==1.15.1 usearch==2.26.6 optuna==5.0.0 numpy
 fi
 exec .bench/venv/bin/python scripts/bench.py "$@"

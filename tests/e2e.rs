@@ -80,6 +80,23 @@ impl Server {
         self.call(reqwest::Method::POST, path, body).await
     }
 
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// Polls `path` until `until` holds (60 s at most).
+    async fn wait_for(&self, path: &str, until: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..600 {
+            let (st, v) = self.get(path).await;
+            assert_eq!(st, 200, "{v}");
+            if until(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} did not get there in 60 s");
+    }
+
     /// SIGTERM, and the exit status it ends with.
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -656,5 +673,253 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     // and an activation of the same config loads it too
     let (_, again) = s.post("/vectors/indexes/q8/activate", None).await;
     assert_eq!(again["loaded_from_store"], true, "{again}");
+    assert!(s.terminate().success());
+}
+
+/// `n` l2 vectors in 12 Gaussian clusters of `dims` dimensions (ids `v{i}`), seeded.
+fn clustered(n: usize, dims: usize) -> Vec<Vec<f32>> {
+    let mut rng = vectune::rng::SplitMix64::new(11);
+    let mut gauss = move || {
+        let s: f64 = (0..12)
+            .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+            .sum();
+        (s - 6.0) as f32
+    };
+    let centres: Vec<Vec<f32>> = (0..12)
+        .map(|_| (0..dims).map(|_| gauss() * 4.0).collect())
+        .collect();
+    (0..n)
+        .map(|i| centres[i % 12].iter().map(|c| c + gauss()).collect())
+        .collect()
+}
+
+/// A search vector far from the clusters' centres: off the data's distribution.
+fn off_distribution(i: usize, dims: usize) -> Vec<f32> {
+    vector(100_000 + i, dims).iter().map(|x| x * 8.0).collect()
+}
+
+async fn clustered_index(s: &Server, name: &str, n: usize, dims: usize) {
+    let (st, _) = s
+        .post(
+            "/vectors/indexes",
+            Some(json!({"name": name, "dims": dims, "metric": "l2"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let vs = clustered(n, dims);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let vectors: Vec<Value> = chunk
+            .iter()
+            .map(|&i| json!({"id": format!("v{i}"), "vector": vs[i]}))
+            .collect();
+        let (st, b) = s
+            .post(
+                &format!("/vectors/indexes/{name}/vectors"),
+                Some(json!({ "vectors": vectors })),
+            )
+            .await;
+        assert_eq!(st, 200, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn live_searches_are_monitored_captured_and_tuned_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    clustered_index(&s, "live", 2000, 16).await;
+    let (st, m) = s
+        .put(
+            "/vectors/indexes/live/monitor",
+            json!({"sample_rate": 1.0, "window": 100}),
+        )
+        .await;
+    assert_eq!((st, m.clone()), (200, json!({"sample_rate": 1.0, "window": 100})));
+    let (st, _) = s.post("/vectors/indexes/live/activate", None).await;
+    assert_eq!(st, 200);
+    let (st, h) = s
+        .post(
+            "/vectors/harness/capture",
+            Some(json!({"name": "traffic", "index_name": "live", "queries": 40, "k": 10})),
+        )
+        .await;
+    assert_eq!(
+        (st, h["capture"]["state"].clone()),
+        (202, json!("capturing")),
+        "{h}"
+    );
+    for i in 0..60 {
+        let (st, r) = s
+            .post(
+                "/vectors/search/live",
+                Some(json!({"vector": off_distribution(i, 16), "k": 10})),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+    }
+    let h = s
+        .wait_for("/vectors/harness/traffic", |h| h["ground_truth_built"] == true)
+        .await;
+    assert_eq!(h["capture"], json!({"state": "complete", "have": 40, "want": 40}));
+    let first = h["queries"][0]["vector"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        first,
+        off_distribution(0, 16),
+        "queries are the searched vectors, in order"
+    );
+    let ix = s
+        .wait_for("/vectors/indexes/live", |i| i["live"]["queries"] == 60)
+        .await;
+    let live = &ix["live"];
+    assert_eq!(
+        (live["generation"].clone(), live["window"].clone()),
+        (json!(1), json!(100))
+    );
+    assert!(
+        live["recall_ci_low"].as_f64() <= live["recall_at_k"].as_f64(),
+        "{live}"
+    );
+
+    // tuned on the captured traffic
+    let (st, r) = s
+        .post("/vectors/hnsw/autotune", Some(json!({"index_name": "live", "harness": "traffic", "promote": "always", "min_recall": 0.0,
+            "grid": [{"ef_construction": 40, "ef_search": 20, "m": 8}, {"ef_construction": 40, "ef_search": 60, "m": 8}]})))
+        .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["promoted"], true, "{r}");
+    let (_, trials) = s.get("/vectors/hnsw/trials/live?harness=traffic").await;
+    assert!(trials["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["metrics"]["eval_queries"] == 40));
+
+    // a swap starts the live window anew; settings and the harness survive a restart
+    let (_, a) = s.post("/vectors/indexes/live/activate", None).await;
+    assert_eq!(a["generation"], 2);
+    let (_, ix) = s.get("/vectors/indexes/live").await;
+    assert_eq!(ix["live"], Value::Null, "{ix}");
+    for i in 0..5 {
+        s.post(
+            "/vectors/search/live",
+            Some(json!({"vector": off_distribution(i, 16), "k": 10})),
+        )
+        .await;
+    }
+    let ix = s
+        .wait_for("/vectors/indexes/live", |i| i["live"]["queries"] == 5)
+        .await;
+    assert_eq!(ix["live"]["generation"], 2);
+    assert!(s.terminate().success());
+    let s = Server::start(dir.path());
+    assert_eq!(s.get("/vectors/indexes/live/monitor").await.1, m);
+    let (_, h2) = s.get("/vectors/harness/traffic").await;
+    assert_eq!(
+        (h2["capture"].clone(), h2["queries"].as_array().map(Vec::len)),
+        (h["capture"].clone(), Some(40))
+    );
+    assert!(s.terminate().success());
+}
+
+#[tokio::test]
+async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path());
+    clustered_index(&s, "can", 3000, 24).await;
+    // the harness is easy (stored vectors as queries); live traffic is not
+    let (st, _) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "easy", "index_name": "can", "queries": 40, "k": 10, "seed": 5})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    s.put(
+        "/vectors/indexes/can/monitor",
+        json!({"sample_rate": 1.0, "window": 200}),
+    )
+    .await;
+    let (_, first) = s.post("/vectors/indexes/can/activate", None).await;
+    let (st, t) = s
+        .post(
+            "/vectors/hnsw/trial",
+            Some(json!({"index_name": "can", "harness": "easy",
+            "config": {"ef_construction": 10, "ef_search": 10, "m": 4}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{t}");
+    let weak = t["config"].clone();
+    let (st, _) = s
+        .post(
+            &format!("/vectors/hnsw/promote/can/{}", t["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, ag) = s
+        .put(
+            "/vectors/hnsw/agent/can",
+            json!({"harness": "easy", "cooldown_secs": 3600, "epsilon": 0.0,
+            "objective": "min_latency", "target_recall": 0.99, "activate": true, "canary_queries": 60}),
+        )
+        .await;
+    assert_eq!(st, 200, "{ag}");
+    let mut i = 0;
+    let mut last = Value::Null;
+    for _ in 0..1200 {
+        for _ in 0..5 {
+            s.post(
+                "/vectors/search/can",
+                Some(json!({"vector": off_distribution(i, 24), "k": 10})),
+            )
+            .await;
+            i += 1;
+        }
+        let (_, a) = s.get("/vectors/hnsw/agent/can").await;
+        last = a["last_decision"].clone();
+        if last["action"] == "rolled_back" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["action"], "rolled_back", "{last}");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("canary failed") && reason.contains("0.99"),
+        "{reason}"
+    );
+    let (_, ag) = s.get("/vectors/hnsw/agent/can").await;
+    let actions: Vec<&str> = ag["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.starts_with(&["rolled_back", "activated"]), "{actions:?}");
+    let rejected = ag["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{ag}");
+    // what serves is what is promoted, and it is not the rejected config
+    let (_, ix) = s.get("/vectors/indexes/can").await;
+    let (_, p) = s.get("/vectors/hnsw/promoted/can").await;
+    let promoted = if p["current"].is_null() {
+        first["config"].clone()
+    } else {
+        p["current"]["config"].clone()
+    };
+    assert_eq!(ix["active"]["config"], promoted, "{ix} {p}");
+    assert_ne!(ix["active"]["config"], rejected[0]);
+    if rejected[0] == weak {
+        assert_eq!(
+            p["current"],
+            Value::Null,
+            "the only promotion was rolled back: {p}"
+        );
+    }
+    s.call(reqwest::Method::DELETE, "/vectors/hnsw/agent/can", None)
+        .await;
     assert!(s.terminate().success());
 }

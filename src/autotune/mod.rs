@@ -733,6 +733,9 @@ pub struct AutotuneResult {
     /// Trials that passed the recall bar but broke a cap, with why.
     #[serde(default)]
     pub ineligible: Vec<Ineligible>,
+    /// Candidates measured on the held-out queries before one passed the bar there.
+    #[serde(default)]
+    pub validations: usize,
 }
 
 /// A trial kept from winning by a cap.

@@ -15,7 +15,7 @@
 //!    probe whose first failing measurement already costs more distance evaluations than
 //!    the best passing config is abandoned: any larger ef costs more still.
 //!
-//! Pure (no I/O, no clock), like [`super::adaptive`]: the engine asks [`Refiner::next`],
+//! Pure (no I/O, no clock), like [`super::adaptive`]: the engine asks [`Refiner::next_config`],
 //! measures, and reports with [`Refiner::observe`].
 
 use crate::autotune::adaptive::{nearest, EC_LADDER, M_LADDER};
@@ -180,7 +180,7 @@ impl Refiner {
     }
 
     /// The next config to measure, or `None` when refinement is done.
-    pub fn next(&mut self) -> Option<HnswConfig> {
+    pub fn next_config(&mut self) -> Option<HnswConfig> {
         if self.trials >= MAX_TRIALS {
             return None;
         }
@@ -198,7 +198,7 @@ impl Refiner {
         }
     }
 
-    /// Reports a measurement of the config [`Refiner::next`] gave.
+    /// Reports a measurement of the config [`Refiner::next_config`] gave.
     pub fn observe(&mut self, config: HnswConfig, passes: bool, cost: f64) {
         self.trials += 1;
         if passes && cost < self.best_cost {
@@ -252,7 +252,7 @@ mod tests {
         let mut r = Refiner::new(winner, cost(&winner), failing, &|_| false);
         let mut seen = Vec::new();
         let mut best = winner;
-        while let Some(c) = r.next() {
+        while let Some(c) = r.next_config() {
             assert!(!seen.contains(&c), "measured twice: {c:?}");
             seen.push(c);
             let pass = recall(&c) >= target;
@@ -271,7 +271,7 @@ mod tests {
         let w = cfg(16, 80, 27);
         let mut r = Refiner::new(w, cost(&w), Some(22), &|_| true);
         let mut efs = Vec::new();
-        while let Some(c) = r.next() {
+        while let Some(c) = r.next_config() {
             efs.push(c.ef_search);
             r.observe(c, recall(&c) >= 0.99, cost(&c));
         }

@@ -420,6 +420,7 @@ mod tests {
             job_id: None,
             refinement: None,
             ineligible: vec![],
+            validations: 0,
         }));
         for r in [activation, autotune] {
             let json = serde_json::to_value(&r).unwrap();

@@ -343,11 +343,9 @@ impl Monitor {
 
 thread_local! {
     static RNG: Cell<u64> = Cell::new({
-        // a distinct stream per thread: the thread id's hash and the clock
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        std::thread::current().id().hash(&mut h);
-        h.finish() | 1
+        // a distinct stream per thread: a randomly keyed hash of the thread's id
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()) | 1
     });
 }
 

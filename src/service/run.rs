@@ -321,6 +321,7 @@ impl Vectune {
             job_id,
             refinement: o.refinement,
             ineligible: o.ineligible,
+            validations: o.validations,
         })))
     }
 
