@@ -406,3 +406,73 @@ async fn agent_loop_settings_are_checked_and_shown() {
         (json!(false), json!(500))
     );
 }
+
+#[tokio::test]
+async fn an_agent_with_refresh_harness_recaptures_while_the_old_queries_serve() {
+    let app = app().await;
+    seeded(&app, 300).await;
+    send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    let (s, _) = send(
+        &app,
+        "POST",
+        "/vectors/harness/capture",
+        Some(json!({"name": "cap", "index_name": "idx", "queries": 5, "k": 5})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    for i in 0..5 {
+        search(&app, vec_of(7000 + i)).await;
+    }
+    let first = wait_for(&app, "/vectors/harness/cap", |v| {
+        v["capture"]["state"] == "complete"
+    })
+    .await;
+    let (s, a) = send(
+        &app,
+        "PUT",
+        "/vectors/hnsw/agent/idx",
+        Some(json!({"harness": "cap", "cooldown_secs": 3600, "refresh_harness": true})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{a:?}");
+    wait_for(&app, "/vectors/hnsw/agent/idx", |a| a["runs"] == 1).await;
+    // a new capture is under way; the complete queries still serve trials
+    let (_, h) = send(&app, "GET", "/vectors/harness/cap", None).await;
+    assert_eq!(
+        h["capture"],
+        json!({"state": "capturing", "have": 0, "want": 5}),
+        "{h:?}"
+    );
+    assert_eq!(h["queries"], first["queries"]);
+    let trial =
+        json!({"index_name": "idx", "harness": "cap", "config": {"ef_construction": 40, "ef_search": 20}});
+    assert_eq!(
+        send(&app, "POST", "/vectors/hnsw/trial", Some(trial.clone()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for i in 0..5 {
+        search(&app, vec_of(8000 + i)).await;
+    }
+    let h = wait_for(&app, "/vectors/harness/cap", |v| {
+        v["capture"]["state"] == "complete"
+    })
+    .await;
+    let v0: Vec<f32> = h["queries"][0]["vector"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(v0, vec_of(8000), "the new window of traffic replaced the old");
+    // its ground truth is of the new queries, not the old revision's
+    let h = wait_for(&app, "/vectors/harness/cap", |v| v["ground_truth_built"] == true).await;
+    let (_, t) = send(&app, "POST", "/vectors/hnsw/trial", Some(trial)).await;
+    assert_eq!(t["metrics"]["eval_queries"], 5);
+    assert_ne!(
+        h["queries"][0]["ground_truth"],
+        first["queries"][0]["ground_truth"]
+    );
+    send(&app, "DELETE", "/vectors/hnsw/agent/idx", None).await;
+}
