@@ -1,5 +1,6 @@
-//! Trials and tuning runs: builds, measurements and the journal, driven by the rules of
-//! [`crate::autotune`].
+//! Trials and tuning runs on this service: the [`crate::autotune::engine`] run loop's
+//! backend (builds, measurements, interleaved re-measurements, the journal and the
+//! registry), and single trials.
 //!
 //! A run loads the vectors, the harness and its ground truth once, so every trial of the run
 //! measures the same vectors on the same queries. Graphs are built on blocking threads
