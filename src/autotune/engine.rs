@@ -11,10 +11,12 @@
 //!    ([`super::refine`]);
 //! 2. **measure and record**: one trial each, journaled at once (or at the end when the
 //!    run holds queries out, so the winner's trial can carry its validation);
-//! 3. **pick and validate the winner**: the best eligible trial; trials within
-//!    [`NEAR_TIE`] of its p50 are re-measured interleaved and the fastest on the paired
-//!    ratio wins; with held-out queries a winner that misses the bar on them gives way to
-//!    the next one;
+//! 3. **pick and validate the winner**: the best eligible trial under the contract's rule
+//!    (highest recall then lowest p50; with `min_latency`, the lowest p50 past the bar); in
+//!    an adaptive run with held-out queries a winner that misses the bar on them is
+//!    disqualified and the next one checked; trials within [`NEAR_TIE`] of the winner's
+//!    p50 are re-measured interleaved against it and reported (`near_ties`), so the result
+//!    says how far the pick is above the noise;
 //! 4. **decide the promotion**: `always`, `never`, or `if_better`, where the winner and the
 //!    incumbent are re-measured interleaved and [`Rules::decide`] promotes only beyond the
 //!    noise (a config is never promoted over itself).
@@ -121,6 +123,25 @@ pub struct Outcome {
     pub ineligible: Vec<Ineligible>,
     /// Candidates measured on the held-out queries before one passed.
     pub validations: usize,
+    /// Trials within [`NEAR_TIE`] of the winner's p50, re-measured interleaved against it.
+    pub near_ties: Vec<NearTie>,
+}
+
+/// A trial near the winner, re-measured interleaved against it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NearTie {
+    /// The trial.
+    pub trial_id: Uuid,
+    /// Its config.
+    pub config: HnswConfig,
+    /// Its latency against the winner's: "+4 % [+1 %, +7 %]".
+    pub latency_vs_winner: String,
+    /// The paired per-query ratio (its / the winner's), geometric mean.
+    pub ratio: f64,
+    /// Its 95 % interval, low end.
+    pub low: f64,
+    /// High end.
+    pub high: f64,
 }
 
 /// How a run ended.
@@ -160,6 +181,8 @@ pub struct Run<'a, B: Backend> {
     builds_before_refine: usize,
     /// Candidates measured on the held-out queries.
     validated: usize,
+    /// Trials the held-out check took out of the running, with why.
+    disqualified: Vec<(Uuid, String)>,
 }
 
 type Step<T, E> = Result<Option<T>, E>;
@@ -189,6 +212,7 @@ impl<'a, B: Backend> Run<'a, B> {
             refine: RefineStats::default(),
             builds_before_refine: 0,
             validated: 0,
+            disqualified: Vec::new(),
         }
     }
 
@@ -344,80 +368,110 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(Some(c))
     }
 
-    /// Step 3a: the best eligible trial, near-ties settled by an interleaved
-    /// re-measurement. `Ok(None)` inside `Some` is "no winner"; the outer `None` is a
-    /// cancel.
-    pub async fn pick(&mut self) -> Step<Option<Candidate>, B::Error> {
-        let Some(best) = self.rules().winner(&self.candidates) else {
+    /// Whether a trial can win: the rules' eligibility, less the trials the held-out
+    /// check disqualified.
+    fn can_win(&self, c: &Candidate) -> bool {
+        self.rules().eligible(c) && !self.disqualified.iter().any(|(id, _)| *id == c.trial_id)
+    }
+
+    /// Step 3a: the winner under the rules (the contract's: highest recall then lowest p50,
+    /// or with `min_latency` the lowest p50 past the bar), among the trials that can win.
+    /// `None` when nothing can.
+    pub fn pick(&self) -> Option<Candidate> {
+        let open: Vec<Candidate> = self
+            .candidates
+            .iter()
+            .filter(|c| !self.disqualified.iter().any(|(id, _)| *id == c.trial_id))
+            .cloned()
+            .collect();
+        self.rules().winner(&open).map(|i| open[i].clone())
+    }
+
+    /// Step 3b: the winner on the held-out queries. In an adaptive run (which chooses its
+    /// own configs, and whose refinement trims the margin to what the gate asks) a winner
+    /// that misses the recall bar there is disqualified — its trial says so — and the next
+    /// winner is checked, up to [`MAX_VALIDATIONS`]; a grid's winner is what the grid says
+    /// and its validation is reported. `Ok(None)` is a cancel; `Ok(Some(None))` no winner.
+    pub async fn validate(&mut self) -> Step<Option<Candidate>, B::Error> {
+        let Some(mut w) = self.pick() else {
             return Ok(Some(None));
         };
-        let b = self.candidates[best].clone();
-        let mut ties: Vec<Candidate> = vec![b.clone()];
+        if !self.setup.defer {
+            return Ok(Some(Some(w)));
+        }
+        let walk = matches!(self.spec.strategy, Strategy::Adaptive { .. });
+        loop {
+            let Some(m) = self.b.measure(w.config, true).await? else {
+                return Ok(None);
+            };
+            self.validated += 1;
+            w.validation = Some(Validation {
+                recall_at_k: m.recall_at_k,
+                search_latency_p50_us: m.search_latency_p50_us,
+                eval_queries: m.eval_queries,
+            });
+            let held = super::candidate_of(w.trial_id, w.config, &m);
+            if !walk || self.rules().passes_recall(&held) || self.validated >= MAX_VALIDATIONS {
+                return Ok(Some(Some(w)));
+            }
+            self.disqualified.push((
+                w.trial_id,
+                format!(
+                    "misses the recall bar on the held-out queries (recall {:.4} on {})",
+                    m.recall_at_k, m.eval_queries
+                ),
+            ));
+            match self.pick() {
+                Some(next) => w = next,
+                None => return Ok(Some(None)),
+            }
+        }
+    }
+
+    /// The trials within [`NEAR_TIE`] of the winner's p50 that could have won, re-measured
+    /// interleaved against it: how far the pick is above the noise. Reported, not acted
+    /// on (the winner rule is the contract's). `None` when cancelled.
+    pub async fn near_ties(&mut self, w: &Candidate) -> Step<Vec<NearTie>, B::Error> {
+        let mut ties: Vec<Candidate> = Vec::new();
         for c in &self.candidates {
             let same_bar = match self.rules().objective {
                 Objective::MinLatency => true,
-                Objective::MaxRecall => c.recall_at_k == b.recall_at_k,
+                Objective::MaxRecall => c.recall_at_k == w.recall_at_k,
             };
-            if ties.len() < MAX_NEAR_TIES
+            if ties.len() + 1 < MAX_NEAR_TIES
                 && same_bar
-                && self.rules().eligible(c)
-                && c.search_latency_p50_us <= b.search_latency_p50_us * (1.0 + NEAR_TIE)
+                && self.can_win(c)
+                && c.config != w.config
+                && c.search_latency_p50_us <= w.search_latency_p50_us * (1.0 + NEAR_TIE)
                 && !ties.iter().any(|t| t.config == c.config)
             {
                 ties.push(c.clone());
             }
         }
-        if ties.len() == 1 {
-            return Ok(Some(Some(b)));
+        if ties.is_empty() {
+            return Ok(Some(Vec::new()));
         }
-        let configs: Vec<HnswConfig> = ties.iter().map(|t| t.config).collect();
+        let mut configs = vec![w.config];
+        configs.extend(ties.iter().map(|t| t.config));
         let Some(p) = self.b.paired(&configs, ROUNDS).await? else {
             return Ok(None);
         };
-        let fastest = (1..ties.len())
-            .map(|j| (j, p.effect(0, j).ratio))
-            .filter(|&(_, r)| r < 1.0)
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(0, |(j, _)| j);
-        Ok(Some(Some(ties.swap_remove(fastest))))
-    }
-
-    /// Step 3b: the winner on the held-out queries. A winner that misses the recall bar
-    /// there gives way to the next eligible trial by p50, up to [`MAX_VALIDATIONS`] tries:
-    /// with refinement trimming the margin, a tuning-set pass alone is not enough. When
-    /// none passes, the first is kept (its validation shows the miss).
-    pub async fn validate(&mut self, winner: Candidate) -> Step<Candidate, B::Error> {
-        if !self.setup.defer {
-            return Ok(Some(winner));
-        }
-        let mut order: Vec<Candidate> = vec![winner.clone()];
-        let mut rest: Vec<&Candidate> = self
-            .candidates
-            .iter()
-            .filter(|c| self.rules().eligible(c) && c.trial_id != winner.trial_id)
-            .collect();
-        rest.sort_by(|a, b| a.search_latency_p50_us.total_cmp(&b.search_latency_p50_us));
-        order.extend(rest.into_iter().cloned());
-        let mut first: Option<Candidate> = None;
-        for mut c in order.into_iter().take(MAX_VALIDATIONS) {
-            let Some(m) = self.b.measure(c.config, true).await? else {
-                return Ok(None);
-            };
-            c.validation = Some(Validation {
-                recall_at_k: m.recall_at_k,
-                search_latency_p50_us: m.search_latency_p50_us,
-                eval_queries: m.eval_queries,
-            });
-            self.validated += 1;
-            if self
-                .rules()
-                .passes_recall(&super::candidate_of(c.trial_id, c.config, &m))
-            {
-                return Ok(Some(c));
-            }
-            first.get_or_insert(c);
-        }
-        Ok(first)
+        Ok(Some(
+            ties.iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    let e = p.effect(0, j + 1);
+                    NearTie {
+                        trial_id: t.trial_id,
+                        config: t.config,
+                        latency_vs_winner: e.describe(),
+                        ratio: e.ratio,
+                        low: e.low,
+                        high: e.high,
+                    }
+                })
+                .collect(),
+        ))
     }
 
     /// Step 4: promotes the winner as the policy says; `(promoted, reason)`, `None` when
@@ -477,19 +531,26 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         let mut winner = None;
         if !cancelled {
-            match self.pick().await? {
+            match self.validate().await? {
                 None => cancelled = true,
-                Some(None) => {}
-                Some(Some(w)) => match self.validate(w).await? {
-                    None => cancelled = true,
-                    Some(w) => winner = Some(w),
-                },
+                Some(w) => winner = w,
+            }
+        }
+        let mut near_ties = Vec::new();
+        if let (Some(w), false) = (winner.clone(), cancelled) {
+            match self.near_ties(&w).await? {
+                None => cancelled = true,
+                Some(t) => near_ties = t,
             }
         }
         // deferred trials: journaled now, the winner's with its validation
         for mut t in std::mem::take(&mut self.pending) {
             if let Some(w) = winner.as_ref().filter(|w| w.trial_id == t.id && !cancelled) {
                 t.validation = w.validation.clone();
+            }
+            if let Some((_, why)) = self.disqualified.iter().find(|(id, _)| *id == t.id) {
+                t.note.push_str("; ineligible: ");
+                t.note.push_str(why);
             }
             self.b.record(t).await?;
         }
@@ -504,7 +565,7 @@ impl<'a, B: Backend> Run<'a, B> {
             });
         };
         let rules = *self.rules();
-        let ineligible = self
+        let mut ineligible: Vec<Ineligible> = self
             .candidates
             .iter()
             .filter(|c| rules.passes_recall(c))
@@ -515,9 +576,13 @@ impl<'a, B: Backend> Run<'a, B> {
                 })
             })
             .collect();
+        ineligible.extend(self.disqualified.iter().map(|(id, why)| Ineligible {
+            trial_id: *id,
+            reason: why.clone(),
+        }));
         Ok(End::Finished(Box::new(Outcome {
             trials_run: self.candidates.len(),
-            trials_eligible: self.candidates.iter().filter(|c| rules.eligible(c)).count(),
+            trials_eligible: self.candidates.iter().filter(|c| self.can_win(c)).count(),
             builds: self.b.builds(),
             winner,
             promoted,
@@ -525,6 +590,7 @@ impl<'a, B: Backend> Run<'a, B> {
             refinement: self.refiner_ran().then_some(self.refine),
             ineligible,
             validations: self.validated,
+            near_ties,
         })))
     }
 
@@ -845,16 +911,93 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_winner_missing_the_bar_on_held_out_queries_gives_way() {
+    async fn a_grid_winner_is_the_grid_rule_s_and_its_validation_is_reported() {
         let mut b = Fake::new(8);
         // ef 20 passes .95 on the tuning queries by .015, ef 40 by .03; held out is .02 harder
         b.held_out_penalty = 0.02;
         let (lo, hi) = (cfg(4, 20, 20), cfg(4, 20, 40));
         assert!(recall(&lo) >= 0.95 && recall(&lo) - 0.02 < 0.95 && recall(&hi) - 0.02 >= 0.95);
         let o = finished(run(&mut b, grid(&[lo, hi], "never"), true).await);
-        assert_eq!(o.winner.as_ref().map(|w| w.config), Some(hi));
-        assert_eq!(o.validations, 2);
-        assert!(o.winner.unwrap().validation.unwrap().recall_at_k >= 0.95);
+        assert_eq!(o.winner.as_ref().map(|w| w.config), Some(lo));
+        assert_eq!((o.validations, o.trials_eligible), (1, 2));
+        assert!(o.winner.unwrap().validation.unwrap().recall_at_k < 0.95);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_adaptive_winner_must_also_pass_on_the_held_out_queries() {
+        let mut b = Fake::new(9);
+        b.held_out_penalty = 0.01;
+        let f = SpecFields {
+            strategy: Some("adaptive".into()),
+            objective: Some("min_latency".into()),
+            target_recall: Some(0.975),
+            validation_fraction: Some(0.2),
+            promote: Some("never".into()),
+            ..Default::default()
+        };
+        let o = finished(run(&mut b, f, true).await);
+        let w = o.winner.clone().unwrap();
+        assert!(w.validation.as_ref().unwrap().recall_at_k >= 0.975, "{w:?}");
+        assert!(
+            o.validations >= 2,
+            "the thin-margin winners were checked first: {o:?}"
+        );
+        let out: Vec<_> = o
+            .ineligible
+            .iter()
+            .filter(|i| i.reason.contains("held-out"))
+            .collect();
+        assert_eq!(out.len(), o.validations - 1);
+        // every disqualified trial says so in the journal; the winner is the fastest of the rest
+        for i in &out {
+            let t = b.journal.iter().find(|t| t.id == i.trial_id).unwrap();
+            assert!(
+                t.note
+                    .contains("ineligible: misses the recall bar on the held-out"),
+                "{}",
+                t.note
+            );
+        }
+        let best_left = b
+            .journal
+            .iter()
+            .filter(|t| t.metrics.recall_at_k >= 0.975 && !out.iter().any(|i| i.trial_id == t.id))
+            .map(|t| t.metrics.search_latency_p50_us)
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(w.search_latency_p50_us, best_left);
+        assert_eq!(
+            o.trials_eligible,
+            b.journal
+                .iter()
+                .filter(|t| t.metrics.recall_at_k >= 0.975)
+                .count()
+                - out.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn near_ties_are_reported_against_the_winner_not_acted_on() {
+        let mut b = Fake::new(10);
+        // the same cost in three graphs: within noise of each other
+        let configs = [
+            cfg(16, 80, 40),
+            HnswConfig {
+                seed: 7,
+                ..cfg(16, 80, 40)
+            },
+            cfg(32, 80, 20),
+        ];
+        let o = finished(run(&mut b, grid(&configs, "never"), false).await);
+        let w = o.winner.unwrap();
+        assert_eq!(
+            w.config, configs[0],
+            "ties broken by the earlier trial, as the rule says"
+        );
+        assert_eq!(o.near_ties.len(), 2, "{:?}", o.near_ties);
+        for t in &o.near_ties {
+            assert!(t.low < 1.0 && t.high > 1.0, "{t:?}");
+            assert!(t.latency_vs_winner.contains('['));
+        }
     }
 
     #[tokio::test(start_paused = true)]

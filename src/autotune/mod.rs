@@ -736,6 +736,9 @@ pub struct AutotuneResult {
     /// Candidates measured on the held-out queries before one passed the bar there.
     #[serde(default)]
     pub validations: usize,
+    /// Trials within 10 % of the winner's p50, re-measured interleaved against it.
+    #[serde(default)]
+    pub near_ties: Vec<engine::NearTie>,
 }
 
 /// A trial kept from winning by a cap.

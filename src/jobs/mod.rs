@@ -421,6 +421,7 @@ mod tests {
             refinement: None,
             ineligible: vec![],
             validations: 0,
+            near_ties: vec![],
         }));
         for r in [activation, autotune] {
             let json = serde_json::to_value(&r).unwrap();

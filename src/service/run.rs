@@ -323,6 +323,7 @@ impl Vectune {
             refinement: o.refinement,
             ineligible: o.ineligible,
             validations: o.validations,
+            near_ties: o.near_ties,
         })))
     }
 
