@@ -56,10 +56,13 @@ def flaps(args, cycles=20):
         entries = ([p["current"]] if p["current"] else []) + p["history"]
         by_agent = [e for e in entries if e["promoted_by"] == "agent"]
         kept = [d["reason"] for d in a["decisions"] if d["action"] == "kept"]
+        why = [d["reason"] for d in a["decisions"] if d["action"] == "promoted"]
+        for w in why:
+            log(f"flaps: promoted because {w}")
         log(f"flaps: {a['runs']} runs in {wall:.0f}s, {len(by_agent)} agent promotions")
         return {"cycles": a["runs"], "wall_secs": wall, "start": start_cfg, "promotions": len(by_agent),
                 "promoted": [e["config"] for e in by_agent], "trials_last_hour": a["trials_last_hour"],
-                "sample_kept_reasons": kept[:3]}
+                "sample_kept_reasons": kept[:3], "promoted_reasons": why}
     finally:
         srv.stop()
 
@@ -135,7 +138,8 @@ def write_md(res):
            f"- **Flaps** (target ≤ 1 promotion): an agent left {f['cycles']} cycles ({f['wall_secs']:.0f} s, cooldown 1 s, "
            f"min_latency at .95) on the unchanged index after an adaptive autotune promoted {cfg(f['start'])}: "
            f"**{f['promotions']} promotion(s)**" + (f" ({', '.join(cfg(x) for x in f['promoted'])})" if f["promoted"] else "")
-           + ". A kept decision reads: " + (f"“{f['sample_kept_reasons'][0]}”" if f["sample_kept_reasons"] else "-") + ".",
+           + ". A kept decision reads: " + (f"“{f['sample_kept_reasons'][0]}”" if f["sample_kept_reasons"] else "-") + "."
+           + "".join(f" Promoted because: “{w}”." for w in f.get("promoted_reasons", [])),
            f"- **Canary** (harness of 200 stored vectors, live traffic the set's 500 real queries, target .99, "
            f"canary_queries 300, activate: true): last decision **{d.get('action')}** after {c['searches']} searches "
            f"({c['secs']:.0f} s): “{d.get('reason')}”. Serving after: {cfg(c['active'])}; rejected: "
@@ -160,11 +164,15 @@ def write_md(res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "pydocs-minilm-384"))
+    ap.add_argument("--only", choices=("overhead", "canary", "flaps"),
+                    help="re-measure one part; the others are kept from .bench/loop_results.json")
     args = ap.parse_args()
-    res = {"date": datetime.date.today().isoformat(), "machine": machine()}
-    res["overhead"] = overhead(args)
-    res["canary"] = canary(args)
-    res["flaps"] = flaps(args)
+    path = os.path.join(ROOT, ".bench", "loop_results.json")
+    res = json.load(open(path)) if args.only and os.path.exists(path) else {}
+    res.update({"date": datetime.date.today().isoformat(), "machine": machine()})
+    for part, fn in (("overhead", overhead), ("canary", canary), ("flaps", flaps)):
+        if args.only in (None, part):
+            res[part] = fn(args)
     json.dump(res, open(os.path.join(ROOT, ".bench", "loop_results.json"), "w"), indent=1)
     write_md(res)
 

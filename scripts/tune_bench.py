@@ -289,9 +289,11 @@ def main_optuna(args):
             w = r["winner"]
             vect.append({"wall_secs": wall, "trials": r["trials_run"], "builds": r["builds"], "winner": w["config"],
                          "tune_recall": w["recall_at_k"], "held_recall": w["validation"]["recall_at_k"],
-                         "refinement": r.get("refinement")})
+                         "refinement": r.get("refinement"), "validations": r.get("validations"),
+                         "near_ties": [(t["config"], t["latency_vs_winner"]) for t in r.get("near_ties", [])]})
             log(f"vectune #{i + 1}: {wall:.1f}s, {r['trials_run']} trials, {r['builds']} builds, refinement "
-                f"{r.get('refinement')}, winner {w['config']} tune {w['recall_at_k']:.4f} held {w['validation']['recall_at_k']:.4f}")
+                f"{r.get('refinement')}, winner {w['config']} tune {w['recall_at_k']:.4f} held {w['validation']['recall_at_k']:.4f}, "
+                f"{r.get('validations')} held-out checks, near-ties {vect[-1]['near_ties']}")
 
         log("optuna: 60 TPE trials over hnswlib")
         built = {}
