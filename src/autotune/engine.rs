@@ -603,8 +603,9 @@ impl<'a, B: Backend> Run<'a, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autotune::refine::tests::{cost, recall};
     use crate::autotune::SpecFields;
-    use crate::hnsw::{Quantization, RawHnswConfig};
+    use crate::hnsw::RawHnswConfig;
     use crate::rng::SplitMix64;
     use std::collections::HashSet;
     use std::time::Duration;
@@ -641,19 +642,6 @@ mod tests {
                 held_out_penalty: 0.0,
             }
         }
-    }
-
-    fn recall(c: &HnswConfig) -> f64 {
-        let q = if c.quantization == Quantization::Sq8 {
-            0.995
-        } else {
-            1.0
-        };
-        q * (1.0 - 3.0 / (c.ef_search as f64 * (c.m as f64).sqrt() * (c.ef_construction as f64).powf(0.25)))
-    }
-
-    fn cost(c: &HnswConfig) -> f64 {
-        c.ef_search as f64 * c.m as f64
     }
 
     fn metrics(c: &HnswConfig, recall: f64, build: f64) -> TrialMetrics {

@@ -218,7 +218,7 @@ impl Refiner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn cfg(m: u32, ec: u32, ef: u32) -> HnswConfig {
@@ -230,8 +230,9 @@ mod tests {
         }
     }
 
-    /// A synthetic surface: recall rises with ef, m and ec; cost ∝ ef·m.
-    fn recall(c: &HnswConfig) -> f64 {
+    /// A synthetic surface: recall rises with ef, m and ec (sq8 a little lower); cost ∝ ef·m
+    /// (sq8 a little cheaper). The engine's tests use it too.
+    pub(crate) fn recall(c: &HnswConfig) -> f64 {
         let q = if c.quantization == Quantization::Sq8 {
             0.995
         } else {
@@ -240,7 +241,7 @@ mod tests {
         q * (1.0 - 3.0 / (c.ef_search as f64 * (c.m as f64).sqrt() * (c.ef_construction as f64).powf(0.25)))
     }
 
-    fn cost(c: &HnswConfig) -> f64 {
+    pub(crate) fn cost(c: &HnswConfig) -> f64 {
         c.ef_search as f64
             * c.m as f64
             * if c.quantization == Quantization::Sq8 {

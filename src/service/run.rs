@@ -132,6 +132,16 @@ impl Vectune {
         })
     }
 
+    /// Every build permit: with build concurrency above 1, no other build of this process
+    /// runs while a step measures latency.
+    async fn measuring(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.inner
+            .builds
+            .acquire_many(self.inner.build_slots)
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))
+    }
+
     /// Measures `config` on the run's tuning (or held-out) queries, building its graph
     /// unless the run still holds it. `None` when the run was cancelled meanwhile.
     async fn measure_in(
@@ -151,14 +161,7 @@ impl Vectune {
         let options = self.inner.build_options;
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let tune = ctx.tune.clone();
-        // every build permit: with build concurrency above 1, no other build of this
-        // process runs while this step measures latency
-        let permit = self
-            .inner
-            .builds
-            .acquire_many(self.inner.build_slots)
-            .await
-            .map_err(|e| ServiceError::Task(e.to_string()))?;
+        let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
             let built = cached.is_none();
             let graph = match cached {
@@ -350,12 +353,7 @@ impl Vectune {
             }
         }
         let (set, k, cancel, tune) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.tune.clone());
-        let permit = self
-            .inner
-            .builds
-            .acquire_many(self.inner.build_slots)
-            .await
-            .map_err(|e| ServiceError::Task(e.to_string()))?;
+        let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
             let g: Vec<(&hnsw::Graph, usize)> = graphs.iter().map(|(g, ef)| (&**g, *ef)).collect();
             trials::measure_paired(&set, &g, &tune.0, &tune.1, k, rounds, &cancel)
