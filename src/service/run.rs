@@ -31,6 +31,9 @@ use crate::names::{HarnessName, IndexName};
 use crate::trials::{self, Source, Trial, TrialMetrics};
 use crate::vectors::VectorSet;
 
+/// Queries an interleaved comparison uses at most (evenly spaced over the tuning queries).
+pub const PAIRED_MAX_QUERIES: usize = 1000;
+
 /// Memory the graphs kept during one run may take (their link arrays; the vectors are
 /// shared): enough for a handful of graphs of a few million links.
 pub const RUN_GRAPH_CACHE_BYTES: usize = 512 << 20;
@@ -356,7 +359,12 @@ impl Vectune {
         let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
             let g: Vec<(&hnsw::Graph, usize)> = graphs.iter().map(|(g, ef)| (&**g, *ef)).collect();
-            trials::measure_paired(&set, &g, &tune.0, &tune.1, k, rounds, &cancel)
+            // a large harness is compared on an evenly spaced share of its queries: the
+            // interval is tight long before, and the comparison stays seconds, not minutes
+            let step = tune.0.len().div_ceil(PAIRED_MAX_QUERIES).max(1);
+            let queries: Vec<Vec<f32>> = tune.0.iter().step_by(step).cloned().collect();
+            let truth: Vec<Vec<u32>> = tune.1.iter().step_by(step).cloned().collect();
+            trials::measure_paired(&set, &g, &queries, &truth, k, rounds, &cancel)
         })
         .await
         .map_err(|e| ServiceError::Task(e.to_string()))?;
