@@ -145,5 +145,65 @@ fn graphs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, distance_kernels, segments, binary_ingest, exact, graphs);
+/// A served search through the service at monitor sample_rate 0 and 0.01 (10k × 384 cosine,
+/// default config): what the live recall monitor costs the request path. The sampled
+/// searches' exact re-runs happen on the runtime's blocking threads meanwhile.
+fn monitored_search(c: &mut Criterion) {
+    use vectune::names::IndexName;
+    use vectune::service::Vectune;
+    use vectune::vectors::{Dims, NewVector};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let name = IndexName::parse("bench".to_string()).expect("name");
+    let data = rows(10_000, 384, 11);
+    let svc = rt.block_on(async {
+        let svc = Vectune::open(
+            vectune::storage::Storage::in_memory(),
+            1,
+            BuildOptions::all_cores(),
+        )
+        .await
+        .expect("open");
+        svc.create_index(name.clone(), Dims::parse(384).expect("dims"), Metric::Cosine)
+            .await
+            .expect("index");
+        let batch = data
+            .chunks(384)
+            .enumerate()
+            .map(|(i, v)| NewVector {
+                id: format!("v{i}"),
+                vector: v.to_vec(),
+            })
+            .collect();
+        svc.append(&name, batch).await.expect("append");
+        svc.activate(&name).await.expect("activate");
+        svc
+    });
+    let queries = rows(500, 384, 12);
+    for rate in [0.0, 0.01] {
+        rt.block_on(svc.set_monitor(&name, Some(rate), None))
+            .expect("monitor");
+        let mut i = 0;
+        c.bench_function(&format!("service_search_384_monitor_{rate}"), |x| {
+            x.iter(|| {
+                i = (i + 1) % 500;
+                let q = &queries[i * 384..(i + 1) * 384];
+                black_box(svc.search(&name, black_box(q), 10, None).expect("search"))
+            })
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    distance_kernels,
+    segments,
+    binary_ingest,
+    exact,
+    graphs,
+    monitored_search
+);
 criterion_main!(benches);
