@@ -201,14 +201,7 @@ async fn a_capture_collects_distinct_searches_then_serves_as_a_harness() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|q| {
-            q["vector"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
+        .map(|q| floats(&q["vector"]))
         .collect();
     let sent: Vec<Vec<f32>> = (0..6).map(|i| vec_of(5000 + i)).collect();
     assert_eq!(got, sent, "the first six distinct searched vectors, in order");
@@ -459,12 +452,7 @@ async fn an_agent_with_refresh_harness_recaptures_while_the_old_queries_serve() 
         v["capture"]["state"] == "complete"
     })
     .await;
-    let v0: Vec<f32> = h["queries"][0]["vector"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
+    let v0 = floats(&h["queries"][0]["vector"]);
     assert_eq!(v0, vec_of(8000), "the new window of traffic replaced the old");
     // its ground truth is of the new queries, not the old revision's
     let h = wait_for(&app, "/vectors/harness/cap", |v| v["ground_truth_built"] == true).await;

@@ -245,7 +245,7 @@ impl<'a, B: Backend> Run<'a, B> {
                         Strategy::Grid => self.grid.next(),
                         Strategy::Adaptive { max_trials, .. } => {
                             // a share of max_trials is kept for refinement
-                            let reserve = if self.refiner_ran() {
+                            let reserve = if self.refines() {
                                 (max_trials / 4).min(super::refine::MAX_TRIALS)
                             } else {
                                 0
@@ -523,7 +523,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 break;
             }
         }
-        if matches!(self.phase, Phase::Refine(_) | Phase::Done) && self.refiner_ran() {
+        if matches!(self.phase, Phase::Refine(_) | Phase::Done) && self.refines() {
             self.refine = RefineStats {
                 trials: self.refined.len(),
                 builds: self.b.builds().saturating_sub(self.builds_before_refine),
@@ -587,14 +587,15 @@ impl<'a, B: Backend> Run<'a, B> {
             winner,
             promoted,
             reason,
-            refinement: self.refiner_ran().then_some(self.refine),
+            refinement: self.refines().then_some(self.refine),
             ineligible,
             validations: self.validated,
             near_ties,
         })))
     }
 
-    fn refiner_ran(&self) -> bool {
+    /// Whether this run refines after its climb: adaptive `min_latency` runs only.
+    fn refines(&self) -> bool {
         matches!(self.spec.strategy, Strategy::Adaptive { .. })
             && self.rules().objective == Objective::MinLatency
     }

@@ -607,9 +607,6 @@ impl Harnesses {
             let Some(l) = live.get_mut(name) else {
                 return Ok(Offered::Ignored);
             };
-            if vector.len() != l.harness.queries.first().map_or(vector.len(), |q| q.vector.len()) {
-                return Ok(Offered::Ignored);
-            }
             let offered = l.capture.offer(&mut l.seen, vector);
             let step = (l.capture.want / 10).max(1);
             let store = match offered {

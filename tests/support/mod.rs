@@ -144,3 +144,12 @@ pub async fn poll_job(app: &Router, id: &str, until: impl Fn(&Value) -> bool) ->
     }
     panic!("job {id} did not get there in 60 s");
 }
+
+/// A JSON array of numbers as the f32 vector it was serialised from.
+pub fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number") as f32)
+        .collect()
+}
