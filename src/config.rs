@@ -13,8 +13,8 @@ use crate::storage::S3Settings;
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The config file cannot be read.
-    #[error("cannot read config file {path}")]
+    /// The config file (or a token file) cannot be read.
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: String,
@@ -65,6 +65,101 @@ pub struct Settings {
     pub build: BuildSettings,
     /// The live recall monitor's defaults.
     pub monitor: MonitorDefaults,
+    /// Bearer tokens; none configured means the API is open.
+    pub auth: AuthSettings,
+    /// The log's shape.
+    pub log: LogSettings,
+}
+
+/// A secret string: shown as `***` in `Debug`, so settings can be logged.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `s`.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Bearer tokens. With `token` set every route but `/health`, `/ready`, `/openapi.json`
+/// and `/docs` needs `Authorization: Bearer <token>`; `read_token` may call every `GET`,
+/// searches and `/metrics`, nothing that writes. A `*_file` names a file holding the token
+/// (trailing newline ignored), so it stays out of process listings and config files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The admin token: may call everything. Env `VECTUNE_API_TOKEN`.
+    pub token: Option<Secret>,
+    /// A file holding the admin token.
+    pub token_file: Option<String>,
+    /// The read-only token. Env `VECTUNE_READ_TOKEN`.
+    pub read_token: Option<Secret>,
+    /// A file holding the read-only token.
+    pub read_token_file: Option<String>,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one coloured line per event.
+    #[default]
+    Text,
+    /// For machines: one JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text` or `json`.
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (default) or `json`. Env `VECTUNE_LOG_FORMAT`, flag `--log-format`.
+    pub format: LogFormat,
+}
+
+/// Reads a token file: its first line, trimmed.
+fn token_from_file(path: &str) -> Result<Secret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_string(),
+        source,
+    })?;
+    Ok(Secret::new(text.lines().next().unwrap_or("").trim()))
+}
+
+/// A token is one run of visible ASCII (it travels in a header), 8 to 512 bytes.
+fn check_token(key: &'static str, t: &Secret) -> Result<(), ConfigError> {
+    let s = t.expose();
+    if !(8..=512).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: "a token must be 8 to 512 visible ASCII characters (no spaces)",
+        });
+    }
+    Ok(())
 }
 
 /// The live recall monitor's defaults, for indexes that set none
@@ -130,6 +225,13 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Largest binary (fvecs/npy) request body, bytes; larger is `413`.
     pub max_binary_body_bytes: usize,
+    /// Deadline of a request that starts no heavy work, seconds; past it the answer is
+    /// `503` `timeout`. Routes that build, measure or tune are bounded by the queue instead.
+    pub request_timeout_secs: f64,
+    /// Heavy work (builds, trials, ground truth, autotunes, activations) admitted at once,
+    /// queued or running; one more is `503` `overloaded` with `Retry-After`. Raising it
+    /// lets more work wait for build permits (memory: one vector set per run).
+    pub max_queued_jobs: usize,
 }
 
 /// Graph builds.
@@ -182,6 +284,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 64 << 20,
             max_binary_body_bytes: 1 << 30,
+            request_timeout_secs: 30.0,
+            max_queued_jobs: 16,
         }
     }
 }
@@ -203,6 +307,8 @@ pub struct Overrides {
     pub bind: Option<String>,
     /// `--store`.
     pub store: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 fn parse_env<T: std::str::FromStr>(
@@ -221,6 +327,40 @@ fn parse_env<T: std::str::FromStr>(
 }
 
 impl Settings {
+    /// Reads token files into the tokens and checks both: a token given twice (value and
+    /// file), an unusable one, or a read token equal to the admin token is refused.
+    fn resolve_tokens(&mut self) -> Result<(), ConfigError> {
+        let a = &mut self.auth;
+        for (token, file, key) in [
+            (&mut a.token, &a.token_file, "auth.token"),
+            (&mut a.read_token, &a.read_token_file, "auth.read_token"),
+        ] {
+            if let Some(path) = file {
+                if token.is_some() {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        reason: "set either the token or its file, not both",
+                    });
+                }
+                *token = Some(token_from_file(path)?);
+            }
+            if let Some(t) = token.as_ref() {
+                check_token(key, t)?;
+            }
+        }
+        match (&a.token, &a.read_token) {
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                key: "auth.read_token",
+                reason: "a read-only token needs an admin token (auth.token) beside it",
+            }),
+            (Some(t), Some(r)) if t == r => Err(ConfigError::Invalid {
+                key: "auth.read_token",
+                reason: "must differ from the admin token",
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Loads settings: the file (if any) over the defaults, then the environment, then
     /// the flags. `env` is injected so tests need not touch the process environment.
     pub fn load(
@@ -269,6 +409,25 @@ impl Settings {
         if let Some(v) = parse_env(env, "VECTUNE_MONITOR_SAMPLE_RATE", "a share between 0 and 1")? {
             s.monitor.sample_rate = v;
         }
+        if let Some(v) = parse_env(env, "VECTUNE_REQUEST_TIMEOUT_SECS", "seconds")? {
+            s.limits.request_timeout_secs = v;
+        }
+        if let Some(v) = parse_env(env, "VECTUNE_MAX_QUEUED_JOBS", "a positive integer")? {
+            s.limits.max_queued_jobs = v;
+        }
+        if let Some(v) = env("VECTUNE_API_TOKEN") {
+            s.auth.token = Some(Secret::new(v));
+        }
+        if let Some(v) = env("VECTUNE_READ_TOKEN") {
+            s.auth.read_token = Some(Secret::new(v));
+        }
+        if let Some(v) = env("VECTUNE_LOG_FORMAT") {
+            s.log.format = LogFormat::parse(v.trim()).ok_or(ConfigError::Env {
+                name: "VECTUNE_LOG_FORMAT",
+                value: v,
+                reason: "text or json",
+            })?;
+        }
         if let Some(v) = env("VECTUNE_S3_ENDPOINT") {
             s.store.s3.endpoint = Some(v);
         }
@@ -284,10 +443,26 @@ impl Settings {
         if let Some(v) = &flags.store {
             s.store.url = v.clone();
         }
+        if let Some(v) = flags.log_format {
+            s.log.format = v;
+        }
+        s.resolve_tokens()?;
         s.monitor.settings()?;
         if s.build.concurrency == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.concurrency",
+                reason: "must be at least 1",
+            });
+        }
+        if !(s.limits.request_timeout_secs > 0.0 && s.limits.request_timeout_secs <= 86_400.0) {
+            return Err(ConfigError::Invalid {
+                key: "limits.request_timeout_secs",
+                reason: "must be above 0 and at most 86400",
+            });
+        }
+        if s.limits.max_queued_jobs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_queued_jobs",
                 reason: "must be at least 1",
             });
         }
@@ -312,6 +487,68 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn tokens_come_from_env_or_file_and_are_checked() {
+        let none = Overrides::default();
+        let s = Settings::load(None, &env_of(&[("VECTUNE_API_TOKEN", "admin-secret-1")]), &none).unwrap();
+        assert_eq!(s.auth.token.as_ref().map(Secret::expose), Some("admin-secret-1"));
+        assert!(
+            !format!("{s:?}").contains("admin-secret-1"),
+            "Debug must not show a token"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let tf = dir.path().join("token");
+        std::fs::write(&tf, "file-secret-22\n").unwrap();
+        let cf = dir.path().join("c.toml");
+        std::fs::write(
+            &cf,
+            format!(
+                "[auth]\ntoken_file = {:?}\nread_token = \"reader-secret-3\"\n",
+                tf.display().to_string()
+            ),
+        )
+        .unwrap();
+        let s = Settings::load(Some(&cf), &env_of(&[]), &none).unwrap();
+        assert_eq!(s.auth.token.as_ref().map(Secret::expose), Some("file-secret-22"));
+        assert_eq!(
+            s.auth.read_token.as_ref().map(Secret::expose),
+            Some("reader-secret-3")
+        );
+
+        for bad in [
+            vec![("VECTUNE_API_TOKEN", "short")],
+            vec![("VECTUNE_API_TOKEN", "has a space in it")],
+            vec![("VECTUNE_READ_TOKEN", "reader-only-token")],
+            vec![
+                ("VECTUNE_API_TOKEN", "same-token-1"),
+                ("VECTUNE_READ_TOKEN", "same-token-1"),
+            ],
+            vec![("VECTUNE_REQUEST_TIMEOUT_SECS", "0")],
+            vec![("VECTUNE_MAX_QUEUED_JOBS", "0")],
+            vec![("VECTUNE_LOG_FORMAT", "xml")],
+        ] {
+            assert!(Settings::load(None, &env_of(&bad), &none).is_err(), "{bad:?}");
+        }
+        // a token given as a value and as a file is ambiguous
+        let both = dir.path().join("both.toml");
+        std::fs::write(
+            &both,
+            format!(
+                "[auth]\ntoken = \"value-token-1\"\ntoken_file = {:?}\n",
+                tf.display().to_string()
+            ),
+        )
+        .unwrap();
+        assert!(Settings::load(Some(&both), &env_of(&[]), &none).is_err());
+        let missing = dir.path().join("missing.toml");
+        std::fs::write(&missing, "[auth]\ntoken_file = \"/nonexistent/vectune-token\"\n").unwrap();
+        assert!(matches!(
+            Settings::load(Some(&missing), &env_of(&[]), &none),
+            Err(ConfigError::Read { .. })
+        ));
     }
 
     #[test]
@@ -362,6 +599,7 @@ mod tests {
         let flags = Overrides {
             bind: Some("127.0.0.1:3".into()),
             store: Some("memory://".into()),
+            log_format: Some(LogFormat::Json),
         };
         let s = Settings::load(Some(&f), &env, &flags).unwrap();
         assert_eq!(

@@ -36,6 +36,16 @@ pub enum NameError {
     },
 }
 
+impl crate::error::Classified for NameError {
+    fn classify(&self) -> crate::error::Class {
+        match self {
+            NameError::Empty { .. } | NameError::TooLong { .. } | NameError::Invalid { .. } => {
+                crate::error::Class::invalid("invalid_name")
+            }
+        }
+    }
+}
+
 fn check(kind: &'static str, s: &str) -> Result<(), NameError> {
     if s.is_empty() {
         return Err(NameError::Empty { kind });

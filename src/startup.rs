@@ -1,13 +1,14 @@
 //! Building and running the server: settings → store → service → router → listener.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::http::{router, RouterLimits};
-use crate::service::{ServiceError, Vectune};
+use crate::http::{router_with, HttpOptions, RouterLimits, Tokens};
+use crate::service::{ServiceError, ServiceOptions, Vectune};
 use crate::storage::{Storage, StorageError};
 
 /// Why the server could not start.
@@ -55,7 +56,13 @@ impl Application {
             "graph builds"
         );
         let monitor = settings.monitor.settings()?;
-        let service = Vectune::open_with(storage, settings.build.concurrency, build, monitor).await?;
+        let options = ServiceOptions {
+            build_concurrency: settings.build.concurrency,
+            build_options: build,
+            monitor,
+            max_queued_jobs: settings.limits.max_queued_jobs,
+        };
+        let service = Vectune::open_with(storage, options).await?;
         let listener =
             TcpListener::bind(&settings.server.bind)
                 .await
@@ -63,11 +70,29 @@ impl Application {
                     addr: settings.server.bind.clone(),
                     source,
                 })?;
-        let app = router(
+        let auth = &settings.auth;
+        let tokens = Tokens::new(
+            auth.token.as_ref().map(|t| t.expose()),
+            auth.read_token.as_ref().map(|t| t.expose()),
+        );
+        tracing::info!(
+            auth = if tokens.enabled() {
+                "bearer token"
+            } else {
+                "off (no token configured)"
+            },
+            read_only_token = auth.read_token.is_some(),
+            "API access"
+        );
+        let app = router_with(
             service.clone(),
-            RouterLimits {
-                max_body_bytes: settings.limits.max_body_bytes,
-                max_binary_body_bytes: settings.limits.max_binary_body_bytes,
+            HttpOptions {
+                limits: RouterLimits {
+                    max_body_bytes: settings.limits.max_body_bytes,
+                    max_binary_body_bytes: settings.limits.max_binary_body_bytes,
+                },
+                tokens,
+                request_timeout: Duration::from_secs_f64(settings.limits.request_timeout_secs),
             },
         );
         Ok(Application {
@@ -105,6 +130,14 @@ impl Application {
                 tracing::debug!(error = %e, "TCP_NODELAY not set");
             }
         });
+        // at the signal: /ready turns 503, jobs, agents and sync runs stop at their next
+        // step (a sync request cut short answers 503 shutting_down), then in-flight
+        // requests finish
+        let stopping = self.service.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.stop_background();
+        };
         let served = axum::serve(listener, self.app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -28,6 +28,18 @@ pub enum Action {
     RolledBack,
 }
 
+impl Action {
+    /// The action's wire name (a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Promoted => "promoted",
+            Action::Kept => "kept",
+            Action::Activated => "activated",
+            Action::RolledBack => "rolled_back",
+        }
+    }
+}
+
 /// One decision, as shown and stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {

@@ -36,7 +36,8 @@ use crate::hnsw::{HnswConfig, Quantization};
 use crate::monitor::LiveStats;
 use crate::names::IndexName;
 use crate::rng::SplitMix64;
-use canary::{Action, Decision, Verdict};
+use canary::Verdict;
+pub use canary::{Action, Decision};
 
 /// Trials per run at most (fewer when the hourly cap is near).
 pub const TRIALS_PER_RUN: usize = 3;
@@ -101,8 +102,8 @@ pub struct AgentConfig {
     pub refresh_harness: bool,
 }
 
-/// A PUT body before its checks.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A PUT body before its checks (the one raw form; the OpenAPI spec describes it).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfigIn {
     /// Required.
@@ -319,6 +320,8 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), String>> + Send;
     /// Starts a new capture of a captured harness.
     fn refresh_harness(&self, harness: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Hears of each decision as it is made (the service counts them as a metric).
+    fn decided(&self, _action: Action) {}
 }
 
 /// The live side of one agent, shared by its loop and the API.
@@ -359,9 +362,10 @@ impl Shared {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
-    /// Records a decision (newest first) and returns the record to store.
-    fn decide(&self, d: Decision) -> AgentRecord {
+    /// Records a decision (newest first), tells `backend`, and returns the record to store.
+    fn decide(&self, backend: &impl AgentBackend, d: Decision) -> AgentRecord {
         tracing::info!(action = ?d.action, reason = %d.reason, "agent decision");
+        backend.decided(d.action);
         let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
         r.decisions.insert(0, d);
         r.decisions.truncate(DECISIONS_KEPT);
@@ -518,7 +522,7 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
                     } else {
                         Action::Kept
                     };
-                    let record = shared.decide(Decision::now(action, report.reason));
+                    let record = shared.decide(&backend, Decision::now(action, report.reason));
                     backend.persist(&index, &record).await;
                     if cfg.activate {
                         // a generation restored by a rollback is known to miss: its drift
@@ -582,10 +586,13 @@ async fn close_loop<B: AgentBackend>(
         promoted.describe()
     );
     let need = cfg.canary_queries as usize;
-    let record = shared.decide(Decision::now(
-        Action::Activated,
-        format!("{activated}; canary: waiting for {need} live samples"),
-    ));
+    let record = shared.decide(
+        backend,
+        Decision::now(
+            Action::Activated,
+            format!("{activated}; canary: waiting for {need} live samples"),
+        ),
+    );
     backend.persist(index, &record).await;
     shared.set_state(AgentState::Canary);
     let target = cfg.target();
@@ -596,13 +603,16 @@ async fn close_loop<B: AgentBackend>(
         match canary::judge(backend.live(index), generation, need, target) {
             Verdict::Waiting { .. } => pause(shared, GROWTH_POLL).await,
             Verdict::Passed(l) => {
-                let record = shared.decide(Decision::now(
-                    Action::Activated,
-                    format!(
-                        "{activated}; canary passed: {} reaches target {target}",
-                        canary::describe(&l)
+                let record = shared.decide(
+                    backend,
+                    Decision::now(
+                        Action::Activated,
+                        format!(
+                            "{activated}; canary passed: {} reaches target {target}",
+                            canary::describe(&l)
+                        ),
                     ),
-                ));
+                );
                 backend.persist(index, &record).await;
                 return None;
             }
@@ -628,13 +638,16 @@ async fn close_loop<B: AgentBackend>(
                         r.rejected.push(promoted);
                     }
                     drop(r);
-                    shared.decide(Decision::now(
-                        Action::RolledBack,
-                        format!(
-                            "{why}: rolled the promotion of {} back and {back}",
-                            promoted.describe()
+                    shared.decide(
+                        backend,
+                        Decision::now(
+                            Action::RolledBack,
+                            format!(
+                                "{why}: rolled the promotion of {} back and {back}",
+                                promoted.describe()
+                            ),
                         ),
-                    ))
+                    )
                 };
                 backend.persist(index, &record).await;
                 return restored;

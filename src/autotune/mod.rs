@@ -53,6 +53,18 @@ pub enum AutotuneError {
     },
 }
 
+impl crate::error::Classified for AutotuneError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        match self {
+            AutotuneError::NoUsableConfig { .. } => Class::new(K::Unprocessable, "no_usable_config"),
+            AutotuneError::Running(_) => Class::new(K::Conflict, "autotune_running"),
+            AutotuneError::InvalidMinRecall(_) => Class::invalid("invalid_min_recall"),
+            AutotuneError::InvalidField { .. } => Class::invalid("invalid_autotune_request"),
+        }
+    }
+}
+
 /// What a run optimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Objective {
@@ -366,8 +378,10 @@ pub struct Spec {
     pub validation_fraction: f64,
 }
 
-/// The raw request fields a [`Spec`] is parsed from.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The raw request fields a [`Spec`] is parsed from: the one raw form of an autotune's
+/// rules (the HTTP body flattens it beside `index_name` and `harness`; the agent and the
+/// tests build it directly).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SpecFields {
     /// Recall bar of `max_recall`.
     pub min_recall: Option<f64>,

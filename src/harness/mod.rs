@@ -89,8 +89,8 @@ pub enum HarnessError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A blocking task died.
-    #[error("background task failed: {0}")]
-    Task(String),
+    #[error("background task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// A captured harness that has no complete set of queries yet.
     #[error("harness {0} is still capturing: it has no queries to measure yet")]
     Capturing(HarnessName),
@@ -100,6 +100,30 @@ pub enum HarnessError {
     /// A capture sample rate out of range.
     #[error("sample_rate must be between 0 and 1 (and above 0 to capture anything), got {0}")]
     InvalidSampleRate(f64),
+}
+
+impl crate::error::Classified for HarnessError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        use HarnessError as H;
+        match self {
+            H::NotFound(_) => Class::new(K::NotFound, "harness_not_found"),
+            H::Exists(_) => Class::new(K::Conflict, "harness_exists"),
+            H::InvalidK(_) => Class::invalid("invalid_k"),
+            H::KTooLarge { .. } => Class::new(K::Unprocessable, "k_too_large"),
+            H::NoQueries => Class::invalid("no_queries"),
+            H::TooManyQueries { .. } => Class::new(K::Unprocessable, "too_many_queries"),
+            H::Query { .. } => Class::invalid("invalid_query"),
+            H::QueryId(_) => Class::invalid("invalid_query_id"),
+            H::WrongIndex { .. } => Class::invalid("harness_index_mismatch"),
+            H::Vectors(v) => v.classify(),
+            H::Storage(s) => s.classify(),
+            H::Task(_) => Class::INTERNAL,
+            H::Capturing(_) => Class::new(K::Conflict, "harness_capturing"),
+            H::NotRefreshable(..) => Class::new(K::Conflict, "harness_not_refreshable"),
+            H::InvalidSampleRate(_) => Class::invalid("invalid_sample_rate"),
+        }
+    }
 }
 
 /// Result of the harness module.
@@ -206,9 +230,7 @@ pub struct Harnesses {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| HarnessError::Task(e.to_string()))
+    tokio::task::spawn_blocking(f).await.map_err(HarnessError::Task)
 }
 
 /// A query as received for an explicit harness.

@@ -30,7 +30,7 @@ pub struct ConfigError {
 }
 
 /// How the graph's beam reads the vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {
     /// The f32 rows themselves.
@@ -122,16 +122,20 @@ pub struct HnswConfig {
     pub quantization: Quantization,
 }
 
-/// The config as received, before its bounds are checked.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The config as received, before its bounds are checked: the one raw form requests carry
+/// (a trial's `config`, an autotune's `grid`), described as such in the OpenAPI spec.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHnswConfig {
-    /// See [`HnswConfig::ef_construction`].
+    /// See [`HnswConfig::ef_construction`] (10..=400).
+    #[schema(minimum = 10, maximum = 400)]
     pub ef_construction: i64,
-    /// See [`HnswConfig::ef_search`].
+    /// See [`HnswConfig::ef_search`] (10..=200).
+    #[schema(minimum = 10, maximum = 200)]
     pub ef_search: i64,
-    /// See [`HnswConfig::m`]; default 16.
+    /// See [`HnswConfig::m`] (4..=64); default 16.
     #[serde(default)]
+    #[schema(minimum = 4, maximum = 64)]
     pub m: Option<i64>,
     /// See [`HnswConfig::seed`]; default 42.
     #[serde(default)]
@@ -141,6 +145,7 @@ pub struct RawHnswConfig {
     pub quantization: Option<Quantization>,
 }
 
+// the OpenAPI bounds above are these, written out (a test keeps them equal)
 fn bounded(field: &'static str, (min, max): (u32, u32), got: i64) -> Result<u32, ConfigError> {
     if (min as i64..=max as i64).contains(&got) {
         Ok(got as u32)

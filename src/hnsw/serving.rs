@@ -33,8 +33,11 @@ pub enum ServingError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A blocking build or decode task died.
-    #[error("background task failed: {0}")]
-    Task(String),
+    #[error("background task failed")]
+    Task(#[source] tokio::task::JoinError),
+    /// The build semaphore was closed (never, while the service lives).
+    #[error("the build semaphore is closed")]
+    Closed,
     /// A concurrent activation (another process on the same store) wrote this generation.
     #[error("activated concurrently; retry")]
     Conflict,
@@ -159,11 +162,7 @@ impl Serving {
                 }
             }
         }
-        let permit = self
-            .builds
-            .acquire()
-            .await
-            .map_err(|e| ServingError::Task(e.to_string()))?;
+        let permit = self.builds.acquire().await.map_err(|_| ServingError::Closed)?;
         let (graph, bytes) = blocking(move || {
             let graph = super::build(&set, rows, config, options);
             let bytes = store::encode(&graph);
@@ -288,9 +287,7 @@ impl Serving {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServingError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServingError::Task(e.to_string()))
+    tokio::task::spawn_blocking(f).await.map_err(ServingError::Task)
 }
 
 /// The newest activation record of an index.

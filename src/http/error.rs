@@ -9,15 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::autotune::AutotuneError;
-use crate::harness::HarnessError;
-use crate::jobs::JobsError;
-use crate::names::NameError;
-use crate::promotion::PromotionError;
-use crate::service::ServiceError;
-use crate::storage::StorageError;
-use crate::trials::TrialsError;
-use crate::vectors::VectorsError;
+use crate::error::{public_message, Classified, ErrorKind};
 
 /// An error answer: `{"error": {"code", "message"}}` with its status.
 #[derive(Debug)]
@@ -41,22 +33,6 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
     }
 
-    fn internal(e: &dyn std::error::Error) -> ApiError {
-        let mut chain = e.to_string();
-        let mut src = e.source();
-        while let Some(s) = src {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            src = s.source();
-        }
-        tracing::error!(error = %chain, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal server error; see the server log",
-        )
-    }
-
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -73,169 +49,44 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying an `overloaded` answer.
+pub const RETRY_AFTER_SECS: u32 = 2;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
-    }
-}
-
-impl From<NameError> for ApiError {
-    fn from(e: NameError) -> ApiError {
-        ApiError::bad_request("invalid_name", e)
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> ApiError {
-        match e {
-            StorageError::AlreadyExists { .. }
-            | StorageError::Backend { .. }
-            | StorageError::Corrupt { .. }
-            | StorageError::NewerSchema { .. }
-            | StorageError::Config { .. } => ApiError::internal(&e),
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut response = (self.status, body).into_response();
+        if self.code == "overloaded" {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
         }
+        response
     }
 }
 
-impl From<VectorsError> for ApiError {
-    fn from(e: VectorsError) -> ApiError {
-        use VectorsError as V;
-        match e {
-            V::IndexNotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "index_not_found", e.to_string()),
-            V::IndexExists(_) => ApiError::new(StatusCode::CONFLICT, "index_exists", e.to_string()),
-            V::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string()),
-            V::InvalidDims(_) => ApiError::bad_request("invalid_dims", e),
-            V::InvalidMetric(_) => ApiError::bad_request("invalid_metric", e),
-            V::InvalidFormat(_) => ApiError::bad_request("invalid_format", e),
-            V::Binary(_) => ApiError::bad_request("invalid_binary_body", e),
-            V::EmptyBatch => ApiError::bad_request("empty_batch", e),
-            V::DimsMismatch { .. } => ApiError::bad_request("dimension_mismatch", e),
-            V::NonFinite { .. } => ApiError::bad_request("non_finite_value", e),
-            V::ZeroVector { .. } => ApiError::bad_request("zero_vector", e),
-            V::InvalidId { .. } => ApiError::bad_request("invalid_id", e),
-            V::DuplicateInBatch(_) | V::DuplicateStored(_) => ApiError::bad_request("duplicate_id", e),
-            V::Storage(s) => s.into(),
-            V::CorruptSegment { .. } | V::MissingSegment(_) | V::Task(_) => ApiError::internal(&e),
-        }
+impl<E: Classified> From<E> for ApiError {
+    fn from(e: E) -> ApiError {
+        let class = e.classify();
+        ApiError::new(status_of(class.kind), class.code, public_message(&e))
     }
 }
 
-impl From<HarnessError> for ApiError {
-    fn from(e: HarnessError) -> ApiError {
-        use HarnessError as H;
-        match e {
-            H::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "harness_not_found", e.to_string()),
-            H::Exists(_) => ApiError::new(StatusCode::CONFLICT, "harness_exists", e.to_string()),
-            H::InvalidK(_) => ApiError::bad_request("invalid_k", e),
-            H::KTooLarge { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "k_too_large", e.to_string())
-            }
-            H::NoQueries => ApiError::bad_request("no_queries", e),
-            H::TooManyQueries { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "too_many_queries",
-                e.to_string(),
-            ),
-            H::Query { .. } => ApiError::bad_request("invalid_query", e),
-            H::QueryId(_) => ApiError::bad_request("invalid_query_id", e),
-            H::WrongIndex { .. } => ApiError::bad_request("harness_index_mismatch", e),
-            H::Vectors(v) => v.into(),
-            H::Storage(s) => s.into(),
-            H::Task(_) => ApiError::internal(&e),
-            H::Capturing(_) => ApiError::new(StatusCode::CONFLICT, "harness_capturing", e.to_string()),
-            H::NotRefreshable(..) => {
-                ApiError::new(StatusCode::CONFLICT, "harness_not_refreshable", e.to_string())
-            }
-            H::InvalidSampleRate(_) => ApiError::bad_request("invalid_sample_rate", e),
+/// The HTTP status of each kind of failure: the one place kinds meet statuses.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Overloaded | ErrorKind::Timeout | ErrorKind::ShuttingDown | ErrorKind::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
-    }
-}
-
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> ApiError {
-        use ServiceError as S;
-        match e {
-            S::Vectors(v) => v.into(),
-            S::Harness(h) => h.into(),
-            S::Storage(s) => s.into(),
-            S::Config(_) => ApiError::bad_request("invalid_config", e),
-            S::Trials(t) => t.into(),
-            S::Promotion(p) => p.into(),
-            S::Autotune(a) => a.into(),
-            S::HarnessQuery(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_harness", e.to_string())
-            }
-            S::NotActive(_) => ApiError::new(StatusCode::CONFLICT, "not_active", e.to_string()),
-            S::EmptyIndex(_) => ApiError::new(StatusCode::CONFLICT, "index_empty", e.to_string()),
-            S::Query(_) => ApiError::bad_request("invalid_query", e),
-            S::InvalidK(_) => ApiError::bad_request("invalid_k", e),
-            S::ActivationConflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string())
-            }
-            S::Task(_) => ApiError::internal(&e),
-            S::Jobs(j) => j.into(),
-            S::Agent(_) => ApiError::bad_request("invalid_agent_config", e),
-            S::Name(n) => n.into(),
-            S::Cancelled => ApiError::new(StatusCode::CONFLICT, "cancelled", e.to_string()),
-            S::Monitor(_) => ApiError::bad_request("invalid_monitor_settings", e),
-        }
-    }
-}
-
-impl From<JobsError> for ApiError {
-    fn from(e: JobsError) -> ApiError {
-        match e {
-            JobsError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "job_not_found", e.to_string()),
-            JobsError::Storage(s) => s.into(),
-        }
-    }
-}
-
-impl From<TrialsError> for ApiError {
-    fn from(e: TrialsError) -> ApiError {
-        match e {
-            TrialsError::NotFound { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "trial_not_found", e.to_string())
-            }
-            TrialsError::Storage(s) => s.into(),
-            TrialsError::InvalidAxes(_) => ApiError::bad_request("invalid_axes", e),
-        }
-    }
-}
-
-impl From<PromotionError> for ApiError {
-    fn from(e: PromotionError) -> ApiError {
-        match e {
-            PromotionError::NothingToRollBack(_) => {
-                ApiError::new(StatusCode::CONFLICT, "nothing_to_roll_back", e.to_string())
-            }
-            PromotionError::TextTooLong { .. } => ApiError::bad_request("invalid_text", e),
-            PromotionError::Contended(_) => {
-                ApiError::new(StatusCode::CONFLICT, "concurrent_write", e.to_string())
-            }
-            PromotionError::Storage(s) => s.into(),
-        }
-    }
-}
-
-impl From<AutotuneError> for ApiError {
-    fn from(e: AutotuneError) -> ApiError {
-        match e {
-            AutotuneError::NoUsableConfig { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_usable_config",
-                e.to_string(),
-            ),
-            AutotuneError::Running(_) => {
-                ApiError::new(StatusCode::CONFLICT, "autotune_running", e.to_string())
-            }
-            AutotuneError::InvalidMinRecall(_) => ApiError::bad_request("invalid_min_recall", e),
-            AutotuneError::InvalidField { .. } => ApiError::bad_request("invalid_autotune_request", e),
-        }
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

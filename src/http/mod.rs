@@ -2,18 +2,34 @@
 //!
 //! Nothing below this module knows about axum. Every answer that is not a success goes
 //! through [`error::ApiError`], including malformed bodies, unknown routes and oversized
-//! requests, so clients only ever see one error shape.
+//! requests, so clients only ever see one error shape. The routes are registered once,
+//! through `utoipa-axum`, which yields the router and its OpenAPI 3.1 document together.
+//!
+//! Layers, outermost first: request id + access log + request metrics ([`layers::observe`]),
+//! the token check ([`auth`]), the request deadline ([`layers::deadline`]), then the body
+//! limit and the handler.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod layers;
 mod routes;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{header, HeaderValue};
 use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::service::Vectune;
+pub use auth::Tokens;
 
 /// Limits the router enforces.
 #[derive(Debug, Clone, Copy)]
@@ -24,51 +40,153 @@ pub struct RouterLimits {
     pub max_binary_body_bytes: usize,
 }
 
-/// The whole API as a router over `service`.
+/// Everything the HTTP layer is configured with.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Body limits.
+    pub limits: RouterLimits,
+    /// Bearer tokens (none: open).
+    pub tokens: Tokens,
+    /// Deadline of a request that starts no heavy work.
+    pub request_timeout: Duration,
+}
+
+impl HttpOptions {
+    /// Open (no token), the given limits, a 30 s deadline.
+    pub fn open(limits: RouterLimits) -> HttpOptions {
+        HttpOptions {
+            limits,
+            tokens: Tokens::default(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vectune",
+        description = "Self-tuning HNSW vector index service: trials, autotune, promotion, activation.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    modifiers(&BearerScheme),
+    security(("bearer" = [])),
+    tags(
+        (name = "indexes", description = "Indexes, vectors, activation and the live monitor"),
+        (name = "search", description = "k-NN search on the serving generation"),
+        (name = "harnesses", description = "Eval harnesses with exact ground truth"),
+        (name = "trials", description = "The trial journal and its Pareto frontier"),
+        (name = "promotion", description = "The promotion registry"),
+        (name = "autotune", description = "Autotune runs"),
+        (name = "jobs", description = "Background jobs"),
+        (name = "agents", description = "Background tuning agents"),
+        (name = "operations", description = "Probes and metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Adds the `bearer` security scheme the operations refer to ("Authorize" in `/docs`).
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token (auth.token) or the read-only token (auth.read_token); \
+                         not needed when the server has no token configured",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every API route with its OpenAPI operation, in the order of `shared/API.md`.
+fn api() -> OpenApiRouter<Vectune> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::ready))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(routes::create_index, routes::list_indexes))
+        .routes(routes!(routes::get_index, routes::delete_index))
+        .routes(routes!(routes::append))
+        .routes(routes!(routes::activate))
+        .routes(routes!(routes::get_monitor, routes::put_monitor))
+        .routes(routes!(routes::search))
+        .routes(routes!(routes::create_harness))
+        .routes(routes!(routes::autogen_harness))
+        .routes(routes!(routes::capture_harness))
+        .routes(routes!(routes::get_harness))
+        .routes(routes!(routes::run_trial))
+        .routes(routes!(routes::list_trials))
+        .routes(routes!(routes::get_trial))
+        .routes(routes!(routes::promote))
+        .routes(routes!(routes::rollback))
+        .routes(routes!(routes::promoted))
+        .routes(routes!(routes::autotune))
+        .routes(routes!(routes::pareto))
+        .routes(routes!(
+            routes::get_agent,
+            routes::put_agent,
+            routes::delete_agent
+        ))
+        .routes(routes!(routes::list_jobs))
+        .routes(routes!(routes::get_job, routes::cancel_job))
+}
+
+/// The OpenAPI document of [`router`] (what `GET /openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// The docs page loads nothing from another host (Swagger UI's icons are `data:` URIs
+/// inside its stylesheet, and its online validator is off).
+async fn with_csp(mut r: axum::response::Response) -> axum::response::Response {
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:"),
+    );
+    r
+}
+
+/// The whole API as a router over `service`, open (no token), 30 s deadline.
 pub fn router(service: Vectune, limits: RouterLimits) -> Router {
-    Router::new()
-        .route("/health", get(routes::health))
-        .route(
-            "/vectors/indexes",
-            post(routes::create_index).get(routes::list_indexes),
-        )
-        .route(
-            "/vectors/indexes/{index}",
-            get(routes::get_index).delete(routes::delete_index),
-        )
-        .route("/vectors/indexes/{index}/vectors", post(routes::append))
-        .route("/vectors/indexes/{index}/activate", post(routes::activate))
-        .route(
-            "/vectors/indexes/{index}/monitor",
-            get(routes::get_monitor).put(routes::put_monitor),
-        )
-        .route("/vectors/search/{index}", post(routes::search))
-        .route("/vectors/harness", post(routes::create_harness))
-        .route("/vectors/harness/autogen", post(routes::autogen_harness))
-        .route("/vectors/harness/capture", post(routes::capture_harness))
-        .route("/vectors/harness/{name}", get(routes::get_harness))
-        .route("/vectors/hnsw/trial", post(routes::run_trial))
-        .route("/vectors/hnsw/trials/{index}", get(routes::list_trials))
-        .route("/vectors/hnsw/trials/{index}/{trial_id}", get(routes::get_trial))
-        .route("/vectors/hnsw/promote/{index}/{trial_id}", post(routes::promote))
-        .route("/vectors/hnsw/rollback/{index}", post(routes::rollback))
-        .route("/vectors/hnsw/promoted/{index}", get(routes::promoted))
-        .route("/vectors/hnsw/autotune", post(routes::autotune))
-        .route("/vectors/hnsw/pareto/{index}", get(routes::pareto))
-        .route(
-            "/vectors/hnsw/agent/{index}",
-            get(routes::get_agent)
-                .put(routes::put_agent)
-                .delete(routes::delete_agent),
-        )
-        .route("/vectors/jobs", get(routes::list_jobs))
-        .route(
-            "/vectors/jobs/{job_id}",
-            get(routes::get_job).delete(routes::cancel_job),
-        )
+    router_with(service, HttpOptions::open(limits))
+}
+
+/// The whole API as a router over `service`.
+pub fn router_with(service: Vectune, options: HttpOptions) -> Router {
+    let (api, spec) = api().split_for_parts();
+    let api = api
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(axum::Extension(limits))
+        .layer(DefaultBodyLimit::max(options.limits.max_body_bytes))
+        .layer(axum::Extension(options.limits))
+        .layer(axum::middleware::from_fn_with_state(
+            options.request_timeout,
+            layers::deadline,
+        ));
+    let docs: Router<Vectune> = Router::from(
+        SwaggerUi::new("/docs").url("/openapi.json", spec).config(
+            utoipa_swagger_ui::Config::default()
+                .validator_url("none")
+                .persist_authorization(true),
+        ),
+    )
+    .layer(axum::middleware::map_response(with_csp));
+    api.merge(docs)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(options.tokens),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            layers::observe,
+        ))
         .with_state(service)
 }

@@ -1,11 +1,12 @@
-//! Handlers: parse into domain types, call one service method, map to a DTO.
+//! Handlers: parse into domain types, call one service method, map to a DTO. Each one's
+//! `#[utoipa::path]` is what `/openapi.json` says of it; the router is built from the same
+//! list (`http::api`), so the two cannot drift.
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use serde_json::json;
 
 use super::dto::*;
 use super::error::ApiError;
@@ -15,18 +16,33 @@ use crate::agent::AgentConfigIn;
 use crate::distance::Metric;
 use crate::harness::NewQuery;
 use crate::hnsw::HnswConfig;
-use crate::jobs::Job;
 use crate::names::{HarnessName, IndexName};
-use crate::service::{AgentView, AutotuneRequest, TrialRequest, Vectune};
+use crate::service::{AutotuneRequest, TrialRequest, Vectune};
 use crate::trials::{Axis, Source};
 use crate::vectors::{Dims, NewVector, VectorsError};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-pub async fn health() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// Liveness: answers as long as the process serves HTTP.
+#[utoipa::path(get, path = "/health", tag = "operations", security(()),
+    responses((status = 200, body = Status, description = "Done")))]
+pub async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
+/// Readiness: `200` once the store answers and start-up re-activation is done, `503`
+/// before that and while shutting down.
+#[utoipa::path(get, path = "/ready", tag = "operations", security(()),
+    responses((status = 200, body = Status, description = "Done"), (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn ready(State(v): State<Vectune>) -> ApiResult<Json<Status>> {
+    v.ready().await?;
+    Ok(Json(Status { status: "ready" }))
+}
+
+/// Creates an index.
+#[utoipa::path(post, path = "/vectors/indexes", tag = "indexes", request_body = CreateIndex,
+    responses((status = 201, body = IndexOut, description = "Created"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn create_index(
     State(v): State<Vectune>,
     ApiJson(req): ApiJson<CreateIndex>,
@@ -38,12 +54,21 @@ pub async fn create_index(
     Ok((StatusCode::CREATED, Json(IndexOut::from(view))))
 }
 
+/// Every index, by name.
+#[utoipa::path(get, path = "/vectors/indexes", tag = "indexes",
+    responses((status = 200, body = IndexList, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn list_indexes(State(v): State<Vectune>) -> Json<IndexList> {
     Json(IndexList {
         indexes: v.list_indexes().into_iter().map(IndexOut::from).collect(),
     })
 }
 
+/// One index, with what serves it and its live recall.
+#[utoipa::path(get, path = "/vectors/indexes/{index}", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 200, body = IndexOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_index(
     State(v): State<Vectune>,
     ApiPath(name): ApiPath<String>,
@@ -51,19 +76,34 @@ pub async fn get_index(
     Ok(Json(v.get_index(&IndexName::parse(name)?)?.into()))
 }
 
+/// Deletes an index with its vectors, harnesses, trials, promotions, jobs and graphs.
+#[utoipa::path(delete, path = "/vectors/indexes/{index}", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn delete_index(State(v): State<Vectune>, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
     v.delete_index(&IndexName::parse(name)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// JSON batches, or with `?format=fvecs|npy` a binary body under its own size limit.
+/// Appends vectors: a JSON batch, or with `?format=fvecs|npy` a binary body
+/// (`application/octet-stream`, its own size limit) whose rows get ids continuing from
+/// the index's total.
+#[utoipa::path(post, path = "/vectors/indexes/{index}/vectors", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), AppendParams),
+    request_body(content(
+        (Append = "application/json"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
+    responses((status = 200, body = AppendOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn append(
     State(v): State<Vectune>,
     Extension(limits): Extension<RouterLimits>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<AppendParams>,
     req: Request,
-) -> ApiResult<axum::response::Response> {
+) -> ApiResult<Json<AppendOut>> {
     let name = IndexName::parse(name)?;
     if let Some(format) = params.format {
         let limit = limits.max_binary_body_bytes;
@@ -86,13 +126,12 @@ pub async fn append(
             .await
             .map_err(|_| too_large())?;
         let (appended, total, first_id, last_id) = v.append_binary(&name, &format, body).await?;
-        return Ok(Json(AppendedBinary {
+        return Ok(Json(AppendOut::Binary(AppendedBinary {
             appended,
             total,
             first_id,
             last_id,
-        })
-        .into_response());
+        })));
     }
     let ApiJson(req) = ApiJson::<Append>::from_request(req, &()).await?;
     let batch = req
@@ -104,15 +143,20 @@ pub async fn append(
         })
         .collect();
     let (appended, total) = v.append(&name, batch).await?;
-    Ok(Json(Appended { appended, total }).into_response())
+    Ok(Json(AppendOut::Json(Appended { appended, total })))
 }
 
-/// Sync by default; `?async=true` answers 202 with the job at once.
+/// Builds (or loads) the next generation with the promoted config and swaps it in while
+/// the old one serves. Sync by default; `?async=true` answers 202 with the job at once.
+#[utoipa::path(post, path = "/vectors/indexes/{index}/activate", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), AsyncParams),
+    responses((status = 200, body = ActivationOut, description = "Done"), (status = 202, body = JobAccepted, description = "Accepted: poll the job"),
+        (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"), (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn activate(
     State(v): State<Vectune>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(params): ApiQuery<AsyncParams>,
-) -> ApiResult<axum::response::Response> {
+) -> ApiResult<Response> {
     let name = IndexName::parse(name)?;
     if params.run_async.unwrap_or(false) {
         let job = v.activate_async(&name).await?;
@@ -121,6 +165,39 @@ pub async fn activate(
     Ok(Json(ActivationOut::from(v.activate(&name).await?)).into_response())
 }
 
+/// The live recall monitor's settings of an index.
+#[utoipa::path(get, path = "/vectors/indexes/{index}/monitor", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 200, body = MonitorOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn get_monitor(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+) -> ApiResult<Json<MonitorOut>> {
+    Ok(Json(v.monitor_settings(&IndexName::parse(index)?)?.into()))
+}
+
+/// Sets the monitor of an index (a field left out keeps its value).
+#[utoipa::path(put, path = "/vectors/indexes/{index}/monitor", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")), request_body = MonitorIn,
+    responses((status = 200, body = MonitorOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn put_monitor(
+    State(v): State<Vectune>,
+    ApiPath(index): ApiPath<String>,
+    ApiJson(req): ApiJson<MonitorIn>,
+) -> ApiResult<Json<MonitorOut>> {
+    let index = IndexName::parse(index)?;
+    Ok(Json(
+        v.set_monitor(&index, req.sample_rate, req.window).await?.into(),
+    ))
+}
+
+/// Searches the serving generation (never waits behind builds or the job queue).
+#[utoipa::path(post, path = "/vectors/search/{index}", tag = "search",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")), request_body = Search,
+    responses((status = 200, body = SearchOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn search(
     State(v): State<Vectune>,
     ApiPath(name): ApiPath<String>,
@@ -130,6 +207,10 @@ pub async fn search(
     Ok(Json(v.search(&name, &req.vector, req.k, req.ef_search)?.into()))
 }
 
+/// Creates a harness from explicit queries; its exact ground truth is computed now.
+#[utoipa::path(post, path = "/vectors/harness", tag = "harnesses", request_body = CreateHarness,
+    responses((status = 201, body = HarnessOut, description = "Created"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn create_harness(
     State(v): State<Vectune>,
     ApiJson(req): ApiJson<CreateHarness>,
@@ -148,6 +229,10 @@ pub async fn create_harness(
     Ok((StatusCode::CREATED, Json(HarnessOut::from(view))))
 }
 
+/// Creates a harness by sampling stored vectors (seeded).
+#[utoipa::path(post, path = "/vectors/harness/autogen", tag = "harnesses", request_body = AutogenHarness,
+    responses((status = 201, body = HarnessOut, description = "Created"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn autogen_harness(
     State(v): State<Vectune>,
     ApiJson(req): ApiJson<AutogenHarness>,
@@ -160,6 +245,11 @@ pub async fn autogen_harness(
     Ok((StatusCode::CREATED, Json(HarnessOut::from(view))))
 }
 
+/// One harness; its ground truth is shown when it matches the index's vectors.
+#[utoipa::path(get, path = "/vectors/harness/{name}", tag = "harnesses",
+    params(("name" = String, Path, description = "harness name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 200, body = HarnessOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_harness(
     State(v): State<Vectune>,
     ApiPath(name): ApiPath<String>,
@@ -167,6 +257,11 @@ pub async fn get_harness(
     Ok(Json(v.get_harness(&HarnessName::parse(name)?).await?.into()))
 }
 
+/// Starts capturing a harness from the index's live searches (202: it fills as traffic
+/// comes).
+#[utoipa::path(post, path = "/vectors/harness/capture", tag = "harnesses", request_body = CaptureHarness,
+    responses((status = 202, body = HarnessOut, description = "Accepted: poll the job"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn capture_harness(
     State(v): State<Vectune>,
     ApiJson(req): ApiJson<CaptureHarness>,
@@ -179,28 +274,14 @@ pub async fn capture_harness(
     Ok((StatusCode::ACCEPTED, Json(HarnessOut::from(view))))
 }
 
-pub async fn get_monitor(
-    State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
-) -> ApiResult<Json<MonitorOut>> {
-    Ok(Json(v.monitor_settings(&IndexName::parse(index)?)?.into()))
-}
-
-pub async fn put_monitor(
-    State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
-    ApiJson(req): ApiJson<MonitorIn>,
-) -> ApiResult<Json<MonitorOut>> {
-    let index = IndexName::parse(index)?;
-    Ok(Json(
-        v.set_monitor(&index, req.sample_rate, req.window).await?.into(),
-    ))
-}
-
+/// Builds a graph under one config, measures it against a harness and journals it.
+#[utoipa::path(post, path = "/vectors/hnsw/trial", tag = "trials", request_body = TrialIn,
+    responses((status = 200, body = TrialOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn run_trial(
     State(v): State<Vectune>,
     ApiJson(req): ApiJson<TrialIn>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<TrialOut>> {
     let index = IndexName::parse(req.index_name)?;
     let harness = HarnessName::parse(req.harness)?;
     let config = HnswConfig::parse(&req.config).map_err(crate::service::ServiceError::from)?;
@@ -213,9 +294,14 @@ pub async fn run_trial(
             source: Source::Manual,
         })
         .await?;
-    Ok(Json(trial))
+    Ok(Json(TrialOut::from(&*trial)))
 }
 
+/// The trial journal of an index, oldest first.
+#[utoipa::path(get, path = "/vectors/hnsw/trials/{index}", tag = "trials",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), TrialFilter),
+    responses((status = 200, body = TrialList, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn list_trials(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
@@ -223,11 +309,17 @@ pub async fn list_trials(
 ) -> ApiResult<Json<TrialList>> {
     let index = IndexName::parse(index)?;
     let harness = filter.harness.map(HarnessName::parse).transpose()?;
+    let trials = v.list_trials(&index, harness.as_ref()).await?;
     Ok(Json(TrialList {
-        trials: v.list_trials(&index, harness.as_ref()).await?,
+        trials: trials.iter().map(|t| TrialOut::from(&**t)).collect(),
     }))
 }
 
+/// The Pareto frontier of an index's trials over the chosen objectives.
+#[utoipa::path(get, path = "/vectors/hnsw/pareto/{index}", tag = "trials",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ParetoParams),
+    responses((status = 200, body = ParetoOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn pareto(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
@@ -248,14 +340,24 @@ pub async fn pareto(
     }))
 }
 
+/// One journaled trial.
+#[utoipa::path(get, path = "/vectors/hnsw/trials/{index}/{trial_id}", tag = "trials",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("trial_id" = String, Path, description = "trial id")),
+    responses((status = 200, body = TrialOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_trial(
     State(v): State<Vectune>,
     ApiPath((index, trial)): ApiPath<(String, String)>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Json<TrialOut>> {
     let index = IndexName::parse(index)?;
-    Ok(Json(v.get_trial(&index, &trial).await?))
+    Ok(Json(TrialOut::from(&*v.get_trial(&index, &trial).await?)))
 }
 
+/// Promotes a trial's config: the next activation builds with it.
+#[utoipa::path(post, path = "/vectors/hnsw/promote/{index}/{trial_id}", tag = "promotion",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), ("trial_id" = String, Path, description = "trial id"), PromoteParams),
+    responses((status = 200, body = PromotedOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn promote(
     State(v): State<Vectune>,
     ApiPath((index, trial)): ApiPath<(String, String)>,
@@ -266,6 +368,11 @@ pub async fn promote(
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
 
+/// Rolls the promotion registry back one step.
+#[utoipa::path(post, path = "/vectors/hnsw/rollback/{index}", tag = "promotion",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 200, body = PromotedOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn rollback(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
@@ -275,6 +382,11 @@ pub async fn rollback(
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
 
+/// The promotion registry of an index: current and history.
+#[utoipa::path(get, path = "/vectors/hnsw/promoted/{index}", tag = "promotion",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 200, body = PromotedOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn promoted(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
@@ -284,64 +396,124 @@ pub async fn promoted(
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
 
-/// Sync by default; `?async=true` answers 202 with the job at once.
+/// Runs an autotune (grid or adaptive), picks a winner that clears the gate and promotes
+/// it by the rule asked. Sync by default; `?async=true` answers 202 with the job at once.
+#[utoipa::path(post, path = "/vectors/hnsw/autotune", tag = "autotune",
+    params(AsyncParams), request_body = AutotuneIn,
+    responses((status = 200, body = AutotuneOut, description = "Done"), (status = 202, body = JobAccepted, description = "Accepted: poll the job"),
+        (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"), (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn autotune(
     State(v): State<Vectune>,
     ApiQuery(params): ApiQuery<AsyncParams>,
     ApiJson(req): ApiJson<AutotuneIn>,
-) -> ApiResult<axum::response::Response> {
-    let (index, harness, fields) = req.fields();
+) -> ApiResult<Response> {
+    if let Some(field) = req.unknown.keys().next() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("unknown field `{}`", field.chars().take(64).collect::<String>()),
+        ));
+    }
     let req = AutotuneRequest {
-        index: IndexName::parse(index)?,
-        harness: HarnessName::parse(harness)?,
-        fields,
+        index: IndexName::parse(req.index_name)?,
+        harness: HarnessName::parse(req.harness)?,
+        fields: req.spec,
     };
     if params.run_async.unwrap_or(false) {
         let job = v.autotune_async(req).await?;
         return Ok((StatusCode::ACCEPTED, Json(JobAccepted::of(&job))).into_response());
     }
-    Ok(Json(v.autotune(req).await?).into_response())
+    Ok(Json(AutotuneOut::from(&v.autotune(req).await?)).into_response())
 }
 
-pub async fn get_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
-    Ok(Json(v.job(&id)?))
+/// One job, with live progress.
+#[utoipa::path(get, path = "/vectors/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn get_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<JobOut>> {
+    Ok(Json(JobOut::from(&v.job(&id)?)))
 }
 
-pub async fn cancel_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<Job>> {
-    Ok(Json(v.cancel_job(&id)?))
+/// Asks a job to stop at its next trial or query; answers it as it is now.
+#[utoipa::path(delete, path = "/vectors/jobs/{job_id}", tag = "jobs",
+    params(("job_id" = String, Path, description = "job id")),
+    responses((status = 200, body = JobOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn cancel_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<JobOut>> {
+    Ok(Json(JobOut::from(&v.cancel_job(&id)?)))
 }
 
+/// The jobs of an index, newest first.
+#[utoipa::path(get, path = "/vectors/jobs", tag = "jobs", params(JobsParams),
+    responses((status = 200, body = JobList, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn list_jobs(
     State(v): State<Vectune>,
     ApiQuery(params): ApiQuery<JobsParams>,
 ) -> ApiResult<Json<JobList>> {
     let index = IndexName::parse(params.index)?;
     Ok(Json(JobList {
-        jobs: v.jobs_of(&index)?,
+        jobs: v.jobs_of(&index)?.iter().map(JobOut::from).collect(),
     }))
 }
 
+/// Sets (and starts) the background agent of an index.
+#[utoipa::path(put, path = "/vectors/hnsw/agent/{index}", tag = "agents",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")), request_body = AgentConfigIn,
+    responses((status = 200, body = AgentOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn put_agent(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
     ApiJson(body): ApiJson<AgentConfigIn>,
-) -> ApiResult<Json<AgentView>> {
-    Ok(Json(v.put_agent(&IndexName::parse(index)?, body).await?))
+) -> ApiResult<Json<AgentOut>> {
+    Ok(Json(AgentOut::from(
+        &v.put_agent(&IndexName::parse(index)?, body).await?,
+    )))
 }
 
+/// The agent of an index: settings, state and decisions.
+#[utoipa::path(get, path = "/vectors/hnsw/agent/{index}", tag = "agents",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 200, body = AgentOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_agent(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
-) -> ApiResult<Json<AgentView>> {
-    Ok(Json(v.get_agent(&IndexName::parse(index)?).await?))
+) -> ApiResult<Json<AgentOut>> {
+    Ok(Json(AgentOut::from(
+        &v.get_agent(&IndexName::parse(index)?).await?,
+    )))
 }
 
+/// Stops and removes the agent of an index.
+#[utoipa::path(delete, path = "/vectors/hnsw/agent/{index}", tag = "agents",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 204, description = "removed"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn delete_agent(
     State(v): State<Vectune>,
     ApiPath(index): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     v.delete_agent(&IndexName::parse(index)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prometheus text of the service's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "application/openmetrics-text; version=1.0.0", body = String, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn metrics(State(v): State<Vectune>) -> Response {
+    let text = v.metrics_text();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> ApiError {

@@ -9,19 +9,25 @@
 //! The live parts of a running job — its cancel flag and its count of finished trials —
 //! are shared with the run itself through [`RunControl`]; reads of a live job take its
 //! progress from there, so polling never touches storage.
+//!
+//! Heavy work — builds, trials, ground truth, autotunes, activations, sync or as a job —
+//! is admitted through one bounded [`WorkQueue`]: a [`Ticket`] is held from admission to
+//! the end of the work, and when `limits.max_queued_jobs` tickets are out a new request is
+//! refused (`overloaded`, HTTP 503 with `Retry-After`) instead of joining an unbounded
+//! backlog. Admitted work then waits for build permits; searches take no ticket.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::autotune::AutotuneResult;
+use crate::error::Classified;
 use crate::hnsw::serving::ActivationRecord;
 use crate::names::IndexName;
-use crate::service::RunControl;
 use crate::storage::{keys, Storage, StorageError};
 
 /// Errors of the jobs module.
@@ -30,9 +36,26 @@ pub enum JobsError {
     /// No such job (also for ids that are not UUIDs).
     #[error("job {0} not found")]
     NotFound(String),
+    /// The heavy-work queue is full.
+    #[error("the heavy-work queue is full ({limit} builds, trials, autotunes and activations admitted); retry later")]
+    Overloaded {
+        /// `limits.max_queued_jobs`.
+        limit: usize,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl crate::error::Classified for JobsError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        match self {
+            JobsError::NotFound(_) => Class::new(K::NotFound, "job_not_found"),
+            JobsError::Overloaded { .. } => Class::new(K::Overloaded, "overloaded"),
+            JobsError::Storage(s) => s.classify(),
+        }
+    }
 }
 
 /// Result of the jobs module.
@@ -129,6 +152,87 @@ pub struct Job {
     pub result: Option<JobResult>,
     /// The error, once failed.
     pub error: Option<JobError>,
+}
+
+/// Shared with whoever watches a run: a cancel flag read between trials and between
+/// queries, and the count of trials finished (and journaled).
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    /// Set to stop the run at its next trial or query boundary.
+    pub cancel: Arc<AtomicBool>,
+    /// Trials finished.
+    pub done: Arc<AtomicUsize>,
+}
+
+/// How a job's work ended (its failure is the `Err` beside it).
+#[derive(Debug)]
+pub enum JobEnd {
+    /// It ran to the end.
+    Succeeded {
+        /// Trials (or steps) done.
+        done: usize,
+        /// What it answers.
+        result: JobResult,
+    },
+    /// It stopped on a cancel, having changed nothing after `done` steps.
+    Cancelled {
+        /// Steps done before it stopped.
+        done: usize,
+    },
+}
+
+/// The one bounded queue of heavy work (see the module doc). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WorkQueue {
+    admitted: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Admission of one piece of heavy work; its slot frees when this drops.
+#[derive(Debug)]
+pub struct Ticket {
+    admitted: Arc<AtomicUsize>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl WorkQueue {
+    /// A queue admitting at most `limit` pieces of work at once (at least one).
+    pub fn new(limit: usize) -> WorkQueue {
+        WorkQueue {
+            admitted: Arc::default(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// A ticket, or `Overloaded` when `limit` are out; never waits.
+    pub fn try_admit(&self) -> Result<Ticket> {
+        let got = self
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
+        match got {
+            Ok(_) => Ok(Ticket {
+                admitted: self.admitted.clone(),
+            }),
+            Err(_) => Err(JobsError::Overloaded { limit: self.limit }),
+        }
+    }
+
+    /// Tickets out now.
+    pub fn admitted(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 struct Live {
@@ -288,6 +392,25 @@ impl Jobs {
         }
     }
 
+    /// How many jobs are in each state (every state named, zeros too).
+    pub fn count_by_state(&self) -> Vec<(&'static str, u64)> {
+        let mut n = [0u64; 5];
+        for l in self.lock().values() {
+            let at = match l.job.state {
+                JobState::Queued => 0,
+                JobState::Running => 1,
+                JobState::Succeeded => 2,
+                JobState::Failed => 3,
+                JobState::Cancelled => 4,
+            };
+            n[at] += 1;
+        }
+        ["queued", "running", "succeeded", "failed", "cancelled"]
+            .into_iter()
+            .zip(n)
+            .collect()
+    }
+
     /// Forgets the jobs of a deleted index (their records went with its prefix); running
     /// ones are cancelled.
     pub fn forget(&self, index: &IndexName) {
@@ -299,6 +422,61 @@ impl Jobs {
                 c.cancel.store(true, Ordering::Relaxed);
             }
             false
+        });
+    }
+
+    /// Runs `work` as job `id` on the runtime: running, then succeeded / cancelled /
+    /// failed (with the error's code), each state stored as it is reached. `ticket` is held
+    /// until the work ends, so the job occupies its place in the [`WorkQueue`] meanwhile.
+    pub fn spawn<E>(
+        self: &Arc<Self>,
+        id: Uuid,
+        ticket: Ticket,
+        work: impl std::future::Future<Output = Result<JobEnd, E>> + Send + 'static,
+    ) where
+        E: Classified + From<JobsError> + Send + 'static,
+    {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let started = me
+                .update(id, |j| {
+                    j.state = JobState::Running;
+                    j.started_at = Some(Utc::now());
+                })
+                .await;
+            let ended = match started {
+                Ok(_) => work.await,
+                Err(e) => Err(E::from(e)),
+            };
+            drop(ticket);
+            let outcome = me
+                .update(id, |j| {
+                    j.finished_at = Some(Utc::now());
+                    match ended {
+                        Ok(JobEnd::Succeeded { done, result }) => {
+                            j.state = JobState::Succeeded;
+                            j.progress.done = done;
+                            j.progress.total = j.progress.total.max(done);
+                            j.result = Some(result);
+                        }
+                        Ok(JobEnd::Cancelled { done }) => {
+                            j.state = JobState::Cancelled;
+                            j.progress.done = done.min(j.progress.total);
+                        }
+                        Err(e) => {
+                            j.state = JobState::Failed;
+                            j.error = Some(JobError {
+                                code: e.classify().code.to_string(),
+                                message: crate::error::public_message(&e),
+                            });
+                        }
+                    }
+                })
+                .await;
+            match outcome {
+                Ok(j) => tracing::info!(job = %id, state = ?j.state, "job ended"),
+                Err(e) => tracing::error!(job = %id, error = %e, "job record could not be stored"),
+            }
         });
     }
 }

@@ -45,6 +45,18 @@ pub enum PromotionError {
     Storage(#[from] StorageError),
 }
 
+impl crate::error::Classified for PromotionError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        match self {
+            PromotionError::NothingToRollBack(_) => Class::new(K::Conflict, "nothing_to_roll_back"),
+            PromotionError::TextTooLong { .. } => Class::invalid("invalid_text"),
+            PromotionError::Contended(_) => Class::new(K::Conflict, "concurrent_write"),
+            PromotionError::Storage(s) => s.classify(),
+        }
+    }
+}
+
 /// Result of the promotion module.
 pub type Result<T, E = PromotionError> = std::result::Result<T, E>;
 

@@ -65,6 +65,10 @@ pub struct AgentView {
 const HOUR: Duration = Duration::from_secs(3600);
 
 impl AgentBackend for Vectune {
+    fn decided(&self, action: crate::agent::Action) {
+        self.inner.metrics.decision(action.as_str());
+    }
+
     fn vectors(&self, index: &IndexName) -> Option<u64> {
         self.inner.indexes.get(index).ok().map(|i| i.total())
     }

@@ -66,7 +66,7 @@ impl Vectune {
             .capture
             .as_ref()
             .map(|c| c.sample_rate)
-            .ok_or_else(|| ServiceError::Task("capture lost its settings".into()))?;
+            .ok_or_else(|| ServiceError::Internal("a capture lost its settings"))?;
         self.inner.monitor.tap(index, &name, rate);
         Ok(view)
     }

@@ -9,9 +9,10 @@ mod agents;
 mod live;
 mod run;
 
+pub use crate::jobs::RunControl;
 pub use agents::AgentView;
-pub use run::{PreparedAutotune, RunControl, RunEnd};
-use std::sync::atomic::AtomicBool;
+pub use run::{PreparedAutotune, RunEnd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::distance::Metric;
 use crate::harness::{HarnessError, HarnessView, Harnesses, NewQuery};
 use crate::hnsw::serving::{ActivationRecord, Serving, ServingError};
 use crate::hnsw::{BuildOptions, ConfigError, HnswConfig};
-use crate::jobs::{Job, JobError, JobKind, JobResult, JobState, Jobs, JobsError};
+use crate::jobs::{Job, JobEnd, JobKind, JobResult, Jobs, JobsError, Ticket, WorkQueue};
 use crate::monitor::MonitorSettings;
 use crate::names::{HarnessName, IndexName};
 use crate::promotion::{PromotedState, PromotionError, Registry};
@@ -78,8 +79,8 @@ pub enum ServiceError {
     #[error("index {0} was activated concurrently; retry")]
     ActivationConflict(IndexName),
     /// A blocking task died.
-    #[error("background task failed: {0}")]
-    Task(String),
+    #[error("background task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// From the jobs module.
     #[error(transparent)]
     Jobs(#[from] JobsError),
@@ -89,6 +90,15 @@ pub enum ServiceError {
     /// A name that does not parse.
     #[error(transparent)]
     Name(#[from] crate::names::NameError),
+    /// An invariant of the service broke (a bug, not bad input).
+    #[error("internal invariant broken: {0}")]
+    Internal(&'static str),
+    /// Not ready yet (start-up is under way).
+    #[error("not ready: {0}")]
+    Starting(&'static str),
+    /// Work cut short because the process is stopping.
+    #[error("the server is shutting down; retry against another instance or after restart")]
+    ShuttingDown,
     /// A job was cancelled before it changed anything.
     #[error("cancelled")]
     Cancelled,
@@ -97,10 +107,34 @@ pub enum ServiceError {
     Monitor(#[from] crate::monitor::MonitorError),
 }
 
-/// How a job's work ended (its failure is the `Err` beside it).
-enum JobEnd {
-    Succeeded { done: usize, result: JobResult },
-    Cancelled { done: usize },
+impl crate::error::Classified for ServiceError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        use ServiceError as S;
+        match self {
+            S::Vectors(v) => v.classify(),
+            S::Harness(h) => h.classify(),
+            S::Storage(s) => s.classify(),
+            S::Config(_) => Class::invalid("invalid_config"),
+            S::Trials(t) => t.classify(),
+            S::Promotion(p) => p.classify(),
+            S::Autotune(a) => a.classify(),
+            S::HarnessQuery(_) => Class::new(K::Unprocessable, "invalid_harness"),
+            S::NotActive(_) => Class::new(K::Conflict, "not_active"),
+            S::EmptyIndex(_) => Class::new(K::Conflict, "index_empty"),
+            S::Query(_) => Class::invalid("invalid_query"),
+            S::InvalidK(_) => Class::invalid("invalid_k"),
+            S::ActivationConflict(_) => Class::new(K::Conflict, "concurrent_write"),
+            S::Task(_) | S::Internal(_) => Class::INTERNAL,
+            S::Jobs(j) => j.classify(),
+            S::Agent(_) => Class::invalid("invalid_agent_config"),
+            S::Name(n) => n.classify(),
+            S::Cancelled => Class::new(K::Conflict, "cancelled"),
+            S::ShuttingDown => Class::new(K::ShuttingDown, "shutting_down"),
+            S::Starting(_) => Class::new(K::Unavailable, "not_ready"),
+            S::Monitor(_) => Class::invalid("invalid_monitor_settings"),
+        }
+    }
 }
 
 /// Result of the service.
@@ -111,6 +145,7 @@ fn serving_error(index: &IndexName, e: ServingError) -> ServiceError {
     match e {
         ServingError::Storage(e) => ServiceError::Storage(e),
         ServingError::Task(t) => ServiceError::Task(t),
+        ServingError::Closed => ServiceError::Internal("the build semaphore is closed"),
         ServingError::Conflict => ServiceError::ActivationConflict(index.clone()),
         ServingError::Cancelled => ServiceError::Cancelled,
         ServingError::IndexGone => ServiceError::Vectors(VectorsError::IndexNotFound(index.clone())),
@@ -172,7 +207,15 @@ pub(crate) struct Inner {
     build_slots: u32,
     /// Engine and threads of every build (trials and activation alike).
     build_options: BuildOptions,
-    jobs: Jobs,
+    jobs: Arc<Jobs>,
+    /// The one bounded queue of heavy work.
+    queue: WorkQueue,
+    /// What `/metrics` exports.
+    metrics: crate::metrics::Metrics,
+    /// Set once start-up re-activation has run (`/ready`).
+    reactivated: AtomicBool,
+    /// Raised when the process stops: sync runs end with `ShuttingDown`.
+    shutdown: Arc<AtomicBool>,
     agents: agents::Agents,
     monitor: crate::monitor::Monitor,
     /// One agent trial at a time in the process.
@@ -205,6 +248,30 @@ pub struct AutotuneRequest {
     pub fields: autotune::SpecFields,
 }
 
+/// How the service is set up (the server's settings, in the core's terms).
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Builds that may run at once.
+    pub build_concurrency: usize,
+    /// Engine and threads of every build.
+    pub build_options: BuildOptions,
+    /// Monitor settings of indexes that set none.
+    pub monitor: MonitorSettings,
+    /// Heavy work admitted at once (queued or running); more is refused as overloaded.
+    pub max_queued_jobs: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> ServiceOptions {
+        ServiceOptions {
+            build_concurrency: 1,
+            build_options: BuildOptions::all_cores(),
+            monitor: MonitorSettings::default(),
+            max_queued_jobs: 16,
+        }
+    }
+}
+
 /// The service: cheap to clone, shared by every request.
 #[derive(Clone)]
 pub struct Vectune {
@@ -219,22 +286,22 @@ impl Vectune {
         build_concurrency: usize,
         build_options: BuildOptions,
     ) -> Result<Vectune> {
-        Self::open_with(
-            storage,
+        let options = ServiceOptions {
             build_concurrency,
             build_options,
-            MonitorSettings::default(),
-        )
-        .await
+            ..ServiceOptions::default()
+        };
+        Self::open_with(storage, options).await
     }
 
-    /// [`Vectune::open`] with the monitor settings of indexes that set none.
-    pub async fn open_with(
-        storage: Storage,
-        build_concurrency: usize,
-        build_options: BuildOptions,
-        monitor: MonitorSettings,
-    ) -> Result<Vectune> {
+    /// [`Vectune::open`] with every option.
+    pub async fn open_with(storage: Storage, options: ServiceOptions) -> Result<Vectune> {
+        let ServiceOptions {
+            build_concurrency,
+            build_options,
+            monitor,
+            max_queued_jobs,
+        } = options;
         let (monitor, samples) = crate::monitor::Monitor::new(monitor);
         let indexes = Indexes::load(storage.clone()).await?;
         let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
@@ -253,7 +320,11 @@ impl Vectune {
                 builds,
                 build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
                 build_options,
-                jobs,
+                jobs: Arc::new(jobs),
+                queue: WorkQueue::new(max_queued_jobs),
+                metrics: crate::metrics::Metrics::new(),
+                reactivated: AtomicBool::new(false),
+                shutdown: Arc::default(),
                 agents: agents::Agents::default(),
                 agent_slot: Semaphore::new(1),
                 monitor,
@@ -334,7 +405,7 @@ impl Vectune {
         let dims = index.meta().dims.get();
         let data = tokio::task::spawn_blocking(move || binary::parse(format, &body, dims))
             .await
-            .map_err(|e| ServiceError::Task(e.to_string()))?
+            .map_err(ServiceError::Task)?
             .map_err(VectorsError::from)?;
         Ok(self.inner.indexes.append_rows(&index, data).await?)
     }
@@ -348,6 +419,7 @@ impl Vectune {
         queries: Vec<NewQuery>,
     ) -> Result<HarnessView> {
         let index = self.inner.indexes.get(index)?;
+        let _ticket = self.admit()?;
         Ok(self
             .inner
             .harnesses
@@ -365,6 +437,7 @@ impl Vectune {
         seed: u64,
     ) -> Result<HarnessView> {
         let index = self.inner.indexes.get(index)?;
+        let _ticket = self.admit()?;
         Ok(self
             .inner
             .harnesses
@@ -456,6 +529,7 @@ impl Vectune {
     /// refuse (400, 404, 409) is refused here too, before a job exists.
     pub async fn autotune_async(&self, req: AutotuneRequest) -> Result<Job> {
         let prepared = self.prepare_autotune(req, Source::Autotune).await?;
+        let ticket = self.admit()?;
         let control = RunControl::default();
         let job = self
             .inner
@@ -468,8 +542,8 @@ impl Vectune {
             )
             .await?;
         let (me, id) = (self.clone(), job.id);
-        self.spawn_job(id, async move {
-            Ok(match me.run_prepared(prepared, &control, Some(id)).await? {
+        self.inner.jobs.spawn(id, ticket, async move {
+            Ok::<_, ServiceError>(match me.run_prepared(prepared, &control, Some(id)).await? {
                 RunEnd::Finished(r) => JobEnd::Succeeded {
                     done: r.trials_run,
                     result: JobResult::Autotune(r),
@@ -488,6 +562,7 @@ impl Vectune {
         if self.inner.indexes.get(name)?.total() == 0 {
             return Err(ServiceError::EmptyIndex(name.clone()));
         }
+        let ticket = self.admit()?;
         let control = RunControl::default();
         let job = self
             .inner
@@ -495,7 +570,7 @@ impl Vectune {
             .create(name, JobKind::Activate, 1, control.clone())
             .await?;
         let (me, name) = (self.clone(), name.clone());
-        self.spawn_job(job.id, async move {
+        self.inner.jobs.spawn(job.id, ticket, async move {
             match me.activate_with(&name, Some(&control.cancel)).await {
                 Ok(a) => Ok(JobEnd::Succeeded {
                     done: 1,
@@ -511,64 +586,88 @@ impl Vectune {
         Ok(job)
     }
 
-    /// Runs `work` as job `id`: running, then succeeded / cancelled / failed (with the
-    /// error's API code), each state stored as it is reached.
-    fn spawn_job(
-        &self,
-        id: uuid::Uuid,
-        work: impl std::future::Future<Output = Result<JobEnd>> + Send + 'static,
-    ) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let started = me
-                .inner
-                .jobs
-                .update(id, |j| {
-                    j.state = JobState::Running;
-                    j.started_at = Some(Utc::now());
-                })
-                .await;
-            let ended = match started {
-                Ok(_) => work.await,
-                Err(e) => Err(e.into()),
-            };
-            let outcome = me
-                .inner
-                .jobs
-                .update(id, |j| {
-                    j.finished_at = Some(Utc::now());
-                    match ended {
-                        Ok(JobEnd::Succeeded { done, result }) => {
-                            j.state = JobState::Succeeded;
-                            j.progress.done = done;
-                            j.progress.total = j.progress.total.max(done);
-                            j.result = Some(result);
-                        }
-                        Ok(JobEnd::Cancelled { done }) => {
-                            j.state = JobState::Cancelled;
-                            j.progress.done = done.min(j.progress.total);
-                        }
-                        Err(e) => {
-                            let api = crate::http::error::ApiError::from(e);
-                            j.state = JobState::Failed;
-                            j.error = Some(JobError {
-                                code: api.code().to_string(),
-                                message: api.message().to_string(),
-                            });
-                        }
-                    }
-                })
-                .await;
-            match outcome {
-                Ok(j) => tracing::info!(job = %id, state = ?j.state, "job ended"),
-                Err(e) => tracing::error!(job = %id, error = %e, "job record could not be stored"),
-            }
-        });
+    /// Admits one piece of heavy work, or refuses it at once when the queue is full.
+    pub fn admit(&self) -> Result<Ticket> {
+        if self.is_shutting_down() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        self.inner.queue.try_admit().map_err(|e| {
+            self.inner.metrics.refused();
+            tracing::warn!(
+                limit = self.inner.queue.limit(),
+                "heavy work refused: the queue is full"
+            );
+            ServiceError::from(e)
+        })
     }
 
-    /// Stops background work before the process exits: running jobs and agents stop at
-    /// their next query, so shutdown does not wait for a whole build sweep.
+    /// `Ok` once start-up re-activation has run and the store answers; `Unavailable`
+    /// before, `ShuttingDown` once the process stops.
+    pub async fn ready(&self) -> Result<()> {
+        if self.is_shutting_down() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        if !self.inner.reactivated.load(Ordering::Acquire) {
+            return Err(ServiceError::Starting(
+                "re-activating what served before the restart",
+            ));
+        }
+        self.inner.storage.ping().await?;
+        Ok(())
+    }
+
+    /// The service's counters (bumped by the HTTP layer for requests).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    /// The Prometheus exposition, gauges read from the state now.
+    pub fn metrics_text(&self) -> String {
+        use crate::metrics::{IndexSnapshot, Snapshot};
+        let indexes = self
+            .inner
+            .indexes
+            .list()
+            .iter()
+            .map(|ix| {
+                let name = &ix.meta().name;
+                IndexSnapshot {
+                    name: name.to_string(),
+                    vectors: ix.total(),
+                    generation: self.inner.serving.current(name).map(|g| g.record.generation),
+                    live_recall: self.live(name).filter(|l| l.queries > 0).map(|l| l.recall_at_k),
+                }
+            })
+            .collect();
+        let snapshot = Snapshot {
+            indexes,
+            jobs: self.inner.jobs.count_by_state(),
+            queue_admitted: self.inner.queue.admitted() as u64,
+            queue_capacity: self.inner.queue.limit() as u64,
+        };
+        self.inner.metrics.render(&snapshot)
+    }
+
+    /// The heavy-work queue (its occupancy is a metric).
+    pub fn queue(&self) -> &WorkQueue {
+        &self.inner.queue
+    }
+
+    /// Whether [`Vectune::stop_background`] ran.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.load(Ordering::Relaxed)
+    }
+
+    /// The flag sync work checks between steps: raised at shutdown.
+    fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.inner.shutdown.clone()
+    }
+
+    /// Stops background work before the process exits: running jobs, agents and sync
+    /// runs stop at their next query, so shutdown does not wait for a whole build sweep
+    /// (a sync request cut short answers `shutting_down`).
     pub fn stop_background(&self) {
+        self.inner.shutdown.store(true, Ordering::Relaxed);
         self.inner.jobs.stop_all();
         self.inner.agents.stop_all();
     }
@@ -592,7 +691,13 @@ impl Vectune {
     /// Builds the next generation of `name` with the promoted config (or the default) and
     /// swaps it in; searches keep being answered by the previous generation meanwhile.
     pub async fn activate(&self, name: &IndexName) -> Result<Activation> {
-        self.activate_with(name, None).await
+        self.inner.indexes.get(name)?;
+        let _ticket = self.admit()?;
+        let stop = self.shutdown_flag();
+        match self.activate_with(name, Some(&stop)).await {
+            Err(ServiceError::Cancelled) => Err(ServiceError::ShuttingDown),
+            other => other,
+        }
     }
 
     /// [`Vectune::activate`], stopping with `Cancelled` if `cancel` is raised before the
@@ -608,6 +713,9 @@ impl Vectune {
             .activate(name, set, config, &|| self.index_exists(name), cancel)
             .await
             .map_err(|e| serving_error(name, e))?;
+        if !record.loaded_from_store {
+            (self.inner.metrics).build(crate::metrics::BuildPurpose::activation, record.build_time_secs);
+        }
         Ok(Activation {
             index_name: name.clone(),
             record,
@@ -642,6 +750,9 @@ impl Vectune {
                     tracing::error!(index = %name, error = %e, "re-activation after restart failed");
                 }
             }
+            // ready even if one index failed to come back: the others serve, and the
+            // failed one answers `not_active` until it is activated again (the log says why)
+            me.inner.reactivated.store(true, Ordering::Release);
         })
     }
 

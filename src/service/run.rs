@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{AutotuneRequest, Result, ServiceError, TrialRequest, Vectune};
+use super::{AutotuneRequest, Result, RunControl, ServiceError, TrialRequest, Vectune};
 use crate::autotune::decide::Paired;
 use crate::autotune::engine::{Backend, End, Recorded, Run, Setup};
 use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, GraphCache, RunGuard, Spec};
@@ -53,16 +53,6 @@ pub struct PreparedAutotune {
     /// Who runs it (autotune or agent).
     pub source: Source,
     _claim: Option<RunGuard>,
-}
-
-/// Shared with whoever watches a run: a cancel flag read between trials and between
-/// queries, and the count of trials finished (and journaled).
-#[derive(Debug, Clone, Default)]
-pub struct RunControl {
-    /// Set to stop the run at its next trial or query boundary.
-    pub cancel: Arc<AtomicBool>,
-    /// Trials finished.
-    pub done: Arc<AtomicUsize>,
 }
 
 /// How a run ended.
@@ -142,7 +132,7 @@ impl Vectune {
             .builds
             .acquire_many(self.inner.build_slots)
             .await
-            .map_err(|e| ServiceError::Task(e.to_string()))
+            .map_err(|_| ServiceError::Internal("the build semaphore is closed"))
     }
 
     /// Measures `config` on the run's tuning (or held-out) queries, building its graph
@@ -191,12 +181,15 @@ impl Vectune {
             Some((graph, built, brute, m))
         })
         .await
-        .map_err(|e| ServiceError::Task(e.to_string()))?;
+        .map_err(ServiceError::Task)?;
         drop(permit);
         let Some((graph, built, brute, metrics)) = out else {
             return Ok(None);
         };
         if built {
+            if let Some(m) = &metrics {
+                (self.inner.metrics).build(crate::metrics::BuildPurpose::trial, m.build_time_secs);
+            }
             ctx.builds += 1;
             let bytes = graph.memory_bytes();
             ctx.cache.insert(&config, graph, bytes);
@@ -230,18 +223,24 @@ impl Vectune {
         self.inner.indexes.get(&trial.index_name)?;
         tracing::info!(index = %trial.index_name, trial = %trial.id, config = ?trial.config, source = ?trial.source,
             recall = trial.metrics.recall_at_k, p50_us = trial.metrics.search_latency_p50_us, "trial recorded");
-        Ok(self.inner.journal.append(trial).await?)
+        let stored = self.inner.journal.append(trial).await?;
+        self.inner.metrics.trial();
+        Ok(stored)
     }
 
     /// Builds `config` over the index's vectors, measures it against the harness and
     /// appends it to the journal.
     pub async fn run_trial(&self, req: TrialRequest) -> Result<Arc<Trial>> {
-        let never = Arc::new(AtomicBool::new(false));
-        let mut ctx = self.context(&req.index, &req.harness, 0.0, never).await?;
+        self.inner.indexes.get(&req.index)?;
+        let _ticket = self.admit()?;
+        let mut ctx = self
+            .context(&req.index, &req.harness, 0.0, self.shutdown_flag())
+            .await?;
+        // only shutdown raises the flag of a sync trial
         let metrics = self
             .measure_in(&mut ctx, req.config, false)
             .await?
-            .ok_or_else(|| ServiceError::Task("trial cancelled".into()))?;
+            .ok_or(ServiceError::ShuttingDown)?;
         self.journal(Self::trial(&ctx, req.config, metrics, req.note, req.source))
             .await
     }
@@ -271,15 +270,39 @@ impl Vectune {
     /// Runs an autotune to the end, here and now.
     pub async fn autotune(&self, req: AutotuneRequest) -> Result<AutotuneResult> {
         let prepared = self.prepare_autotune(req, Source::Autotune).await?;
-        match self.run_prepared(prepared, &RunControl::default(), None).await? {
+        let _ticket = self.admit()?;
+        let ctl = RunControl {
+            cancel: self.shutdown_flag(),
+            ..RunControl::default()
+        };
+        // only shutdown cancels a sync run
+        match self.run_prepared(prepared, &ctl, None).await? {
             RunEnd::Finished(r) => Ok(*r),
-            RunEnd::Cancelled { .. } => Err(ServiceError::Task("autotune cancelled".into())),
+            RunEnd::Cancelled { .. } => Err(ServiceError::ShuttingDown),
         }
     }
 
     /// Runs a prepared autotune through [`crate::autotune::engine`] on this service's
     /// graphs, journal and registry.
     pub async fn run_prepared(
+        &self,
+        p: PreparedAutotune,
+        ctl: &RunControl,
+        job_id: Option<Uuid>,
+    ) -> Result<RunEnd> {
+        let end = self.run_prepared_inner(p, ctl, job_id).await;
+        let outcome = match &end {
+            Ok(RunEnd::Finished(r)) if r.promoted => "promoted",
+            Ok(RunEnd::Finished(r)) if r.winner.is_some() => "kept",
+            Ok(RunEnd::Finished(_)) => "no_winner",
+            Ok(RunEnd::Cancelled { .. }) => "cancelled",
+            Err(_) => "failed",
+        };
+        self.inner.metrics.autotune(outcome);
+        end
+    }
+
+    async fn run_prepared_inner(
         &self,
         p: PreparedAutotune,
         ctl: &RunControl,
@@ -349,8 +372,8 @@ impl Vectune {
             match ctx.cache.get(c) {
                 Some(g) => graphs.push((g, c.ef_search as usize)),
                 None => {
-                    return Err(ServiceError::Task(
-                        "a graph left the run cache while it was compared".into(),
+                    return Err(ServiceError::Internal(
+                        "a graph left the run cache while it was compared",
                     ))
                 }
             }
@@ -367,7 +390,7 @@ impl Vectune {
             trials::measure_paired(&set, &g, &queries, &truth, k, rounds, &cancel)
         })
         .await
-        .map_err(|e| ServiceError::Task(e.to_string()))?;
+        .map_err(ServiceError::Task)?;
         drop(permit);
         Ok(out)
     }

@@ -46,6 +46,11 @@ pub fn version_of(key: &Path) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// A key `/ready` reads to see that the store answers; nothing ever writes it.
+pub fn ready_probe() -> Path {
+    Path::from("ops/ready-probe")
+}
+
 /// Folder of an index's job records.
 pub fn jobs(index: &IndexName) -> Path {
     index_prefix(index).join("jobs")

@@ -41,6 +41,17 @@ pub enum TrialsError {
     InvalidAxes(String),
 }
 
+impl crate::error::Classified for TrialsError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        match self {
+            TrialsError::NotFound { .. } => Class::new(K::NotFound, "trial_not_found"),
+            TrialsError::Storage(s) => s.classify(),
+            TrialsError::InvalidAxes(_) => Class::invalid("invalid_axes"),
+        }
+    }
+}
+
 /// Result of the trials module.
 pub type Result<T, E = TrialsError> = std::result::Result<T, E>;
 

@@ -109,8 +109,32 @@ pub enum VectorsError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// A blocking task died.
-    #[error("background task failed: {0}")]
-    Task(String),
+    #[error("background task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl crate::error::Classified for VectorsError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        use VectorsError as V;
+        match self {
+            V::IndexNotFound(_) => Class::new(K::NotFound, "index_not_found"),
+            V::IndexExists(_) => Class::new(K::Conflict, "index_exists"),
+            V::Conflict(_) => Class::new(K::Conflict, "concurrent_write"),
+            V::InvalidDims(_) => Class::invalid("invalid_dims"),
+            V::InvalidMetric(_) => Class::invalid("invalid_metric"),
+            V::InvalidFormat(_) => Class::invalid("invalid_format"),
+            V::Binary(_) => Class::invalid("invalid_binary_body"),
+            V::EmptyBatch => Class::invalid("empty_batch"),
+            V::DimsMismatch { .. } => Class::invalid("dimension_mismatch"),
+            V::NonFinite { .. } => Class::invalid("non_finite_value"),
+            V::ZeroVector { .. } => Class::invalid("zero_vector"),
+            V::InvalidId { .. } => Class::invalid("invalid_id"),
+            V::DuplicateInBatch(_) | V::DuplicateStored(_) => Class::invalid("duplicate_id"),
+            V::Storage(s) => s.classify(),
+            V::CorruptSegment { .. } | V::MissingSegment(_) | V::Task(_) => Class::INTERNAL,
+        }
+    }
 }
 
 /// Result of the vectors module.
@@ -487,9 +511,7 @@ pub struct Indexes {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| VectorsError::Task(e.to_string()))
+    tokio::task::spawn_blocking(f).await.map_err(VectorsError::Task)
 }
 
 impl Indexes {

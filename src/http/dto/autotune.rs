@@ -1,0 +1,178 @@
+//! Autotune: the request (its rules are the core's one raw input, [`SpecFields`]) and
+//! the result.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{ConfigOut, ValidationOut};
+use crate::autotune::{AutotuneResult, Candidate, SpecFields};
+
+/// `POST /vectors/hnsw/autotune`: the index and harness, and the run's rules.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AutotuneIn {
+    /// The index.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    pub index_name: String,
+    /// The harness.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    pub harness: String,
+    /// The rules (every field optional).
+    #[serde(flatten)]
+    pub spec: SpecFields,
+    /// Fields nobody asked for: refused, so a typo is not a silently ignored setting.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// A run's winner.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CandidateOut {
+    /// Its trial.
+    pub trial_id: Uuid,
+    /// Its config.
+    pub config: ConfigOut,
+    /// Recall on the tuning queries.
+    pub recall_at_k: f64,
+    /// Median latency, µs.
+    pub search_latency_p50_us: f64,
+    /// Build time of its graph.
+    pub build_time_secs: f64,
+    /// Lower end of its recall's 95 % interval.
+    pub recall_ci_low: f64,
+    /// Bytes of what would serve.
+    pub memory_bytes: u64,
+    /// Distance evaluations per query.
+    pub distance_evals_per_query: f64,
+    /// Its held-out measurement, when the run held queries out.
+    pub validation: Option<ValidationOut>,
+}
+
+impl From<&Candidate> for CandidateOut {
+    fn from(c: &Candidate) -> Self {
+        CandidateOut {
+            trial_id: c.trial_id,
+            config: c.config.into(),
+            recall_at_k: c.recall_at_k,
+            search_latency_p50_us: c.search_latency_p50_us,
+            build_time_secs: c.build_time_secs,
+            recall_ci_low: c.recall_ci_low,
+            memory_bytes: c.memory_bytes,
+            distance_evals_per_query: c.distance_evals_per_query,
+            validation: c.validation.as_ref().map(ValidationOut::from),
+        }
+    }
+}
+
+/// What the refinement pass around the winner cost.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefinementOut {
+    /// Trials it ran.
+    pub trials: usize,
+    /// Graphs it built.
+    pub builds: usize,
+}
+
+/// A trial that cleared the gate but broke a cap.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IneligibleOut {
+    /// The trial.
+    pub trial_id: Uuid,
+    /// Which cap, with the figures.
+    pub reason: String,
+}
+
+/// An eligible config within the noise of the winner.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NearTieOut {
+    /// Its trial.
+    pub trial_id: Uuid,
+    /// Its config.
+    pub config: ConfigOut,
+    /// `faster`, `slower` or `tie` against the winner, from the interleaved comparison.
+    pub latency_vs_winner: String,
+    /// Its latency over the winner's.
+    pub ratio: f64,
+    /// Lower end of the ratio's bootstrap interval.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+}
+
+/// An autotune's result (the sync answer, and an autotune job's `result`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutotuneOut {
+    /// The index.
+    pub index_name: String,
+    /// Trials run (and journaled).
+    pub trials_run: usize,
+    /// Trials that cleared the gate and the caps.
+    pub trials_eligible: usize,
+    /// Graphs built (trials sharing m, ef_construction, seed and quantization share one).
+    pub builds: usize,
+    /// The pick, or null when nothing was eligible.
+    pub winner: Option<CandidateOut>,
+    /// Whether the winner was promoted.
+    pub promoted: bool,
+    /// Wall time of the run.
+    pub duration_secs: f64,
+    /// Grid configs refused, with why.
+    pub skipped: Vec<String>,
+    /// Why nothing was promoted, or what the promotion rule decided.
+    pub reason: Option<String>,
+    /// The job that ran it, if async.
+    pub job_id: Option<Uuid>,
+    /// The refinement pass, when one ran.
+    pub refinement: Option<RefinementOut>,
+    /// Trials over a memory or build-time cap.
+    pub ineligible: Vec<IneligibleOut>,
+    /// Held-out measurements made.
+    pub validations: usize,
+    /// Eligible configs the interleaved comparison could not tell from the winner.
+    pub near_ties: Vec<NearTieOut>,
+}
+
+impl From<&AutotuneResult> for AutotuneOut {
+    fn from(r: &AutotuneResult) -> Self {
+        AutotuneOut {
+            index_name: r.index_name.to_string(),
+            trials_run: r.trials_run,
+            trials_eligible: r.trials_eligible,
+            builds: r.builds,
+            winner: r.winner.as_ref().map(CandidateOut::from),
+            promoted: r.promoted,
+            duration_secs: r.duration_secs,
+            skipped: r.skipped.clone(),
+            reason: r.reason.clone(),
+            job_id: r.job_id,
+            refinement: r.refinement.as_ref().map(|s| RefinementOut {
+                trials: s.trials,
+                builds: s.builds,
+            }),
+            ineligible: r
+                .ineligible
+                .iter()
+                .map(|i| IneligibleOut {
+                    trial_id: i.trial_id,
+                    reason: i.reason.clone(),
+                })
+                .collect(),
+            validations: r.validations,
+            near_ties: r
+                .near_ties
+                .iter()
+                .map(|t| NearTieOut {
+                    trial_id: t.trial_id,
+                    config: t.config.into(),
+                    latency_vs_winner: t.latency_vs_winner.clone(),
+                    ratio: t.ratio,
+                    low: t.low,
+                    high: t.high,
+                })
+                .collect(),
+        }
+    }
+}

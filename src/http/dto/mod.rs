@@ -1,0 +1,118 @@
+//! The wire layer: every request and response body of `shared/API.md`, one file per area,
+//! and what `/openapi.json` describes.
+//!
+//! Responses are built from domain values by `From` impls and never serialise a stored
+//! type, so `Trial`, `Job` or a promotion entry can change under their `schema_version`
+//! without changing what a client sees. Requests deny unknown fields (a typo is a `400`,
+//! not a silently ignored setting); the raw inputs the core parses itself
+//! ([`crate::autotune::SpecFields`], [`crate::hnsw::RawHnswConfig`],
+//! [`crate::agent::AgentConfigIn`]) are described here through their `ToSchema`.
+
+pub mod agents;
+pub mod autotune;
+pub mod harnesses;
+pub mod indexes;
+pub mod jobs;
+pub mod trials;
+
+pub use agents::*;
+pub use autotune::*;
+pub use harnesses::*;
+pub use indexes::*;
+pub use jobs::*;
+pub use trials::*;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::hnsw::HnswConfig;
+
+/// A wire enum mirroring a domain enum variant for variant (snake_case on the wire).
+macro_rules! wire_enum {
+    ($(#[$m:meta])* $name:ident from $dom:path { $($(#[$vm:meta])* $v:ident),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        #[allow(missing_docs)] // each variant is its domain twin's, documented there
+        pub enum $name {
+            $($(#[$vm])* $v),+
+        }
+
+        impl From<$dom> for $name {
+            fn from(v: $dom) -> Self {
+                use $dom as D;
+                match v {
+                    $(D::$v => $name::$v),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use wire_enum;
+
+wire_enum! {
+    /// How a graph stores its vectors for the beam: `none` (f32) or `sq8` (u8 codes,
+    /// re-ranked on f32).
+    QuantizationOut from crate::hnsw::Quantization { None, Sq8 }
+}
+
+/// An HNSW config as every response carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct ConfigOut {
+    /// Candidate list size while building.
+    pub ef_construction: u32,
+    /// Candidate list size while searching.
+    pub ef_search: u32,
+    /// Links per node.
+    pub m: u32,
+    /// Build seed.
+    pub seed: u64,
+    /// Vector storage of the beam.
+    pub quantization: QuantizationOut,
+}
+
+impl From<HnswConfig> for ConfigOut {
+    fn from(c: HnswConfig) -> Self {
+        ConfigOut {
+            ef_construction: c.ef_construction,
+            ef_search: c.ef_search,
+            m: c.m,
+            seed: c.seed,
+            quantization: c.quantization.into(),
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (`index_not_found`, `unauthorized`, `overloaded`, ...).
+    pub code: String,
+    /// For humans.
+    pub message: String,
+}
+
+/// `GET /health`, `GET /ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+/// `?async=` of an autotune or an activation.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AsyncParams {
+    /// Run as a job and answer 202 at once.
+    #[serde(default, rename = "async")]
+    #[param(rename = "async")]
+    pub run_async: Option<bool>,
+}
