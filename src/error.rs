@@ -36,6 +36,22 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind (a metric of errors by kind pre-creates a series for each).
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Invalid,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::TooLarge,
+        ErrorKind::Unprocessable,
+        ErrorKind::Overloaded,
+        ErrorKind::Timeout,
+        ErrorKind::ShuttingDown,
+        ErrorKind::Unavailable,
+        ErrorKind::Internal,
+    ];
+
     /// The kind's name, as metrics and logs label it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -132,22 +148,7 @@ mod tests {
 
     #[test]
     fn kinds_have_distinct_names() {
-        use ErrorKind::*;
-        let all = [
-            Invalid,
-            Unauthorized,
-            Forbidden,
-            NotFound,
-            Conflict,
-            TooLarge,
-            Unprocessable,
-            Overloaded,
-            Timeout,
-            ShuttingDown,
-            Unavailable,
-            Internal,
-        ];
-        let names: std::collections::HashSet<_> = all.iter().map(|k| k.as_str()).collect();
-        assert_eq!(names.len(), all.len());
+        let names: std::collections::HashSet<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
     }
 }

@@ -541,3 +541,23 @@ fn the_spec_states_the_config_bounds_the_core_enforces() {
         assert_eq!(raw[field]["maximum"], json!(hi), "{field}: {}", raw[field]);
     }
 }
+
+#[tokio::test]
+async fn an_autotune_body_with_a_typo_is_refused_before_anything_runs() {
+    let svc = service(16).await;
+    let app = app_of(svc, Tokens::default(), Duration::from_secs(30));
+    seeded(&app, 100).await;
+    support::autogen(&app, "h", 10, 5).await;
+    let body = json!({"index_name": "idx", "harness": "h", "min_recal": 0.9});
+    let got = send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "invalid_body");
+    assert!(
+        got.1["error"]["message"].as_str().unwrap().contains("min_recal"),
+        "{:?}",
+        got.1
+    );
+    assert_eq!(
+        send(&app, "GET", "/vectors/hnsw/trials/idx", None).await.1["trials"],
+        json!([])
+    );
+}

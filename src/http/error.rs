@@ -116,3 +116,24 @@ impl From<QueryRejection> for ApiError {
         ApiError::bad_request("invalid_query_string", r.body_text())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_not_now_kinds_and_faults_are_5xx() {
+        for kind in ErrorKind::ALL {
+            let server_side = matches!(
+                kind,
+                ErrorKind::Overloaded
+                    | ErrorKind::Timeout
+                    | ErrorKind::ShuttingDown
+                    | ErrorKind::Unavailable
+                    | ErrorKind::Internal
+            );
+            assert_eq!(status_of(kind).is_server_error(), server_side, "{kind:?}");
+            assert_eq!(status_of(kind).is_client_error(), !server_side, "{kind:?}");
+        }
+    }
+}
