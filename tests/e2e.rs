@@ -1287,3 +1287,103 @@ async fn a_burst_beyond_the_queue_is_refused_not_queued() {
     }
     assert!(s.terminate().success());
 }
+
+/// SIGTERM in the middle of a sync autotune: the run stops at its
+/// next step and its caller is told `503 shutting_down` (not a 500, not a hang); the
+/// process exits 0 and the trials journaled before the signal are still there.
+#[tokio::test]
+async fn a_sync_autotune_cut_short_by_shutdown_answers_shutting_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let s = Server::start_url(&store, &[("VECTUNE_BUILD_THREADS", "1")]);
+    let dims = 48;
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "long", "dims": dims, "metric": "l2"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let mut body = Vec::new();
+    for i in 0..12_000 {
+        body.extend_from_slice(&(dims as i32).to_le_bytes());
+        for x in vector(i, dims) {
+            body.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let r = s
+        .client
+        .post(format!("{}/vectors/indexes/long/vectors?format=fvecs", s.base))
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        s.post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "lh", "index_name": "long", "queries": 50, "k": 10}))
+        )
+        .await
+        .0,
+        201
+    );
+    // eight distinct graphs, each a few seconds on one thread
+    let grid: Vec<Value> = [
+        (200, 24),
+        (240, 28),
+        (280, 32),
+        (320, 36),
+        (360, 40),
+        (400, 44),
+        (380, 48),
+        (300, 40),
+    ]
+    .iter()
+    .map(|(ec, m)| json!({"ef_construction": ec, "ef_search": 100, "m": m}))
+    .collect();
+    let run = s
+        .client
+        .post(format!("{}/vectors/hnsw/autotune", s.base))
+        .json(&json!({"index_name": "long", "harness": "lh", "grid": grid}))
+        .send();
+    let answer = tokio::spawn(run);
+    // the signal comes once the first trial is journaled: the run is certainly under way
+    s.wait_for("/vectors/hnsw/trials/long", |v| {
+        !v["trials"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let resp = answer
+        .await
+        .unwrap()
+        .expect("an answer, not a dropped connection");
+    assert_eq!(resp.status().as_u16(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "shutting_down", "{v}");
+    let mut s = s;
+    let status = (0..300)
+        .find_map(|_| {
+            let st = s.child.try_wait().unwrap();
+            if st.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            st
+        })
+        .expect("exited within 30 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    // what was journaled before the signal survives the restart
+    let again = Server::start(dir.path());
+    let (_, trials) = again.get("/vectors/hnsw/trials/long").await;
+    let n = trials["trials"].as_array().unwrap().len();
+    assert!((1..8).contains(&n), "{n} trials");
+    assert!(again.terminate().success());
+}

@@ -41,7 +41,8 @@ pub async fn ready(State(v): State<Vectune>) -> ApiResult<Json<Status>> {
 
 /// Creates an index.
 #[utoipa::path(post, path = "/vectors/indexes", tag = "indexes", request_body = CreateIndex,
-    responses((status = 201, body = IndexOut, description = "Created"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+    responses((status = 201, body = IndexOut, description = "Created",
+        links(("GetIndex" = (operation_id = "get_index", parameters(("index" = "$response.body#/name")))), ("AppendVectors" = (operation_id = "append", parameters(("index" = "$response.body#/name")))), ("Activate" = (operation_id = "activate", parameters(("index" = "$response.body#/name")))), ("GetMonitor" = (operation_id = "get_monitor", parameters(("index" = "$response.body#/name")))), ("ListTrials" = (operation_id = "list_trials", parameters(("index" = "$response.body#/name")))), ("GetAgent" = (operation_id = "get_agent", parameters(("index" = "$response.body#/name")))), ("DeleteIndex" = (operation_id = "delete_index", parameters(("index" = "$response.body#/name")))))), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn create_index(
     State(v): State<Vectune>,
@@ -150,7 +151,8 @@ pub async fn append(
 /// the old one serves. Sync by default; `?async=true` answers 202 with the job at once.
 #[utoipa::path(post, path = "/vectors/indexes/{index}/activate", tag = "indexes",
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"), AsyncParams),
-    responses((status = 200, body = ActivationOut, description = "Done"), (status = 202, body = JobAccepted, description = "Accepted: poll the job"),
+    responses((status = 200, body = ActivationOut, description = "Done"), (status = 202, body = JobAccepted, description = "Accepted: poll the job",
+        links(("GetJob" = (operation_id = "get_job", parameters(("job_id" = "$response.body#/job_id")))), ("CancelJob" = (operation_id = "cancel_job", parameters(("job_id" = "$response.body#/job_id")))))),
         (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"), (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn activate(
     State(v): State<Vectune>,
@@ -209,7 +211,7 @@ pub async fn search(
 
 /// Creates a harness from explicit queries; its exact ground truth is computed now.
 #[utoipa::path(post, path = "/vectors/harness", tag = "harnesses", request_body = CreateHarness,
-    responses((status = 201, body = HarnessOut, description = "Created"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+    responses((status = 201, body = HarnessOut, description = "Created", links(("GetHarness" = (operation_id = "get_harness", parameters(("name" = "$response.body#/name")))))), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn create_harness(
     State(v): State<Vectune>,
@@ -231,7 +233,7 @@ pub async fn create_harness(
 
 /// Creates a harness by sampling stored vectors (seeded).
 #[utoipa::path(post, path = "/vectors/harness/autogen", tag = "harnesses", request_body = AutogenHarness,
-    responses((status = 201, body = HarnessOut, description = "Created"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+    responses((status = 201, body = HarnessOut, description = "Created", links(("GetHarness" = (operation_id = "get_harness", parameters(("name" = "$response.body#/name")))))), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn autogen_harness(
     State(v): State<Vectune>,
@@ -276,7 +278,8 @@ pub async fn capture_harness(
 
 /// Builds a graph under one config, measures it against a harness and journals it.
 #[utoipa::path(post, path = "/vectors/hnsw/trial", tag = "trials", request_body = TrialIn,
-    responses((status = 200, body = TrialOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
+    responses((status = 200, body = TrialOut, description = "Done",
+        links(("GetTrial" = (operation_id = "get_trial", parameters(("index" = "$response.body#/index_name"), ("trial_id" = "$response.body#/id")))), ("Promote" = (operation_id = "promote", parameters(("index" = "$response.body#/index_name"), ("trial_id" = "$response.body#/id")))), ("Pareto" = (operation_id = "pareto", parameters(("index" = "$response.body#/index_name")))))), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn run_trial(
     State(v): State<Vectune>,
@@ -400,7 +403,8 @@ pub async fn promoted(
 /// it by the rule asked. Sync by default; `?async=true` answers 202 with the job at once.
 #[utoipa::path(post, path = "/vectors/hnsw/autotune", tag = "autotune",
     params(AsyncParams), request_body = AutotuneIn,
-    responses((status = 200, body = AutotuneOut, description = "Done"), (status = 202, body = JobAccepted, description = "Accepted: poll the job"),
+    responses((status = 200, body = AutotuneOut, description = "Done"), (status = 202, body = JobAccepted, description = "Accepted: poll the job",
+        links(("GetJob" = (operation_id = "get_job", parameters(("job_id" = "$response.body#/job_id")))), ("CancelJob" = (operation_id = "cancel_job", parameters(("job_id" = "$response.body#/job_id")))))),
         (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"), (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn autotune(
     State(v): State<Vectune>,
