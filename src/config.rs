@@ -284,8 +284,8 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 64 << 20,
             max_binary_body_bytes: 1 << 30,
-            request_timeout_secs: 30.0,
-            max_queued_jobs: 16,
+            request_timeout_secs: crate::http::DEFAULT_REQUEST_TIMEOUT.as_secs_f64(),
+            max_queued_jobs: crate::jobs::DEFAULT_MAX_QUEUED_JOBS,
         }
     }
 }

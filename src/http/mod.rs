@@ -40,6 +40,9 @@ pub struct RouterLimits {
     pub max_binary_body_bytes: usize,
 }
 
+/// The deadline of a request that starts no heavy work, unless configured.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Everything the HTTP layer is configured with.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
@@ -57,7 +60,7 @@ impl HttpOptions {
         HttpOptions {
             limits,
             tokens: Tokens::default(),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }

@@ -181,6 +181,9 @@ pub enum JobEnd {
     },
 }
 
+/// Heavy work admitted at once unless `limits.max_queued_jobs` says otherwise.
+pub const DEFAULT_MAX_QUEUED_JOBS: usize = 16;
+
 /// The one bounded queue of heavy work (see the module doc). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WorkQueue {

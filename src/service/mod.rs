@@ -267,7 +267,7 @@ impl Default for ServiceOptions {
             build_concurrency: 1,
             build_options: BuildOptions::all_cores(),
             monitor: MonitorSettings::default(),
-            max_queued_jobs: 16,
+            max_queued_jobs: crate::jobs::DEFAULT_MAX_QUEUED_JOBS,
         }
     }
 }
