@@ -29,10 +29,10 @@ fn request_id(req: &Request) -> HeaderValue {
 
 /// The route template a request matched, or `unmatched` (the raw path never becomes a
 /// label or a log field of its own: a client could mint any number of them).
-fn route_of(req: &Request) -> String {
+fn route_of(req: &Request) -> &str {
     req.extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string())
+        .map_or("unmatched", |m| m.as_str())
 }
 
 /// Echoes (or makes) `x-request-id`, then logs one line and counts the request once its
@@ -42,7 +42,7 @@ pub async fn observe(State(service): State<Vectune>, mut req: Request, next: Nex
     let id = request_id(&req);
     req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
     let method = req.method().clone();
-    let route = route_of(&req);
+    let route = route_of(&req).to_string();
     let mut response = next.run(req).await;
     let status = response.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
@@ -79,11 +79,11 @@ fn starts_work(method: &Method, route: &str) -> bool {
 /// could leave half of it stored): it runs on to its end in its own task and the caller
 /// is told `503 timeout` — the write may still complete, as behind any gateway timeout.
 pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let route = route_of(&req);
-    if starts_work(&method, &route) {
+    let (method, route) = (req.method(), route_of(&req));
+    if starts_work(method, route) {
         return next.run(req).await;
     }
+    let read_only = method == Method::GET || method == Method::HEAD || route == "/vectors/search/{index}";
     let timeout = || {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -92,12 +92,13 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
         )
         .into_response()
     };
-    let read_only = method == Method::GET || method == Method::HEAD || route == "/vectors/search/{index}";
     if read_only {
         return tokio::time::timeout(limit, next.run(req))
             .await
             .unwrap_or_else(|_| timeout());
     }
+    // only a write pays for the owned route (its log line outlives the request)
+    let route = route.to_string();
     let mut work = tokio::spawn(next.run(req));
     match tokio::time::timeout(limit, &mut work).await {
         Ok(Ok(r)) => r,
