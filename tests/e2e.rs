@@ -1387,3 +1387,177 @@ async fn a_sync_autotune_cut_short_by_shutdown_answers_shutting_down() {
     assert!((1..8).contains(&n), "{n} trials");
     assert!(again.terminate().success());
 }
+
+/// kill -9 while a client ingests, runs trials and promotes, twenty times over one store:
+/// after every restart each acknowledged batch, trial and promotion is there, the batch in
+/// flight is all there or not at all, and the promoted trial is the last acknowledged one
+/// (or the one in flight).
+#[tokio::test]
+async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let dims = 16;
+    let s = Server::start(dir.path());
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "k9", "dims": dims, "metric": "l2"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let first: Vec<Value> = (0..100)
+        .map(|i| json!({"id": format!("v{i}"), "vector": vector(i, dims)}))
+        .collect();
+    assert_eq!(
+        s.post("/vectors/indexes/k9/vectors", Some(json!({ "vectors": first })))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "k9h", "index_name": "k9", "queries": 20, "k": 5}))
+        )
+        .await
+        .0,
+        201
+    );
+    drop(s);
+    let (mut acked_vectors, mut next_id) = (100usize, 100usize);
+    let mut acked_trials: Vec<String> = Vec::new();
+    let mut promoted: Option<String> = None;
+    let iterations = 20;
+    for it in 0..iterations {
+        let s = Server::start_url(&store, &[]);
+        // the client's work runs until the kill cuts it off mid-request
+        let client = s.client.clone();
+        let base = s.base.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, Option<String>, usize)>();
+        let start_id = next_id;
+        let work = tokio::spawn(async move {
+            let mut id = start_id;
+            for step in 0.. {
+                let kind = if step % 4 == 3 { "trial" } else { "batch" };
+                // announce what is about to be in flight, then whether it was acknowledged
+                let _ = tx.send(("in_flight", Some(kind.to_string()), 25));
+                if kind == "batch" {
+                    let vs: Vec<Value> = (id..id + 25)
+                        .map(|i| json!({"id": format!("v{i}"), "vector": vector(i, dims)}))
+                        .collect();
+                    let r = client
+                        .post(format!("{base}/vectors/indexes/k9/vectors"))
+                        .json(&json!({ "vectors": vs }))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            id += 25;
+                            let _ = tx.send(("batch", None, 25));
+                        }
+                        _ => return,
+                    }
+                } else {
+                    let body = json!({"index_name": "k9", "harness": "k9h",
+                        "config": {"ef_construction": 20 + (step % 7) * 10, "ef_search": 20}});
+                    let Ok(r) = client
+                        .post(format!("{base}/vectors/hnsw/trial"))
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    let Ok(t) = r.json::<Value>().await else { return };
+                    let tid = t["id"].as_str().unwrap().to_string();
+                    let _ = tx.send(("trial", Some(tid.clone()), 0));
+                    let _ = tx.send(("in_flight", Some(format!("promote:{tid}")), 0));
+                    let Ok(r) = client
+                        .post(format!("{base}/vectors/hnsw/promote/k9/{tid}"))
+                        .send()
+                        .await
+                    else {
+                        return;
+                    };
+                    if r.status() != 200 {
+                        return;
+                    }
+                    let _ = tx.send(("promoted", Some(tid), 0));
+                }
+            }
+        });
+        // a different moment each time: 40 .. 400 ms into the work
+        tokio::time::sleep(Duration::from_millis(40 + (it as u64 * 97) % 360)).await;
+        let mut s = s;
+        s.child.kill().unwrap(); // SIGKILL
+        s.child.wait().unwrap();
+        let _ = work.await;
+        let mut in_flight: Option<String> = None;
+        while let Ok((what, detail, n)) = rx.try_recv() {
+            match what {
+                "in_flight" => in_flight = detail,
+                "batch" => {
+                    acked_vectors += n;
+                    next_id += n;
+                    in_flight = None;
+                }
+                "trial" => {
+                    acked_trials.push(detail.unwrap());
+                    in_flight = None;
+                }
+                "promoted" => {
+                    promoted = detail;
+                    in_flight = None;
+                }
+                _ => unreachable!(),
+            }
+        }
+        drop(s);
+        // restart and check
+        let s = Server::start_url(&store, &[]);
+        let (st, ix) = s.get("/vectors/indexes/k9").await;
+        assert_eq!(st, 200, "iteration {it}: {ix}");
+        let n = ix["vectors"].as_u64().unwrap() as usize;
+        let batch_in_flight = in_flight.as_deref() == Some("batch");
+        assert!(
+            n == acked_vectors || (batch_in_flight && n == acked_vectors + 25),
+            "iteration {it}: {n} vectors stored, {acked_vectors} acknowledged (in flight: {in_flight:?})"
+        );
+        if n != acked_vectors {
+            // the batch in flight landed whole: it counts from here on
+            acked_vectors = n;
+            next_id += 25;
+        }
+        let (_, trials) = s.get("/vectors/hnsw/trials/k9").await;
+        let stored: Vec<&str> = trials["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        for t in &acked_trials {
+            assert!(
+                stored.contains(&t.as_str()),
+                "iteration {it}: acknowledged trial {t} lost"
+            );
+        }
+        let (_, reg) = s.get("/vectors/hnsw/promoted/k9").await;
+        let current = reg["current"]["trial_id"].as_str().map(str::to_string);
+        let promote_in_flight = in_flight
+            .as_deref()
+            .and_then(|f| f.strip_prefix("promote:"))
+            .map(str::to_string);
+        assert!(
+            current == promoted || (promote_in_flight.is_some() && current == promote_in_flight),
+            "iteration {it}: promoted {current:?}, acknowledged {promoted:?}, in flight {in_flight:?}"
+        );
+        promoted = current;
+        drop(s);
+    }
+    eprintln!(
+        "kill -9 loop: {iterations} kills, {acked_vectors} vectors, {} trials, every acknowledged write kept",
+        acked_trials.len()
+    );
+}
