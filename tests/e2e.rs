@@ -1561,3 +1561,142 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
         acked_trials.len()
     );
 }
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Load on loopback, bounded: four clients search without pause and one polls `/health`
+/// while an activation builds and then while an autotune runs. Every answer must be a 200;
+/// the figures (requests, errors, p50/p99 of each) are printed for BENCHMARKS.md, never
+/// asserted (timing differs by machine).
+#[tokio::test]
+async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_url(&dir.path().display().to_string(), &[]);
+    let dims = 48;
+    assert_eq!(
+        s.post(
+            "/vectors/indexes",
+            Some(json!({"name": "load", "dims": dims, "metric": "l2"}))
+        )
+        .await
+        .0,
+        201
+    );
+    let fvecs = |from: usize, n: usize| {
+        let mut body = Vec::new();
+        for i in from..from + n {
+            body.extend_from_slice(&(dims as i32).to_le_bytes());
+            for x in vector(i, dims) {
+                body.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        body
+    };
+    let append = |body: Vec<u8>| {
+        s.client
+            .post(format!("{}/vectors/indexes/load/vectors?format=fvecs", s.base))
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+    };
+    assert_eq!(append(fvecs(0, 8000)).await.unwrap().status().as_u16(), 200);
+    assert_eq!(s.post("/vectors/indexes/load/activate", None).await.0, 200);
+    assert_eq!(
+        s.post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": "lh", "index_name": "load", "queries": 50, "k": 10}))
+        )
+        .await
+        .0,
+        201
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..5 {
+        let (client, base, stop) = (s.client.clone(), s.base.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            let mut i = c * 100_000;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                let ok = if c == 4 {
+                    let r = client.get(format!("{base}/health")).send().await;
+                    r.is_ok_and(|r| r.status() == 200)
+                } else {
+                    let q = json!({"vector": vector(i, 48), "k": 10});
+                    i += 1;
+                    let r = client
+                        .post(format!("{base}/vectors/search/load"))
+                        .json(&q)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                        _ => false,
+                    }
+                };
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+                errors += usize::from(!ok);
+                if c == 4 {
+                    // a prober, not a fifth load client
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            (c == 4, lat, errors)
+        }));
+    }
+    // under load: a rebuild over more vectors, then an autotune of three configs
+    assert_eq!(append(fvecs(8000, 2000)).await.unwrap().status().as_u16(), 200);
+    let (st, job) = s.post("/vectors/indexes/load/activate?async=true", None).await;
+    assert_eq!(st, 202, "{job}");
+    let path = format!("/vectors/jobs/{}", job["job_id"].as_str().unwrap());
+    let done = s
+        .wait_for(&path, |j| j["state"] != "queued" && j["state"] != "running")
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let grid = json!([{"ef_construction": 60, "ef_search": 40}, {"ef_construction": 100, "ef_search": 60, "m": 24},
+                      {"ef_construction": 40, "ef_search": 30, "m": 8}]);
+    let (st, job) = s
+        .post(
+            "/vectors/hnsw/autotune?async=true",
+            Some(json!({"index_name": "load", "harness": "lh", "grid": grid, "promote": "never"})),
+        )
+        .await;
+    assert_eq!(st, 202, "{job}");
+    let path = format!("/vectors/jobs/{}", job["job_id"].as_str().unwrap());
+    let done = s
+        .wait_for(&path, |j| j["state"] != "queued" && j["state"] != "running")
+        .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut search, mut health, mut errors) = (Vec::new(), Vec::new(), 0);
+    for t in tasks {
+        let (is_health, lat, e) = t.await.unwrap();
+        errors += e;
+        if is_health {
+            health.extend(lat);
+        } else {
+            search.extend(lat);
+        }
+    }
+    search.sort_by(f64::total_cmp);
+    health.sort_by(f64::total_cmp);
+    eprintln!(
+        "load: {} searches (p50 {:.0} µs, p99 {:.0} µs), {} /health (p50 {:.0} µs, p99 {:.0} µs), {errors} errors, \
+         during a 10,000×48 rebuild and a 3-config autotune",
+        search.len(),
+        percentile(&search, 0.5),
+        percentile(&search, 0.99),
+        health.len(),
+        percentile(&health, 0.5),
+        percentile(&health, 0.99)
+    );
+    assert_eq!(errors, 0, "every search and /health must be answered with 200");
+    assert!(!search.is_empty() && !health.is_empty());
+    assert!(s.terminate().success());
+}
