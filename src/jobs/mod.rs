@@ -488,6 +488,22 @@ impl Jobs {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_work_queue_admits_up_to_its_limit_and_frees_a_place_on_drop() {
+        let q = WorkQueue::new(2);
+        let a = q.try_admit().unwrap();
+        let b = q.try_admit().unwrap();
+        assert_eq!(q.admitted(), 2);
+        assert!(matches!(q.try_admit(), Err(JobsError::Overloaded { limit: 2 })));
+        assert_eq!(q.admitted(), 2, "a refusal takes no place");
+        drop(a);
+        let c = q.try_admit().unwrap();
+        drop((b, c));
+        assert_eq!(q.admitted(), 0);
+        // a limit of 0 would refuse everything forever: it is raised to 1
+        assert_eq!(WorkQueue::new(0).limit(), 1);
+    }
+
     fn index() -> IndexName {
         IndexName::parse("jobs_ix").unwrap()
     }
