@@ -33,6 +33,13 @@ impl Server {
         Server::start_url(&store.display().to_string(), &[])
     }
 
+    /// Starts `vectune serve` over a fresh temp dir (kept as long as the returned guard).
+    fn in_temp_dir(env: &[(&str, &str)]) -> (tempfile::TempDir, Server) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Server::start_url(&dir.path().display().to_string(), env);
+        (dir, s)
+    }
+
     /// Starts `vectune serve` over any store URL, with extra environment.
     fn start_url(store: &str, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vectune"))
@@ -1104,11 +1111,7 @@ async fn the_openapi_document_validates() {
 /// and each request has one with its method, route template, status, latency and id.
 #[tokio::test]
 async fn json_logs_carry_every_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_url(
-        &dir.path().display().to_string(),
-        &[("VECTUNE_LOG_FORMAT", "json")],
-    );
+    let (_dir, s) = Server::in_temp_dir(&[("VECTUNE_LOG_FORMAT", "json")]);
     let resp = s
         .client
         .get(format!("{}/vectors/indexes/missing-one", s.base))
@@ -1218,11 +1221,7 @@ async fn tokens_from_files_admin_and_read_only() {
 /// admitted ones became jobs. Prints the split (the figure in the closing note).
 #[tokio::test]
 async fn a_burst_beyond_the_queue_is_refused_not_queued() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_url(
-        &dir.path().display().to_string(),
-        &[("VECTUNE_MAX_QUEUED_JOBS", "2"), ("VECTUNE_BUILD_THREADS", "1")],
-    );
+    let (_dir, s) = Server::in_temp_dir(&[("VECTUNE_MAX_QUEUED_JOBS", "2"), ("VECTUNE_BUILD_THREADS", "1")]);
     let n = 8;
     for b in 0..n {
         let name = format!("burst{b}");
@@ -1306,13 +1305,7 @@ async fn a_sync_autotune_cut_short_by_shutdown_answers_shutting_down() {
         .0,
         201
     );
-    let mut body = Vec::new();
-    for i in 0..12_000 {
-        body.extend_from_slice(&(dims as i32).to_le_bytes());
-        for x in vector(i, dims) {
-            body.extend_from_slice(&x.to_le_bytes());
-        }
-    }
+    let body = fvecs_rows(0, 12_000, dims);
     let r = s
         .client
         .post(format!("{}/vectors/indexes/long/vectors?format=fvecs", s.base))
@@ -1562,6 +1555,18 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
     );
 }
 
+/// Rows `from..from + n` of `vector(i, dims)` as an fvecs body.
+fn fvecs_rows(from: usize, n: usize, dims: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(n * (4 + 4 * dims));
+    for i in from..from + n {
+        body.extend_from_slice(&(dims as i32).to_le_bytes());
+        for x in vector(i, dims) {
+            body.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    body
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -1575,8 +1580,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// asserted (timing differs by machine).
 #[tokio::test]
 async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Server::start_url(&dir.path().display().to_string(), &[]);
+    let (_dir, s) = Server::in_temp_dir(&[]);
     let dims = 48;
     assert_eq!(
         s.post(
@@ -1587,16 +1591,7 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
         .0,
         201
     );
-    let fvecs = |from: usize, n: usize| {
-        let mut body = Vec::new();
-        for i in from..from + n {
-            body.extend_from_slice(&(dims as i32).to_le_bytes());
-            for x in vector(i, dims) {
-                body.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        body
-    };
+    let fvecs = |from: usize, n: usize| fvecs_rows(from, n, dims);
     let append = |body: Vec<u8>| {
         s.client
             .post(format!("{}/vectors/indexes/load/vectors?format=fvecs", s.base))
