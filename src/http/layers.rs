@@ -32,8 +32,11 @@ fn request_id(req: &Request) -> HeaderValue {
 fn route_of(req: &Request) -> &str {
     req.extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
+        .map_or(UNMATCHED, |m| m.as_str())
 }
+
+/// The route label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
 
 /// Echoes (or makes) `x-request-id`, then logs one line and counts the request once its
 /// answer is ready: method, route template, status, latency, request id.
@@ -42,15 +45,17 @@ pub async fn observe(State(service): State<Vectune>, mut req: Request, next: Nex
     let id = request_id(&req);
     req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
     let method = req.method().clone();
-    let route = route_of(&req).to_string();
+    // the matched template is an `Arc<str>` inside: cloning it copies no bytes
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or(UNMATCHED, |m| m.as_str());
     let mut response = next.run(req).await;
     let status = response.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
-    service.metrics().request(method.as_str(), &route, status, secs);
+    service.metrics().request(method.as_str(), route, status, secs);
     tracing::info!(
         target: "vectune::access",
         method = method.as_str(),
-        route = route.as_str(),
+        route,
         status,
         latency_us = (secs * 1e6).round() as u64,
         request_id = id.to_str().unwrap_or(""),
