@@ -502,15 +502,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tf = dir.path().join("token");
         std::fs::write(&tf, "file-secret-22\n").unwrap();
-        let cf = dir.path().join("c.toml");
-        std::fs::write(
-            &cf,
-            format!(
-                "[auth]\ntoken_file = {:?}\nread_token = \"reader-secret-3\"\n",
-                tf.display().to_string()
-            ),
-        )
-        .unwrap();
+        let toml_file = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let tf_shown = tf.display().to_string();
+        let cf = toml_file(
+            "c.toml",
+            format!("[auth]\ntoken_file = {tf_shown:?}\nread_token = \"reader-secret-3\"\n"),
+        );
         let s = Settings::load(Some(&cf), &env_of(&[]), &none).unwrap();
         assert_eq!(s.auth.token.as_ref().map(Secret::expose), Some("file-secret-22"));
         assert_eq!(
@@ -533,18 +534,15 @@ mod tests {
             assert!(Settings::load(None, &env_of(&bad), &none).is_err(), "{bad:?}");
         }
         // a token given as a value and as a file is ambiguous
-        let both = dir.path().join("both.toml");
-        std::fs::write(
-            &both,
-            format!(
-                "[auth]\ntoken = \"value-token-1\"\ntoken_file = {:?}\n",
-                tf.display().to_string()
-            ),
-        )
-        .unwrap();
+        let both = toml_file(
+            "both.toml",
+            format!("[auth]\ntoken = \"value-token-1\"\ntoken_file = {tf_shown:?}\n"),
+        );
         assert!(Settings::load(Some(&both), &env_of(&[]), &none).is_err());
-        let missing = dir.path().join("missing.toml");
-        std::fs::write(&missing, "[auth]\ntoken_file = \"/nonexistent/vectune-token\"\n").unwrap();
+        let missing = toml_file(
+            "missing.toml",
+            "[auth]\ntoken_file = \"/nonexistent/vectune-token\"\n".to_string(),
+        );
         assert!(matches!(
             Settings::load(Some(&missing), &env_of(&[]), &none),
             Err(ConfigError::Read { .. })

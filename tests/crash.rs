@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+mod support;
+
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -17,6 +19,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
+use support::vec_of;
 use vectune::distance::Metric;
 use vectune::hnsw::{BuildOptions, HnswConfig};
 use vectune::names::{HarnessName, IndexName};
@@ -142,16 +145,6 @@ impl ObjectStore for Crashing {
 
 fn name(s: &str) -> IndexName {
     IndexName::parse(s.to_string()).unwrap()
-}
-
-fn vec_of(i: usize) -> Vec<f32> {
-    (0..8)
-        .map(|d| {
-            let mut z = (i as u64 * 8 + d as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 fn cfg(ec: i64, ef: i64, m: i64) -> HnswConfig {
@@ -384,22 +377,25 @@ async fn check_after_crash(inner: Arc<InMemory>, a: &Acked, at: usize) {
     }
 }
 
-#[tokio::test]
-async fn every_write_of_the_scenario_survives_a_crash_at_it() {
-    // how many writes the whole scenario makes
+/// A service over a fresh store that crashes at its `crash_at`-th write, with the fuse.
+async fn crashing_service(crash_at: usize) -> (Arc<Fuse>, Vectune) {
     let fuse = Arc::new(Fuse {
         inner: Arc::new(InMemory::new()),
         writes: AtomicUsize::new(0),
-        crash_at: usize::MAX,
+        crash_at,
         dead: AtomicBool::new(false),
     });
-    let v = Vectune::open(
-        Storage::from_store(Arc::new(Crashing(fuse.clone())), "crashing"),
-        1,
-        BuildOptions::all_cores(),
-    )
-    .await
-    .unwrap();
+    let storage = Storage::from_store(Arc::new(Crashing(fuse.clone())), "crashing");
+    let v = Vectune::open(storage, 1, BuildOptions::all_cores())
+        .await
+        .unwrap();
+    (fuse, v)
+}
+
+#[tokio::test]
+async fn every_write_of_the_scenario_survives_a_crash_at_it() {
+    // how many writes the whole scenario makes
+    let (fuse, v) = crashing_service(usize::MAX).await;
     let full = scenario(&v, &fuse).await;
     assert!(
         full.finished,
@@ -408,19 +404,7 @@ async fn every_write_of_the_scenario_survives_a_crash_at_it() {
     let total = fuse.writes.load(Ordering::SeqCst);
     assert!(total > 20, "{total} writes");
     for at in 1..=total {
-        let fuse = Arc::new(Fuse {
-            inner: Arc::new(InMemory::new()),
-            writes: AtomicUsize::new(0),
-            crash_at: at,
-            dead: AtomicBool::new(false),
-        });
-        let v = Vectune::open(
-            Storage::from_store(Arc::new(Crashing(fuse.clone())), "crashing"),
-            1,
-            BuildOptions::all_cores(),
-        )
-        .await
-        .unwrap();
+        let (fuse, v) = crashing_service(at).await;
         let acked = scenario(&v, &fuse).await;
         assert!(!acked.finished, "crash at write {at} of {total} was not hit");
         v.stop_background();

@@ -153,6 +153,40 @@ fn vector(i: usize, dims: usize) -> Vec<f32> {
         .collect()
 }
 
+async fn create_index(s: &Server, name: &str, dims: usize, metric: &str) {
+    let (st, body) = s
+        .post(
+            "/vectors/indexes",
+            Some(json!({"name": name, "dims": dims, "metric": metric})),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+}
+
+/// An autogen harness: `queries` stored vectors sampled (seed 42), exact top-`k`.
+async fn autogen(s: &Server, name: &str, index: &str, queries: usize, k: usize) {
+    let (st, body) = s
+        .post(
+            "/vectors/harness/autogen",
+            Some(json!({"name": name, "index_name": index, "queries": queries, "k": k})),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+}
+
+/// Appends rows `from..from + n` of `vector(i, dims)` as one fvecs body.
+async fn append_fvecs(s: &Server, index: &str, from: usize, n: usize, dims: usize) {
+    let r = s
+        .client
+        .post(format!("{}/vectors/indexes/{index}/vectors?format=fvecs", s.base))
+        .header("content-type", "application/octet-stream")
+        .body(fvecs_rows(from, n, dims))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
 async fn append_range(s: &Server, index: &str, range: std::ops::Range<usize>, dims: usize) {
     let vectors: Vec<Value> = range
         .map(|i| json!({"id": format!("v{i}"), "vector": vector(i, dims)}))
@@ -243,15 +277,7 @@ async fn searches_during_an_activation_are_answered_by_the_previous_generation()
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
     let dims = 48;
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "big", "dims": dims, "metric": "l2"}))
-        )
-        .await
-        .0,
-        201
-    );
+    create_index(&s, "big", dims, "l2").await;
     append_range(&s, "big", 0..500, dims).await;
     let (st, first) = s.post("/vectors/indexes/big/activate", None).await;
     assert_eq!((st, first["generation"].clone()), (200, json!(1)));
@@ -317,15 +343,7 @@ async fn s3_store_survives_a_restart() {
         ("VECTUNE_S3_ALLOW_HTTP", "true"),
     ];
     let s = Server::start_url(&url, &env);
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "s3idx", "dims": 8, "metric": "dot"}))
-        )
-        .await
-        .0,
-        201
-    );
+    create_index(&s, "s3idx", 8, "dot").await;
     assert_eq!(
         s.post(
             "/vectors/indexes",
@@ -380,15 +398,7 @@ fn current_and_history(p: &Value) -> (Value, Vec<Value>) {
 async fn the_seed_story() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path());
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "seed", "dims": 64, "metric": "cosine"}))
-        )
-        .await
-        .0,
-        201
-    );
+    create_index(&s, "seed", 64, "cosine").await;
     append_range(&s, "seed", 0..54, 64).await;
     let (st, _) = s
         .post(
@@ -974,27 +984,8 @@ fn run_python(code: &str, input: &[u8]) -> String {
 
 async fn seeded_server(dir: &Path, env: &[(&str, &str)]) -> Server {
     let s = Server::start_url(&dir.display().to_string(), env);
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "ops", "dims": 16, "metric": "l2"}))
-        )
-        .await
-        .0,
-        201
-    );
-    let vectors: Vec<Value> = (0..200)
-        .map(|i| json!({"id": format!("v{i}"), "vector": vector(i, 16)}))
-        .collect();
-    assert_eq!(
-        s.post(
-            "/vectors/indexes/ops/vectors",
-            Some(json!({ "vectors": vectors }))
-        )
-        .await
-        .0,
-        200
-    );
+    create_index(&s, "ops", 16, "l2").await;
+    append_range(&s, "ops", 0..200, 16).await;
     s
 }
 
@@ -1225,27 +1216,8 @@ async fn a_burst_beyond_the_queue_is_refused_not_queued() {
     let n = 8;
     for b in 0..n {
         let name = format!("burst{b}");
-        assert_eq!(
-            s.post(
-                "/vectors/indexes",
-                Some(json!({"name": name, "dims": 32, "metric": "l2"}))
-            )
-            .await
-            .0,
-            201
-        );
-        let vectors: Vec<Value> = (0..3000)
-            .map(|i| json!({"id": format!("v{i}"), "vector": vector(i + b * 7, 32)}))
-            .collect();
-        assert_eq!(
-            s.post(
-                &format!("/vectors/indexes/{name}/vectors"),
-                Some(json!({ "vectors": vectors }))
-            )
-            .await
-            .0,
-            200
-        );
+        create_index(&s, &name, 32, "l2").await;
+        append_range(&s, &name, b * 3000..(b + 1) * 3000, 32).await;
     }
     let answers = futures::future::join_all((0..n).map(|b| {
         let req = s
@@ -1296,34 +1268,9 @@ async fn a_sync_autotune_cut_short_by_shutdown_answers_shutting_down() {
     let store = dir.path().display().to_string();
     let s = Server::start_url(&store, &[("VECTUNE_BUILD_THREADS", "1")]);
     let dims = 48;
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "long", "dims": dims, "metric": "l2"}))
-        )
-        .await
-        .0,
-        201
-    );
-    let body = fvecs_rows(0, 12_000, dims);
-    let r = s
-        .client
-        .post(format!("{}/vectors/indexes/long/vectors?format=fvecs", s.base))
-        .header("content-type", "application/octet-stream")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(
-        s.post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "lh", "index_name": "long", "queries": 50, "k": 10}))
-        )
-        .await
-        .0,
-        201
-    );
+    create_index(&s, "long", dims, "l2").await;
+    append_fvecs(&s, "long", 0, 12_000, dims).await;
+    autogen(&s, "lh", "long", 50, 10).await;
     // eight distinct graphs, each a few seconds on one thread
     let grid: Vec<Value> = [
         (200, 24),
@@ -1391,33 +1338,9 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
     let store = dir.path().display().to_string();
     let dims = 16;
     let s = Server::start(dir.path());
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "k9", "dims": dims, "metric": "l2"}))
-        )
-        .await
-        .0,
-        201
-    );
-    let first: Vec<Value> = (0..100)
-        .map(|i| json!({"id": format!("v{i}"), "vector": vector(i, dims)}))
-        .collect();
-    assert_eq!(
-        s.post("/vectors/indexes/k9/vectors", Some(json!({ "vectors": first })))
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        s.post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "k9h", "index_name": "k9", "queries": 20, "k": 5}))
-        )
-        .await
-        .0,
-        201
-    );
+    create_index(&s, "k9", dims, "l2").await;
+    append_range(&s, "k9", 0..100, dims).await;
+    autogen(&s, "k9h", "k9", 20, 5).await;
     drop(s);
     let (mut acked_vectors, mut next_id) = (100usize, 100usize);
     let mut acked_trials: Vec<String> = Vec::new();
@@ -1582,34 +1505,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
     let (_dir, s) = Server::in_temp_dir(&[]);
     let dims = 48;
-    assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "load", "dims": dims, "metric": "l2"}))
-        )
-        .await
-        .0,
-        201
-    );
-    let fvecs = |from: usize, n: usize| fvecs_rows(from, n, dims);
-    let append = |body: Vec<u8>| {
-        s.client
-            .post(format!("{}/vectors/indexes/load/vectors?format=fvecs", s.base))
-            .header("content-type", "application/octet-stream")
-            .body(body)
-            .send()
-    };
-    assert_eq!(append(fvecs(0, 8000)).await.unwrap().status().as_u16(), 200);
+    create_index(&s, "load", dims, "l2").await;
+    append_fvecs(&s, "load", 0, 8000, dims).await;
     assert_eq!(s.post("/vectors/indexes/load/activate", None).await.0, 200);
-    assert_eq!(
-        s.post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "lh", "index_name": "load", "queries": 50, "k": 10}))
-        )
-        .await
-        .0,
-        201
-    );
+    autogen(&s, "lh", "load", 50, 10).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..5 {
@@ -1646,7 +1545,7 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
         }));
     }
     // under load: a rebuild over more vectors, then an autotune of three configs
-    assert_eq!(append(fvecs(8000, 2000)).await.unwrap().status().as_u16(), 200);
+    append_fvecs(&s, "load", 8000, 2000, dims).await;
     let (st, job) = s.post("/vectors/indexes/load/activate?async=true", None).await;
     assert_eq!(st, 202, "{job}");
     let path = format!("/vectors/jobs/{}", job["job_id"].as_str().unwrap());

@@ -47,6 +47,16 @@ fn app_of(service: Vectune, tokens: Tokens, timeout: Duration) -> Router {
     )
 }
 
+/// An open router over a queue of `max_queued_jobs`, with index "idx" of `vectors` vectors
+/// and harness "h" of `queries` queries (k 5).
+async fn seeded_app(max_queued_jobs: usize, vectors: usize, queries: usize) -> (Vectune, Router) {
+    let svc = service(max_queued_jobs).await;
+    let app = app_of(svc.clone(), Tokens::default(), Duration::from_secs(30));
+    seeded(&app, vectors).await;
+    support::autogen(&app, "h", queries, 5).await;
+    (svc, app)
+}
+
 struct Answer {
     status: StatusCode,
     headers: axum::http::HeaderMap,
@@ -256,10 +266,7 @@ async fn ready_waits_for_reactivation_and_turns_503_at_shutdown() {
 
 #[tokio::test]
 async fn work_cut_short_by_shutdown_answers_shutting_down_not_500() {
-    let svc = service(16).await;
-    let app = app_of(svc.clone(), Tokens::default(), Duration::from_secs(30));
-    seeded(&app, 300).await;
-    support::autogen(&app, "h", 20, 5).await;
+    let (svc, app) = seeded_app(16, 300, 20).await;
     svc.stop_background();
     let trial =
         json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}});
@@ -274,10 +281,7 @@ async fn work_cut_short_by_shutdown_answers_shutting_down_not_500() {
 
 #[tokio::test]
 async fn a_full_queue_refuses_heavy_work_with_retry_after_and_never_blocks_searches() {
-    let svc = service(1).await;
-    let app = app_of(svc.clone(), Tokens::default(), Duration::from_secs(30));
-    seeded(&app, 300).await;
-    support::autogen(&app, "h", 20, 5).await;
+    let (svc, app) = seeded_app(1, 300, 20).await;
     assert_eq!(
         send(&app, "POST", "/vectors/indexes/idx/activate", None).await.0,
         StatusCode::OK
@@ -544,10 +548,7 @@ fn the_spec_states_the_config_bounds_the_core_enforces() {
 
 #[tokio::test]
 async fn an_autotune_body_with_a_typo_is_refused_before_anything_runs() {
-    let svc = service(16).await;
-    let app = app_of(svc, Tokens::default(), Duration::from_secs(30));
-    seeded(&app, 100).await;
-    support::autogen(&app, "h", 10, 5).await;
+    let (_svc, app) = seeded_app(16, 100, 10).await;
     let body = json!({"index_name": "idx", "harness": "h", "min_recal": 0.9});
     let got = send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await;
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_body");
