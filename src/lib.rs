@@ -6,6 +6,7 @@ pub mod autotune;
 pub mod config;
 pub mod distance;
 pub mod error;
+pub mod fleet;
 pub mod harness;
 pub mod hnsw;
 pub mod http;

@@ -18,6 +18,8 @@
 //! harnesses/{harness}/harness.json                eval harness definition (write-once, except
 //!                                                 a captured one: rewritten as its capture moves)
 //! harnesses/{harness}/ground_truth/{manifest:020}.json  exact top-k for one manifest version
+//! indexes/{index}/leases/{kind}/{epoch:020}.json  autotune / agent leases, one object per epoch
+//! fleet/instances/{uuid}.json                     liveness lease of each running instance
 //! ```
 //!
 //! Zero-padded numbers make lexical order equal numeric order, so "the newest version" is
@@ -49,6 +51,32 @@ pub fn version_of(key: &Path) -> Option<u64> {
 /// A key `/ready` reads to see that the store answers; nothing ever writes it.
 pub fn ready_probe() -> Path {
     Path::from("ops/ready-probe")
+}
+
+/// Folder of every instance's liveness record.
+pub fn instances() -> Path {
+    Path::from("fleet").join("instances")
+}
+
+/// The liveness record of one instance.
+pub fn instance(id: Uuid) -> Path {
+    instances().join(format!("{id}.json"))
+}
+
+/// The id in an instance record's key.
+pub fn instance_id_of(key: &Path) -> Option<Uuid> {
+    uuid_file(key)
+}
+
+/// Folder of one kind of lease of an index (`autotune`, `agent`).
+pub fn leases(index: &IndexName, kind: &str) -> Path {
+    index_prefix(index).join("leases").join(kind)
+}
+
+/// One epoch of a lease: written once with a conditional create, so two instances can
+/// never both hold the same epoch.
+pub fn lease(index: &IndexName, kind: &str, epoch: u64) -> Path {
+    versioned(leases(index, kind), epoch)
 }
 
 /// Folder of an index's job records.

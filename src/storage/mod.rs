@@ -335,6 +335,20 @@ impl Storage {
         Ok(keys)
     }
 
+    /// The keys below `prefix` that sort after `offset`, sorted: "is there anything newer
+    /// than the version I have" without listing the whole history.
+    pub async fn list_after(&self, prefix: &Path, offset: &Path) -> Result<Vec<Path>> {
+        let mut keys: Vec<Path> = self
+            .store
+            .list_with_offset(Some(prefix), offset)
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(backend(prefix))?;
+        keys.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+        Ok(keys)
+    }
+
     /// The names of the "folders" directly below `prefix`, sorted.
     pub async fn list_children(&self, prefix: &Path) -> Result<Vec<String>> {
         let res = self
@@ -412,6 +426,11 @@ pub(crate) mod contract {
             vec![a.clone(), b.clone(), c.clone()]
         );
         assert_eq!(s.list_children(&Path::from("t")).await.unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            s.list_after(&Path::from("t/a"), &a).await.unwrap(),
+            vec![b.clone()]
+        );
+        assert!(s.list_after(&Path::from("t/a"), &b).await.unwrap().is_empty());
         // prefixes match whole segments only
         assert!(s.list(&Path::from("t/a/0")).await.unwrap().is_empty());
 

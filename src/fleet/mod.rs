@@ -1,0 +1,596 @@
+//! Several instances on one bucket: who is alive, and who holds what.
+//!
+//! Object storage with conditional writes is the only coordination substrate (no lock
+//! server, no consensus): the same approach lance, delta-rs and SlateDB take to commits.
+//!
+//! - **Liveness.** Each instance writes `fleet/instances/{id}.json` at start-up and renews it
+//!   every `ttl / 3`; an instance is alive while its record is not past `expires_at` (and
+//!   not provably dead, see [`Holder::provably_dead`]). A clean shutdown deletes the record.
+//! - **Leases** ([`Lease`]): one object per epoch under `indexes/{i}/leases/{kind}/`, created
+//!   with `PutMode::Create`, so of two instances racing for epoch `e` exactly one wins — on
+//!   S3 through `If-None-Match: *`, on local disk through an exclusive create. The newest
+//!   epoch is the lease. It is held while not released and not expired; a newer epoch can
+//!   only be created once it is neither (a **takeover** when it was not released). The
+//!   holder renews by rewriting its own epoch object (only it ever writes that key) and then
+//!   looks for a newer epoch: one existing means it was taken over, and it stops before its
+//!   next write. What it writes carries its epoch (the fencing token).
+//!
+//! Expiry compares the writer's `expires_at` with the reader's clock, so the fleet assumes
+//! clocks agree to well under the TTL (NTP does); a holder stops writing a tenth of the
+//! TTL before its own expiry to leave room for that.
+
+mod holder;
+
+pub use holder::Holder;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::names::IndexName;
+use crate::storage::{keys, Storage, StorageError};
+
+/// Default lease TTL (`leases.ttl_secs`).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// Epochs kept below the newest (older ones are deleted by the instance that takes a new one).
+const KEEP_EPOCHS: u64 = 1;
+
+/// What a lease is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LeaseKind {
+    /// An index's autotune claim (`409 autotune_running` while another instance holds it).
+    Autotune,
+    /// An index's background agent (runs where this is held).
+    Agent,
+}
+
+impl LeaseKind {
+    /// Both kinds.
+    pub const ALL: [LeaseKind; 2] = [LeaseKind::Autotune, LeaseKind::Agent];
+
+    /// The name in keys and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseKind::Autotune => "autotune",
+            LeaseKind::Agent => "agent",
+        }
+    }
+}
+
+/// One epoch of a lease, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The fencing token: one more than the epoch it replaced.
+    pub epoch: u64,
+    /// Who holds it.
+    pub holder: Holder,
+    /// When this epoch was taken.
+    pub acquired_at: DateTime<Utc>,
+    /// Last renewal.
+    pub renewed_at: DateTime<Utc>,
+    /// Held until then unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// Given back by its holder (free at once).
+    #[serde(default)]
+    pub released: bool,
+    /// What the holder is doing, for other instances' answers (an agent's state).
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// The liveness record of an instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Who.
+    pub holder: Holder,
+    /// Since when.
+    pub started_at: DateTime<Utc>,
+    /// Last renewal.
+    pub renewed_at: DateTime<Utc>,
+    /// Alive until then unless renewed.
+    pub expires_at: DateTime<Utc>,
+    /// The generation it serves, by index.
+    #[serde(default)]
+    pub serving: BTreeMap<String, u64>,
+    /// The vectune version it runs.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// A lease another instance holds.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("held by instance {} (epoch {}) until {}", .0.holder.instance, .0.epoch, .0.expires_at)]
+pub struct Taken(pub Box<LeaseRecord>);
+
+/// A lease lost to a takeover or to its own expiry.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("lease {kind:?} epoch {epoch} was lost (taken over or expired): stopped before writing")]
+pub struct LeaseLost {
+    /// Which lease.
+    pub kind: LeaseKind,
+    /// The epoch that was lost.
+    pub epoch: u64,
+}
+
+/// How the fleet behaves (`[leases]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct FleetOptions {
+    /// Lease and liveness TTL.
+    pub ttl: Duration,
+    /// How often an instance looks at what others wrote (indexes, activations, agents).
+    pub sync_interval: Duration,
+    /// Whether a holder on this machine whose process is gone counts as dead at once
+    /// ([`Holder::provably_dead`]); off, only expiry counts.
+    pub detect_local_dead: bool,
+}
+
+impl Default for FleetOptions {
+    fn default() -> FleetOptions {
+        FleetOptions {
+            ttl: DEFAULT_TTL,
+            sync_interval: Duration::from_secs(2),
+            detect_local_dead: true,
+        }
+    }
+}
+
+/// Counters of what the fleet did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    /// Leases taken over from an expired or dead holder, by kind.
+    pub takeovers: [AtomicU64; 2],
+    /// Leases this instance lost.
+    pub lost: [AtomicU64; 2],
+    /// Activations of other instances picked up (stored graph loaded).
+    pub pickups: AtomicU64,
+    /// Jobs of dead instances marked interrupted by this one.
+    pub reaped: AtomicU64,
+    /// Live instances seen at the last heartbeat (this one included).
+    pub instances: AtomicU64,
+}
+
+fn kind_at(kind: LeaseKind) -> usize {
+    match kind {
+        LeaseKind::Autotune => 0,
+        LeaseKind::Agent => 1,
+    }
+}
+
+/// This instance's place in the fleet.
+pub struct Fleet {
+    storage: Storage,
+    me: Holder,
+    options: FleetOptions,
+    started_at: DateTime<Utc>,
+    /// The leases held now: `(kind, index) → epoch`.
+    held: Mutex<BTreeMap<(LeaseKind, IndexName), u64>>,
+    /// Counters.
+    pub stats: FleetStats,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fleet({})", self.me.instance)
+    }
+}
+
+fn after(d: Duration) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Fleet {
+    /// This process as a new instance of the fleet over `storage` (nothing written yet:
+    /// [`Fleet::heartbeat`] writes the liveness record).
+    pub fn new(storage: Storage, options: FleetOptions) -> Arc<Fleet> {
+        Arc::new(Fleet {
+            storage,
+            me: Holder::current(Uuid::now_v7()),
+            options,
+            started_at: Utc::now(),
+            held: Mutex::default(),
+            stats: FleetStats::default(),
+        })
+    }
+
+    /// This instance's id.
+    pub fn id(&self) -> Uuid {
+        self.me.instance
+    }
+
+    /// This instance.
+    pub fn me(&self) -> &Holder {
+        &self.me
+    }
+
+    /// Its settings.
+    pub fn options(&self) -> FleetOptions {
+        self.options
+    }
+
+    fn held_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<(LeaseKind, IndexName), u64>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leases held now, `(kind, index, epoch)`.
+    pub fn held(&self) -> Vec<(LeaseKind, IndexName, u64)> {
+        self.held_map()
+            .iter()
+            .map(|((k, i), e)| (*k, i.clone(), *e))
+            .collect()
+    }
+
+    /// Whether `holder` is certainly gone (judged here, only when allowed).
+    fn dead(&self, holder: &Holder) -> bool {
+        self.options.detect_local_dead && holder.provably_dead(&self.me)
+    }
+
+    /// Whether a lease epoch is held now.
+    pub fn is_live(&self, r: &LeaseRecord) -> bool {
+        !r.released && Utc::now() < r.expires_at && !self.dead(&r.holder)
+    }
+
+    /// Writes (or renews) this instance's liveness record, with the generations it serves,
+    /// and counts the live instances.
+    pub async fn heartbeat(&self, serving: BTreeMap<String, u64>) -> Result<(), StorageError> {
+        let now = Utc::now();
+        let record = InstanceRecord {
+            holder: self.me.clone(),
+            started_at: self.started_at,
+            renewed_at: now,
+            expires_at: after(self.options.ttl),
+            serving,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        self.storage
+            .put_json_overwrite(&keys::instance(self.me.instance), &record)
+            .await?;
+        let live = self
+            .instances()
+            .await?
+            .iter()
+            .filter(|r| self.instance_live(r))
+            .count();
+        self.stats.instances.store(live as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes this instance's liveness record (a clean stop: its jobs are ended already).
+    pub async fn leave(&self) -> Result<(), StorageError> {
+        self.storage.delete(&keys::instance(self.me.instance)).await
+    }
+
+    /// Every instance record in the bucket, live or not.
+    pub async fn instances(&self) -> Result<Vec<InstanceRecord>, StorageError> {
+        let mut out = Vec::new();
+        for key in self.storage.list(&keys::instances()).await? {
+            if keys::instance_id_of(&key).is_none() {
+                continue;
+            }
+            match self.storage.get_json::<InstanceRecord>(&key).await {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(StorageError::Corrupt { .. }) => {} // a torn record says nothing
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn instance_live(&self, r: &InstanceRecord) -> bool {
+        r.holder.instance == self.me.instance || (Utc::now() < r.expires_at && !self.dead(&r.holder))
+    }
+
+    /// Whether instance `id` is alive: this one, or one whose liveness record is there,
+    /// unexpired and not provably dead. No record means dead (a clean stop deletes it, and
+    /// it is written before the instance owns anything).
+    pub async fn instance_alive(&self, id: Uuid) -> Result<bool, StorageError> {
+        if id == self.me.instance {
+            return Ok(true);
+        }
+        match self.storage.get_json::<InstanceRecord>(&keys::instance(id)).await {
+            Ok(Some(r)) => Ok(self.instance_live(&r)),
+            Ok(None) | Err(StorageError::Corrupt { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the records of instances dead for longer than ten TTLs (their jobs are
+    /// reaped by then), so the folder does not grow with every restart.
+    pub async fn sweep_instances(&self) -> Result<(), StorageError> {
+        let horizon = chrono::Duration::from_std(self.options.ttl * 10).unwrap_or(chrono::Duration::MAX);
+        for r in self.instances().await? {
+            if r.holder.instance != self.me.instance && Utc::now() > r.expires_at + horizon {
+                self.storage.delete(&keys::instance(r.holder.instance)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest epoch of a lease, held or not.
+    pub async fn latest(
+        &self,
+        kind: LeaseKind,
+        index: &IndexName,
+    ) -> Result<Option<LeaseRecord>, StorageError> {
+        match self
+            .storage
+            .latest_version(&keys::leases(index, kind.as_str()))
+            .await?
+        {
+            Some((_, key)) => match self.storage.get_json::<LeaseRecord>(&key).await {
+                Ok(r) => Ok(r),
+                // a lease object is written whole or not at all; unreadable means a bug or
+                // a foreign writer: treat as held until someone writes a newer epoch
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// The lease's holder if it is held now by another instance.
+    pub async fn held_elsewhere(
+        &self,
+        kind: LeaseKind,
+        index: &IndexName,
+    ) -> Result<Option<LeaseRecord>, StorageError> {
+        Ok(self
+            .latest(kind, index)
+            .await?
+            .filter(|r| r.holder.instance != self.me.instance && self.is_live(r)))
+    }
+
+    /// Takes the lease of `kind` on `index`, or says who holds it. The returned lease
+    /// renews itself until it is dropped (then it is released).
+    pub async fn acquire(
+        self: &Arc<Self>,
+        kind: LeaseKind,
+        index: &IndexName,
+    ) -> Result<Result<Arc<Lease>, Taken>, StorageError> {
+        for _ in 0..4 {
+            let latest = self.latest(kind, index).await?;
+            if let Some(r) = &latest {
+                // an epoch of ours we no longer hold is being released by its drop: free
+                let ours_dropped = r.holder.instance == self.me.instance
+                    && self.held_map().get(&(kind, index.clone())) != Some(&r.epoch);
+                if !ours_dropped && self.is_live(r) {
+                    return Ok(Err(Taken(Box::new(r.clone()))));
+                }
+            }
+            let epoch = latest.as_ref().map_or(1, |r| r.epoch + 1);
+            let now = Utc::now();
+            let record = LeaseRecord {
+                epoch,
+                holder: self.me.clone(),
+                acquired_at: now,
+                renewed_at: now,
+                expires_at: after(self.options.ttl),
+                released: false,
+                status: None,
+            };
+            let key = keys::lease(index, kind.as_str(), epoch);
+            match self.storage.put_json_new(&key, &record).await {
+                Ok(()) => {}
+                Err(StorageError::AlreadyExists { .. }) => continue, // raced: read the winner
+                Err(e) => return Err(e),
+            }
+            if let Some(prev) = latest.filter(|r| !r.released && r.holder.instance != self.me.instance) {
+                self.stats.takeovers[kind_at(kind)].fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(index = %index, lease = kind.as_str(), epoch,
+                    from = %prev.holder.instance, expired_at = %prev.expires_at,
+                    "lease taken over from an expired or dead holder");
+            }
+            // older epochs are history nobody reads
+            if epoch > KEEP_EPOCHS + 1 {
+                for old in self.storage.list(&keys::leases(index, kind.as_str())).await? {
+                    if keys::version_of(&old).is_some_and(|v| v + KEEP_EPOCHS < epoch) {
+                        self.storage.delete(&old).await?;
+                    }
+                }
+            }
+            self.held_map().insert((kind, index.clone()), epoch);
+            let lease = Arc::new(Lease {
+                fleet: self.clone(),
+                kind,
+                index: index.clone(),
+                key,
+                record: Mutex::new(record),
+                lost: Arc::new(AtomicBool::new(false)),
+            });
+            tokio::spawn(renew_loop(Arc::downgrade(&lease), self.options.ttl / 3));
+            return Ok(Ok(lease));
+        }
+        // four lost races in a row: someone holds it now
+        match self.latest(kind, index).await? {
+            Some(r) => Ok(Err(Taken(Box::new(r)))),
+            None => Err(StorageError::AlreadyExists {
+                key: keys::leases(index, kind.as_str()).to_string(),
+            }),
+        }
+    }
+}
+
+async fn renew_loop(lease: Weak<Lease>, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(lease) = lease.upgrade() else {
+            return;
+        };
+        if lease.is_lost() {
+            return;
+        }
+        match lease.renew().await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(index = %lease.index, lease = lease.kind.as_str(), error = %e,
+                "lease renewal failed; retrying"),
+        }
+    }
+}
+
+/// A lease this instance holds: renewed in the background, released when dropped.
+pub struct Lease {
+    fleet: Arc<Fleet>,
+    kind: LeaseKind,
+    index: IndexName,
+    key: Path,
+    record: Mutex<LeaseRecord>,
+    lost: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Lease({} {} epoch {})",
+            self.kind.as_str(),
+            self.index,
+            self.epoch()
+        )
+    }
+}
+
+impl Lease {
+    fn record(&self) -> std::sync::MutexGuard<'_, LeaseRecord> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fencing token.
+    pub fn epoch(&self) -> u64 {
+        self.record().epoch
+    }
+
+    /// Raised once the lease is lost (a run watches it to stop).
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Whether the lease is lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
+    fn mark_lost(&self) {
+        if !self.lost.swap(true, Ordering::Relaxed) {
+            self.fleet.stats.lost[kind_at(self.kind)].fetch_add(1, Ordering::Relaxed);
+            let mut held = self.fleet.held_map();
+            if held.get(&(self.kind, self.index.clone())) == Some(&self.epoch()) {
+                held.remove(&(self.kind, self.index.clone()));
+            }
+            tracing::warn!(index = %self.index, lease = self.kind.as_str(), epoch = self.epoch(), "lease lost");
+        }
+    }
+
+    /// Checked before every write made under the lease (no I/O): `LeaseLost` once it was
+    /// taken over, or when less than a tenth of the TTL is left of it by this clock.
+    pub fn check(&self) -> Result<(), LeaseLost> {
+        let margin = chrono::Duration::from_std(self.fleet.options.ttl / 10).unwrap_or_default();
+        if self.is_lost() || Utc::now() + margin >= self.record().expires_at {
+            return Err(LeaseLost {
+                kind: self.kind,
+                epoch: self.epoch(),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Lease::check`], then a look at the store for a newer epoch: the guard of the
+    /// writes that matter most (a promotion).
+    pub async fn verify(&self) -> Result<(), LeaseLostOr> {
+        self.check()?;
+        if self.newer_exists().await? {
+            self.mark_lost();
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    async fn newer_exists(&self) -> Result<bool, StorageError> {
+        let prefix = keys::leases(&self.index, self.kind.as_str());
+        Ok(self
+            .fleet
+            .storage
+            .list_after(&prefix, &self.key)
+            .await?
+            .iter()
+            .any(|k| keys::version_of(k).is_some()))
+    }
+
+    /// Extends the lease by a TTL and sets its status; `false` when it was lost meanwhile
+    /// (then it stays lost).
+    pub async fn renew_with(&self, status: Option<String>) -> Result<bool, StorageError> {
+        if self.is_lost() {
+            return Ok(false);
+        }
+        let next = {
+            let mut r = self.record().clone();
+            r.renewed_at = Utc::now();
+            r.expires_at = after(self.fleet.options.ttl);
+            if status.is_some() {
+                r.status = status;
+            }
+            r
+        };
+        // our own epoch's key: only we write it, so a plain overwrite is safe; a takeover
+        // shows as a newer epoch, looked for right after
+        self.fleet.storage.put_json_overwrite(&self.key, &next).await?;
+        if self.newer_exists().await? {
+            self.mark_lost();
+            return Ok(false);
+        }
+        *self.record() = next;
+        Ok(true)
+    }
+
+    /// [`Lease::renew_with`] keeping the status.
+    pub async fn renew(&self) -> Result<bool, StorageError> {
+        self.renew_with(None).await
+    }
+
+    async fn release(fleet: Arc<Fleet>, key: Path, mut record: LeaseRecord) {
+        record.released = true;
+        record.expires_at = Utc::now();
+        if let Err(e) = fleet.storage.put_json_overwrite(&key, &record).await {
+            tracing::warn!(key = %key, error = %e, "lease release failed; it expires by itself");
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.is_lost() {
+            return;
+        }
+        {
+            let mut held = self.fleet.held_map();
+            if held.get(&(self.kind, self.index.clone())) == Some(&self.epoch()) {
+                held.remove(&(self.kind, self.index.clone()));
+            }
+        }
+        let (fleet, key, record) = (self.fleet.clone(), self.key.clone(), self.record().clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(Lease::release(fleet, key, record));
+        }
+    }
+}
+
+/// A lost lease, or the store failing while checking it.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseLostOr {
+    /// Lost.
+    #[error(transparent)]
+    Lost(#[from] LeaseLost),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[cfg(test)]
+mod tests;
