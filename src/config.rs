@@ -69,6 +69,47 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The log's shape.
     pub log: LogSettings,
+    /// Leases and the fleet of instances on one bucket.
+    pub leases: LeaseSettings,
+}
+
+/// Leases, liveness and how often an instance looks at what the others wrote.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaseSettings {
+    /// Seconds a lease (autotune claim, agent, an instance's liveness) lasts unless renewed
+    /// (every third of it). A crashed holder's autotune claim, agent and jobs are freed this
+    /// long after its last renewal. Env `VECTUNE_LEASE_TTL_SECS`.
+    pub ttl_secs: f64,
+    /// Seconds between looks at the store for other instances' writes: new, grown or
+    /// deleted indexes, activations to serve, agent settings. The bound within which another
+    /// instance's writes show here. Env `VECTUNE_FLEET_SYNC_SECS`.
+    pub sync_secs: f64,
+    /// Whether a holder on this machine (same boot, same pid namespace) whose process is
+    /// gone counts as dead at once instead of after the TTL: a restart then takes over its
+    /// predecessor's jobs and leases immediately. Env `VECTUNE_DETECT_LOCAL_DEAD`.
+    pub detect_local_dead: bool,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> LeaseSettings {
+        LeaseSettings {
+            ttl_secs: crate::fleet::DEFAULT_TTL.as_secs_f64(),
+            sync_secs: 2.0,
+            detect_local_dead: true,
+        }
+    }
+}
+
+impl LeaseSettings {
+    /// The fleet's options.
+    pub fn options(&self) -> crate::fleet::FleetOptions {
+        crate::fleet::FleetOptions {
+            ttl: std::time::Duration::from_secs_f64(self.ttl_secs),
+            sync_interval: std::time::Duration::from_secs_f64(self.sync_secs),
+            detect_local_dead: self.detect_local_dead,
+        }
+    }
 }
 
 /// A secret string: shown as `***` in `Debug`, so settings can be logged.
@@ -415,6 +456,15 @@ impl Settings {
         if let Some(v) = parse_env(env, "VECTUNE_MAX_QUEUED_JOBS", "a positive integer")? {
             s.limits.max_queued_jobs = v;
         }
+        if let Some(v) = parse_env(env, "VECTUNE_LEASE_TTL_SECS", "seconds")? {
+            s.leases.ttl_secs = v;
+        }
+        if let Some(v) = parse_env(env, "VECTUNE_FLEET_SYNC_SECS", "seconds")? {
+            s.leases.sync_secs = v;
+        }
+        if let Some(v) = parse_env(env, "VECTUNE_DETECT_LOCAL_DEAD", "true or false")? {
+            s.leases.detect_local_dead = v;
+        }
         if let Some(v) = env("VECTUNE_API_TOKEN") {
             s.auth.token = Some(Secret::new(v));
         }
@@ -458,6 +508,18 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "limits.request_timeout_secs",
                 reason: "must be above 0 and at most 86400",
+            });
+        }
+        if !(s.leases.ttl_secs >= 1.0 && s.leases.ttl_secs <= 3600.0) {
+            return Err(ConfigError::Invalid {
+                key: "leases.ttl_secs",
+                reason: "must be between 1 and 3600",
+            });
+        }
+        if !(s.leases.sync_secs >= 0.1 && s.leases.sync_secs <= s.leases.ttl_secs) {
+            return Err(ConfigError::Invalid {
+                key: "leases.sync_secs",
+                reason: "must be at least 0.1 and at most leases.ttl_secs",
             });
         }
         if s.limits.max_queued_jobs == 0 {

@@ -61,6 +61,7 @@ impl Application {
             build_options: build,
             monitor,
             max_queued_jobs: settings.limits.max_queued_jobs,
+            fleet: settings.leases.options(),
         };
         let service = Vectune::open_with(storage, options).await?;
         let listener =
@@ -144,6 +145,9 @@ impl Application {
             .map_err(StartupError::Serve);
         reactivation.abort();
         self.service.stop_background();
+        // gone from the fleet at once: other instances reap this one's unfinished jobs
+        // and take its leases without waiting for the TTL
+        self.service.leave_fleet().await;
         tracing::info!("stopped");
         served
     }

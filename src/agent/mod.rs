@@ -353,6 +353,16 @@ impl Shared {
         self.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Takes over the history another instance stored (runs, decisions, rejected
+    /// configs) when this one takes the agent over; the settings stay this loop's.
+    pub fn adopt(&self, stored: AgentRecord) {
+        let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+        *r = AgentRecord {
+            config: r.config.clone(),
+            ..stored
+        };
+    }
+
     /// The state now.
     pub fn state(&self) -> AgentState {
         *self.state.lock().unwrap_or_else(|p| p.into_inner())

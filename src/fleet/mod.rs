@@ -402,6 +402,7 @@ impl Fleet {
                 key,
                 record: Mutex::new(record),
                 lost: Arc::new(AtomicBool::new(false)),
+                watchers: Mutex::default(),
             });
             tokio::spawn(renew_loop(Arc::downgrade(&lease), self.options.ttl / 3));
             return Ok(Ok(lease));
@@ -443,6 +444,8 @@ pub struct Lease {
     key: Path,
     record: Mutex<LeaseRecord>,
     lost: Arc<AtomicBool>,
+    /// Raised with `lost`: the cancel flags of the runs writing under the lease.
+    watchers: Mutex<Vec<Arc<AtomicBool>>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -477,8 +480,19 @@ impl Lease {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// Raises `flag` when the lease is lost (at once if it is already).
+    pub fn on_lost(&self, flag: Arc<AtomicBool>) {
+        if self.is_lost() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(flag);
+    }
+
     fn mark_lost(&self) {
         if !self.lost.swap(true, Ordering::Relaxed) {
+            for w in self.watchers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                w.store(true, Ordering::Relaxed);
+            }
             self.fleet.stats.lost[kind_at(self.kind)].fetch_add(1, Ordering::Relaxed);
             let mut held = self.fleet.held_map();
             if held.get(&(self.kind, self.index.clone())) == Some(&self.epoch()) {
@@ -492,7 +506,11 @@ impl Lease {
     /// taken over, or when less than a tenth of the TTL is left of it by this clock.
     pub fn check(&self) -> Result<(), LeaseLost> {
         let margin = chrono::Duration::from_std(self.fleet.options.ttl / 10).unwrap_or_default();
-        if self.is_lost() || Utc::now() + margin >= self.record().expires_at {
+        let expired = Utc::now() + margin >= self.record().expires_at;
+        if expired {
+            self.mark_lost();
+        }
+        if self.is_lost() {
             return Err(LeaseLost {
                 kind: self.kind,
                 epoch: self.epoch(),

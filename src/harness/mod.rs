@@ -269,6 +269,12 @@ impl Harnesses {
         }
     }
 
+    /// Forgets every cached definition and ground truth: the next use reads the store,
+    /// where other instances may have changed or deleted them.
+    pub fn drop_cache(&self) {
+        self.cache().clear();
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<HarnessName, Cached>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -280,6 +280,76 @@ impl Serving {
         Ok(true)
     }
 
+    /// Serves `record`, an activation another instance made, from the graph it stored:
+    /// never a rebuild. `Ok(false)` when nothing changed — this instance already serves
+    /// that generation or a newer one, `set` does not hold the rows yet, or no sound graph of
+    /// this engine is stored for it (then the next look tries again).
+    pub async fn follow(
+        &self,
+        index: &IndexName,
+        set: Arc<VectorSet>,
+        record: ActivationRecord,
+    ) -> Result<bool, ServingError> {
+        let lock = self.activation_lock(index);
+        let _one_at_a_time = lock.lock().await;
+        if self
+            .current(index)
+            .is_some_and(|g| g.record.generation >= record.generation)
+        {
+            return Ok(false);
+        }
+        let rows = record.vectors as usize;
+        if set.len() < rows {
+            return Ok(false);
+        }
+        let (config, engine) = (record.config, self.options.engine);
+        let key = keys::graph(index, record.vectors, config.graph_id(engine));
+        let Some(bytes) = self.storage.get(&key).await? else {
+            tracing::warn!(index = %index, generation = record.generation, key = %key,
+                "activation of another instance has no stored graph of this engine; not followed");
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let decoded = {
+            let set = set.clone();
+            blocking(move || store::decode(&bytes, &set, rows, config, engine)).await?
+        };
+        let graph = match decoded {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(index = %index, key = %key, error = %e, "stored graph refused; not followed");
+                return Ok(false);
+            }
+        };
+        tracing::info!(index = %index, generation = record.generation, ?config,
+            secs = started.elapsed().as_secs_f64(), "serving another instance's activation (stored graph loaded)");
+        self.swap(
+            index,
+            ServingGraph {
+                graph,
+                vectors: set,
+                record,
+            },
+        );
+        Ok(true)
+    }
+
+    /// The activation records of `index` newer than `generation`, newest last.
+    pub async fn newer_record(
+        &self,
+        index: &IndexName,
+        generation: u64,
+    ) -> Result<Option<ActivationRecord>, StorageError> {
+        let newer = self
+            .storage
+            .list_after(&keys::activations(index), &keys::activation(index, generation))
+            .await?;
+        match newer.iter().rev().find(|k| keys::version_of(k).is_some()) {
+            Some(key) => self.storage.get_json(key).await,
+            None => Ok(None),
+        }
+    }
+
     /// The newest activation record of `index`.
     pub async fn latest_record(&self, index: &IndexName) -> Result<Option<ActivationRecord>, StorageError> {
         latest_record(&self.storage, index).await

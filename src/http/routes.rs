@@ -436,7 +436,7 @@ pub async fn autotune(
     responses((status = 200, body = JobOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<JobOut>> {
-    Ok(Json(JobOut::from(&v.job(&id)?)))
+    Ok(Json(JobOut::from(&v.job(&id).await?)))
 }
 
 /// Asks a job to stop at its next trial or query; answers it as it is now.
@@ -445,7 +445,7 @@ pub async fn get_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> 
     responses((status = 200, body = JobOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn cancel_job(State(v): State<Vectune>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<JobOut>> {
-    Ok(Json(JobOut::from(&v.cancel_job(&id)?)))
+    Ok(Json(JobOut::from(&v.cancel_job(&id).await?)))
 }
 
 /// The jobs of an index, newest first.
@@ -458,7 +458,7 @@ pub async fn list_jobs(
 ) -> ApiResult<Json<JobList>> {
     let index = IndexName::parse(params.index)?;
     Ok(Json(JobList {
-        jobs: v.jobs_of(&index)?.iter().map(JobOut::from).collect(),
+        jobs: v.jobs_of(&index).await?.iter().map(JobOut::from).collect(),
     }))
 }
 

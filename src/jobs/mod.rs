@@ -2,9 +2,13 @@
 //!
 //! A job record is state, not history: it is rewritten in place (`put_overwrite`) as the job
 //! moves queued → running → succeeded | failed | cancelled, under the index's prefix (so an
-//! index deletion takes its jobs with it). Records are loaded at start-up; a job a previous
-//! process left queued or running can no longer be running anywhere in this process, so it
-//! becomes `failed` with error code `interrupted` before the service answers anything.
+//! index deletion takes its jobs with it). Each record names its owner, the instance that
+//! runs it. A job left queued or running by an instance that is no longer alive (its
+//! liveness lease expired, or it is provably dead: see [`crate::fleet`]) becomes `failed`
+//! with error code `interrupted` — at start-up, before the service answers anything, and
+//! periodically after — while a live instance's jobs are left alone. Other instances' jobs
+//! are read from the store (ended ones once, then cached: they never change), and a cancel
+//! of one leaves a marker its owner picks up within a sync interval.
 //!
 //! The live parts of a running job — its cancel flag and its count of finished trials —
 //! are shared with the run itself through [`RunControl`]; reads of a live job take its
@@ -26,6 +30,7 @@ use uuid::Uuid;
 
 use crate::autotune::AutotuneResult;
 use crate::error::Classified;
+use crate::fleet::Fleet;
 use crate::hnsw::serving::ActivationRecord;
 use crate::names::IndexName;
 use crate::storage::{keys, Storage, StorageError};
@@ -152,6 +157,9 @@ pub struct Job {
     pub result: Option<JobResult>,
     /// The error, once failed.
     pub error: Option<JobError>,
+    /// The instance that runs it (absent in records of older versions: nobody's).
+    #[serde(default)]
+    pub owner: Option<Uuid>,
 }
 
 /// Shared with whoever watches a run: a cancel flag read between trials and between
@@ -253,42 +261,74 @@ impl Live {
     }
 }
 
-/// Every job of this process's store.
+/// Every job this instance runs or has seen end.
 pub struct Jobs {
     storage: Storage,
+    /// This instance: the owner written into the jobs it creates.
+    me: Uuid,
     live: Mutex<HashMap<Uuid, Live>>,
 }
 
+/// The record of a job whose owner is gone.
+fn interrupted(mut job: Job) -> Job {
+    job.state = JobState::Failed;
+    job.finished_at = Some(Utc::now());
+    job.error = Some(JobError {
+        code: "interrupted".into(),
+        message: "the instance running this job stopped before it ended".into(),
+    });
+    job
+}
+
 impl Jobs {
-    /// Loads the job records of `indexes`; those left queued or running by a previous
-    /// process are marked `failed` / `interrupted` (and stored so).
-    pub async fn load(storage: Storage, indexes: &[IndexName]) -> Result<Jobs> {
-        let mut live = HashMap::new();
+    /// The jobs of `indexes` as instance `me` (of `fleet`) sees them at start-up: those left
+    /// queued or running by an instance that is no longer alive are marked `failed` /
+    /// `interrupted` (and stored so).
+    pub async fn load(storage: Storage, indexes: &[IndexName], fleet: &Fleet) -> Result<Jobs> {
+        let jobs = Jobs {
+            storage,
+            me: fleet.id(),
+            live: Mutex::new(HashMap::new()),
+        };
+        jobs.reap(indexes, fleet).await?;
+        Ok(jobs)
+    }
+
+    /// Marks `interrupted` every unfinished job of `indexes` whose owner is not alive;
+    /// caches every ended job. Returns how many it marked.
+    pub async fn reap(&self, indexes: &[IndexName], fleet: &Fleet) -> Result<usize> {
+        let mut marked = 0;
         for index in indexes {
-            for key in storage.list(&keys::jobs(index)).await? {
-                if keys::job_id_of(&key).is_none() {
-                    continue;
-                }
-                let Some(mut job) = storage.get_json::<Job>(&key).await? else {
+            for key in self.storage.list(&keys::jobs(index)).await? {
+                let Some(id) = keys::job_id_of(&key) else {
                     continue;
                 };
-                if !job.state.is_terminal() {
-                    job.state = JobState::Failed;
-                    job.finished_at = Some(Utc::now());
-                    job.error = Some(JobError {
-                        code: "interrupted".into(),
-                        message: "the process running this job stopped before it ended".into(),
-                    });
-                    storage.put_json_overwrite(&key, &job).await?;
-                    tracing::warn!(job = %job.id, index = %job.index_name, "job interrupted by a restart");
+                if self
+                    .lock()
+                    .get(&id)
+                    .is_some_and(|l| l.control.is_some() || l.job.state.is_terminal())
+                {
+                    continue; // ours, or ended
                 }
-                live.insert(job.id, Live { job, control: None });
+                let Some(job) = self.storage.get_json::<Job>(&key).await? else {
+                    continue;
+                };
+                let job = match (job.state.is_terminal(), job.owner) {
+                    (true, _) => job,
+                    (false, Some(owner)) if fleet.instance_alive(owner).await? => continue,
+                    (false, _) => {
+                        let job = interrupted(job);
+                        self.storage.put_json_overwrite(&key, &job).await?;
+                        marked += 1;
+                        tracing::warn!(job = %job.id, index = %job.index_name, owner = ?job.owner,
+                            "job interrupted: its instance is gone");
+                        job
+                    }
+                };
+                self.lock().insert(job.id, Live { job, control: None });
             }
         }
-        Ok(Jobs {
-            storage,
-            live: Mutex::new(live),
-        })
+        Ok(marked)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Live>> {
@@ -314,6 +354,7 @@ impl Jobs {
             finished_at: None,
             result: None,
             error: None,
+            owner: Some(self.me),
         };
         self.storage
             .put_json_overwrite(&keys::job(index, job.id), &job)
@@ -349,39 +390,110 @@ impl Jobs {
         Ok(job)
     }
 
-    /// One job, with live progress.
-    pub fn get(&self, id: &str) -> Result<Job> {
-        let uuid = Uuid::parse_str(id).map_err(|_| JobsError::NotFound(id.chars().take(64).collect()))?;
-        self.lock()
-            .get(&uuid)
-            .map(Live::view)
-            .ok_or_else(|| JobsError::NotFound(id.to_string()))
+    /// A job as stored, cached when it has ended (it never changes again).
+    async fn read(&self, index: &IndexName, id: Uuid) -> Result<Option<Job>> {
+        let Some(job) = self.storage.get_json::<Job>(&keys::job(index, id)).await? else {
+            return Ok(None);
+        };
+        if job.state.is_terminal() {
+            self.lock().insert(
+                id,
+                Live {
+                    job: job.clone(),
+                    control: None,
+                },
+            );
+        }
+        Ok(Some(job))
     }
 
-    /// The jobs of an index, newest first.
-    pub fn list(&self, index: &IndexName) -> Vec<Job> {
-        let mut jobs: Vec<Job> = self
-            .lock()
-            .values()
-            .filter(|l| l.job.index_name == *index)
-            .map(Live::view)
-            .collect();
+    /// One job, with live progress when it runs here; another instance's from the store.
+    /// `indexes` are where to look for a job not seen here yet.
+    pub async fn get(&self, id: &str, indexes: &[IndexName]) -> Result<Job> {
+        let uuid = Uuid::parse_str(id).map_err(|_| JobsError::NotFound(id.chars().take(64).collect()))?;
+        if let Some(job) = self.lock().get(&uuid).map(Live::view) {
+            return Ok(job);
+        }
+        for index in indexes {
+            if let Some(job) = self.read(index, uuid).await? {
+                return Ok(job);
+            }
+        }
+        Err(JobsError::NotFound(id.to_string()))
+    }
+
+    /// The jobs of an index, newest first: this instance's with live progress, the others'
+    /// as stored.
+    pub async fn list(&self, index: &IndexName) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        for key in self.storage.list(&keys::jobs(index)).await? {
+            let Some(id) = keys::job_id_of(&key) else {
+                continue;
+            };
+            let known = self.lock().get(&id).map(Live::view);
+            match known {
+                Some(j) => jobs.push(j),
+                None => jobs.extend(self.read(index, id).await?),
+            }
+        }
+        // ours, created after the listing was taken
+        let listed: std::collections::HashSet<Uuid> = jobs.iter().map(|j| j.id).collect();
+        jobs.extend(
+            self.lock()
+                .values()
+                .filter(|l| l.job.index_name == *index && l.control.is_some() && !listed.contains(&l.job.id))
+                .map(Live::view),
+        );
         jobs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        jobs
+        Ok(jobs)
     }
 
     /// Asks a job to stop at its next trial or query boundary; answers the job as it is
-    /// now (an ended job is left as it ended).
-    pub fn cancel(&self, id: &str) -> Result<Job> {
+    /// now (an ended job is left as it ended). Another instance's job gets a cancel marker
+    /// in the store, which its owner acts on within a sync interval.
+    pub async fn cancel(&self, id: &str, indexes: &[IndexName]) -> Result<Job> {
         let uuid = Uuid::parse_str(id).map_err(|_| JobsError::NotFound(id.chars().take(64).collect()))?;
-        let live = self.lock();
-        let l = live
-            .get(&uuid)
-            .ok_or_else(|| JobsError::NotFound(id.to_string()))?;
-        if let (Some(c), false) = (&l.control, l.job.state.is_terminal()) {
-            c.cancel.store(true, Ordering::Relaxed);
+        {
+            let live = self.lock();
+            if let Some(l) = live.get(&uuid) {
+                if let (Some(c), false) = (&l.control, l.job.state.is_terminal()) {
+                    c.cancel.store(true, Ordering::Relaxed);
+                }
+                return Ok(l.view());
+            }
         }
-        Ok(l.view())
+        let job = self.get(id, indexes).await?;
+        if !job.state.is_terminal() {
+            self.storage
+                .put_overwrite(&keys::job_cancel(&job.index_name, job.id), bytes::Bytes::new())
+                .await?;
+        }
+        Ok(job)
+    }
+
+    /// Raises the cancel flag of this instance's jobs that another instance asked to
+    /// cancel (their markers are removed once the flag is up).
+    pub async fn take_cancel_markers(&self) -> Result<usize> {
+        let running: Vec<(IndexName, Uuid, Arc<AtomicBool>)> = self
+            .lock()
+            .values()
+            .filter(|l| !l.job.state.is_terminal())
+            .filter_map(|l| {
+                l.control
+                    .as_ref()
+                    .map(|c| (l.job.index_name.clone(), l.job.id, c.cancel.clone()))
+            })
+            .collect();
+        let mut n = 0;
+        for (index, id, flag) in running {
+            let marker = keys::job_cancel(&index, id);
+            if self.storage.get(&marker).await?.is_some() {
+                flag.store(true, Ordering::Relaxed);
+                self.storage.delete(&marker).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Raises the cancel flag of every running job (the process is stopping: their
@@ -508,16 +620,21 @@ mod tests {
         IndexName::parse("jobs_ix").unwrap()
     }
 
+    fn fleet(storage: &Storage) -> Arc<Fleet> {
+        Fleet::new(storage.clone(), crate::fleet::FleetOptions::default())
+    }
+
     #[tokio::test]
     async fn lifecycle_is_persisted_and_live_progress_is_read_from_the_run() {
         let storage = Storage::in_memory();
-        let jobs = Jobs::load(storage.clone(), &[index()]).await.unwrap();
+        let f = fleet(&storage);
+        let jobs = Jobs::load(storage.clone(), &[index()], &f).await.unwrap();
         let ctl = RunControl::default();
         let job = jobs
             .create(&index(), JobKind::Autotune, 3, ctl.clone())
             .await
             .unwrap();
-        assert_eq!(job.state, JobState::Queued);
+        assert_eq!((job.state, job.owner), (JobState::Queued, Some(f.id())));
         jobs.update(job.id, |j| {
             j.state = JobState::Running;
             j.started_at = Some(Utc::now());
@@ -525,9 +642,10 @@ mod tests {
         .await
         .unwrap();
         ctl.done.store(2, Ordering::Relaxed);
-        assert_eq!(jobs.get(&job.id.to_string()).unwrap().progress.done, 2);
+        let id = job.id.to_string();
+        assert_eq!(jobs.get(&id, &[]).await.unwrap().progress.done, 2);
         // a cancel only raises the flag; the run ends the job
-        let seen = jobs.cancel(&job.id.to_string()).unwrap();
+        let seen = jobs.cancel(&id, &[]).await.unwrap();
         assert_eq!(seen.state, JobState::Running);
         assert!(ctl.cancel.load(Ordering::Relaxed));
         jobs.update(job.id, |j| {
@@ -543,14 +661,20 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((stored.state, stored.progress.done), (JobState::Cancelled, 2));
-        assert!(jobs.get("not-a-uuid").is_err());
-        assert!(jobs.cancel(&Uuid::now_v7().to_string()).is_err());
+        assert!(jobs.get("not-a-uuid", &[index()]).await.is_err());
+        assert!(jobs
+            .cancel(&Uuid::now_v7().to_string(), &[index()])
+            .await
+            .is_err());
     }
 
     #[tokio::test]
-    async fn a_restart_marks_unfinished_jobs_interrupted_and_keeps_ended_ones() {
+    async fn a_dead_owners_unfinished_jobs_are_interrupted_and_ended_ones_kept() {
         let storage = Storage::in_memory();
-        let jobs = Jobs::load(storage.clone(), &[index()]).await.unwrap();
+        // the first instance never wrote a liveness record: it is not alive
+        let jobs = Jobs::load(storage.clone(), &[index()], &fleet(&storage))
+            .await
+            .unwrap();
         let running = jobs
             .create(&index(), JobKind::Autotune, 5, RunControl::default())
             .await
@@ -570,24 +694,71 @@ mod tests {
             .await
             .unwrap();
 
-        let again = Jobs::load(storage.clone(), &[index()]).await.unwrap();
+        let again = Jobs::load(storage.clone(), &[index()], &fleet(&storage))
+            .await
+            .unwrap();
         for id in [running.id, queued.id] {
-            let j = again.get(&id.to_string()).unwrap();
+            let j = again.get(&id.to_string(), &[index()]).await.unwrap();
             assert_eq!(j.state, JobState::Failed);
             assert_eq!(j.error.unwrap().code, "interrupted");
         }
         assert_eq!(
-            again.get(&done.id.to_string()).unwrap().state,
+            again.get(&done.id.to_string(), &[]).await.unwrap().state,
             JobState::Succeeded
         );
-        let listed: Vec<Uuid> = again.list(&index()).iter().map(|j| j.id).collect();
+        let listed: Vec<Uuid> = again.list(&index()).await.unwrap().iter().map(|j| j.id).collect();
         assert_eq!(listed, vec![queued.id, done.id, running.id], "newest first");
         // and it was stored so: a third start sees the same
-        let third = Jobs::load(storage, &[index()]).await.unwrap();
+        let third = Jobs::load(storage.clone(), &[index()], &fleet(&storage))
+            .await
+            .unwrap();
         assert_eq!(
-            third.get(&running.id.to_string()).unwrap().state,
+            third
+                .get(&running.id.to_string(), &[index()])
+                .await
+                .unwrap()
+                .state,
             JobState::Failed
         );
+    }
+
+    #[tokio::test]
+    async fn a_live_owners_jobs_are_left_alone_read_from_the_store_and_cancelled_by_marker() {
+        let storage = Storage::in_memory();
+        let (fa, fb) = (fleet(&storage), fleet(&storage));
+        fa.heartbeat(Default::default()).await.unwrap();
+        let a = Jobs::load(storage.clone(), &[index()], &fa).await.unwrap();
+        let ctl = RunControl::default();
+        let job = a
+            .create(&index(), JobKind::Autotune, 4, ctl.clone())
+            .await
+            .unwrap();
+        a.update(job.id, |j| j.state = JobState::Running).await.unwrap();
+        let id = job.id.to_string();
+
+        let b = Jobs::load(storage.clone(), &[index()], &fb).await.unwrap();
+        let seen = b.get(&id, &[index()]).await.unwrap();
+        assert_eq!(
+            (seen.state, seen.owner),
+            (JobState::Running, Some(fa.id())),
+            "a live owner's job is not reaped"
+        );
+        assert_eq!(b.list(&index()).await.unwrap().len(), 1);
+        // a cancel on the other instance reaches the owner through the store
+        assert_eq!(b.cancel(&id, &[index()]).await.unwrap().state, JobState::Running);
+        assert!(!ctl.cancel.load(Ordering::Relaxed));
+        assert_eq!(a.take_cancel_markers().await.unwrap(), 1);
+        assert!(ctl.cancel.load(Ordering::Relaxed));
+        assert_eq!(
+            a.take_cancel_markers().await.unwrap(),
+            0,
+            "a marker is acted on once"
+        );
+        // the owner dies (its record goes): the next reap interrupts the job
+        fa.leave().await.unwrap();
+        assert_eq!(b.reap(&[index()], &fb).await.unwrap(), 1);
+        let j = b.get(&id, &[index()]).await.unwrap();
+        assert_eq!(j.error.map(|e| e.code).as_deref(), Some("interrupted"));
     }
 
     #[test]

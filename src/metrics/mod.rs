@@ -87,9 +87,57 @@ pub struct IndexSnapshot {
     pub live_recall: Option<f64>,
 }
 
+/// Labels of a lease series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    /// `autotune` or `agent`.
+    pub kind: String,
+    /// The index.
+    pub index: String,
+}
+
+/// Labels of a per-kind lease counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `autotune` or `agent`.
+    pub kind: String,
+}
+
+/// Labels naming this instance.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// Its id.
+    pub instance: String,
+    /// Its host.
+    pub host: String,
+}
+
+/// The fleet as this instance sees it at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct FleetSnapshot {
+    /// This instance's id.
+    pub instance: String,
+    /// Its host.
+    pub host: String,
+    /// Live instances on the bucket (this one included), as of the last heartbeat.
+    pub instances: u64,
+    /// Leases held here: `(kind, index, epoch)`.
+    pub leases: Vec<(String, String, u64)>,
+    /// Takeovers by this instance so far, `(kind, count)`.
+    pub takeovers: Vec<(String, u64)>,
+    /// Leases this instance lost so far, `(kind, count)`.
+    pub lost: Vec<(String, u64)>,
+    /// Activations of other instances this one picked up.
+    pub pickups: u64,
+    /// Jobs of dead instances this one marked interrupted.
+    pub reaped: u64,
+}
+
 /// The state the gauges are set from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The fleet.
+    pub fleet: FleetSnapshot,
     /// Every index.
     pub indexes: Vec<IndexSnapshot>,
     /// Jobs by state (`queued`, `running`, ...).
@@ -125,6 +173,16 @@ pub struct Metrics {
     jobs: Family<StateLabels, Gauge>,
     queue_admitted: Gauge,
     queue_capacity: Gauge,
+    instance: Family<InstanceLabels, Gauge>,
+    fleet_instances: Gauge,
+    lease_epoch: Family<LeaseLabels, Gauge>,
+    takeovers: Family<KindLabels, Counter>,
+    lost: Family<KindLabels, Counter>,
+    pickups: Counter,
+    reaped: Counter,
+    /// Serialises scrapes: the fleet's counters are counted by the fleet and carried
+    /// over here by their increase since the last scrape.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -168,8 +226,51 @@ impl Metrics {
             jobs: Family::default(),
             queue_admitted: Gauge::default(),
             queue_capacity: Gauge::default(),
+            instance: Family::default(),
+            fleet_instances: Gauge::default(),
+            lease_epoch: Family::default(),
+            takeovers: Family::default(),
+            lost: Family::default(),
+            pickups: Counter::default(),
+            reaped: Counter::default(),
+            scrape: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
+        r.register(
+            "vectune_instance",
+            "This instance (1), labelled with its id and host",
+            m.instance.clone(),
+        );
+        r.register(
+            "vectune_fleet_instances",
+            "Live instances on the store, this one included (as of the last heartbeat)",
+            m.fleet_instances.clone(),
+        );
+        r.register(
+            "vectune_lease_epoch",
+            "Epoch (fencing token) of each lease this instance holds, by kind and index",
+            m.lease_epoch.clone(),
+        );
+        r.register(
+            "vectune_lease_takeovers",
+            "Leases this instance took over from an expired or dead holder, by kind",
+            m.takeovers.clone(),
+        );
+        r.register(
+            "vectune_lease_lost",
+            "Leases this instance lost (taken over or expired while held), by kind",
+            m.lost.clone(),
+        );
+        r.register(
+            "vectune_fleet_activation_pickups",
+            "Activations of other instances this one now serves (stored graph loaded)",
+            m.pickups.clone(),
+        );
+        r.register(
+            "vectune_fleet_jobs_reaped",
+            "Jobs of dead instances this one marked interrupted",
+            m.reaped.clone(),
+        );
         r.register(
             "vectune_http_requests",
             "HTTP requests answered, by method, route template and status",
@@ -249,6 +350,11 @@ impl Metrics {
         for purpose in [BuildPurpose::trial, BuildPurpose::activation] {
             drop(m.builds.get_or_create(&BuildLabels { purpose }));
         }
+        for kind in ["autotune", "agent"] {
+            let labels = KindLabels { kind: kind.into() };
+            drop(m.takeovers.get_or_create(&labels));
+            drop(m.lost.get_or_create(&labels));
+        }
         Metrics { registry: r, ..m }
     }
 
@@ -302,6 +408,8 @@ impl Metrics {
 
     /// The exposition (OpenMetrics text, which Prometheus scrapes), gauges set from `now`.
     pub fn render(&self, now: &Snapshot) -> String {
+        let _one_scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.render_fleet(&now.fleet);
         // an index deleted since the last scrape must lose its series
         self.vectors.clear();
         self.generation.clear();
@@ -341,6 +449,51 @@ impl Metrics {
     }
 }
 
+/// Raises `c` to `to` (counts kept elsewhere; they only grow).
+fn catch_up(c: &Counter, to: u64) {
+    let now = c.get();
+    if to > now {
+        c.inc_by(to - now);
+    }
+}
+
+impl Metrics {
+    fn render_fleet(&self, f: &FleetSnapshot) {
+        self.instance.clear();
+        if !f.instance.is_empty() {
+            self.instance
+                .get_or_create(&InstanceLabels {
+                    instance: f.instance.clone(),
+                    host: f.host.clone(),
+                })
+                .set(1);
+        }
+        self.fleet_instances
+            .set(i64::try_from(f.instances).unwrap_or(i64::MAX));
+        // a lease given back since the last scrape must lose its series
+        self.lease_epoch.clear();
+        for (kind, index, epoch) in &f.leases {
+            self.lease_epoch
+                .get_or_create(&LeaseLabels {
+                    kind: kind.clone(),
+                    index: index.clone(),
+                })
+                .set(i64::try_from(*epoch).unwrap_or(i64::MAX));
+        }
+        for (kind, n) in &f.takeovers {
+            catch_up(
+                &self.takeovers.get_or_create(&KindLabels { kind: kind.clone() }),
+                *n,
+            );
+        }
+        for (kind, n) in &f.lost {
+            catch_up(&self.lost.get_or_create(&KindLabels { kind: kind.clone() }), *n);
+        }
+        catch_up(&self.pickups, f.pickups);
+        catch_up(&self.reaped, f.reaped);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +517,16 @@ mod tests {
             jobs: vec![("running", 1)],
             queue_admitted: 1,
             queue_capacity: 16,
+            fleet: FleetSnapshot {
+                instance: "0190".into(),
+                host: "h".into(),
+                instances: 2,
+                leases: vec![("autotune".into(), "docs".into(), 7)],
+                takeovers: vec![("agent".into(), 1)],
+                lost: vec![],
+                pickups: 3,
+                reaped: 0,
+            },
         });
         for want in [
             r#"vectune_http_requests_total{method="GET",route="/vectors/indexes/{index}",status="404"} 2"#,
@@ -377,6 +540,12 @@ mod tests {
             r#"vectune_index_live_recall_ratio{index="docs"} 0.97"#,
             r#"vectune_jobs{state="running"} 1"#,
             "vectune_queue_capacity 16",
+            r#"vectune_instance{instance="0190",host="h"} 1"#,
+            "vectune_fleet_instances 2",
+            r#"vectune_lease_epoch{kind="autotune",index="docs"} 7"#,
+            r#"vectune_lease_takeovers_total{kind="agent"} 1"#,
+            r#"vectune_lease_takeovers_total{kind="autotune"} 0"#,
+            "vectune_fleet_activation_pickups_total 3",
             "# EOF",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

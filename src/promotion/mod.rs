@@ -73,6 +73,9 @@ pub struct Entry {
     pub promoted_by: String,
     /// Why.
     pub note: Option<String>,
+    /// The epoch of the lease the promoting run held (its fencing token), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<u64>,
 }
 
 /// The registry of one index.
@@ -200,6 +203,20 @@ impl Registry {
         promoted_by: Option<String>,
         note: Option<String>,
     ) -> Result<PromotedState> {
+        self.promote_fenced(index, config, trial_id, promoted_by, note, None)
+            .await
+    }
+
+    /// [`Registry::promote`] by a run holding lease epoch `lease_epoch`, recorded on the entry.
+    pub async fn promote_fenced(
+        &self,
+        index: &IndexName,
+        config: HnswConfig,
+        trial_id: Uuid,
+        promoted_by: Option<String>,
+        note: Option<String>,
+        lease_epoch: Option<u64>,
+    ) -> Result<PromotedState> {
         check_text("promoted_by", &promoted_by)?;
         check_text("note", &note)?;
         let entry = Entry {
@@ -208,6 +225,7 @@ impl Registry {
             promoted_at: Utc::now(),
             promoted_by: promoted_by.unwrap_or_else(|| "api".into()),
             note,
+            lease_epoch,
         };
         self.apply(index, "promote", |s| Ok(s.promote(entry.clone())))
             .await
@@ -269,6 +287,7 @@ mod tests {
             promoted_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
             promoted_by: "t".into(),
             note: None,
+            lease_epoch: None,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::agent::{
     self, AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, RunReport, Shared,
 };
 use crate::autotune::{AutotuneError, SpecFields};
+use crate::fleet::{Lease, LeaseKind};
 use crate::hnsw::{HnswConfig, RawHnswConfig};
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
@@ -24,6 +25,8 @@ use crate::trials::Source;
 #[derive(Default)]
 pub(crate) struct Agents {
     live: Mutex<HashMap<IndexName, Arc<Shared>>>,
+    /// The agent leases this instance holds: its agents run here, and nowhere else.
+    leases: Mutex<HashMap<IndexName, Arc<Lease>>>,
 }
 
 impl Agents {
@@ -31,11 +34,17 @@ impl Agents {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops every agent loop of the process (it is shutting down).
+    /// Stops every agent loop of the process (it is shutting down) and gives back their
+    /// leases, so another instance takes them over at once.
     pub(crate) fn stop_all(&self) {
         for a in self.lock().values() {
             a.stop();
         }
+        self.leases().clear();
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<IndexName, Arc<Lease>>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -60,6 +69,8 @@ pub struct AgentView {
     pub decisions: Vec<Decision>,
     /// Configs its canary rolled back (it does not try them again).
     pub rejected: Vec<HnswConfig>,
+    /// The instance its lease says it runs on now, if it is held.
+    pub instance: Option<uuid::Uuid>,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -107,6 +118,10 @@ impl AgentBackend for Vectune {
         configs: Vec<HnswConfig>,
         stop: Arc<AtomicBool>,
     ) -> std::result::Result<RunOutcome, String> {
+        // an agent runs on one instance at a time: the one holding its lease
+        if !self.hold_agent_lease(index).await.map_err(|e| e.to_string())? {
+            return Ok(RunOutcome::Busy);
+        }
         // one agent trial at a time in this process
         let _one = self.inner.agent_slot.acquire().await.map_err(|e| e.to_string())?;
         let harness = HarnessName::parse(config.harness.clone()).map_err(|e| e.to_string())?;
@@ -211,7 +226,49 @@ impl AgentBackend for Vectune {
 }
 
 impl Vectune {
-    fn agent_shared(&self, index: &IndexName) -> Option<Arc<Shared>> {
+    /// The agent lease of `index` if this instance holds it (and has not lost it).
+    pub(crate) fn agent_lease(&self, index: &IndexName) -> Option<Arc<Lease>> {
+        let mut leases = self.inner.agents.leases();
+        match leases.get(index) {
+            Some(l) if l.is_lost() => {
+                leases.remove(index);
+                None
+            }
+            other => other.cloned(),
+        }
+    }
+
+    /// Holds the agent lease of `index`, taking it when free; on taking it, the history
+    /// the previous holder stored is adopted. `false` while another instance holds it.
+    async fn hold_agent_lease(&self, index: &IndexName) -> Result<bool> {
+        if self.agent_lease(index).is_some() {
+            return Ok(true);
+        }
+        match self.inner.fleet.acquire(LeaseKind::Agent, index).await? {
+            Ok(lease) => {
+                tracing::info!(index = %index, epoch = lease.epoch(), "agent lease taken: the agent runs here");
+                if let (Some(shared), Some(stored)) = (
+                    self.agent_shared(index),
+                    self.inner
+                        .storage
+                        .get_json::<AgentRecord>(&keys::agent(index))
+                        .await?,
+                ) {
+                    shared.adopt(stored);
+                }
+                self.inner.agents.leases().insert(index.clone(), lease);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Gives back the agent lease of `index` (its agent stopped here).
+    fn drop_agent_lease(&self, index: &IndexName) {
+        self.inner.agents.leases().remove(index);
+    }
+
+    pub(crate) fn agent_shared(&self, index: &IndexName) -> Option<Arc<Shared>> {
         self.inner
             .agents
             .live
@@ -222,7 +279,7 @@ impl Vectune {
     }
 
     /// Replaces the index's agent loop with one for `record` (none when disabled).
-    fn restart_agent(&self, index: &IndexName, record: AgentRecord) {
+    pub(crate) fn restart_agent(&self, index: &IndexName, record: AgentRecord) {
         let shared = Shared::new(record.clone());
         let old = self.inner.agents.lock().insert(index.clone(), shared.clone());
         if let Some(old) = old {
@@ -230,6 +287,8 @@ impl Vectune {
         }
         if record.config.enabled {
             tokio::spawn(agent::run_loop(self.clone(), index.clone(), shared));
+        } else {
+            self.drop_agent_lease(index);
         }
     }
 
@@ -256,8 +315,24 @@ impl Vectune {
     /// The agent of an index (`config: None`, `disabled` if never set).
     pub async fn get_agent(&self, index: &IndexName) -> Result<AgentView> {
         self.inner.indexes.get(index)?;
+        let holder = self
+            .inner
+            .fleet
+            .latest(LeaseKind::Agent, index)
+            .await?
+            .filter(|r| self.inner.fleet.is_live(r))
+            .map(|r| r.holder.instance);
+        let here = holder == Some(self.inner.fleet.id());
         let (record, state) = match self.agent_shared(index) {
-            Some(s) => (Some(s.record()), s.state()),
+            Some(s) if here || holder.is_none() => (Some(s.record()), s.state()),
+            // it runs on another instance: its history as that one stored it
+            Some(s) => (
+                self.inner
+                    .storage
+                    .get_json::<AgentRecord>(&keys::agent(index))
+                    .await?,
+                s.state(),
+            ),
             None => (
                 self.inner
                     .storage
@@ -280,6 +355,7 @@ impl Vectune {
             config: record.map(|r| r.config),
             trials_last_hour,
             state,
+            instance: holder,
         })
     }
 
@@ -332,5 +408,6 @@ impl Vectune {
         if let Some(old) = old {
             old.stop();
         }
+        self.drop_agent_lease(index);
     }
 }

@@ -8,6 +8,7 @@
 mod agents;
 mod live;
 mod run;
+mod sync;
 
 pub use crate::jobs::RunControl;
 pub use agents::AgentView;
@@ -105,6 +106,9 @@ pub enum ServiceError {
     /// From the live recall monitor.
     #[error(transparent)]
     Monitor(#[from] crate::monitor::MonitorError),
+    /// The run's lease was taken over (or expired): it stopped before writing more.
+    #[error(transparent)]
+    LeaseLost(crate::fleet::LeaseLost),
 }
 
 impl crate::error::Classified for ServiceError {
@@ -133,6 +137,7 @@ impl crate::error::Classified for ServiceError {
             S::ShuttingDown => Class::new(K::ShuttingDown, "shutting_down"),
             S::Starting(_) => Class::new(K::Unavailable, "not_ready"),
             S::Monitor(_) => Class::invalid("invalid_monitor_settings"),
+            S::LeaseLost(_) => Class::new(K::Conflict, "lease_lost"),
         }
     }
 }
@@ -220,6 +225,8 @@ pub(crate) struct Inner {
     monitor: crate::monitor::Monitor,
     /// One agent trial at a time in the process.
     agent_slot: Semaphore,
+    /// Liveness, leases and what the other instances on the bucket wrote.
+    fleet: Arc<crate::fleet::Fleet>,
 }
 
 /// A trial to run.
@@ -259,6 +266,8 @@ pub struct ServiceOptions {
     pub monitor: MonitorSettings,
     /// Heavy work admitted at once (queued or running); more is refused as overloaded.
     pub max_queued_jobs: usize,
+    /// Leases and the fleet.
+    pub fleet: crate::fleet::FleetOptions,
 }
 
 impl Default for ServiceOptions {
@@ -268,6 +277,7 @@ impl Default for ServiceOptions {
             build_options: BuildOptions::all_cores(),
             monitor: MonitorSettings::default(),
             max_queued_jobs: crate::jobs::DEFAULT_MAX_QUEUED_JOBS,
+            fleet: crate::fleet::FleetOptions::default(),
         }
     }
 }
@@ -301,11 +311,15 @@ impl Vectune {
             build_options,
             monitor,
             max_queued_jobs,
+            fleet,
         } = options;
+        let fleet = crate::fleet::Fleet::new(storage.clone(), fleet);
+        // alive before owning anything: no other instance may reap what this one starts
+        fleet.heartbeat(Default::default()).await?;
         let (monitor, samples) = crate::monitor::Monitor::new(monitor);
         let indexes = Indexes::load(storage.clone()).await?;
         let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
-        let jobs = Jobs::load(storage.clone(), &names).await?;
+        let jobs = Jobs::load(storage.clone(), &names, &fleet).await?;
         let builds = Arc::new(Semaphore::new(build_concurrency.max(1)));
         let serving = Serving::new(storage.clone(), builds.clone(), build_options);
         let me = Vectune {
@@ -328,9 +342,11 @@ impl Vectune {
                 agents: agents::Agents::default(),
                 agent_slot: Semaphore::new(1),
                 monitor,
+                fleet,
             }),
         };
         tokio::spawn(live::worker(Arc::downgrade(&me.inner), samples));
+        tokio::spawn(sync::worker(Arc::downgrade(&me.inner)));
         me.load_live().await?;
         Ok(me)
     }
@@ -639,7 +655,30 @@ impl Vectune {
                 }
             })
             .collect();
+        let fleet = &self.inner.fleet;
+        let kinds = |counts: &[std::sync::atomic::AtomicU64; 2]| {
+            crate::fleet::LeaseKind::ALL
+                .iter()
+                .zip(counts)
+                .map(|(k, n)| (k.as_str().to_string(), n.load(Ordering::Relaxed)))
+                .collect()
+        };
+        let fleet = crate::metrics::FleetSnapshot {
+            instance: fleet.id().to_string(),
+            host: fleet.me().host.clone(),
+            instances: fleet.stats.instances.load(Ordering::Relaxed),
+            leases: fleet
+                .held()
+                .into_iter()
+                .map(|(k, i, e)| (k.as_str().to_string(), i.to_string(), e))
+                .collect(),
+            takeovers: kinds(&fleet.stats.takeovers),
+            lost: kinds(&fleet.stats.lost),
+            pickups: fleet.stats.pickups.load(Ordering::Relaxed),
+            reaped: fleet.stats.reaped.load(Ordering::Relaxed),
+        };
         let snapshot = Snapshot {
+            fleet,
             indexes,
             jobs: self.inner.jobs.count_by_state(),
             queue_admitted: self.inner.queue.admitted() as u64,
@@ -672,20 +711,42 @@ impl Vectune {
         self.inner.agents.stop_all();
     }
 
-    /// One job.
-    pub fn job(&self, id: &str) -> Result<Job> {
-        Ok(self.inner.jobs.get(id)?)
+    fn index_names(&self) -> Vec<IndexName> {
+        self.inner
+            .indexes
+            .list()
+            .iter()
+            .map(|i| i.meta().name.clone())
+            .collect()
+    }
+
+    /// Leaves the fleet on a clean stop: the liveness record is deleted, so the others
+    /// count this instance dead at once.
+    pub async fn leave_fleet(&self) {
+        if let Err(e) = self.inner.fleet.leave().await {
+            tracing::warn!(error = %e, "liveness record not deleted; it expires by itself");
+        }
+    }
+
+    /// One job (another instance's as stored).
+    pub async fn job(&self, id: &str) -> Result<Job> {
+        Ok(self.inner.jobs.get(id, &self.index_names()).await?)
     }
 
     /// The jobs of an index, newest first.
-    pub fn jobs_of(&self, index: &IndexName) -> Result<Vec<Job>> {
+    pub async fn jobs_of(&self, index: &IndexName) -> Result<Vec<Job>> {
         self.inner.indexes.get(index)?;
-        Ok(self.inner.jobs.list(index))
+        Ok(self.inner.jobs.list(index).await?)
     }
 
     /// Asks a job to stop; answers it as it is now.
-    pub fn cancel_job(&self, id: &str) -> Result<Job> {
-        Ok(self.inner.jobs.cancel(id)?)
+    pub async fn cancel_job(&self, id: &str) -> Result<Job> {
+        Ok(self.inner.jobs.cancel(id, &self.index_names()).await?)
+    }
+
+    /// This instance's place in the fleet.
+    pub fn fleet(&self) -> &Arc<crate::fleet::Fleet> {
+        &self.inner.fleet
     }
 
     /// Builds the next generation of `name` with the promoted config (or the default) and

@@ -25,6 +25,7 @@ use super::{AutotuneRequest, Result, RunControl, ServiceError, TrialRequest, Vec
 use crate::autotune::decide::Paired;
 use crate::autotune::engine::{Backend, End, Recorded, Run, Setup};
 use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, GraphCache, RunGuard, Spec};
+use crate::fleet::{Lease, LeaseKind};
 use crate::harness as harness_mod;
 use crate::hnsw::{self, HnswConfig};
 use crate::names::{HarnessName, IndexName};
@@ -53,6 +54,9 @@ pub struct PreparedAutotune {
     /// Who runs it (autotune or agent).
     pub source: Source,
     _claim: Option<RunGuard>,
+    /// The store lease that fences the run's writes: the index's autotune lease for an
+    /// autotune, the agent's lease for an agent run.
+    lease: Option<Arc<Lease>>,
 }
 
 /// How a run ended.
@@ -215,6 +219,7 @@ impl Vectune {
             source,
             metrics,
             validation: None,
+            lease_epoch: None,
         }
     }
 
@@ -251,12 +256,32 @@ impl Vectune {
         self.inner.indexes.get(&req.index)?;
         self.inner.harnesses.check_index(&req.harness, &req.index).await?;
         let spec = Spec::parse(&req.fields)?;
-        let claim = match source {
-            Source::Agent if self.inner.autotunes.is_claimed(&req.index) => {
-                return Err(AutotuneError::Running(req.index).into())
+        let fleet = &self.inner.fleet;
+        let (claim, lease) = match source {
+            Source::Agent => {
+                // an agent never makes a user's autotune wait or fail: it only runs while
+                // none runs, here or on another instance, and under its own agent lease
+                if self.inner.autotunes.is_claimed(&req.index)
+                    || fleet
+                        .held_elsewhere(LeaseKind::Autotune, &req.index)
+                        .await?
+                        .is_some()
+                {
+                    return Err(AutotuneError::Running(req.index).into());
+                }
+                (None, self.agent_lease(&req.index))
             }
-            Source::Agent => None,
-            _ => Some(self.inner.autotunes.claim(&req.index)?),
+            _ => {
+                let claim = self.inner.autotunes.claim(&req.index)?;
+                match fleet.acquire(LeaseKind::Autotune, &req.index).await? {
+                    Ok(lease) => (Some(claim), Some(lease)),
+                    Err(taken) => {
+                        tracing::info!(index = %req.index, holder = %taken.0.holder.instance,
+                            epoch = taken.0.epoch, "autotune refused: another instance holds the lease");
+                        return Err(AutotuneError::Running(req.index).into());
+                    }
+                }
+            }
         };
         Ok(PreparedAutotune {
             index: req.index,
@@ -264,6 +289,7 @@ impl Vectune {
             spec,
             source,
             _claim: claim,
+            lease,
         })
     }
 
@@ -310,8 +336,25 @@ impl Vectune {
     ) -> Result<RunEnd> {
         let started = std::time::Instant::now();
         let spec = &p.spec;
+        // the run stops on the caller's cancel, or when its lease is lost; only the
+        // caller's flag is theirs to raise (a sync run's is the process's shutdown flag)
+        let run_cancel = Arc::new(AtomicBool::new(false));
+        if let Some(l) = &p.lease {
+            l.on_lost(run_cancel.clone());
+        }
+        let forward = tokio::spawn({
+            let (from, to) = (ctl.cancel.clone(), run_cancel.clone());
+            async move {
+                while !from.load(Ordering::Relaxed) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                to.store(true, Ordering::Relaxed);
+            }
+        });
+        let _stop_forwarding = AbortOnDrop(forward);
+        let lost = |l: &Option<Arc<Lease>>| l.as_ref().and_then(|l| l.check().err());
         let ctx = self
-            .context(&p.index, &p.harness, spec.validation_fraction, ctl.cancel.clone())
+            .context(&p.index, &p.harness, spec.validation_fraction, run_cancel.clone())
             .await?;
         let setup = Setup {
             defer: ctx.held.is_some(),
@@ -327,9 +370,13 @@ impl Vectune {
             ctx,
             source: p.source,
             done: ctl.done.clone(),
+            lease: p.lease.clone(),
         };
-        let end = Run::new(&mut backend, spec, setup).run().await?;
-        let o = match end {
+        let end = Run::new(&mut backend, spec, setup).run().await;
+        if let Some(e) = lost(&p.lease) {
+            return Err(ServiceError::LeaseLost(e));
+        }
+        let o = match end? {
             End::Cancelled { trials_run } => {
                 tracing::info!(index = %p.index, trials = trials_run, "autotune cancelled");
                 return Ok(RunEnd::Cancelled { trials_run });
@@ -396,19 +443,26 @@ impl Vectune {
     }
 
     /// Promotes a run's winner with the note that says why it won.
-    async fn promote_winner(&self, index: &IndexName, w: &Candidate, source: Source) -> Result<()> {
+    async fn promote_winner(
+        &self,
+        index: &IndexName,
+        w: &Candidate,
+        source: Source,
+        lease_epoch: Option<u64>,
+    ) -> Result<()> {
         let by = match source {
             Source::Agent => "agent",
             _ => "autotune",
         };
         self.inner
             .registry
-            .promote(
+            .promote_fenced(
                 index,
                 w.config,
                 w.trial_id,
                 Some(by.into()),
                 Some(autotune::winner_note(w)),
+                lease_epoch,
             )
             .await?;
         Ok(())
@@ -421,6 +475,16 @@ struct RunBackend<'a> {
     ctx: RunContext,
     source: Source,
     done: Arc<AtomicUsize>,
+    lease: Option<Arc<Lease>>,
+}
+
+/// Aborts a helper task when the run it serves ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Backend for RunBackend<'_> {
@@ -445,7 +509,12 @@ impl Backend for RunBackend<'_> {
             source: self.source,
             metrics: t.metrics,
             validation: t.validation,
+            lease_epoch: self.lease.as_ref().map(|l| l.epoch()),
         };
+        // fenced: a run whose lease was taken over writes nothing more
+        if let Some(l) = &self.lease {
+            l.check().map_err(ServiceError::LeaseLost)?;
+        }
         self.svc.journal(trial).await.map(|_| ())
     }
 
@@ -455,8 +524,20 @@ impl Backend for RunBackend<'_> {
     }
 
     async fn promote(&mut self, winner: &Candidate) -> Result<()> {
+        // the write that matters most: checked against the store, not only the clock
+        if let Some(l) = &self.lease {
+            l.verify().await.map_err(|e| match e {
+                crate::fleet::LeaseLostOr::Lost(l) => ServiceError::LeaseLost(l),
+                crate::fleet::LeaseLostOr::Storage(s) => ServiceError::Storage(s),
+            })?;
+        }
         self.svc
-            .promote_winner(&self.ctx.index, winner, self.source)
+            .promote_winner(
+                &self.ctx.index,
+                winner,
+                self.source,
+                self.lease.as_ref().map(|l| l.epoch()),
+            )
             .await
     }
 

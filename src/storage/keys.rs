@@ -13,6 +13,7 @@
 //! indexes/{index}/trials/{uuidv7}.json            trial journal, one object per trial
 //! indexes/{index}/promotion/{version:020}.json    promotion registry states
 //! indexes/{index}/jobs/{uuidv7}.json              job records (state: overwritten as it moves)
+//! indexes/{index}/jobs/{uuidv7}.cancel            another instance asks the job's owner to cancel it
 //! indexes/{index}/agent.json                      background agent settings and run stats
 //! indexes/{index}/monitor.json                    live recall monitor settings
 //! harnesses/{harness}/harness.json                eval harness definition (write-once, except
@@ -87,6 +88,11 @@ pub fn jobs(index: &IndexName) -> Path {
 /// One job record.
 pub fn job(index: &IndexName, id: Uuid) -> Path {
     jobs(index).join(format!("{id}.json"))
+}
+
+/// A request, left by another instance, that the owner of a job cancel it.
+pub fn job_cancel(index: &IndexName, id: Uuid) -> Path {
+    jobs(index).join(format!("{id}.cancel"))
 }
 
 /// The id in a job record's key.

@@ -139,6 +139,10 @@ pub struct Trial {
     /// The winner of a run with held-out queries, re-measured on them; else null.
     #[serde(default)]
     pub validation: Option<Validation>,
+    /// The epoch of the autotune or agent lease its run held (the fencing token); null
+    /// for trials run on their own.
+    #[serde(default)]
+    pub lease_epoch: Option<u64>,
 }
 
 /// Mean exact brute-force time per query on `queries`, one thread, µs: the scale a
@@ -579,6 +583,7 @@ mod tests {
             created_at: Utc::now(),
             note: None,
             source: Source::Manual,
+            lease_epoch: None,
             metrics: TrialMetrics {
                 build_time_secs: 0.1,
                 search_latency_p50_us: 1.0,

@@ -504,6 +504,10 @@ impl Index {
     }
 }
 
+/// Appends that lose the manifest race to another instance are retried this many times
+/// in all before answering `409`.
+const APPEND_ATTEMPTS: usize = 8;
+
 /// The registry of indexes, loaded from storage at start-up and kept in step with writes.
 pub struct Indexes {
     storage: Storage,
@@ -536,6 +540,84 @@ impl Indexes {
             storage,
             map: RwLock::new(map),
         })
+    }
+
+    /// Brings this registry in step with the store, for writes of other instances: new
+    /// indexes are added, deleted ones dropped, and each index's newest manifest adopted
+    /// (its vectors then reload on their next use). Returns the indexes added and removed.
+    pub async fn refresh(&self) -> Result<(Vec<IndexName>, Vec<IndexName>)> {
+        let stored: std::collections::BTreeSet<String> = self
+            .storage
+            .list_children(&keys::indexes_root())
+            .await?
+            .into_iter()
+            .collect();
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let known: Vec<IndexName> = self.read_map().keys().cloned().collect();
+        for name in &known {
+            let gone =
+                !stored.contains(name.as_str()) || self.storage.get(&keys::index_meta(name)).await?.is_none();
+            if gone {
+                self.write_map().remove(name);
+                removed.push(name.clone());
+            }
+        }
+        for raw in &stored {
+            let Ok(name) = IndexName::parse(raw.clone()) else {
+                continue;
+            };
+            if self.read_map().contains_key(&name) {
+                continue;
+            }
+            let Some(meta) = self
+                .storage
+                .get_json::<IndexMeta>(&keys::index_meta(&name))
+                .await?
+            else {
+                continue; // being created or deleted
+            };
+            let index = Arc::new(new_index(meta, Manifest::default()));
+            let created = {
+                let mut map = self.write_map();
+                match map.get(&name) {
+                    Some(_) => false, // created here meanwhile
+                    None => {
+                        map.insert(name.clone(), index);
+                        true
+                    }
+                }
+            };
+            if created {
+                added.push(name);
+            }
+        }
+        for index in self.list() {
+            self.adopt_newest_manifest(&index).await?;
+        }
+        Ok((added, removed))
+    }
+
+    /// Adopts the index's newest stored manifest if it is newer than the one held.
+    async fn adopt_newest_manifest(&self, index: &Index) -> Result<bool> {
+        let name = &index.meta.name;
+        let held = index.state.lock().await.manifest.version;
+        let newer = self
+            .storage
+            .list_after(&keys::manifests(name), &keys::manifest(name, held))
+            .await?;
+        let Some(key) = newer.iter().rev().find(|k| keys::version_of(k).is_some()) else {
+            return Ok(false);
+        };
+        let Some(m) = self.storage.get_json::<Manifest>(key).await? else {
+            return Ok(false); // deleted between list and get
+        };
+        let mut state = index.state.lock().await;
+        if m.version <= state.manifest.version {
+            return Ok(false);
+        }
+        index.total.store(m.total, std::sync::atomic::Ordering::Release);
+        state.manifest = m;
+        Ok(true)
     }
 
     /// The index of that name.
@@ -655,6 +737,15 @@ impl Indexes {
     /// segment is written, then the next manifest, then the cache is updated.
     pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
         let mut state = index.state.lock().await;
+        let batch = Arc::new(batch);
+        // another instance may append between our read and our write: its manifest wins
+        // the version, we adopt it and go again (ids are checked against its vectors too)
+        for _ in 1..APPEND_ATTEMPTS {
+            match self.append_locked(index, &mut state, batch.clone()).await {
+                Err(VectorsError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
         self.append_locked(index, &mut state, batch).await
     }
 
@@ -665,22 +756,37 @@ impl Indexes {
         let dims = index.meta.dims.get();
         let n = data.len() / dims;
         let mut state = index.state.lock().await;
-        let start = state.manifest.total;
-        let ids: Vec<String> = (start..start + n as u64).map(|i| i.to_string()).collect();
-        let (first, last) = (
-            ids.first().cloned().unwrap_or_default(),
-            ids.last().cloned().unwrap_or_default(),
-        );
-        let batch = Batch::from_rows(&index.meta, ids, data)?;
-        let (appended, total) = self.append_locked(index, &mut state, batch).await?;
-        Ok((appended, total, first, last))
+        let ids_from =
+            |start: u64| -> Vec<String> { (start..start + n as u64).map(|i| i.to_string()).collect() };
+        let mut batch = Arc::new(Batch::from_rows(
+            &index.meta,
+            ids_from(state.manifest.total),
+            data,
+        )?);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // ids continue from the total of the manifest we write after
+            if let Some(b) = Arc::get_mut(&mut batch) {
+                b.ids = ids_from(state.manifest.total);
+            }
+            let (first, last) = (
+                batch.ids.first().cloned().unwrap_or_default(),
+                batch.ids.last().cloned().unwrap_or_default(),
+            );
+            match self.append_locked(index, &mut state, batch.clone()).await {
+                Err(VectorsError::Conflict(_)) if attempt < APPEND_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+                Ok((appended, total)) => return Ok((appended, total, first, last)),
+            }
+        }
     }
 
     async fn append_locked(
         &self,
         index: &Index,
         state: &mut IndexState,
-        batch: Batch,
+        batch: Arc<Batch>,
     ) -> Result<(usize, u64)> {
         let mut set = self.ensure_cache(index, state).await?;
         if let Some(dup) = batch.ids.iter().find(|id| set.position(id).is_some()) {
@@ -688,8 +794,11 @@ impl Indexes {
         }
         let dims = index.meta.dims.get();
         let seg_id = Uuid::now_v7();
-        let Batch { ids, data } = batch;
-        let (bytes, ids, data) = blocking(move || (segment::encode(dims, &ids, &data), ids, data)).await?;
+        let bytes = {
+            let batch = batch.clone();
+            blocking(move || segment::encode(dims, &batch.ids, &batch.data)).await?
+        };
+        let (ids, data) = (&batch.ids, &batch.data);
         self.storage
             .put_new(&keys::segment(&index.meta.name, seg_id), bytes)
             .await?;
@@ -731,7 +840,7 @@ impl Indexes {
         let appended = ids.len();
         {
             let set = Arc::make_mut(&mut set);
-            set.push_rows(&ids, &data);
+            set.push_rows(ids, data);
             set.manifest_version = next.version;
         }
         state.cache = Some(set);

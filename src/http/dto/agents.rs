@@ -105,6 +105,9 @@ pub struct AgentOut {
     pub decisions: Vec<DecisionOut>,
     /// Configs a failed canary rolled back (never promoted again by it).
     pub rejected: Vec<ConfigOut>,
+    /// The instance that holds the agent's lease (where it runs), or null when no
+    /// instance holds it now. `state` is this instance's view of its own loop.
+    pub instance: Option<String>,
 }
 
 impl From<&AgentView> for AgentOut {
@@ -119,6 +122,7 @@ impl From<&AgentView> for AgentOut {
             last_decision: v.last_decision.as_ref().map(DecisionOut::from),
             decisions: v.decisions.iter().map(DecisionOut::from).collect(),
             rejected: v.rejected.iter().map(|c| ConfigOut::from(*c)).collect(),
+            instance: v.instance.map(|i| i.to_string()),
         }
     }
 }

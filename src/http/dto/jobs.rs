@@ -81,6 +81,8 @@ pub struct JobOut {
     pub result: Option<JobResultOut>,
     /// The error, once failed.
     pub error: Option<JobErrorOut>,
+    /// The instance that runs (or ran) it; null for records of older versions.
+    pub instance: Option<Uuid>,
 }
 
 impl From<&Job> for JobOut {
@@ -102,6 +104,7 @@ impl From<&Job> for JobOut {
                 code: e.code.clone(),
                 message: e.message.clone(),
             }),
+            instance: j.owner,
         }
     }
 }
