@@ -125,6 +125,9 @@ pub struct TrialOut {
     pub metrics: MetricsOut,
     /// Held-out measurement of an autotune winner, if any.
     pub validation: Option<ValidationOut>,
+    /// Epoch of the autotune / agent lease its run held (the fencing token); null for a
+    /// trial run on its own.
+    pub lease_epoch: Option<u64>,
 }
 
 impl From<&Trial> for TrialOut {
@@ -139,6 +142,7 @@ impl From<&Trial> for TrialOut {
             source: t.source.into(),
             metrics: (&t.metrics).into(),
             validation: t.validation.as_ref().map(ValidationOut::from),
+            lease_epoch: t.lease_epoch,
         }
     }
 }
@@ -245,6 +249,8 @@ pub struct EntryOut {
     pub promoted_by: String,
     /// Why.
     pub note: Option<String>,
+    /// Epoch of the lease the promoting run held; null for a promotion by hand.
+    pub lease_epoch: Option<u64>,
 }
 
 impl From<Entry> for EntryOut {
@@ -255,6 +261,7 @@ impl From<Entry> for EntryOut {
             promoted_at: e.promoted_at,
             promoted_by: e.promoted_by,
             note: e.note,
+            lease_epoch: e.lease_epoch,
         }
     }
 }

@@ -1,0 +1,416 @@
+//! Several instances on one bucket: two (or three) real binaries over one prefix of a real
+//! S3-compatible server (`scripts/test.sh` starts moto and includes these ignored tests).
+//!
+//! moto checks `If-None-Match` and then writes without a lock, so two truly simultaneous
+//! creates can both succeed there (real S3 never allows it); the exact races are unit tests
+//! on the in-memory store (`src/fleet/tests.rs`). These tests show the fleet's behaviour end
+//! to end: what one instance writes the other answers, promotions and appends racing across
+//! instances all land, `409 autotune_running` holds across instances, a killed holder is
+//! taken over after the TTL, a paused one is fenced, and an activation is served by every
+//! instance from the stored graph. Figures are printed (run with `--nocapture`), never
+//! asserted on.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod server;
+use server::*;
+
+/// A fresh prefix of the test bucket and the environment that reaches the server.
+fn bucket(test: &str) -> (String, String) {
+    let url = std::env::var("VECTUNE_TEST_S3_URL").expect("VECTUNE_TEST_S3_URL (scripts/test.sh sets it)");
+    let endpoint = std::env::var("VECTUNE_TEST_S3_ENDPOINT")
+        .expect("VECTUNE_TEST_S3_ENDPOINT (scripts/test.sh sets it)");
+    let url = format!(
+        "{}/{test}-{}",
+        url.trim_end_matches('/'),
+        uuid::Uuid::now_v7().simple()
+    );
+    (url, endpoint)
+}
+
+fn instance(url: &str, endpoint: &str, extra: &[(&str, &str)]) -> Server {
+    let mut env = vec![
+        ("VECTUNE_S3_ENDPOINT", endpoint),
+        ("VECTUNE_S3_ALLOW_HTTP", "true"),
+    ];
+    env.extend_from_slice(extra);
+    Server::start_url(url, &env)
+}
+
+fn signal(s: &Server, sig: &str) {
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+}
+
+/// Polls `until` on `s`'s answer to GET `path` for up to `secs`; returns the answer and
+/// how long it took.
+async fn eventually(
+    s: &Server,
+    path: &str,
+    secs: u64,
+    until: impl Fn(u16, &Value) -> bool,
+) -> (Value, Duration) {
+    let t = Instant::now();
+    loop {
+        let (st, v) = s.get(path).await;
+        if until(st, &v) {
+            return (v, t.elapsed());
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{path}: not there after {secs} s: {st} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+async fn metrics(s: &Server) -> String {
+    s.client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
+async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generation() {
+    let (url, endpoint) = bucket("fleet-sync");
+    let a = instance(&url, &endpoint, &[]);
+    let b = instance(&url, &endpoint, &[]);
+
+    create_index(&a, "shared", 16, "l2").await;
+    let (_, seen_index) = eventually(&b, "/vectors/indexes/shared", 10, |st, _| st == 200).await;
+    append_range(&a, "shared", 0..600, 16).await;
+    let (_, seen_append) = eventually(&b, "/vectors/indexes/shared", 10, |_, i| {
+        i["vectors"] == json!(600)
+    })
+    .await;
+    // appends racing from both instances all land: the loser of a manifest version
+    // adopts the winner's and goes again
+    tokio::join!(
+        append_range(&a, "shared", 600..700, 16),
+        append_range(&b, "shared", 700..800, 16)
+    );
+    eventually(&a, "/vectors/indexes/shared", 10, |_, i| {
+        i["vectors"] == json!(800)
+    })
+    .await;
+    eventually(&b, "/vectors/indexes/shared", 10, |_, i| {
+        i["vectors"] == json!(800)
+    })
+    .await;
+
+    autogen(&b, "h", "shared", 20, 5).await;
+    let (st, trial) = a
+        .post(
+            "/vectors/hnsw/trial",
+            Some(json!({"index_name": "shared", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}})),
+        )
+        .await;
+    assert_eq!(st, 200, "a trial on A with B's harness: {trial}");
+    let tid = trial["id"].as_str().unwrap().to_string();
+    // the journal and the registry are read from the store: at once
+    let (st, t) = b.get(&format!("/vectors/hnsw/trials/shared/{tid}")).await;
+    assert_eq!((st, t["id"].clone()), (200, json!(tid)));
+
+    // concurrent promotes from both instances: every one is in the history
+    let promote = |s: &Server, who: &str, i: usize| {
+        let path = format!("/vectors/hnsw/promote/shared/{tid}?promoted_by={who}&note={who}-{i}");
+        let s = s.client.post(format!("{}{path}", s.base));
+        async move { s.send().await.unwrap().status().as_u16() }
+    };
+    let rounds = 8;
+    for i in 0..rounds {
+        let (x, y) = tokio::join!(promote(&a, "A", i), promote(&b, "B", i));
+        assert_eq!((x, y), (200, 200), "round {i}");
+    }
+    let (_, p) = b.get("/vectors/hnsw/promoted/shared").await;
+    let mut notes: Vec<String> = std::iter::once(&p["current"])
+        .chain(p["history"].as_array().unwrap())
+        .map(|e| e["note"].as_str().unwrap().to_string())
+        .collect();
+    notes.sort();
+    let mut want: Vec<String> = (0..rounds)
+        .flat_map(|i| [format!("A-{i}"), format!("B-{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(notes, want, "no promotion lost across instances");
+    let (_, pa) = a.get("/vectors/hnsw/promoted/shared").await;
+    assert_eq!(pa, p, "both instances answer the same registry at once");
+
+    // agent settings PUT on A show on B
+    let (st, _) = a
+        .put(
+            "/vectors/hnsw/agent/shared",
+            json!({"harness": "h", "enabled": false, "cooldown_secs": 60}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (ag, _) = eventually(&b, "/vectors/hnsw/agent/shared", 10, |_, g| {
+        !g["config"].is_null()
+    })
+    .await;
+    assert_eq!(ag["config"]["cooldown_secs"], json!(60.0));
+
+    // an activation on A: B serves the same generation from the stored graph
+    let t = Instant::now();
+    let (st, act) = a.post("/vectors/indexes/shared/activate", None).await;
+    assert_eq!(st, 200, "{act}");
+    let built = t.elapsed();
+    let generation = act["generation"].clone();
+    let (bi, pickup) = eventually(&b, "/vectors/indexes/shared", 15, |_, i| {
+        i["active"]["generation"] == generation
+    })
+    .await;
+    assert_eq!(bi["active"]["config"], act["config"]);
+    let (st, hits) = b
+        .post(
+            "/vectors/search/shared",
+            Some(json!({"vector": vector(3, 16), "k": 3})),
+        )
+        .await;
+    assert_eq!((st, hits["generation"].clone()), (200, generation.clone()));
+    assert_eq!(hits["hits"][0]["id"], "v3");
+    let mb = metrics(&b).await;
+    assert_eq!(
+        metric(&mb, "vectune_fleet_activation_pickups_total"),
+        1.0,
+        "loaded, not rebuilt"
+    );
+    assert_eq!(
+        metric(&mb, r#"vectune_graph_builds_total{purpose="activation"}"#),
+        0.0,
+        "B built no serving graph"
+    );
+    assert_eq!(metric(&mb, "vectune_fleet_instances"), 2.0);
+
+    // a deletion on A: B answers 404 within the bound
+    assert_eq!(
+        a.call(reqwest::Method::DELETE, "/vectors/indexes/shared", None)
+            .await
+            .0,
+        204
+    );
+    let (_, seen_delete) = eventually(&b, "/vectors/indexes/shared", 10, |st, _| st == 404).await;
+    eprintln!(
+        "fleet sync (sync_secs 2): index seen on B after {seen_index:?}, append after {seen_append:?}, \
+         delete after {seen_delete:?}; activation built on A in {built:?}, served by B {pickup:?} after A answered; \
+         {} concurrent promotes, 0 lost",
+        2 * rounds
+    );
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
+/// A slow async autotune on `s` (a few seconds of builds on two cores).
+async fn long_autotune(s: &Server) -> (u16, Value) {
+    let grid: Vec<Value> = (0..12)
+        .map(|i| json!({"ef_construction": 200 + 10 * i, "ef_search": 40 + i, "m": 32}))
+        .collect();
+    s.post(
+        "/vectors/hnsw/autotune?async=true",
+        Some(json!({"index_name": "tuned", "harness": "th", "grid": grid, "promote": "always"})),
+    )
+    .await
+}
+
+async fn seed_tuned(s: &Server) {
+    create_index(s, "tuned", 32, "l2").await;
+    append_fvecs(s, "tuned", 0, 4000, 32).await;
+    autogen(s, "th", "tuned", 30, 10).await;
+}
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
+async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_over_after_the_ttl() {
+    let (url, endpoint) = bucket("fleet-kill");
+    // both on this machine: B must not see A's death through its pid, only the TTL
+    let env = [
+        ("VECTUNE_LEASE_TTL_SECS", "3"),
+        ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
+        ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
+    ];
+    let a = instance(&url, &endpoint, &env);
+    let b = instance(&url, &endpoint, &env);
+    seed_tuned(&a).await;
+    eventually(&b, "/vectors/indexes/tuned", 10, |_, i| {
+        i["vectors"] == json!(4000)
+    })
+    .await;
+
+    let (st, j) = long_autotune(&a).await;
+    assert_eq!(st, 202, "{j}");
+    let job = j["job_id"].as_str().unwrap().to_string();
+    eventually(&a, &format!("/vectors/jobs/{job}"), 30, |_, j| {
+        j["state"] == "running"
+    })
+    .await;
+    let (st, e) = long_autotune(&b).await;
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (409, json!("autotune_running")),
+        "{e}"
+    );
+    let (st, e) = b
+        .post(
+            "/vectors/hnsw/autotune",
+            Some(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}]})),
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (409, json!("autotune_running")),
+        "sync too: {e}"
+    );
+    // B shows A's running job as A stored it, alone
+    let (_, seen) = b.get(&format!("/vectors/jobs/{job}")).await;
+    assert_eq!(
+        seen["state"], "running",
+        "a live instance's job is left alone: {seen}"
+    );
+
+    signal(&a, "-KILL");
+    let killed = Instant::now();
+    // B may tune once A's lease expired
+    let (st, mine) = loop {
+        let (st, r) = b
+            .post(
+                "/vectors/hnsw/autotune?async=true",
+                Some(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}]})),
+            )
+            .await;
+        if st != 409 {
+            break (st, r);
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "never taken over: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let takeover = killed.elapsed();
+    assert_eq!(st, 202, "{mine}");
+    let (dead, reaped) = eventually(&b, &format!("/vectors/jobs/{job}"), 30, |_, j| {
+        j["state"] == "failed"
+    })
+    .await;
+    assert_eq!(dead["error"]["code"], "interrupted", "{dead}");
+    let theirs = mine["job_id"].as_str().unwrap();
+    let (done, _) = eventually(&b, &format!("/vectors/jobs/{theirs}"), 60, |_, j| {
+        j["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(done["result"]["trials_run"], 1);
+    let m = metrics(&b).await;
+    assert_eq!(
+        metric(&m, r#"vectune_lease_takeovers_total{kind="autotune"}"#),
+        1.0
+    );
+    assert_eq!(metric(&m, "vectune_fleet_jobs_reaped_total"), 1.0);
+    eprintln!(
+        "kill -9 of the holder (TTL 3 s): B's autotune admitted {takeover:?} after the kill, \
+         A's job interrupted on B {:?} after the kill",
+        takeover + reaped
+    );
+    assert!(b.terminate().success());
+}
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
+async fn a_paused_holder_is_fenced_it_writes_nothing_after_its_lease_was_taken() {
+    let (url, endpoint) = bucket("fleet-pause");
+    let env = [
+        ("VECTUNE_LEASE_TTL_SECS", "3"),
+        ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
+        ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
+    ];
+    let a = instance(&url, &endpoint, &env);
+    let b = instance(&url, &endpoint, &env);
+    seed_tuned(&a).await;
+    eventually(&b, "/vectors/indexes/tuned", 10, |_, i| {
+        i["vectors"] == json!(4000)
+    })
+    .await;
+    let (st, j) = long_autotune(&a).await;
+    assert_eq!(st, 202, "{j}");
+    let job = j["job_id"].as_str().unwrap().to_string();
+    eventually(&a, &format!("/vectors/jobs/{job}"), 30, |_, j| {
+        j["state"] == "running"
+    })
+    .await;
+
+    // a stop-the-world pause longer than the TTL (GC, VM migration, SIGSTOP)
+    signal(&a, "-STOP");
+    let paused = Instant::now();
+    let (st, mine) = loop {
+        let (st, r) = b
+            .post(
+                "/vectors/hnsw/autotune",
+                Some(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}], "promote": "always", "min_recall": 0.0})),
+            )
+            .await;
+        if st != 409 {
+            break (st, r);
+        }
+        assert!(
+            paused.elapsed() < Duration::from_secs(30),
+            "never taken over: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (st, mine["promoted"].clone()),
+        (200, json!(true)),
+        "B tuned while A was paused: {mine}"
+    );
+    let taken_at = chrono::Utc::now();
+    signal(&a, "-CONT");
+    // A wakes up, finds its lease gone and stops before its next write
+    let (ended, _) = eventually(&a, &format!("/vectors/jobs/{job}"), 60, |_, j| {
+        j["state"] == "failed"
+    })
+    .await;
+    let code = ended["error"]["code"].as_str().unwrap();
+    assert!(code == "lease_lost" || code == "interrupted", "{ended}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, trials) = b.get("/vectors/hnsw/trials/tuned").await;
+    let trials = trials["trials"].as_array().unwrap();
+    let epochs: Vec<u64> = trials.iter().filter_map(|t| t["lease_epoch"].as_u64()).collect();
+    let b_epoch = *epochs.iter().max().unwrap();
+    for t in trials {
+        if t["lease_epoch"].as_u64() < Some(b_epoch) {
+            let at: chrono::DateTime<chrono::Utc> = t["created_at"].as_str().unwrap().parse().unwrap();
+            assert!(
+                at < taken_at,
+                "the fenced holder journaled after the takeover: {t}"
+            );
+        }
+    }
+    let (_, p) = b.get("/vectors/hnsw/promoted/tuned").await;
+    assert_eq!(
+        p["current"]["lease_epoch"],
+        json!(b_epoch),
+        "the current promotion is B's: {p}"
+    );
+    let ma = metrics(&a).await;
+    assert_eq!(metric(&ma, r#"vectune_lease_lost_total{kind="autotune"}"#), 1.0);
+    eprintln!(
+        "pause of the holder past its TTL: taken over after {:?}; A's job ended {code}, its trials all before the takeover",
+        paused.elapsed()
+    );
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
