@@ -414,3 +414,86 @@ async fn a_paused_holder_is_fenced_it_writes_nothing_after_its_lease_was_taken()
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// This instance's id, from its `/metrics`.
+async fn instance_id(s: &Server) -> String {
+    let m = metrics(s).await;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("vectune_instance{"))
+        .unwrap()
+        .to_string();
+    line.split("instance=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
+async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_dies() {
+    let (url, endpoint) = bucket("fleet-agent");
+    let env = [
+        ("VECTUNE_LEASE_TTL_SECS", "3"),
+        ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
+        ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
+    ];
+    let a = instance(&url, &endpoint, &env);
+    let b = instance(&url, &endpoint, &env);
+    let (ida, idb) = (instance_id(&a).await, instance_id(&b).await);
+    create_index(&a, "ag", 16, "l2").await;
+    append_fvecs(&a, "ag", 0, 1500, 16).await;
+    autogen(&a, "agh", "ag", 20, 5).await;
+    eventually(&b, "/vectors/indexes/ag", 10, |_, i| i["vectors"] == json!(1500)).await;
+    let (st, _) = a
+        .put(
+            "/vectors/hnsw/agent/ag",
+            json!({"harness": "agh", "enabled": true, "cooldown_secs": 0.5, "max_trials_per_hour": 1000}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    // B learns the settings, but the agent runs where its lease is held: on one instance
+    let (held, _) = eventually(&b, "/vectors/hnsw/agent/ag", 20, |_, g| {
+        g["instance"].is_string() && g["runs"].as_u64() >= Some(1)
+    })
+    .await;
+    let holder = held["instance"].as_str().unwrap().to_string();
+    assert!(holder == ida || holder == idb, "{held}");
+    let (dying, survivor) = if holder == ida { (&a, &b) } else { (&b, &a) };
+    let survivor_id = if holder == ida { &idb } else { &ida };
+    let (_, ga) = a.get("/vectors/hnsw/agent/ag").await;
+    assert_eq!(
+        ga["instance"],
+        json!(holder),
+        "both instances name the same holder"
+    );
+
+    signal(dying, "-KILL");
+    let (_, took) = eventually(survivor, "/vectors/hnsw/agent/ag", 30, |_, g| {
+        g["instance"] == json!(survivor_id)
+    })
+    .await;
+    let (after, _) = eventually(survivor, "/vectors/hnsw/agent/ag", 60, |_, g| {
+        g["instance"] == json!(survivor_id) && g["runs"].as_u64() > held["runs"].as_u64()
+    })
+    .await;
+    // one holder per epoch: the survivor's agent trials carry a newer epoch than the dead one's
+    let (_, trials) = survivor.get("/vectors/hnsw/trials/ag").await;
+    let epochs: std::collections::BTreeSet<u64> = trials["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == "agent")
+        .filter_map(|t| t["lease_epoch"].as_u64())
+        .collect();
+    assert!(epochs.len() >= 2, "two tenures, each its own epoch: {epochs:?}");
+    let m = metrics(survivor).await;
+    assert_eq!(metric(&m, r#"vectune_lease_takeovers_total{kind="agent"}"#), 1.0);
+    eprintln!(
+        "agent lease (TTL 3 s): taken over {took:?} after the holder's kill -9; runs {} -> {}, epochs {epochs:?}",
+        held["runs"], after["runs"]
+    );
+}
