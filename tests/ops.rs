@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use support::{assert_error, seeded, send, vec_of};
+use support::{assert_error, autogen, poll_job, seeded, send, vec_of};
 use vectune::http::{router_with, HttpOptions, RouterLimits, Tokens};
 use vectune::service::{ServiceOptions, Vectune};
 use vectune::storage::Storage;
@@ -560,5 +560,121 @@ async fn an_autotune_body_with_a_typo_is_refused_before_anything_runs() {
     assert_eq!(
         send(&app, "GET", "/vectors/hnsw/trials/idx", None).await.1["trials"],
         json!([])
+    );
+}
+
+/// Two services over one store, stepped by hand (`sync_once`) instead of by the clock:
+/// what one writes the other answers after its next sync, promotions at once, the autotune
+/// claim holds across them, and an activation on one is served by the other from the
+/// stored graph.
+#[tokio::test]
+async fn two_services_over_one_store_behave_as_one() {
+    let storage = vectune::storage::Storage::in_memory();
+    let open = || async {
+        vectune::service::Vectune::open(storage.clone(), 1, vectune::hnsw::BuildOptions::all_cores())
+            .await
+            .unwrap()
+    };
+    let (va, vb) = (open().await, open().await);
+    let limits = vectune::http::RouterLimits {
+        max_body_bytes: 1 << 20,
+        max_binary_body_bytes: 4096,
+    };
+    let (a, b) = (
+        vectune::http::router(va.clone(), limits),
+        vectune::http::router(vb.clone(), limits),
+    );
+    seeded(&a, 400).await;
+    assert_eq!(
+        send(&b, "GET", "/vectors/indexes/idx", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    vb.sync_once().await.unwrap();
+    let (s, i) = send(&b, "GET", "/vectors/indexes/idx", None).await;
+    assert_eq!((s, i["vectors"].clone()), (StatusCode::OK, json!(400)));
+    autogen(&b, "h", 10, 5).await;
+
+    // a trial on A, promoted on B: GET promoted on A shows it without a sync
+    let (s, t) = send(
+        &a,
+        "POST",
+        "/vectors/hnsw/trial",
+        Some(
+            json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let tid = t["id"].as_str().unwrap();
+    let (s, _) = send(&b, "POST", &format!("/vectors/hnsw/promote/idx/{tid}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, p) = send(&a, "GET", "/vectors/hnsw/promoted/idx", None).await;
+    assert_eq!(p["current"]["trial_id"], json!(tid));
+
+    // an async autotune on A holds the index's lease: B's is 409 until it ends
+    let grid: Vec<Value> = (0..6)
+        .map(|i| json!({"ef_construction": 100 + 20 * i, "ef_search": 50, "m": 24}))
+        .collect();
+    let (s, j) = send(
+        &a,
+        "POST",
+        "/vectors/hnsw/autotune?async=true",
+        Some(json!({"index_name": "idx", "harness": "h", "grid": grid})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{j}");
+    let refused = send(
+        &b,
+        "POST",
+        "/vectors/hnsw/autotune",
+        Some(
+            json!({"index_name": "idx", "harness": "h", "grid": [{"ef_construction": 20, "ef_search": 20}]}),
+        ),
+    )
+    .await;
+    assert_error(&refused, StatusCode::CONFLICT, "autotune_running");
+    // B answers A's job from the store, and a cancel on B reaches A
+    let id = j["job_id"].as_str().unwrap();
+    let (s, seen) = send(&b, "GET", &format!("/vectors/jobs/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{seen}");
+    assert_eq!(
+        send(&b, "DELETE", &format!("/vectors/jobs/{id}"), None).await.0,
+        StatusCode::OK
+    );
+    va.sync_once().await.unwrap();
+    let ended = poll_job(&a, id, |j| j["state"] != "running" && j["state"] != "queued").await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+
+    // activation on A; B serves that generation after its sync, loaded, not rebuilt
+    let (s, act) = send(&a, "POST", "/vectors/indexes/idx/activate", None).await;
+    assert_eq!(s, StatusCode::OK, "{act}");
+    vb.sync_once().await.unwrap();
+    let (_, bi) = send(&b, "GET", "/vectors/indexes/idx", None).await;
+    assert_eq!(bi["active"]["generation"], act["generation"]);
+    let (s, r) = send(
+        &b,
+        "POST",
+        "/vectors/search/idx",
+        Some(json!({"vector": vec_of(7), "k": 1})),
+    )
+    .await;
+    assert_eq!((s, r["hits"][0]["id"].clone()), (StatusCode::OK, json!("v7")));
+    assert!(vb
+        .metrics_text()
+        .contains("vectune_fleet_activation_pickups_total 1"));
+
+    // deleted on B: gone on A after its sync
+    assert_eq!(
+        send(&b, "DELETE", "/vectors/indexes/idx", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    va.sync_once().await.unwrap();
+    assert_eq!(
+        send(&a, "GET", "/vectors/indexes/idx", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        send(&a, "GET", "/vectors/harness/h", None).await.0,
+        StatusCode::NOT_FOUND
     );
 }
