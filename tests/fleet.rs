@@ -88,8 +88,11 @@ async fn metrics(s: &Server) -> String {
 #[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
 async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generation() {
     let (url, endpoint) = bucket("fleet-sync");
-    let a = instance(&url, &endpoint, &[]);
-    let b = instance(&url, &endpoint, &[]);
+    // the default sync interval (2 s); a short TTL so the liveness records (which carry
+    // what each instance serves) renew every second
+    let env = [("VECTUNE_LEASE_TTL_SECS", "3")];
+    let a = instance(&url, &endpoint, &env);
+    let b = instance(&url, &endpoint, &env);
 
     create_index(&a, "shared", 16, "l2").await;
     let (_, seen_index) = eventually(&b, "/vectors/indexes/shared", 10, |st, _| st == 200).await;
@@ -196,6 +199,19 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
         "B built no serving graph"
     );
     assert_eq!(metric(&mb, "vectune_fleet_instances"), 2.0);
+    // every instance's /metrics shows the whole fleet on one generation
+    let converged = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("vectune_fleet_serving_generation{") && l.contains(r#"index="shared""#))
+            .filter(|l| l.trim_end().ends_with(&format!(" {generation}")))
+            .count()
+            == 2
+    };
+    let t = Instant::now();
+    while !converged(&metrics(&a).await) {
+        assert!(t.elapsed() < Duration::from_secs(15), "{}", metrics(&a).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // a deletion on A: B answers 404 within the bound
     assert_eq!(

@@ -171,6 +171,8 @@ pub struct Fleet {
     started_at: DateTime<Utc>,
     /// The leases held now: `(kind, index) → epoch`.
     held: Mutex<BTreeMap<(LeaseKind, IndexName), u64>>,
+    /// The live instances' serving generations, read at the last heartbeat.
+    fleet_view: Mutex<Vec<(Uuid, BTreeMap<String, u64>)>>,
     /// Counters.
     pub stats: FleetStats,
 }
@@ -195,6 +197,7 @@ impl Fleet {
             options,
             started_at: Utc::now(),
             held: Mutex::default(),
+            fleet_view: Mutex::default(),
             stats: FleetStats::default(),
         })
     }
@@ -251,14 +254,23 @@ impl Fleet {
         self.storage
             .put_json_overwrite(&keys::instance(self.me.instance), &record)
             .await?;
-        let live = self
+        let live: Vec<InstanceRecord> = self
             .instances()
             .await?
-            .iter()
+            .into_iter()
             .filter(|r| self.instance_live(r))
-            .count();
-        self.stats.instances.store(live as u64, Ordering::Relaxed);
+            .collect();
+        self.stats.instances.store(live.len() as u64, Ordering::Relaxed);
+        *self.fleet_view.lock().unwrap_or_else(|p| p.into_inner()) =
+            live.into_iter().map(|r| (r.holder.instance, r.serving)).collect();
         Ok(())
+    }
+
+    /// What each live instance said it serves at its last renewal, as of this instance's
+    /// last heartbeat: `(instance, index → generation)`. A fleet has converged when every
+    /// instance names the same generation.
+    pub fn fleet_view(&self) -> Vec<(Uuid, BTreeMap<String, u64>)> {
+        self.fleet_view.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Deletes this instance's liveness record (a clean stop: its jobs are ended already).

@@ -131,6 +131,18 @@ pub struct FleetSnapshot {
     pub pickups: u64,
     /// Jobs of dead instances this one marked interrupted.
     pub reaped: u64,
+    /// What each live instance serves, `(instance, index, generation)`, as of the last
+    /// heartbeat.
+    pub serving: Vec<(String, String, u64)>,
+}
+
+/// Labels of the fleet's serving generations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServingLabels {
+    /// The instance.
+    pub instance: String,
+    /// The index.
+    pub index: String,
 }
 
 /// The state the gauges are set from.
@@ -180,6 +192,7 @@ pub struct Metrics {
     lost: Family<KindLabels, Counter>,
     pickups: Counter,
     reaped: Counter,
+    fleet_generation: Family<ServingLabels, Gauge>,
     /// Serialises scrapes: the fleet's counters are counted by the fleet and carried
     /// over here by their increase since the last scrape.
     scrape: std::sync::Mutex<()>,
@@ -233,6 +246,7 @@ impl Metrics {
             lost: Family::default(),
             pickups: Counter::default(),
             reaped: Counter::default(),
+            fleet_generation: Family::default(),
             scrape: std::sync::Mutex::new(()),
             registry: Registry::default(),
         };
@@ -265,6 +279,11 @@ impl Metrics {
             "vectune_fleet_activation_pickups",
             "Activations of other instances this one now serves (stored graph loaded)",
             m.pickups.clone(),
+        );
+        r.register(
+            "vectune_fleet_serving_generation",
+            "The generation each live instance on the store serves, by instance and index (from their liveness records)",
+            m.fleet_generation.clone(),
         );
         r.register(
             "vectune_fleet_jobs_reaped",
@@ -491,6 +510,15 @@ impl Metrics {
         }
         catch_up(&self.pickups, f.pickups);
         catch_up(&self.reaped, f.reaped);
+        self.fleet_generation.clear();
+        for (instance, index, generation) in &f.serving {
+            self.fleet_generation
+                .get_or_create(&ServingLabels {
+                    instance: instance.clone(),
+                    index: index.clone(),
+                })
+                .set(i64::try_from(*generation).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -526,6 +554,7 @@ mod tests {
                 lost: vec![],
                 pickups: 3,
                 reaped: 0,
+                serving: vec![("0190".into(), "docs".into(), 3)],
             },
         });
         for want in [
@@ -546,6 +575,7 @@ mod tests {
             r#"vectune_lease_takeovers_total{kind="agent"} 1"#,
             r#"vectune_lease_takeovers_total{kind="autotune"} 0"#,
             "vectune_fleet_activation_pickups_total 3",
+            r#"vectune_fleet_serving_generation{instance="0190",index="docs"} 3"#,
             "# EOF",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

@@ -676,6 +676,11 @@ impl Vectune {
             lost: kinds(&fleet.stats.lost),
             pickups: fleet.stats.pickups.load(Ordering::Relaxed),
             reaped: fleet.stats.reaped.load(Ordering::Relaxed),
+            serving: fleet
+                .fleet_view()
+                .into_iter()
+                .flat_map(|(id, serving)| serving.into_iter().map(move |(ix, g)| (id.to_string(), ix, g)))
+                .collect(),
         };
         let snapshot = Snapshot {
             fleet,
