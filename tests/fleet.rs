@@ -249,24 +249,25 @@ async fn seed_tuned(s: &Server) {
     autogen(s, "th", "tuned", 30, 10).await;
 }
 
-#[tokio::test]
-#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
-async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_over_after_the_ttl() {
-    let (url, endpoint) = bucket("fleet-kill");
-    // both on this machine: B must not see A's death through its pid, only the TTL
-    let env = [
-        ("VECTUNE_LEASE_TTL_SECS", "3"),
-        ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
-        ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
-    ];
-    let a = instance(&url, &endpoint, &env);
-    let b = instance(&url, &endpoint, &env);
+/// A 3 s TTL, judged by expiry only (every instance of these tests runs on this machine,
+/// where a dead process would otherwise be recognised at once).
+const SHORT_TTL: [(&str, &str); 3] = [
+    ("VECTUNE_LEASE_TTL_SECS", "3"),
+    ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
+    ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
+];
+
+/// Two instances with a 3 s TTL that judge each other's death only by it (both run on
+/// this machine), an index both see, and a long autotune job running on the first.
+async fn holder_and_standby(test: &str) -> (Server, Server, String) {
+    let (url, endpoint) = bucket(test);
+    let a = instance(&url, &endpoint, &SHORT_TTL);
+    let b = instance(&url, &endpoint, &SHORT_TTL);
     seed_tuned(&a).await;
     eventually(&b, "/vectors/indexes/tuned", 10, |_, i| {
         i["vectors"] == json!(4000)
     })
     .await;
-
     let (st, j) = long_autotune(&a).await;
     assert_eq!(st, 202, "{j}");
     let job = j["job_id"].as_str().unwrap().to_string();
@@ -274,6 +275,26 @@ async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_
         j["state"] == "running"
     })
     .await;
+    (a, b, job)
+}
+
+/// POSTs `body` to `path` on `s` until it is not `409` (30 s at most): the status, the answer.
+async fn until_admitted(s: &Server, path: &str, body: Value) -> (u16, Value) {
+    let t = Instant::now();
+    loop {
+        let (st, r) = s.post(path, Some(body.clone())).await;
+        if st != 409 {
+            return (st, r);
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "never taken over: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
+async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_over_after_the_ttl() {
+    let (a, b, job) = holder_and_standby("fleet-kill").await;
     let (st, e) = long_autotune(&b).await;
     assert_eq!(
         (st, e["error"]["code"].clone()),
@@ -301,22 +322,12 @@ async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_
     signal(&a, "-KILL");
     let killed = Instant::now();
     // B may tune once A's lease expired
-    let (st, mine) = loop {
-        let (st, r) = b
-            .post(
-                "/vectors/hnsw/autotune?async=true",
-                Some(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}]})),
-            )
-            .await;
-        if st != 409 {
-            break (st, r);
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "never taken over: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (st, mine) = until_admitted(
+        &b,
+        "/vectors/hnsw/autotune?async=true",
+        json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}]}),
+    )
+    .await;
     let takeover = killed.elapsed();
     assert_eq!(st, 202, "{mine}");
     let (dead, reaped) = eventually(&b, &format!("/vectors/jobs/{job}"), 30, |_, j| {
@@ -347,46 +358,17 @@ async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_
 #[tokio::test]
 #[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
 async fn a_paused_holder_is_fenced_it_writes_nothing_after_its_lease_was_taken() {
-    let (url, endpoint) = bucket("fleet-pause");
-    let env = [
-        ("VECTUNE_LEASE_TTL_SECS", "3"),
-        ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
-        ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
-    ];
-    let a = instance(&url, &endpoint, &env);
-    let b = instance(&url, &endpoint, &env);
-    seed_tuned(&a).await;
-    eventually(&b, "/vectors/indexes/tuned", 10, |_, i| {
-        i["vectors"] == json!(4000)
-    })
-    .await;
-    let (st, j) = long_autotune(&a).await;
-    assert_eq!(st, 202, "{j}");
-    let job = j["job_id"].as_str().unwrap().to_string();
-    eventually(&a, &format!("/vectors/jobs/{job}"), 30, |_, j| {
-        j["state"] == "running"
-    })
-    .await;
+    let (a, b, job) = holder_and_standby("fleet-pause").await;
 
     // a stop-the-world pause longer than the TTL (GC, VM migration, SIGSTOP)
     signal(&a, "-STOP");
     let paused = Instant::now();
-    let (st, mine) = loop {
-        let (st, r) = b
-            .post(
-                "/vectors/hnsw/autotune",
-                Some(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}], "promote": "always", "min_recall": 0.0})),
-            )
-            .await;
-        if st != 409 {
-            break (st, r);
-        }
-        assert!(
-            paused.elapsed() < Duration::from_secs(30),
-            "never taken over: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (st, mine) = until_admitted(
+        &b,
+        "/vectors/hnsw/autotune",
+        json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}], "promote": "always", "min_recall": 0.0}),
+    )
+    .await;
     assert_eq!(
         (st, mine["promoted"].clone()),
         (200, json!(true)),
@@ -452,13 +434,8 @@ async fn instance_id(s: &Server) -> String {
 #[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
 async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_dies() {
     let (url, endpoint) = bucket("fleet-agent");
-    let env = [
-        ("VECTUNE_LEASE_TTL_SECS", "3"),
-        ("VECTUNE_FLEET_SYNC_SECS", "0.5"),
-        ("VECTUNE_DETECT_LOCAL_DEAD", "false"),
-    ];
-    let a = instance(&url, &endpoint, &env);
-    let b = instance(&url, &endpoint, &env);
+    let a = instance(&url, &endpoint, &SHORT_TTL);
+    let b = instance(&url, &endpoint, &SHORT_TTL);
     let (ida, idb) = (instance_id(&a).await, instance_id(&b).await);
     create_index(&a, "ag", 16, "l2").await;
     append_fvecs(&a, "ag", 0, 1500, 16).await;

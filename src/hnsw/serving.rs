@@ -122,6 +122,17 @@ impl Serving {
         self.slot(index).store(Some(Arc::new(generation)));
     }
 
+    fn serve(&self, index: &IndexName, graph: Graph, vectors: Arc<VectorSet>, record: ActivationRecord) {
+        self.swap(
+            index,
+            ServingGraph {
+                graph,
+                vectors,
+                record,
+            },
+        );
+    }
+
     /// Drops an index's slot (the index is deleted).
     pub fn remove(&self, index: &IndexName) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -269,14 +280,7 @@ impl Serving {
         }
         tracing::info!(index = %index, generation = record.generation, config = ?record.config,
             loaded_from_store = loaded, secs, "re-activated after restart");
-        self.swap(
-            index,
-            ServingGraph {
-                graph,
-                vectors: set,
-                record,
-            },
-        );
+        self.serve(index, graph, set, record);
         Ok(true)
     }
 
@@ -323,14 +327,7 @@ impl Serving {
         };
         tracing::info!(index = %index, generation = record.generation, ?config,
             secs = started.elapsed().as_secs_f64(), "serving another instance's activation (stored graph loaded)");
-        self.swap(
-            index,
-            ServingGraph {
-                graph,
-                vectors: set,
-                record,
-            },
-        );
+        self.serve(index, graph, set, record);
         Ok(true)
     }
 

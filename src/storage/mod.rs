@@ -137,6 +137,20 @@ fn backend(key: &Path) -> impl FnOnce(object_store::Error) -> StorageError + '_ 
     }
 }
 
+/// The keys of a listing, sorted (backends list in their own order).
+async fn sorted_keys(
+    listing: futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>,
+    prefix: &Path,
+) -> Result<Vec<Path>> {
+    let mut keys: Vec<Path> = listing
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .map_err(backend(prefix))?;
+    keys.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
+    Ok(keys)
+}
+
 impl Storage {
     /// An in-process store (tests, `memory://`).
     pub fn in_memory() -> Storage {
@@ -324,29 +338,13 @@ impl Storage {
 
     /// Every key below `prefix`, sorted.
     pub async fn list(&self, prefix: &Path) -> Result<Vec<Path>> {
-        let mut keys: Vec<Path> = self
-            .store
-            .list(Some(prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(backend(prefix))?;
-        keys.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-        Ok(keys)
+        sorted_keys(self.store.list(Some(prefix)), prefix).await
     }
 
     /// The keys below `prefix` that sort after `offset`, sorted: "is there anything newer
     /// than the version I have" without listing the whole history.
     pub async fn list_after(&self, prefix: &Path, offset: &Path) -> Result<Vec<Path>> {
-        let mut keys: Vec<Path> = self
-            .store
-            .list_with_offset(Some(prefix), offset)
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(backend(prefix))?;
-        keys.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
-        Ok(keys)
+        sorted_keys(self.store.list_with_offset(Some(prefix), offset), prefix).await
     }
 
     /// The names of the "folders" directly below `prefix`, sorted.
