@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod autotune;
+pub mod cli;
 pub mod config;
 pub mod distance;
 pub mod error;

@@ -1,4 +1,5 @@
-//! `vectune serve`: parse the command line, load settings, run the server.
+//! `vectune serve` runs the server; the other subcommands are a client of a running one
+//! (see [`vectune::cli`]): parse the command line, then do one or the other.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +18,103 @@ struct Cli {
     command: Command,
 }
 
+/// Where the server is, for the client subcommands.
+#[derive(clap::Args, Clone)]
+struct Conn {
+    /// The server's base URL.
+    #[arg(long, env = "VECTUNE_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Bearer token (admin, or read-only for reads).
+    #[arg(long, env = "VECTUNE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the raw JSON answer instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum Jobs {
+    /// Follow a job to its end with a progress bar (exit 0, 3 for an autotune that promoted
+    /// nothing, 1 when it failed or was cancelled).
+    Watch {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The jobs of an index, newest first.
+    List {
+        /// The index.
+        #[arg(long)]
+        index: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Tune an index on a running server and follow it: exit 0 when a winner was promoted,
+    /// 3 when no trial was eligible or nothing was promoted, 1 on any error.
+    Autotune {
+        /// The index.
+        #[arg(long)]
+        index: String,
+        /// The eval harness.
+        #[arg(long)]
+        harness: String,
+        /// Recall the winner must reach.
+        #[arg(long)]
+        target_recall: Option<f64>,
+        /// `max_recall` or `min_latency`.
+        #[arg(long)]
+        objective: Option<String>,
+        /// `grid` or `adaptive`.
+        #[arg(long)]
+        strategy: Option<String>,
+        /// A JSON file with an autotune request body (its index_name / harness are replaced
+        /// by the flags).
+        #[arg(long)]
+        body: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Jobs: watch one, list an index's.
+    #[command(subcommand)]
+    Jobs(Jobs),
+    /// The promoted config of an index and its history.
+    Promoted {
+        /// The index.
+        index: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Roll the promotion of an index back one step.
+    Rollback {
+        /// The index.
+        index: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Build and serve the promoted config of an index (as a job).
+    Activate {
+        /// The index.
+        index: String,
+        /// Follow the job to its end.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Append a .fvecs or .npy file to an index (ids continue from its total).
+    Ingest {
+        /// The index.
+        index: String,
+        /// The file.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Start the HTTP server.
     Serve {
         /// TOML config file (see config/default.toml).
@@ -60,13 +156,83 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// Runs a client subcommand and maps how it ended to the exit code.
+fn client(command: Command) -> ExitCode {
+    use vectune::cli::{self, Client, Outcome, Output, Progress};
+    let conn = match &command {
+        Command::Autotune { conn, .. }
+        | Command::Promoted { conn, .. }
+        | Command::Rollback { conn, .. }
+        | Command::Activate { conn, .. }
+        | Command::Ingest { conn, .. }
+        | Command::Jobs(Jobs::Watch { conn, .. } | Jobs::List { conn, .. }) => conn.clone(),
+        Command::Serve { .. } => return ExitCode::from(2),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vectune: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let c = Client::new(&conn.server, conn.token.clone());
+    let mut stdout = std::io::stdout();
+    let mut o = Output {
+        out: &mut stdout,
+        progress: Progress::detect(),
+        json: conn.json,
+    };
+    let ended = runtime.block_on(async {
+        match command {
+            Command::Autotune {
+                index,
+                harness,
+                target_recall,
+                objective,
+                strategy,
+                body,
+                ..
+            } => {
+                let args = cli::AutotuneArgs {
+                    index,
+                    harness,
+                    body,
+                    target_recall,
+                    objective,
+                    strategy,
+                };
+                cli::autotune(&c, &args, &mut o).await
+            }
+            Command::Jobs(Jobs::Watch { id, .. }) => cli::watch(&c, &id, &mut o).await,
+            Command::Jobs(Jobs::List { index, .. }) => cli::jobs_list(&c, &index, &mut o).await,
+            Command::Promoted { index, .. } => cli::promoted(&c, &index, &mut o).await,
+            Command::Rollback { index, .. } => cli::rollback(&c, &index, &mut o).await,
+            Command::Activate { index, wait, .. } => cli::activate(&c, &index, wait, &mut o).await,
+            Command::Ingest { index, file, .. } => cli::ingest(&c, &index, &file, &mut o).await,
+            Command::Serve { .. } => unreachable!("handled by main"),
+        }
+    });
+    match ended {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::NotPromoted) => ExitCode::from(cli::EXIT_NOT_PROMOTED),
+        Err(e) => {
+            eprintln!("vectune: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let command = Cli::parse().command;
     let Command::Serve {
         config,
         bind,
         store,
         log_format,
-    } = Cli::parse().command;
+    } = command
+    else {
+        return client(command);
+    };
     let settings = match Settings::load(
         config.as_deref(),
         &|k| std::env::var(k).ok(),

@@ -1,0 +1,189 @@
+//! The command line against the real server: every subcommand, its output and its exit
+//! codes (0 promoted / done, 3 nothing promoted, 1 any error with the code on stderr).
+
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+mod server;
+use server::*;
+
+/// Runs `vectune args…` against `s` with `env`; the exit code, stdout and stderr.
+fn run(s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_vectune"))
+        .args(args)
+        .env("VECTUNE_SERVER", &s.base)
+        .env_remove("VECTUNE_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run vectune");
+    (
+        status.code().expect("exit code"),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
+    let (dir, s) = Server::in_temp_dir(&[]);
+    let file = dir.path().join("rows.fvecs");
+    std::fs::write(&file, fvecs_rows(0, 2000, 16)).unwrap();
+    let file = file.to_str().unwrap();
+
+    let (code, _, err) = run(&s, &["ingest", "nope", file], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("index_not_found"), "{err}");
+    create_index(&s, "cli", 16, "l2").await;
+    let (code, out, err) = run(&s, &["ingest", "cli", file], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("appended 2000 vectors") && out.contains("ids 0..1999"),
+        "{out}"
+    );
+    let (code, _, err) = run(&s, &["ingest", "cli", "rows.txt"], &[]);
+    assert_eq!(code, 1, "{err}");
+    autogen(&s, "h", "cli", 30, 10).await;
+
+    // a winner promoted: 0, progress lines on stderr (not a terminal: no carriage returns)
+    let grid = dir.path().join("grid.json");
+    std::fs::write(
+        &grid,
+        json!({"index_name": "ignored", "grid": [
+            {"ef_construction": 40, "ef_search": 40}, {"ef_construction": 80, "ef_search": 80}, {"ef_construction": 120, "ef_search": 120}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let grid = grid.to_str().unwrap();
+    let (code, out, err) = run(
+        &s,
+        &["autotune", "--index", "cli", "--harness", "h", "--body", grid],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("promoted: true") && out.contains("winner: m="),
+        "{out}"
+    );
+    assert!(
+        err.contains("autotune") && err.contains("/3") && !err.contains('\r'),
+        "{err}"
+    );
+    let (_, jobs) = s.get("/vectors/jobs?index=cli").await;
+    let first = jobs["jobs"][0]["id"].as_str().unwrap().to_string();
+
+    // nothing eligible: 3, and --json gives the raw result
+    // a cheap grid cannot be exact on every query
+    std::fs::write(
+        dir.path().join("cheap.json"),
+        r#"{"grid": [{"ef_construction": 10, "ef_search": 10, "m": 4}]}"#,
+    )
+    .unwrap();
+    let cheap = dir.path().join("cheap.json");
+    let (code3, out3, err3) = run(
+        &s,
+        &[
+            "autotune",
+            "--index",
+            "cli",
+            "--harness",
+            "h",
+            "--target-recall",
+            "1.0",
+            "--objective",
+            "min_latency",
+            "--body",
+            cheap.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code3, 3, "{out3}\n{err3}");
+    let raw: Value = serde_json::from_str(&out3).unwrap();
+    assert_eq!(
+        (raw["promoted"].clone(), raw["trials_eligible"].clone()),
+        (json!(false), json!(0)),
+        "{raw}"
+    );
+    // a refused request: 1 with the code
+    let (code, _, err) = run(
+        &s,
+        &[
+            "autotune",
+            "--index",
+            "cli",
+            "--harness",
+            "h",
+            "--strategy",
+            "random",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("invalid_strategy") || err.contains("invalid"),
+        "{err}"
+    );
+
+    let (code, out, _) = run(&s, &["promoted", "cli"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("cli: m="), "{out}");
+    let (code, out, _) = run(&s, &["promoted", "cli", "--json"], &[]);
+    assert_eq!(code, 0);
+    let (_, p) = s.get("/vectors/hnsw/promoted/cli").await;
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), p);
+
+    let (code, out, err) = run(&s, &["activate", "cli", "--wait"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("cli serves generation 1"), "{out}");
+    let (code, out, _) = run(&s, &["activate", "cli"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("vectune jobs watch"), "{out}");
+
+    let (code, out, _) = run(&s, &["jobs", "list", "--index", "cli"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.lines().count() == 4 && out.contains(&first), "{out}");
+    let (code, out, _) = run(&s, &["jobs", "watch", &first], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("promoted: true"), "{out}");
+    let (code, _, err) = run(
+        &s,
+        &["jobs", "watch", "0190a000-0000-7000-8000-000000000000"],
+        &[],
+    );
+    assert_eq!((code, err.contains("job_not_found")), (1, true), "{err}");
+
+    // roll back until nothing is left: then 1 with the code
+    let mut rolled = 0;
+    loop {
+        let (code, _, err) = run(&s, &["rollback", "cli"], &[]);
+        if code != 0 {
+            assert_eq!(code, 1);
+            assert!(err.contains("nothing_to_roll_back"), "{err}");
+            break;
+        }
+        rolled += 1;
+        assert!(rolled < 10);
+    }
+    assert!(rolled >= 1);
+    assert!(s.terminate().success());
+}
+
+#[tokio::test]
+async fn with_auth_on_the_token_comes_from_the_flag_or_the_environment() {
+    let token = "cli-admin-token-0123";
+    let (_dir, s) = Server::in_temp_dir(&[("VECTUNE_API_TOKEN", token)]);
+    let (code, _, err) = run(&s, &["promoted", "x"], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unauthorized"), "{err}");
+    let (code, _, err) = run(&s, &["promoted", "x"], &[("VECTUNE_TOKEN", token)]);
+    assert_eq!(code, 1, "authorised now: the index is what is missing");
+    assert!(err.contains("index_not_found"), "{err}");
+    let (code, _, err) = run(&s, &["promoted", "x", "--token", token], &[]);
+    assert!(code == 1 && err.contains("index_not_found"), "{err}");
+}
