@@ -678,3 +678,92 @@ async fn two_services_over_one_store_behave_as_one() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// The dashboard is served from the binary, open like `/docs`, with a CSP that allows
+/// nothing from another host; its API calls are gated, and every answer says what the
+/// caller's token may do (`x-vectune-role`), which the page reads from `/health`.
+#[tokio::test]
+async fn the_dashboard_is_open_self_contained_and_told_the_callers_role() {
+    let svc = service(16).await;
+    let app = app_of(svc, Tokens::new(Some(ADMIN), Some(READ)), Duration::from_secs(30));
+    let mut served = 0;
+    for (path, ctype) in [
+        ("/ui", "text/html"),
+        ("/ui/indexes/docs", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+        ("/ui/favicon.svg", "image/svg+xml"),
+    ] {
+        let r = call(&app, "GET", path, &[], None).await;
+        served += r.body.len();
+        assert_eq!(r.status, StatusCode::OK, "{path} needs no token");
+        assert!(
+            r.headers["content-type"].to_str().unwrap().starts_with(ctype),
+            "{path}"
+        );
+        assert_eq!(
+            r.headers["content-security-policy"], "default-src 'self'",
+            "{path}"
+        );
+    }
+    // the page is served twice (two routes); the whole dashboard is small
+    assert!(served < 2 * 64 * 1024, "{served} bytes");
+    let page = call(&app, "GET", "/ui", &[], None).await.text();
+    assert!(page.contains("data-testid=\"token-input\"") && page.contains("src=\"/ui/app.js\""));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "nothing from another host"
+    );
+    let script = call(&app, "GET", "/ui/app.js", &[], None).await.text();
+    for hook in [
+        "pareto-plot",
+        "data-points",
+        "data-frontier",
+        "trial-row",
+        "promotion-current",
+        "rollback-button",
+        "job-progress",
+        "vectune_token",
+    ] {
+        assert!(script.contains(hook), "the script sets {hook}");
+    }
+    assert!(
+        !script.contains("eval(") && !script.contains("innerHTML"),
+        "no eval, no HTML strings"
+    );
+
+    let role = |r: &Answer| {
+        r.headers
+            .get("x-vectune-role")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let (admin, read) = (bearer(ADMIN), bearer(READ));
+    assert_eq!(
+        role(&call(&app, "GET", "/health", &[], None).await).as_deref(),
+        Some("none")
+    );
+    let a = call(&app, "GET", "/health", &[("authorization", admin.as_str())], None).await;
+    assert_eq!(role(&a).as_deref(), Some("admin"));
+    let r = call(
+        &app,
+        "GET",
+        "/vectors/indexes",
+        &[("authorization", read.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!((r.status, role(&r).as_deref()), (StatusCode::OK, Some("read")));
+    assert_eq!(
+        call(&app, "GET", "/vectors/indexes", &[], None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let open = app_of(
+        service(16).await,
+        Tokens::new(None, None),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        role(&call(&open, "GET", "/health", &[], None).await).as_deref(),
+        Some("open")
+    );
+}

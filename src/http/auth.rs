@@ -47,10 +47,19 @@ fn same(given: &[u8], want: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Paths any caller may load: probes, the spec and the docs page with its assets.
+/// Paths any caller may load: probes, the spec, the docs page and the dashboard with their
+/// assets (the pages hold no data; every API call they make carries the token).
 pub fn is_open(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/openapi.json" | "/docs") || path.starts_with("/docs/")
+    matches!(path, "/health" | "/ready" | "/openapi.json" | "/docs" | "/ui")
+        || path.starts_with("/docs/")
+        || path.starts_with("/ui/")
 }
+
+/// The `x-vectune-role` header every answer carries: what the caller's token may do
+/// (`admin`, `read`), `none` when auth is on and it gave no valid token, `open` when auth
+/// is off. The dashboard reads it from `/health` to ask for a token and to hide write
+/// buttons, without provoking a 401 or 403.
+pub const ROLE_HEADER: &str = "x-vectune-role";
 
 /// Whether the read-only token may make this call.
 fn readable(method: &Method, path: &str) -> bool {
@@ -123,8 +132,19 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let auth = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let role = match (tokens.enabled(), tokens.role(auth)) {
+        (false, _) => "open",
+        (true, Some(Role::Admin)) => "admin",
+        (true, Some(Role::Read)) => "read",
+        (true, None) => "none",
+    };
     match tokens.check(req.method(), req.uri().path(), auth) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            let mut r = next.run(req).await;
+            r.headers_mut()
+                .insert(ROLE_HEADER, header::HeaderValue::from_static(role));
+            r
+        }
         Err(e) => {
             let unauthorized = e.status() == StatusCode::UNAUTHORIZED;
             let mut r = e.into_response();

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod layers;
 mod routes;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +141,8 @@ fn api() -> OpenApiRouter<Vectune> {
         ))
         .routes(routes!(routes::list_jobs))
         .routes(routes!(routes::get_job, routes::cancel_job))
+        .routes(routes!(ui::overview))
+        .routes(routes!(ui::index_page))
 }
 
 /// The OpenAPI document of [`router`] (what `GET /openapi.json` serves).
@@ -183,6 +186,7 @@ pub fn router_with(service: Vectune, options: HttpOptions) -> Router {
     )
     .layer(axum::middleware::map_response(with_csp));
     api.merge(docs)
+        .merge(ui::assets())
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(options.tokens),
             auth::require_token,
