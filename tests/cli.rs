@@ -8,6 +8,22 @@ use serde_json::{json, Value};
 mod server;
 use server::*;
 
+/// `n` rows of `vector(i, dims)` from `from` as a NumPy `.npy` file (v1.0, `<f4`, C order).
+fn npy_rows(from: usize, n: usize, dims: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {dims}), }}");
+    let pad = 64 - (10 + dict.len() + 1) % 64;
+    let header = format!("{dict}{}\n", " ".repeat(pad % 64));
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for i in from..from + n {
+        for x in vector(i, dims) {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    out
+}
+
 /// Runs `vectune args…` against `s` with `env`; the exit code, stdout and stderr.
 fn run(s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let Output {
@@ -26,6 +42,13 @@ fn run(s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
         String::from_utf8(stdout).unwrap(),
         String::from_utf8(stderr).unwrap(),
     )
+}
+
+/// `vectune autotune --index cli --harness h` with `extra` flags.
+fn tune(s: &Server, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["autotune", "--index", "cli", "--harness", "h"];
+    args.extend_from_slice(extra);
+    run(s, &args, &[])
 }
 
 #[tokio::test]
@@ -47,6 +70,14 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
     );
     let (code, _, err) = run(&s, &["ingest", "cli", "rows.txt"], &[]);
     assert_eq!(code, 1, "{err}");
+    let npy = dir.path().join("more.npy");
+    std::fs::write(&npy, npy_rows(2000, 500, 16)).unwrap();
+    let (code, out, err) = run(&s, &["ingest", "cli", npy.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("appended 500 vectors") && out.contains("2500 stored"),
+        "{out}"
+    );
     autogen(&s, "h", "cli", 30, 10).await;
 
     // a winner promoted: 0, progress lines on stderr (not a terminal: no carriage returns)
@@ -60,11 +91,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
     )
     .unwrap();
     let grid = grid.to_str().unwrap();
-    let (code, out, err) = run(
-        &s,
-        &["autotune", "--index", "cli", "--harness", "h", "--body", grid],
-        &[],
-    );
+    let (code, out, err) = tune(&s, &["--body", grid]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("promoted: true") && out.contains("winner: m="),
@@ -85,23 +112,18 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
     )
     .unwrap();
     let cheap = dir.path().join("cheap.json");
-    let (code3, out3, err3) = run(
+    let cheap = cheap.to_str().unwrap();
+    let (code3, out3, err3) = tune(
         &s,
         &[
-            "autotune",
-            "--index",
-            "cli",
-            "--harness",
-            "h",
             "--target-recall",
             "1.0",
             "--objective",
             "min_latency",
             "--body",
-            cheap.to_str().unwrap(),
+            cheap,
             "--json",
         ],
-        &[],
     );
     assert_eq!(code3, 3, "{out3}\n{err3}");
     let raw: Value = serde_json::from_str(&out3).unwrap();
@@ -111,19 +133,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
         "{raw}"
     );
     // a refused request: 1 with the code
-    let (code, _, err) = run(
-        &s,
-        &[
-            "autotune",
-            "--index",
-            "cli",
-            "--harness",
-            "h",
-            "--strategy",
-            "random",
-        ],
-        &[],
-    );
+    let (code, _, err) = tune(&s, &["--strategy", "random"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("invalid_strategy") || err.contains("invalid"),

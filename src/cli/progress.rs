@@ -14,9 +14,10 @@ pub struct Progress {
 const WIDTH: u64 = 30;
 
 impl Progress {
-    /// Chooses the bar when stderr is a terminal.
+    /// The bar when the user watches a terminal (stdout and stderr both are one); plain
+    /// lines when either is redirected, so a CI log or a file never gets control codes.
     pub fn detect() -> Progress {
-        Progress::new(std::io::stderr().is_terminal())
+        Progress::new(std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
     }
 
     /// A bar (`terminal`) or plain lines.
