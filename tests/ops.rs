@@ -612,8 +612,10 @@ async fn two_services_over_one_store_behave_as_one() {
     assert_eq!(p["current"]["trial_id"], json!(tid));
 
     // an async autotune on A holds the index's lease: B's is 409 until it ends
-    let grid: Vec<Value> = (0..6)
-        .map(|i| json!({"ef_construction": 100 + 20 * i, "ef_search": 50, "m": 24}))
+    // long enough (40 builds at high ef_construction) that the cancel below lands while it
+    // runs, on any machine
+    let grid: Vec<Value> = (0..40)
+        .map(|i| json!({"ef_construction": 300 + 2 * i, "ef_search": 100, "m": 48}))
         .collect();
     let (s, j) = send(
         &a,
