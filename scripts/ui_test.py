@@ -100,6 +100,9 @@ def seed(s):
     st, r = s.call("POST", "/vectors/hnsw/autotune", {"index_name": "docs", "harness": "smoke", "grid": grid,
                                                        "promote": "always", "min_recall": 0.0})
     assert st == 200, r
+    st, r = s.call("POST", "/vectors/hnsw/trial", {"index_name": "docs", "harness": "smoke",
+                                                    "config": {"ef_construction": 60, "ef_search": 30}})
+    assert st == 200, r  # a manual trial: two sources to filter by
     st, r = s.call("POST", "/vectors/indexes/docs/activate")
     assert st == 200, r
 
@@ -146,6 +149,22 @@ def open_phase(browser, s, shots):
     check(frontier == len(pareto["points"]), f"data-frontier is GET pareto's point count ({frontier})",
           f"{frontier} vs {len(pareto['points'])}")
     check(page.locator("[data-testid=trial-row]").count() == len(trials["trials"]), "a table row per trial")
+    # sorting by p50: two clicks give descending then ascending order
+    def p50s():
+        return [float(r.locator("td").nth(3).inner_text()) for r in page.locator("[data-testid=trial-row]").all()]
+    page.locator("th[data-sort=p50]").click()
+    page.wait_for_selector("th[data-sort=p50]:has-text('▼')", timeout=5000)
+    desc = p50s()
+    page.locator("th[data-sort=p50]").click()
+    page.wait_for_selector("th[data-sort=p50]:has-text('▲')", timeout=5000)
+    asc = p50s()
+    check(desc == sorted(desc, reverse=True) and asc == sorted(asc) and len(asc) == len(desc) > 1,
+          "the trials table sorts by a column, both ways", (desc, asc))
+    page.select_option("[data-testid=source-filter]", "manual")
+    page.locator("text=page 1 of 1 (1 trials)").wait_for(timeout=5000)
+    check(page.locator("[data-testid=trial-row]").count() == 1, "the source filter shows only that source's trials")
+    page.select_option("[data-testid=source-filter]", "")
+    page.wait_for_selector("[data-testid=trial-row]", timeout=5000)
     page.screenshot(path=os.path.join(shots, "index.png"), full_page=True)
 
     # promote a row that is not the current promotion
@@ -249,6 +268,10 @@ def scale_phase(browser, binary, shots):
         page.wait_for_selector("[data-testid=pareto-plot][data-points='5000']", timeout=120000)
         secs = time.time() - t
         check(True, f"the index page rendered 5,000 trials in {secs:.2f} s (navigation to a drawn plot)")
+        check(page.locator("[data-testid=trial-row]").count() == 50, "the table shows 50 trials a page")
+        page.locator("button:has-text('›')").click()
+        page.locator("text=page 2 of 100").wait_for(timeout=10000)
+        check(page.locator("[data-testid=trial-row]").count() == 50, "the next page of the table: page 2 of 100")
         page.screenshot(path=os.path.join(shots, "index-5000.png"))
         ctx.close()
     finally:
