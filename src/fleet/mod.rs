@@ -336,12 +336,8 @@ impl Fleet {
             .latest_version(&keys::leases(index, kind.as_str()))
             .await?
         {
-            Some((_, key)) => match self.storage.get_json::<LeaseRecord>(&key).await {
-                Ok(r) => Ok(r),
-                // a lease object is written whole or not at all; unreadable means a bug or
-                // a foreign writer: treat as held until someone writes a newer epoch
-                Err(e) => Err(e),
-            },
+            // written whole or not at all: an unreadable epoch is an error, never "free"
+            Some((_, key)) => self.storage.get_json::<LeaseRecord>(&key).await,
             None => Ok(None),
         }
     }
@@ -492,6 +488,15 @@ impl Lease {
         self.lost.load(Ordering::Relaxed)
     }
 
+    /// Takes this epoch off the fleet's list of held leases (a newer tenure of ours stays).
+    fn unhold(&self) {
+        let mut held = self.fleet.held_map();
+        let at = (self.kind, self.index.clone());
+        if held.get(&at) == Some(&self.epoch()) {
+            held.remove(&at);
+        }
+    }
+
     /// Raises `flag` when the lease is lost (at once if it is already).
     pub fn on_lost(&self, flag: Arc<AtomicBool>) {
         if self.is_lost() {
@@ -506,10 +511,7 @@ impl Lease {
                 w.store(true, Ordering::Relaxed);
             }
             self.fleet.stats.lost[kind_at(self.kind)].fetch_add(1, Ordering::Relaxed);
-            let mut held = self.fleet.held_map();
-            if held.get(&(self.kind, self.index.clone())) == Some(&self.epoch()) {
-                held.remove(&(self.kind, self.index.clone()));
-            }
+            self.unhold();
             tracing::warn!(index = %self.index, lease = self.kind.as_str(), epoch = self.epoch(), "lease lost");
         }
     }
@@ -598,12 +600,7 @@ impl Drop for Lease {
         if self.is_lost() {
             return;
         }
-        {
-            let mut held = self.fleet.held_map();
-            if held.get(&(self.kind, self.index.clone())) == Some(&self.epoch()) {
-                held.remove(&(self.kind, self.index.clone()));
-            }
-        }
+        self.unhold();
         let (fleet, key, record) = (self.fleet.clone(), self.key.clone(), self.record().clone());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(Lease::release(fleet, key, record));

@@ -86,14 +86,11 @@ impl Vectune {
 
     /// Marks `interrupted` the unfinished jobs whose instance died; returns how many.
     pub async fn reap_jobs(&self) -> Result<usize> {
-        let names: Vec<IndexName> = self
+        let n = self
             .inner
-            .indexes
-            .list()
-            .iter()
-            .map(|i| i.meta().name.clone())
-            .collect();
-        let n = self.inner.jobs.reap(&names, &self.inner.fleet).await?;
+            .jobs
+            .reap(&self.index_names(), &self.inner.fleet)
+            .await?;
         self.inner
             .fleet
             .stats
