@@ -7,7 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::hnsw::{available_threads, BuildOptions, Engine};
+use crate::hnsw::{available_threads, BuildOptions};
+use crate::params::Engine;
 use crate::storage::S3Settings;
 
 /// Why settings could not be loaded.

@@ -22,8 +22,9 @@ use object_store::{
 use support::vec_of;
 use vectune::distance::Metric;
 use vectune::fleet::FleetOptions;
-use vectune::hnsw::{BuildOptions, HnswConfig};
+use vectune::hnsw::BuildOptions;
 use vectune::names::{HarnessName, IndexName};
+use vectune::params::HnswConfig;
 use vectune::service::{AutotuneRequest, ServiceOptions, TrialRequest, Vectune};
 use vectune::storage::Storage;
 use vectune::trials::Source;
@@ -248,7 +249,7 @@ async fn scenario(v: &Vectune, fuse: &Fuse) -> Acked {
     let act = step!(v.activate(&ix).await);
     a.activated = Some(act.record.generation);
     let fields = vectune::autotune::SpecFields {
-        grid: Some(vec![vectune::hnsw::RawHnswConfig {
+        grid: Some(vec![vectune::params::RawHnswConfig {
             ef_construction: 40,
             ef_search: 30,
             m: Some(16),

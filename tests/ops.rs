@@ -535,7 +535,7 @@ async fn openapi_describes_every_route_and_the_docs_page_is_self_contained() {
 fn the_spec_states_the_config_bounds_the_core_enforces() {
     let spec = serde_json::to_value(vectune::http::openapi()).unwrap();
     let raw = &spec["components"]["schemas"]["RawHnswConfig"]["properties"];
-    use vectune::hnsw::config::{EF_CONSTRUCTION, EF_SEARCH, M};
+    use vectune::params::{EF_CONSTRUCTION, EF_SEARCH, M};
     for (field, (lo, hi)) in [
         ("ef_construction", EF_CONSTRUCTION),
         ("ef_search", EF_SEARCH),

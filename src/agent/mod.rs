@@ -23,18 +23,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub mod canary;
+mod config;
+
+pub use config::{AgentConfig, AgentConfigIn, AgentError, AgentRecord, AgentState};
 
 use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
-use crate::autotune::Rules;
-use crate::hnsw::{HnswConfig, Quantization};
 use crate::monitor::LiveStats;
 use crate::names::IndexName;
+use crate::params::{HnswConfig, Quantization};
 use crate::rng::SplitMix64;
 use canary::Verdict;
 pub use canary::{Action, Decision};
@@ -52,219 +53,6 @@ pub const DEFAULT_CANARY_QUERIES: u64 = 500;
 pub const DECISIONS_KEPT: usize = 20;
 /// `target_recall` of an agent that sets none (its canary and drift bar too).
 pub const DEFAULT_TARGET: f64 = 0.95;
-
-fn default_canary() -> u64 {
-    DEFAULT_CANARY_QUERIES
-}
-
-/// Errors of the agent module.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// A setting out of its domain.
-    #[error("{field}: {reason}")]
-    InvalidField {
-        /// The field.
-        field: &'static str,
-        /// What it must be.
-        reason: String,
-    },
-}
-
-/// The settings of an agent, as PUT (defaults filled in).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentConfig {
-    /// The harness its trials measure against.
-    pub harness: String,
-    /// Whether it runs.
-    pub enabled: bool,
-    /// Pause after a run, seconds.
-    pub cooldown_secs: f64,
-    /// Trials per rolling hour at most.
-    pub max_trials_per_hour: u64,
-    /// Share of trials that explore the whole space.
-    pub epsilon: f64,
-    /// Growth (fraction of the vectors at the last run) that wakes it early.
-    pub retune_on_growth: f64,
-    /// `max_recall` or `min_latency` (default `max_recall`).
-    #[serde(default)]
-    pub objective: Option<String>,
-    /// Recall bar of `min_latency`.
-    #[serde(default)]
-    pub target_recall: Option<f64>,
-    /// Keep the serving generation on the promoted config (activate, then canary).
-    #[serde(default)]
-    pub activate: bool,
-    /// Live samples of a new generation its canary judges.
-    #[serde(default = "default_canary")]
-    pub canary_queries: u64,
-    /// Re-capture its (captured) harness after each run.
-    #[serde(default)]
-    pub refresh_harness: bool,
-}
-
-/// A PUT body before its checks (the one raw form; the OpenAPI spec describes it).
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AgentConfigIn {
-    /// Required.
-    pub harness: String,
-    /// Default true.
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Default 600.
-    #[serde(default)]
-    pub cooldown_secs: Option<f64>,
-    /// Default 20.
-    #[serde(default)]
-    pub max_trials_per_hour: Option<i64>,
-    /// Default 0.25.
-    #[serde(default)]
-    pub epsilon: Option<f64>,
-    /// Default 0.1.
-    #[serde(default)]
-    pub retune_on_growth: Option<f64>,
-    /// Default `max_recall`.
-    #[serde(default)]
-    pub objective: Option<String>,
-    /// Default 0.95.
-    #[serde(default)]
-    pub target_recall: Option<f64>,
-    /// Default false.
-    #[serde(default)]
-    pub activate: Option<bool>,
-    /// Default 500.
-    #[serde(default)]
-    pub canary_queries: Option<i64>,
-    /// Default false.
-    #[serde(default)]
-    pub refresh_harness: Option<bool>,
-}
-
-fn non_negative(field: &'static str, v: f64) -> Result<f64, AgentError> {
-    if v >= 0.0 && v.is_finite() {
-        Ok(v)
-    } else {
-        Err(AgentError::InvalidField {
-            field,
-            reason: format!("must be a non-negative number, got {v}"),
-        })
-    }
-}
-
-impl AgentConfig {
-    /// Checks a PUT body.
-    pub fn parse(i: AgentConfigIn) -> Result<AgentConfig, AgentError> {
-        let epsilon = i.epsilon.unwrap_or(0.25);
-        if !(0.0..=1.0).contains(&epsilon) {
-            return Err(AgentError::InvalidField {
-                field: "epsilon",
-                reason: format!("must be between 0 and 1, got {epsilon}"),
-            });
-        }
-        let cap = i.max_trials_per_hour.unwrap_or(20);
-        if cap < 0 {
-            return Err(AgentError::InvalidField {
-                field: "max_trials_per_hour",
-                reason: format!("must be non-negative, got {cap}"),
-            });
-        }
-        let canary = i.canary_queries.unwrap_or(DEFAULT_CANARY_QUERIES as i64);
-        if canary < 1 {
-            return Err(AgentError::InvalidField {
-                field: "canary_queries",
-                reason: format!("must be at least 1, got {canary}"),
-            });
-        }
-        let cfg = AgentConfig {
-            activate: i.activate.unwrap_or(false),
-            canary_queries: canary as u64,
-            refresh_harness: i.refresh_harness.unwrap_or(false),
-            harness: i.harness,
-            enabled: i.enabled.unwrap_or(true),
-            cooldown_secs: non_negative("cooldown_secs", i.cooldown_secs.unwrap_or(600.0))?,
-            max_trials_per_hour: cap as u64,
-            epsilon,
-            retune_on_growth: non_negative("retune_on_growth", i.retune_on_growth.unwrap_or(0.1))?,
-            objective: i.objective,
-            target_recall: i.target_recall,
-        };
-        cfg.rules().map_err(|e| AgentError::InvalidField {
-            field: "objective",
-            reason: e.to_string(),
-        })?;
-        Ok(cfg)
-    }
-
-    /// The recall its canary and drift check hold live traffic to.
-    pub fn target(&self) -> f64 {
-        self.target_recall.unwrap_or(DEFAULT_TARGET)
-    }
-
-    /// The rules its runs use: its objective and bar, always `if_better`.
-    pub fn rules(&self) -> Result<Rules, crate::autotune::AutotuneError> {
-        Rules::parse(
-            self.objective.as_deref(),
-            self.target_recall,
-            None,
-            None,
-            Some("if_better"),
-        )
-    }
-}
-
-/// What is stored for an agent: its settings and what it has done.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentRecord {
-    /// The settings last PUT.
-    pub config: AgentConfig,
-    /// When its last run ended.
-    pub last_run_at: Option<DateTime<Utc>>,
-    /// Runs so far.
-    pub runs: u64,
-    /// Vectors of the index at its last run (growth is measured from there).
-    pub vectors_at_last_run: Option<u64>,
-    /// Its decisions, newest first (the last [`DECISIONS_KEPT`]).
-    #[serde(default)]
-    pub decisions: Vec<Decision>,
-    /// Configs its canary rolled back: it does not try them again.
-    #[serde(default)]
-    pub rejected: Vec<HnswConfig>,
-}
-
-impl AgentRecord {
-    /// A record of `config` with no history.
-    pub fn new(config: AgentConfig) -> AgentRecord {
-        AgentRecord {
-            config,
-            last_run_at: None,
-            runs: 0,
-            vectors_at_last_run: None,
-            decisions: Vec::new(),
-            rejected: Vec::new(),
-        }
-    }
-
-    /// The newest decision.
-    pub fn last_decision(&self) -> Option<&Decision> {
-        self.decisions.first()
-    }
-}
-
-/// What the agent is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    /// Enabled, waiting for its first run.
-    Idle,
-    /// Measuring.
-    Running,
-    /// Waiting out its cooldown or hourly cap.
-    CoolingDown,
-    /// Watching the live recall of a generation it activated.
-    Canary,
-    /// Not enabled (or never set).
-    Disabled,
-}
 
 /// What a finished run reported.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,7 +42,7 @@
 
 use std::collections::HashSet;
 
-use crate::hnsw::HnswConfig;
+use crate::params::HnswConfig;
 
 /// `m` values the search moves between (within [`HnswConfig`]'s bounds).
 pub const M_LADDER: [u32; 9] = [4, 6, 8, 12, 16, 24, 32, 48, 64];
@@ -135,7 +135,7 @@ impl Adaptive {
             ef_search: EF_LADDER[efi],
             seed: self.seed,
             // the search over quantization is the next tuning issue's; today it is asked for
-            quantization: crate::hnsw::Quantization::None,
+            quantization: crate::params::Quantization::None,
         }
     }
 
@@ -333,7 +333,7 @@ mod tests {
         let (mut best, mut n, mut builds) = (None::<f64>, 0, HashSet::new());
         while n < max_trials {
             let Some(c) = a.next(&|_, _| true) else { break };
-            assert!(HnswConfig::parse(&crate::hnsw::RawHnswConfig {
+            assert!(HnswConfig::parse(&crate::params::RawHnswConfig {
                 m: Some(c.m as i64),
                 ef_construction: c.ef_construction as i64,
                 ef_search: c.ef_search as i64,

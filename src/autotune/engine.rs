@@ -21,17 +21,16 @@
 //!    incumbent are re-measured interleaved and [`Rules::decide`] promotes only beyond the
 //!    noise (a config is never promoted over itself).
 
-use std::future::Future;
-
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::adaptive::{Adaptive, Observation};
-use super::decide::{Paired, ROUNDS};
+pub use super::backend::{Backend, Recorded, Setup};
 use super::refine::{RefineStats, Refiner};
 use super::{graph_groups, Candidate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
-use crate::hnsw::{Engine, HnswConfig};
-use crate::trials::{TrialMetrics, Validation};
+use crate::measure::ROUNDS;
+use crate::params::HnswConfig;
+use crate::trials::Validation;
 
 /// Trials whose p50 is within this fraction of the best's are re-measured interleaved
 /// before the winner is named: single p50s that close are inside the noise.
@@ -41,66 +40,6 @@ pub const MAX_NEAR_TIES: usize = 4;
 /// Candidates checked on the held-out queries at most (a check is one measurement on
 /// the held-out share, on a graph the run usually still holds: cheap beside a build).
 pub const MAX_VALIDATIONS: usize = 64;
-
-/// A trial for the journal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recorded {
-    /// Its id (time-ordered).
-    pub id: Uuid,
-    /// The config measured.
-    pub config: HnswConfig,
-    /// What it measured.
-    pub metrics: TrialMetrics,
-    /// Who ran it and, for a trial that broke a cap or came from refinement, a word on it.
-    pub note: String,
-    /// The winner's figures on the held-out queries.
-    pub validation: Option<Validation>,
-}
-
-/// What a run needs from the world.
-pub trait Backend: Send {
-    /// What can go wrong.
-    type Error: Send;
-    /// Measures `config` on the tuning (or held-out) queries, building its graph unless
-    /// the run holds it. `None` when the run was cancelled meanwhile.
-    fn measure(
-        &mut self,
-        config: HnswConfig,
-        held_out: bool,
-    ) -> impl Future<Output = Result<Option<TrialMetrics>, Self::Error>> + Send;
-    /// Measures `configs` interleaved on the tuning queries, `rounds` rounds. `None` when
-    /// cancelled.
-    fn paired(
-        &mut self,
-        configs: &[HnswConfig],
-        rounds: usize,
-    ) -> impl Future<Output = Result<Option<Paired>, Self::Error>> + Send;
-    /// Journals a trial.
-    fn record(&mut self, trial: Recorded) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// The promoted config and its trial, if any.
-    fn incumbent(&mut self) -> impl Future<Output = Result<Option<(Uuid, HnswConfig)>, Self::Error>> + Send;
-    /// Promotes the winner.
-    fn promote(&mut self, winner: &Candidate) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Graphs built so far.
-    fn builds(&self) -> usize;
-    /// Whether the run was asked to stop.
-    fn cancelled(&self) -> bool;
-    /// Trials finished so far (for progress).
-    fn progress(&mut self, trials: usize);
-}
-
-/// How a run is set up beside its [`Spec`].
-#[derive(Debug, Clone)]
-pub struct Setup {
-    /// Journal trials at the end (the run holds queries out).
-    pub defer: bool,
-    /// The journal note of its trials (`autotune`, `agent`).
-    pub note: String,
-    /// The builder (graph identity: which configs share a build).
-    pub engine: Engine,
-    /// Seed of the adaptive search's configs.
-    pub seed: u64,
-}
 
 /// What a finished run found.
 #[derive(Debug, Clone, PartialEq)]
@@ -606,8 +545,11 @@ mod tests {
     use super::*;
     use crate::autotune::refine::tests::{cost, recall};
     use crate::autotune::SpecFields;
-    use crate::hnsw::RawHnswConfig;
+    use crate::measure::Paired;
+    use crate::params::Engine;
+    use crate::params::RawHnswConfig;
     use crate::rng::SplitMix64;
+    use crate::trials::TrialMetrics;
     use std::collections::HashSet;
     use std::time::Duration;
 
@@ -615,7 +557,7 @@ mod tests {
     /// `build_secs` of (paused) tokio time per m×efC unit, and whose interleaved latencies
     /// are the cost times seeded noise.
     struct Fake {
-        built: HashSet<crate::hnsw::GraphId>,
+        built: HashSet<crate::params::GraphId>,
         journal: Vec<Recorded>,
         incumbent: Option<(Uuid, HnswConfig)>,
         promoted: Vec<HnswConfig>,
@@ -657,7 +599,7 @@ mod tests {
             vectors: 1000,
             eval_queries: 100,
             brute_force_latency_us: 100.0,
-            recall_ci_low: crate::trials::wilson_lower(found, 1000),
+            recall_ci_low: crate::stats::wilson_lower(found, 1000),
             distance_evals_per_query: cost(c),
             search_latency_mean_us: cost(c) * 0.1,
             qps: 1.0,

@@ -19,8 +19,8 @@
 //! measures, and reports with [`Refiner::observe`].
 
 use crate::autotune::adaptive::{nearest, EC_LADDER, M_LADDER};
-use crate::hnsw::config::EF_SEARCH;
-use crate::hnsw::{HnswConfig, Quantization};
+use crate::params::EF_SEARCH;
+use crate::params::{HnswConfig, Quantization};
 
 const MIN_EF_SEARCH: u32 = EF_SEARCH.0;
 const MAX_EF_SEARCH: u32 = EF_SEARCH.1;

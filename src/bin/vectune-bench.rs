@@ -19,8 +19,9 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use vectune::distance::Metric;
 use vectune::harness::ground_truth;
-use vectune::hnsw::{self, reference, BuildOptions, Engine, Graph, HnswConfig, Quantization};
-use vectune::trials::percentile;
+use vectune::hnsw::{self, reference, BuildOptions, Graph};
+use vectune::params::{Engine, HnswConfig, Quantization};
+use vectune::stats::percentile;
 use vectune::vectors::VectorSet;
 
 #[derive(Parser)]

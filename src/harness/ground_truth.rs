@@ -4,7 +4,7 @@
 //! are walked in blocks of [`ROW_BLOCK`] that stay in L2 while every query of the share is
 //! compared with them, four queries × two rows at a time in an AVX2+FMA register tile
 //! (eight accumulators: six loads feed eight FMAs instead of two loads per FMA; 512-bit
-//! registers where the process chose AVX-512, see [`crate::kernels`]). A
+//! registers where the process chose AVX-512: [`Kernel::tile4x2`]). A
 //! candidate enters a query's top-k heap only if it beats the current k-th, so the heap
 //! work is tiny. Ties are broken by the lower row number, so the answer is a deterministic
 //! function of the data.
@@ -12,7 +12,7 @@
 use std::collections::BinaryHeap;
 
 use crate::distance::Metric;
-use crate::kernels::{self, Kernel, Level, Task};
+use crate::kernels::{self, Kernel, Task};
 use crate::vectors::{QueryError, VectorSet};
 
 /// Queries per thread-work unit (a multiple of the 4-query tile).
@@ -91,8 +91,8 @@ struct Share<'a> {
 impl Task for Share<'_> {
     type Output = ();
     #[inline(always)]
-    fn run<K: Kernel>(self) {
-        share::<K>(self.set, self.queries, self.k, self.out)
+    fn run<K: Kernel>(self, kernel: K) {
+        share(kernel, self.set, self.queries, self.k, self.out)
     }
 }
 
@@ -134,7 +134,7 @@ impl TopK {
 
 /// Every query has the set's dims (checked by [`exact_with_threads`]).
 #[inline(always)]
-fn share<K: Kernel>(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [Vec<u32>]) {
+fn share<K: Kernel>(kernel: K, set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [Vec<u32>]) {
     let metric = set.metric();
     let l2 = metric == Metric::L2;
     let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
@@ -148,7 +148,7 @@ fn share<K: Kernel>(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [
             let mut row = start;
             while row < end {
                 let r1 = if row + 1 < end { row + 1 } else { row };
-                let keys = tile::<K>(q, [set.row(row), set.row(r1)], l2);
+                let keys = kernel.tile4x2(q, [set.row(row), set.row(r1)], l2);
                 for (j, top) in tops[qi * 4..qi * 4 + qs.len()].iter_mut().enumerate() {
                     top.offer(keys[j][0], row as u32);
                     if r1 != row {
@@ -162,135 +162,6 @@ fn share<K: Kernel>(set: &VectorSet, queries: &[Vec<f32>], k: usize, out: &mut [
     }
     for (top, o) in tops.into_iter().zip(out.iter_mut()) {
         *o = top.heap.into_sorted_vec().into_iter().map(|c| c.1).collect();
-    }
-}
-
-/// Rank keys of 4 queries × 2 rows: `-q·r` (cosine, dot) or `|q - r|²` (l2). All six
-/// slices have the same length.
-#[inline(always)]
-fn tile<K: Kernel>(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
-    match K::LEVEL {
-        Level::Scalar => {}
-        // SAFETY: `K::LEVEL` is the level the task was entered at, which the CPU supports;
-        // every slice has the set's dims (checked on entry).
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => return unsafe { simd::tile(q, r, l2) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 | Level::Avx512Vnni => return unsafe { simd::tile512(q, r, l2) },
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => {}
-    }
-    std::array::from_fn(|i| {
-        std::array::from_fn(|j| {
-            if l2 {
-                crate::distance::l2_squared_scalar(q[i], r[j])
-            } else {
-                -crate::distance::dot_scalar(q[i], r[j])
-            }
-        })
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
-    }
-
-    /// The same tile in 512-bit registers, the tail in masked loads.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512 F; all slices have the same length.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn tile512(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
-        let d = r[0].len();
-        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
-        let mut i = 0;
-        while i < d {
-            // SAFETY (loads): lanes at or past `d` are masked out, and masked lanes are never read
-            let k: __mmask16 = if i + 16 <= d {
-                0xffff
-            } else {
-                ((1u32 << (d - i)) - 1) as __mmask16
-            };
-            let r0 = _mm512_maskz_loadu_ps(k, r[0].as_ptr().add(i));
-            let r1 = _mm512_maskz_loadu_ps(k, r[1].as_ptr().add(i));
-            for (a, qq) in acc.iter_mut().zip(q.iter()) {
-                let x = _mm512_maskz_loadu_ps(k, qq.as_ptr().add(i));
-                if l2 {
-                    let d0 = _mm512_sub_ps(x, r0);
-                    let d1 = _mm512_sub_ps(x, r1);
-                    a[0] = _mm512_fmadd_ps(d0, d0, a[0]);
-                    a[1] = _mm512_fmadd_ps(d1, d1, a[1]);
-                } else {
-                    a[0] = _mm512_fmadd_ps(x, r0, a[0]);
-                    a[1] = _mm512_fmadd_ps(x, r1, a[1]);
-                }
-            }
-            i += 16;
-        }
-        let mut out = [[0f32; 2]; 4];
-        for (qi, a) in acc.iter().enumerate() {
-            for rj in 0..2 {
-                let s = _mm512_reduce_add_ps(a[rj]);
-                out[qi][rj] = if l2 { s } else { -s };
-            }
-        }
-        out
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA; all slices have the same length.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn tile(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
-        let d = r[0].len();
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        let mut i = 0;
-        if l2 {
-            while i + 8 <= d {
-                let r0 = _mm256_loadu_ps(r[0].as_ptr().add(i));
-                let r1 = _mm256_loadu_ps(r[1].as_ptr().add(i));
-                for (a, qq) in acc.iter_mut().zip(q.iter()) {
-                    let x = _mm256_loadu_ps(qq.as_ptr().add(i));
-                    let d0 = _mm256_sub_ps(x, r0);
-                    let d1 = _mm256_sub_ps(x, r1);
-                    a[0] = _mm256_fmadd_ps(d0, d0, a[0]);
-                    a[1] = _mm256_fmadd_ps(d1, d1, a[1]);
-                }
-                i += 8;
-            }
-        } else {
-            while i + 8 <= d {
-                let r0 = _mm256_loadu_ps(r[0].as_ptr().add(i));
-                let r1 = _mm256_loadu_ps(r[1].as_ptr().add(i));
-                for (a, qq) in acc.iter_mut().zip(q.iter()) {
-                    let x = _mm256_loadu_ps(qq.as_ptr().add(i));
-                    a[0] = _mm256_fmadd_ps(x, r0, a[0]);
-                    a[1] = _mm256_fmadd_ps(x, r1, a[1]);
-                }
-                i += 8;
-            }
-        }
-        let mut out = [[0f32; 2]; 4];
-        for (qi, a) in acc.iter().enumerate() {
-            for rj in 0..2 {
-                let mut s = hsum(a[rj]);
-                for t in i..d {
-                    let (x, y) = (*q[qi].get_unchecked(t), *r[rj].get_unchecked(t));
-                    s += if l2 { (x - y) * (x - y) } else { x * y };
-                }
-                out[qi][rj] = if l2 { s } else { -s };
-            }
-        }
-        out
     }
 }
 

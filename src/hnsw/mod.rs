@@ -12,11 +12,9 @@
 //! `|a-b|²`, dot by `-a·b`, each turned into the contract's distance by
 //! [`Metric::key_to_distance`].
 
-pub mod config;
 pub mod frozen;
 pub mod native;
 pub mod reference;
-pub mod serving;
 pub mod sq8;
 pub mod store;
 
@@ -26,7 +24,7 @@ use std::time::{Duration, Instant};
 use frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
 use sq8::{QueryCodes, Sq8};
 
-pub use config::{ConfigError, Engine, GraphId, HnswConfig, Quantization, RawHnswConfig};
+use crate::params::{Engine, HnswConfig, Quantization};
 
 use crate::distance::Metric;
 use crate::kernels::{self, Kernel, Task};
@@ -121,14 +119,11 @@ pub fn build(set: &VectorSet, rows: usize, config: HnswConfig, opts: BuildOption
 
 /// The rank key of two rows: `|a-b|²` (l2) or `-a·b` (cosine, dot).
 #[inline(always)]
-pub(crate) fn key<K: Kernel, const L2: bool>(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: only called inside a kernel task, entered at a level the CPU supports.
-    unsafe {
-        if L2 {
-            K::l2sq(a, b)
-        } else {
-            -K::dot(a, b)
-        }
+pub(crate) fn key<K: Kernel, const L2: bool>(kernel: K, a: &[f32], b: &[f32]) -> f32 {
+    if L2 {
+        kernel.l2sq(a, b)
+    } else {
+        -kernel.dot(a, b)
     }
 }
 
@@ -157,10 +152,10 @@ struct SearchTask<'a> {
 impl Task for SearchTask<'_> {
     type Output = ();
     #[inline(always)]
-    fn run<K: Kernel>(self) {
+    fn run<K: Kernel>(self, kernel: K) {
         match self.graph.metric {
-            Metric::L2 => self.run_with::<K, true>(),
-            Metric::Cosine | Metric::Dot => self.run_with::<K, false>(),
+            Metric::L2 => self.run_with::<K, true>(kernel),
+            Metric::Cosine | Metric::Dot => self.run_with::<K, false>(kernel),
         }
     }
 }
@@ -168,7 +163,7 @@ impl Task for SearchTask<'_> {
 impl SearchTask<'_> {
     /// Leaves the `k` nearest as `(exact key, row)` in `s.found`, nearest first.
     #[inline(always)]
-    fn run_with<K: Kernel, const L2: bool>(self) {
+    fn run_with<K: Kernel, const L2: bool>(self, kernel: K) {
         let SearchTask {
             graph,
             set,
@@ -185,7 +180,7 @@ impl SearchTask<'_> {
                 layout.search_layers(
                     ef.max(k),
                     &mut s.beam,
-                    |x| key::<K, L2>(query, set.row(x as usize)),
+                    |x| key::<K, L2>(kernel, query, set.row(x as usize)),
                     |x| prefetch_lines(set.row(x as usize).as_ptr() as *const u8, bytes),
                     evals,
                 );
@@ -199,11 +194,10 @@ impl SearchTask<'_> {
                 layout.search_layers(
                     ef.max(2 * k),
                     &mut s.beam,
-                    // SAFETY: inside a task entered at a level the CPU supports.
                     |x| {
                         codes.key(
                             x as usize,
-                            unsafe { K::dot_u8i8(codes.codes(x as usize), weights) },
+                            kernel.dot_u8i8(codes.codes(x as usize), weights),
                             gamma,
                         )
                     },
@@ -213,7 +207,7 @@ impl SearchTask<'_> {
                 s.found.clear();
                 for c in s.beam.results.drain() {
                     s.found
-                        .push(Cand(key::<K, L2>(query, set.row(c.1 as usize)), c.1));
+                        .push(Cand(key::<K, L2>(kernel, query, set.row(c.1 as usize)), c.1));
                 }
                 *evals += s.found.len() as u64;
                 s.found.sort_unstable();

@@ -110,10 +110,10 @@ struct BuildTask<'a> {
 impl Task for BuildTask<'_> {
     type Output = FrozenGraph;
     #[inline(always)]
-    fn run<K: Kernel>(self) -> FrozenGraph {
+    fn run<K: Kernel>(self, kernel: K) -> FrozenGraph {
         match self.set.metric() {
-            Metric::L2 => build_with::<K, true>(&self),
-            Metric::Cosine | Metric::Dot => build_with::<K, false>(&self),
+            Metric::L2 => build_with::<K, true>(kernel, &self),
+            Metric::Cosine | Metric::Dot => build_with::<K, false>(kernel, &self),
         }
     }
 }
@@ -153,7 +153,7 @@ pub fn select_by(cands: &[(f32, u32)], m: usize, between: impl Fn(u32, u32) -> f
 }
 
 #[inline(always)]
-fn build_with<K: Kernel, const L2: bool>(t: &BuildTask<'_>) -> FrozenGraph {
+fn build_with<K: Kernel, const L2: bool>(kernel: K, t: &BuildTask<'_>) -> FrozenGraph {
     let (set, n, m) = (t.set, t.n, t.m);
     let order = SplitMix64::new(t.seed).permutation(n);
     let level_at = levels(n, m, t.seed);
@@ -176,9 +176,9 @@ fn build_with<K: Kernel, const L2: bool>(t: &BuildTask<'_>) -> FrozenGraph {
         let linked: Vec<Linked> = parallel(batch.len(), &mut beams, |i, beam, out: &mut Vec<Linked>| {
             let node = batch[i] as u32;
             let q = set.row(node as usize);
-            let mut dist = |x: u32| key::<K, L2>(q, set.row(x as usize));
+            let mut dist = |x: u32| key::<K, L2>(kernel, q, set.row(x as usize));
             let prefetch = |x: u32| prefetch_lines(set.row(x as usize).as_ptr() as *const u8, row_bytes);
-            let mut between = |a: u32, b: u32| key::<K, L2>(set.row(a as usize), set.row(b as usize));
+            let mut between = |a: u32, b: u32| key::<K, L2>(kernel, set.row(a as usize), set.row(b as usize));
             let mut evals = 0u64;
             let top = level[node as usize] as usize;
             let d_ep = dist(graph.entry);
@@ -244,11 +244,12 @@ fn build_with<K: Kernel, const L2: bool>(t: &BuildTask<'_>) -> FrozenGraph {
                     .iter()
                     .copied()
                     .chain(incoming)
-                    .map(|x| Cand(key::<K, L2>(t_row, set.row(x as usize)), x))
+                    .map(|x| Cand(key::<K, L2>(kernel, t_row, set.row(x as usize)), x))
                     .collect();
                 cands.sort_unstable();
                 let mut kept = Vec::new();
-                let mut between = |x: u32, y: u32| key::<K, L2>(set.row(x as usize), set.row(y as usize));
+                let mut between =
+                    |x: u32, y: u32| key::<K, L2>(kernel, set.row(x as usize), set.row(y as usize));
                 select(&cands, cap, &mut kept, &mut between);
                 out.push((lv, target, kept.iter().map(|c| c.1).collect()));
             },

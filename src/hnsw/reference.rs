@@ -14,8 +14,9 @@
 use hnsw_rs::prelude::{DistDot, DistL2, Distance, Hnsw};
 
 use super::frozen::{FrozenGraph, Links};
-use super::{HnswConfig, MAX_LAYERS};
+use super::MAX_LAYERS;
 use crate::distance::{self, Metric};
+use crate::params::HnswConfig;
 use crate::rng::SplitMix64;
 use crate::vectors::VectorSet;
 

@@ -31,8 +31,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::frozen::FrozenGraph;
-use super::{Engine, Graph, GraphId, HnswConfig, Quantization};
+use super::Graph;
 use crate::distance::Metric;
+use crate::params::{Engine, GraphId, HnswConfig, Quantization};
 use crate::vectors::VectorSet;
 
 const MAGIC: &[u8; 8] = b"VTGRAPH\x01";

@@ -31,8 +31,8 @@ use uuid::Uuid;
 use crate::autotune::AutotuneResult;
 use crate::error::Classified;
 use crate::fleet::Fleet;
-use crate::hnsw::serving::ActivationRecord;
 use crate::names::IndexName;
+use crate::serving::ActivationRecord;
 use crate::storage::{keys, Storage, StorageError};
 
 /// Errors of the jobs module.
@@ -767,7 +767,7 @@ mod tests {
             index_name: index(),
             record: ActivationRecord {
                 generation: 3,
-                config: crate::hnsw::HnswConfig::DEFAULT,
+                config: crate::params::HnswConfig::DEFAULT,
                 activated_at: Utc::now(),
                 vectors: 10,
                 build_time_secs: 0.5,

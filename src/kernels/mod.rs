@@ -126,28 +126,44 @@ pub fn level() -> Level {
     })
 }
 
+/// Proof that the CPU supports a kernel's level. Private to this module: only
+/// [`run_at`], after comparing the level with [`detected`], can make one, so only it can
+/// make a kernel value.
+#[derive(Debug, Clone, Copy)]
+struct Proof(());
+
+mod sealed {
+    /// Kernels are this module's alone: an outside type implementing [`super::Kernel`]
+    /// could claim a level it never checked.
+    pub trait Sealed {}
+}
+
 /// The distance primitives, one implementation per [`Level`].
 ///
-/// Every function is safe to call with any slice lengths (the shorter length is used); the
-/// only precondition of the `unsafe` is that the CPU supports the implementing level.
-pub trait Kernel: Copy + Send + Sync + 'static {
+/// A kernel is a value, not only a type: each one holds a proof that the CPU supports its
+/// level, made only by the dispatcher ([`run`], [`run_at`]) after it checked the CPU. So
+/// the methods are safe — holding the value is the precondition — and no safe path reaches
+/// AVX-512 code on a CPU without it. Every method reads at most the shorter slice.
+pub trait Kernel: Copy + Send + Sync + 'static + sealed::Sealed {
     /// The level it implements.
     const LEVEL: Level;
     /// `a · b`.
-    ///
-    /// # Safety
-    /// The CPU supports [`Kernel::LEVEL`].
-    unsafe fn dot(a: &[f32], b: &[f32]) -> f32;
+    fn dot(self, a: &[f32], b: &[f32]) -> f32;
     /// `|a - b|²`.
-    ///
-    /// # Safety
-    /// The CPU supports [`Kernel::LEVEL`].
-    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32;
+    fn l2sq(self, a: &[f32], b: &[f32]) -> f32;
     /// `Σ a[i]·b[i]` of u8 codes and i8 weights in `-63..=63`, exactly.
-    ///
-    /// # Safety
-    /// The CPU supports [`Kernel::LEVEL`].
-    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32;
+    fn dot_u8i8(self, a: &[u8], b: &[i8]) -> i32;
+    /// Rank keys of 4 queries × 2 rows, `-q·r` (`l2` false) or `|q - r|²`, in one
+    /// register tile (eight accumulators: six loads feed eight FMAs): exact ground truth's
+    /// inner loop. Slices of different lengths are compared on the shortest length.
+    fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4];
+}
+
+/// The tile's slices cut to one length, so a SIMD tile may read `len` of each.
+#[inline(always)]
+fn same_len<'a>(q: [&'a [f32]; 4], r: [&'a [f32]; 2]) -> ([&'a [f32]; 4], [&'a [f32]; 2]) {
+    let d = q.iter().chain(r.iter()).map(|x| x.len()).min().unwrap_or(0);
+    (q.map(|x| &x[..d]), r.map(|x| &x[..d]))
 }
 
 /// A piece of hot code written once for every kernel. Implement `run` with
@@ -155,26 +171,26 @@ pub trait Kernel: Copy + Send + Sync + 'static {
 pub trait Task {
     /// What it returns.
     type Output;
-    /// Runs with kernel `K`.
-    fn run<K: Kernel>(self) -> Self::Output;
+    /// Runs with `kernel`, the proof of the level it was entered at.
+    fn run<K: Kernel>(self, kernel: K) -> Self::Output;
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn enter_avx2<T: Task>(t: T) -> T::Output {
-    t.run::<Avx2>()
+    t.run(Avx2(Proof(())))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
 unsafe fn enter_avx512<T: Task>(t: T) -> T::Output {
-    t.run::<Avx512>()
+    t.run(Avx512(Proof(())))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
 unsafe fn enter_avx512vnni<T: Task>(t: T) -> T::Output {
-    t.run::<Avx512Vnni>()
+    t.run(Avx512Vnni(Proof(())))
 }
 
 /// Runs `task` with the process's kernel ([`level`]).
@@ -184,20 +200,23 @@ pub fn run<T: Task>(task: T) -> T::Output {
 }
 
 /// Runs `task` with kernel `level`, or the best supported one below it (tests, benches).
+/// The only place a kernel value is made.
 pub fn run_at<T: Task>(level: Level, task: T) -> T::Output {
     let level = level.min(detected());
     match level {
-        Level::Scalar => task.run::<Scalar>(),
+        Level::Scalar => task.run(Scalar(Proof(()))),
         // SAFETY: `level` is at most `detected()`, so the CPU has every feature enabled by
-        // the entry function of that level.
+        // the entry function of that level (which makes the level's proof inside it).
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { enter_avx2(task) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { enter_avx512(task) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512Vnni => unsafe { enter_avx512vnni(task) },
         #[cfg(not(target_arch = "x86_64"))]
-        _ => task.run::<Scalar>(),
+        _ => task.run(Scalar(Proof(()))),
     }
 }
 
@@ -205,9 +224,8 @@ struct Dot<'a>(&'a [f32], &'a [f32]);
 impl Task for Dot<'_> {
     type Output = f32;
     #[inline(always)]
-    fn run<K: Kernel>(self) -> f32 {
-        // SAFETY: `run` is only entered at a level the CPU supports.
-        unsafe { K::dot(self.0, self.1) }
+    fn run<K: Kernel>(self, k: K) -> f32 {
+        k.dot(self.0, self.1)
     }
 }
 
@@ -215,9 +233,8 @@ struct L2sq<'a>(&'a [f32], &'a [f32]);
 impl Task for L2sq<'_> {
     type Output = f32;
     #[inline(always)]
-    fn run<K: Kernel>(self) -> f32 {
-        // SAFETY: as above.
-        unsafe { K::l2sq(self.0, self.1) }
+    fn run<K: Kernel>(self, k: K) -> f32 {
+        k.l2sq(self.0, self.1)
     }
 }
 
@@ -225,9 +242,17 @@ struct DotU8I8<'a>(&'a [u8], &'a [i8]);
 impl Task for DotU8I8<'_> {
     type Output = i32;
     #[inline(always)]
-    fn run<K: Kernel>(self) -> i32 {
-        // SAFETY: as above.
-        unsafe { K::dot_u8i8(self.0, self.1) }
+    fn run<K: Kernel>(self, k: K) -> i32 {
+        k.dot_u8i8(self.0, self.1)
+    }
+}
+
+struct Tile<'a>([&'a [f32]; 4], [&'a [f32]; 2], bool);
+impl Task for Tile<'_> {
+    type Output = [[f32; 2]; 4];
+    #[inline(always)]
+    fn run<K: Kernel>(self, k: K) -> [[f32; 2]; 4] {
+        k.tile4x2(self.0, self.1, self.2)
     }
 }
 
@@ -254,6 +279,11 @@ pub fn l2sq_at(level: Level, a: &[f32], b: &[f32]) -> f32 {
 /// The exact u8 × i8 dot product with kernel `level` (tests, benches).
 pub fn dot_u8i8_at(level: Level, a: &[u8], b: &[i8]) -> i32 {
     run_at(level, DotU8I8(a, b))
+}
+
+/// The 4 × 2 rank-key tile with kernel `level` (tests, benches).
+pub fn tile4x2_at(level: Level, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+    run_at(level, Tile(q, r, l2))
 }
 
 #[cfg(test)]
@@ -310,6 +340,35 @@ mod tests {
                 assert!((l - l0).abs() <= tol * 4.0, "{lv} l2sq len {len}: {l} vs {l0}");
                 assert_eq!(i, i0, "{lv} u8i8 len {len}");
             }
+            // the ground-truth tile: four queries (one is `a`) against two rows
+            let more: Vec<Vec<f32>> = (0..4).map(|_| f32s(&mut r, len)).collect();
+            let q = [a, more[0].as_slice(), more[1].as_slice(), more[2].as_slice()];
+            let rows = [b, more[3].as_slice()];
+            for l2 in [false, true] {
+                let t0 = tile4x2_at(Level::Scalar, q, rows, l2);
+                for (qi, qq) in q.iter().enumerate() {
+                    for (ri, rr) in rows.iter().enumerate() {
+                        let want = if l2 {
+                            scalar_l2sq(qq, rr)
+                        } else {
+                            -scalar_dot(qq, rr)
+                        };
+                        assert_eq!(t0[qi][ri], want, "scalar tile len {len}");
+                    }
+                }
+                for &lv in &levels {
+                    let t = tile4x2_at(lv, q, rows, l2);
+                    for qi in 0..4 {
+                        for ri in 0..2 {
+                            let (x, y) = (t[qi][ri], t0[qi][ri]);
+                            assert!(
+                                (x - y).abs() <= tol * 4.0,
+                                "{lv} tile l2={l2} len {len}: {x} vs {y}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -333,5 +392,20 @@ mod tests {
         assert!(level() <= detected());
         // asking for more than the CPU has runs the best it has
         assert_eq!(dot_at(Level::Avx512Vnni, &[1.0, 2.0], &[3.0, 4.0]), 11.0);
+    }
+
+    /// A tile over slices of different lengths reads the common length only (a SIMD tile
+    /// trusting the first row's length would read past the shorter slices).
+    #[test]
+    fn a_tile_of_ragged_slices_reads_the_shortest() {
+        let long = vec![1.0f32; 40];
+        let short = vec![1.0f32; 9];
+        for lv in supported() {
+            let t = tile4x2_at(lv, [&long, &short, &long, &long], [&long, &long], false);
+            assert_eq!(t[0][0], -9.0, "{lv}");
+            let twos = vec![2.0f32; 40];
+            let t = tile4x2_at(lv, [&long; 4], [&twos, &short], true);
+            assert_eq!(t[0][0], 9.0, "{lv}");
+        }
     }
 }

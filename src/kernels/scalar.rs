@@ -1,10 +1,10 @@
 //! The portable kernels: the reference every SIMD kernel is tested against.
 
-use super::{Kernel, Level};
+use super::{same_len, Kernel, Level, Proof};
 
-/// Portable code, any CPU.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Scalar;
+/// Portable code, any CPU (a value only the dispatcher makes, like every kernel).
+#[derive(Debug, Clone, Copy)]
+pub struct Scalar(pub(super) Proof);
 
 /// Dot product with four accumulators (lets the compiler vectorise it).
 #[inline]
@@ -52,18 +52,25 @@ pub fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }
 
+impl super::sealed::Sealed for Scalar {}
+
 impl Kernel for Scalar {
     const LEVEL: Level = Level::Scalar;
-    #[inline]
-    unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[inline(always)]
+    fn dot(self, a: &[f32], b: &[f32]) -> f32 {
         dot(a, b)
     }
-    #[inline]
-    unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
+    #[inline(always)]
+    fn l2sq(self, a: &[f32], b: &[f32]) -> f32 {
         l2sq(a, b)
     }
-    #[inline]
-    unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
+    #[inline(always)]
+    fn dot_u8i8(self, a: &[u8], b: &[i8]) -> i32 {
         dot_u8i8(a, b)
+    }
+    #[inline(always)]
+    fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+        let (q, r) = same_len(q, r);
+        std::array::from_fn(|i| std::array::from_fn(|j| if l2 { l2sq(q[i], r[j]) } else { -dot(q[i], r[j]) }))
     }
 }

@@ -5,17 +5,17 @@
 
 use std::arch::x86_64::*;
 
-use super::{Kernel, Level};
+use super::{same_len, Kernel, Level, Proof};
 
-/// AVX2 + FMA.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Avx2;
-/// AVX-512 F + BW.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Avx512;
-/// AVX-512 F + BW + VNNI.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Avx512Vnni;
+/// AVX2 + FMA (a value only the dispatcher makes, after checking the CPU).
+#[derive(Debug, Clone, Copy)]
+pub struct Avx2(pub(super) Proof);
+/// AVX-512 F + BW (likewise).
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512(pub(super) Proof);
+/// AVX-512 F + BW + VNNI (likewise).
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512Vnni(pub(super) Proof);
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -271,45 +271,155 @@ unsafe fn dot_u8i8_vnni(a: &[u8], b: &[i8]) -> i32 {
     _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]))
 }
 
-/// One `Kernel` impl per level: the functions it calls, compiled with its features so they
-/// inline into the level's entry function.
+// The exact ground truth's 4 × 2 tile (queries × rows), in 256- and 512-bit registers.
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum_tile(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
+/// The same tile in 512-bit registers, the tail in masked loads.
+///
+/// # Safety
+/// The CPU must support AVX-512 F; all slices have the same length.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile512(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+    let d = r[0].len();
+    let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    while i < d {
+        // SAFETY (loads): lanes at or past `d` are masked out, and masked lanes are never read
+        let k: __mmask16 = if i + 16 <= d {
+            0xffff
+        } else {
+            ((1u32 << (d - i)) - 1) as __mmask16
+        };
+        let r0 = _mm512_maskz_loadu_ps(k, r[0].as_ptr().add(i));
+        let r1 = _mm512_maskz_loadu_ps(k, r[1].as_ptr().add(i));
+        for (a, qq) in acc.iter_mut().zip(q.iter()) {
+            let x = _mm512_maskz_loadu_ps(k, qq.as_ptr().add(i));
+            if l2 {
+                let d0 = _mm512_sub_ps(x, r0);
+                let d1 = _mm512_sub_ps(x, r1);
+                a[0] = _mm512_fmadd_ps(d0, d0, a[0]);
+                a[1] = _mm512_fmadd_ps(d1, d1, a[1]);
+            } else {
+                a[0] = _mm512_fmadd_ps(x, r0, a[0]);
+                a[1] = _mm512_fmadd_ps(x, r1, a[1]);
+            }
+        }
+        i += 16;
+    }
+    let mut out = [[0f32; 2]; 4];
+    for (qi, a) in acc.iter().enumerate() {
+        for rj in 0..2 {
+            let s = _mm512_reduce_add_ps(a[rj]);
+            out[qi][rj] = if l2 { s } else { -s };
+        }
+    }
+    out
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA; all slices have the same length.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+    let d = r[0].len();
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    if l2 {
+        while i + 8 <= d {
+            let r0 = _mm256_loadu_ps(r[0].as_ptr().add(i));
+            let r1 = _mm256_loadu_ps(r[1].as_ptr().add(i));
+            for (a, qq) in acc.iter_mut().zip(q.iter()) {
+                let x = _mm256_loadu_ps(qq.as_ptr().add(i));
+                let d0 = _mm256_sub_ps(x, r0);
+                let d1 = _mm256_sub_ps(x, r1);
+                a[0] = _mm256_fmadd_ps(d0, d0, a[0]);
+                a[1] = _mm256_fmadd_ps(d1, d1, a[1]);
+            }
+            i += 8;
+        }
+    } else {
+        while i + 8 <= d {
+            let r0 = _mm256_loadu_ps(r[0].as_ptr().add(i));
+            let r1 = _mm256_loadu_ps(r[1].as_ptr().add(i));
+            for (a, qq) in acc.iter_mut().zip(q.iter()) {
+                let x = _mm256_loadu_ps(qq.as_ptr().add(i));
+                a[0] = _mm256_fmadd_ps(x, r0, a[0]);
+                a[1] = _mm256_fmadd_ps(x, r1, a[1]);
+            }
+            i += 8;
+        }
+    }
+    let mut out = [[0f32; 2]; 4];
+    for (qi, a) in acc.iter().enumerate() {
+        for rj in 0..2 {
+            let mut s = hsum_tile(a[rj]);
+            for t in i..d {
+                let (x, y) = (*q[qi].get_unchecked(t), *r[rj].get_unchecked(t));
+                s += if l2 { (x - y) * (x - y) } else { x * y };
+            }
+            out[qi][rj] = if l2 { s } else { -s };
+        }
+    }
+    out
+}
+
+/// One `Kernel` impl per level: safe methods, because the value is the proof of the
+/// level; each calls the level's `#[target_feature]` function, which inlines into the
+/// level's entry function (it has the same features) and from there into the task's loop.
 macro_rules! kernel {
-    ($ty:ty, $level:expr, $features:literal, $dot:ident, $l2sq:ident, $u8i8:ident) => {
+    ($ty:ty, $level:expr, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident) => {
+        impl super::sealed::Sealed for $ty {}
+
         impl Kernel for $ty {
             const LEVEL: Level = $level;
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-                $dot(a, b)
+            #[inline(always)]
+            fn dot(self, a: &[f32], b: &[f32]) -> f32 {
+                // SAFETY: a value of this type exists only inside the dispatcher's entry
+                // function of this level, entered after it checked the CPU supports it.
+                unsafe { $dot(a, b) }
             }
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
-                $l2sq(a, b)
+            #[inline(always)]
+            fn l2sq(self, a: &[f32], b: &[f32]) -> f32 {
+                // SAFETY: as for `dot`.
+                unsafe { $l2sq(a, b) }
             }
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
-                $u8i8(a, b)
+            #[inline(always)]
+            fn dot_u8i8(self, a: &[u8], b: &[i8]) -> i32 {
+                // SAFETY: as for `dot`.
+                unsafe { $u8i8(a, b) }
+            }
+            #[inline(always)]
+            fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
+                let (q, r) = same_len(q, r);
+                // SAFETY: as for `dot`; every slice now has the same length.
+                unsafe { $tile(q, r, l2) }
             }
         }
     };
 }
 
-kernel!(Avx2, Level::Avx2, "avx2,fma", dot_avx2, l2sq_avx2, dot_u8i8_avx2);
+kernel!(Avx2, Level::Avx2, dot_avx2, l2sq_avx2, dot_u8i8_avx2, tile_avx2);
 kernel!(
     Avx512,
     Level::Avx512,
-    "avx512f,avx512bw,avx2,fma",
     dot_avx512,
     l2sq_avx512,
-    dot_u8i8_avx512
+    dot_u8i8_avx512,
+    tile512
 );
 kernel!(
     Avx512Vnni,
     Level::Avx512Vnni,
-    "avx512f,avx512bw,avx512vnni,avx2,fma",
     dot_avx512,
     l2sq_avx512,
-    dot_u8i8_vnni
+    dot_u8i8_vnni,
+    tile512
 );

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hnsw::serving::ServingGraph;
 use crate::names::{HarnessName, IndexName};
-use crate::trials::{wilson_lower, wilson_upper};
+use crate::serving::ServingGraph;
+use crate::stats::{wilson_lower, wilson_upper};
 
 /// Samples waiting for the worker at most; more are dropped.
 pub const QUEUE: usize = 256;

@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::hnsw::HnswConfig;
 use crate::names::IndexName;
+use crate::params::HnswConfig;
 use crate::storage::{keys, Storage, StorageError};
 
 /// Most history entries kept.

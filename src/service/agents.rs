@@ -15,9 +15,9 @@ use crate::agent::{
 };
 use crate::autotune::{AutotuneError, SpecFields};
 use crate::fleet::{Lease, LeaseKind};
-use crate::hnsw::{HnswConfig, RawHnswConfig};
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
+use crate::params::{HnswConfig, RawHnswConfig};
 use crate::storage::keys;
 use crate::trials::Source;
 

@@ -10,9 +10,9 @@ use std::sync::{Arc, Weak};
 use super::{Inner, Result, ServiceError, Vectune};
 use crate::harness::capture::Offered;
 use crate::harness::{ground_truth, HarnessView};
-use crate::hnsw::serving::ServingGraph;
 use crate::monitor::{self, LiveStats, MonitorSettings, Sample};
 use crate::names::{HarnessName, IndexName};
+use crate::serving::ServingGraph;
 use crate::storage::keys;
 
 impl Vectune {

@@ -22,14 +22,15 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::{AutotuneRequest, Result, RunControl, ServiceError, TrialRequest, Vectune};
-use crate::autotune::decide::Paired;
 use crate::autotune::engine::{Backend, End, Recorded, Run, Setup};
 use crate::autotune::{self, AutotuneError, AutotuneResult, Candidate, GraphCache, RunGuard, Spec};
 use crate::fleet::{Lease, LeaseKind};
 use crate::harness as harness_mod;
-use crate::hnsw::{self, HnswConfig};
+use crate::hnsw;
+use crate::measure::{self, Paired};
 use crate::names::{HarnessName, IndexName};
-use crate::trials::{self, Source, Trial, TrialMetrics};
+use crate::params::HnswConfig;
+use crate::trials::{Source, Trial, TrialMetrics};
 use crate::vectors::VectorSet;
 
 /// Queries an interleaved comparison uses at most (evenly spaced over the tuning queries).
@@ -170,9 +171,9 @@ impl Vectune {
                     Arc::new(hnsw::build(&set, set.len(), config, options))
                 }
             };
-            let brute = brute.unwrap_or_else(|| trials::brute_force_latency_us(&set, &tune.0, k));
+            let brute = brute.unwrap_or_else(|| measure::brute_force_latency_us(&set, &tune.0, k));
             let (q, truth) = (&queries.0, &queries.1);
-            let m = trials::measure(
+            let m = measure::measure(
                 &set,
                 &graph,
                 config.ef_search as usize,
@@ -434,7 +435,7 @@ impl Vectune {
             let step = tune.0.len().div_ceil(PAIRED_MAX_QUERIES).max(1);
             let queries: Vec<Vec<f32>> = tune.0.iter().step_by(step).cloned().collect();
             let truth: Vec<Vec<u32>> = tune.1.iter().step_by(step).cloned().collect();
-            trials::measure_paired(&set, &g, &queries, &truth, k, rounds, &cancel)
+            measure::measure_paired(&set, &g, &queries, &truth, k, rounds, &cancel)
         })
         .await
         .map_err(ServiceError::Task)?;

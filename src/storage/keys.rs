@@ -29,8 +29,8 @@
 use object_store::path::Path;
 use uuid::Uuid;
 
-use crate::hnsw::GraphId;
 use crate::names::{HarnessName, IndexName};
+use crate::params::GraphId;
 
 /// Width of the zero-padded version numbers in keys (`u64::MAX` has 20 digits).
 const VERSION_WIDTH: usize = 20;
@@ -163,7 +163,7 @@ pub fn graphs(index: &IndexName) -> Path {
 }
 
 /// The stored graph of the first `vectors` vectors of an index with one graph identity
-/// ([`crate::hnsw::HnswConfig::graph_id`]: `ef_search` does not change a graph).
+/// ([`crate::params::HnswConfig::graph_id`]: `ef_search` does not change a graph).
 pub fn graph(index: &IndexName, vectors: u64, id: GraphId) -> Path {
     graphs(index).join(format!(
         "{vectors:0VERSION_WIDTH$}-m{}-ec{}-s{}-{}-{}.graph",
@@ -255,7 +255,7 @@ mod tests {
         );
         let id = Uuid::now_v7();
         assert_eq!(trial_id_of(&trial(&i, id)), Some(id));
-        use crate::hnsw::{Engine, HnswConfig, Quantization};
+        use crate::params::{Engine, HnswConfig, Quantization};
         let g = graph(&i, 10_000, HnswConfig::DEFAULT.graph_id(Engine::Native));
         assert_eq!(
             g.as_ref(),

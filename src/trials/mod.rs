@@ -2,25 +2,22 @@
 //!
 //! A trial is one HNSW config measured against one harness: recall@k against exact ground
 //! truth, per-query latency percentiles, build time, memory, and the brute-force cost of
-//! the same queries for scale. Every trial, manual or autotune, is appended to the journal
+//! the same queries for scale. How those figures are taken lives in [`crate::measure`];
+//! this module only keeps them (it knows no graph, so anything may read the journal). Every trial, manual or autotune, is appended to the journal
 //! as its own write-once object keyed by a time-ordered UUIDv7, so concurrent writers (in
 //! one process or several) can never lose each other's trials and a listing is oldest
 //! first by construction.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::harness::ground_truth;
-use crate::hnsw::{Graph, HnswConfig};
 use crate::names::{HarnessName, IndexName};
+use crate::params::HnswConfig;
 use crate::storage::{keys, Storage, StorageError};
-use crate::vectors::VectorSet;
 
 /// Errors of the trials module.
 #[derive(Debug, thiserror::Error)]
@@ -143,202 +140,6 @@ pub struct Trial {
     /// for trials run on their own.
     #[serde(default)]
     pub lease_epoch: Option<u64>,
-}
-
-/// Mean exact brute-force time per query on `queries`, one thread, µs: the scale a
-/// trial's latency is read against. It depends on the vectors and queries only, not on the
-/// graph, so a run measures it once per build, not once per `ef_search`.
-pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -> f64 {
-    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
-    let start = Instant::now();
-    for q in queries {
-        let _ = std::hint::black_box(ground_truth::exact_with_threads(
-            set,
-            std::slice::from_ref(q),
-            k,
-            1,
-        ));
-    }
-    start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
-}
-
-/// Nearest-rank percentile of sorted values (`p` in 0..=100).
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// Timed repeats of each query; its latency is the median of them, so one preempted run
-/// on a shared machine does not become a p99.
-pub const REPEATS: usize = 3;
-
-/// One measurement at a time in this process: latencies measured while another
-/// measurement runs would measure the contention.
-static MEASURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// 95 % Wilson score lower bound (z = 1.96) of a proportion `hits / n`.
-pub fn wilson_lower(hits: usize, n: usize) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    let (z, n, p) = (1.96f64, n as f64, hits as f64 / n as f64);
-    let z2 = z * z;
-    let centre = p + z2 / (2.0 * n);
-    let margin = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-    ((centre - margin) / (1.0 + z2 / n)).max(0.0)
-}
-
-/// 95 % Wilson score upper bound (z = 1.96) of a proportion `hits / n` (1 when `n` is 0).
-pub fn wilson_upper(hits: usize, n: usize) -> f64 {
-    if n == 0 {
-        return 1.0;
-    }
-    1.0 - wilson_lower(n - hits.min(n), n)
-}
-
-/// Measures `graph` (built over the first `graph.len()` rows of `set`) at `ef` on
-/// prepared queries with their exact top-`k` rows: one warm-up pass, then each query timed
-/// [`REPEATS`] times with a monotonic clock (median per query, percentiles over queries),
-/// distance evaluations counted exactly on the first timed pass. CPU-heavy: run it on a
-/// blocking thread; it holds the process-wide measurement lock.
-///
-/// `cancel` is read between queries: a cancelled job stops within one query's search, not
-/// one sweep, and `None` is returned (a half-measured trial is no trial).
-#[allow(clippy::too_many_arguments)]
-pub fn measure(
-    set: &VectorSet,
-    graph: &Graph,
-    ef: usize,
-    queries: &[Vec<f32>],
-    truth: &[Vec<u32>],
-    k: usize,
-    brute_force_latency_us: f64,
-    cancel: &AtomicBool,
-) -> Option<TrialMetrics> {
-    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
-    for q in queries {
-        if cancel.load(Ordering::Relaxed) {
-            return None;
-        }
-        std::hint::black_box(graph.search(set, q, k, ef));
-    }
-    let mut lat = Vec::with_capacity(queries.len());
-    let mut found = 0usize;
-    let mut slots = 0usize;
-    let mut evals = 0u64;
-    let mut runs = [0f64; REPEATS];
-    for (q, t) in queries.iter().zip(truth) {
-        if cancel.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut hits = Vec::new();
-        for (r, run) in runs.iter_mut().enumerate() {
-            let start = Instant::now();
-            let h = if r == 0 {
-                graph.search_counted(set, q, k, ef, Some(&mut evals))
-            } else {
-                graph.search(set, q, k, ef)
-            };
-            *run = start.elapsed().as_secs_f64() * 1e6;
-            if r == 0 {
-                hits = h;
-            }
-        }
-        runs.sort_by(f64::total_cmp);
-        lat.push(runs[REPEATS / 2]);
-        let want = &t[..t.len().min(k)];
-        found += hits.iter().filter(|h| want.contains(&h.row)).count();
-        slots += want.len();
-    }
-    let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
-    lat.sort_by(f64::total_cmp);
-    let rows = graph.len();
-    let nq = queries.len().max(1) as f64;
-    Some(TrialMetrics {
-        build_time_secs: graph.build_time().as_secs_f64(),
-        search_latency_p50_us: percentile(&lat, 50.0),
-        search_latency_p95_us: percentile(&lat, 95.0),
-        search_latency_p99_us: percentile(&lat, 99.0),
-        recall_at_k: if slots == 0 {
-            0.0
-        } else {
-            found as f64 / slots as f64
-        },
-        memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
-        vectors: rows as u64,
-        eval_queries: queries.len() as u64,
-        brute_force_latency_us,
-        recall_ci_low: wilson_lower(found, slots),
-        distance_evals_per_query: evals as f64 / nq,
-        search_latency_mean_us: mean,
-        qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
-    })
-}
-
-/// Measures several graphs (each at its `ef`) interleaved on the same queries: after a
-/// warm-up pass, round after round each query is searched on every graph back to back, in
-/// an order that rotates with the round, so no config is always the first (or second) to
-/// touch a query. Per graph and query the latency is the median over the rounds; found
-/// neighbours are counted on the first round. `None` when cancelled.
-pub fn measure_paired(
-    set: &VectorSet,
-    graphs: &[(&Graph, usize)],
-    queries: &[Vec<f32>],
-    truth: &[Vec<u32>],
-    k: usize,
-    rounds: usize,
-    cancel: &AtomicBool,
-) -> Option<crate::autotune::decide::Paired> {
-    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
-    let n = graphs.len();
-    for q in queries {
-        for (g, ef) in graphs {
-            std::hint::black_box(g.search(set, q, k, *ef));
-        }
-    }
-    let rounds = rounds.max(1);
-    // times[g][q * rounds + r]
-    let mut times = vec![vec![0f64; queries.len() * rounds]; n];
-    let mut found = vec![vec![0u32; queries.len()]; n];
-    for r in 0..rounds {
-        for (qi, q) in queries.iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                return None;
-            }
-            for j in 0..n {
-                let gi = (j + r + qi) % n;
-                let (g, ef) = graphs[gi];
-                let start = Instant::now();
-                let hits = g.search(set, q, k, ef);
-                times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
-                if r == 0 {
-                    let want = &truth[qi][..truth[qi].len().min(k)];
-                    found[gi][qi] = hits.iter().filter(|h| want.contains(&h.row)).count() as u32;
-                }
-            }
-        }
-    }
-    let latency_us = times
-        .into_iter()
-        .map(|t| {
-            t.chunks(rounds)
-                .map(|c| {
-                    let mut c = c.to_vec();
-                    c.sort_by(f64::total_cmp);
-                    c[c.len() / 2]
-                })
-                .collect()
-        })
-        .collect();
-    Some(crate::autotune::decide::Paired {
-        latency_us,
-        found,
-        slots: truth.iter().map(|t| t.len().min(k) as u32).collect(),
-        rounds,
-    })
 }
 
 /// An objective of the Pareto frontier.
@@ -549,29 +350,6 @@ mod tests {
             .collect();
         assert_eq!(got, vec![(0.90, 10.0), (0.95, 20.0), (0.99, 50.0), (0.99, 50.0)]);
         assert!(pareto(&[]).is_empty());
-    }
-
-    #[test]
-    fn wilson_known_values() {
-        // reference values of the 95 % Wilson score interval's lower end
-        assert!((wilson_lower(81, 263) - 0.2553).abs() < 1e-3);
-        assert!((wilson_lower(10, 10) - 0.7225).abs() < 1e-3);
-        assert!((wilson_lower(95, 100) - 0.8882).abs() < 1e-3);
-        assert_eq!(wilson_lower(0, 10), 0.0);
-        assert_eq!(wilson_lower(0, 0), 0.0);
-        // more evidence, tighter bound
-        assert!(wilson_lower(950, 1000) > wilson_lower(95, 100));
-    }
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 50.0);
-        assert_eq!(percentile(&v, 95.0), 95.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.0), 1.0);
     }
 
     fn trial(index: &str, harness: &str) -> Trial {

@@ -9,7 +9,12 @@
 //! never re-read storage.
 
 pub mod binary;
+mod error;
 pub mod segment;
+mod set;
+
+pub use error::{Result, VectorsError};
+pub use set::{QueryError, VectorSet};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -18,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::distance::{normalize, Metric};
+use crate::distance::Metric;
 use crate::names::IndexName;
 use crate::storage::{keys, Storage, StorageError};
 
@@ -27,118 +32,6 @@ use crate::storage::{keys, Storage, StorageError};
 pub const MAX_DIMS: usize = 4096;
 /// Longest vector id accepted, in bytes.
 pub const MAX_ID_LEN: usize = 512;
-
-/// Errors of the vectors module.
-#[derive(Debug, thiserror::Error)]
-pub enum VectorsError {
-    /// No such index.
-    #[error("index {0} not found")]
-    IndexNotFound(IndexName),
-    /// An index of that name exists.
-    #[error("index {0} already exists")]
-    IndexExists(IndexName),
-    /// `dims` outside 1..=4096.
-    #[error("dims must be between 1 and {MAX_DIMS}, got {0}")]
-    InvalidDims(i64),
-    /// Unknown metric name.
-    #[error("metric must be one of cosine, l2, dot; got {0:?}")]
-    InvalidMetric(String),
-    /// A batch with no vectors.
-    #[error("the batch has no vectors")]
-    EmptyBatch,
-    /// A vector of the wrong length.
-    #[error("vector {id:?} (position {position}) has {got} dimensions, the index has {expected}")]
-    DimsMismatch {
-        /// Its id.
-        id: String,
-        /// Its place in the batch.
-        position: usize,
-        /// The index's dims.
-        expected: usize,
-        /// What it has.
-        got: usize,
-    },
-    /// NaN or infinity in a vector.
-    #[error("vector {id:?} has a non-finite value at dimension {dim}")]
-    NonFinite {
-        /// Its id.
-        id: String,
-        /// The first offending dimension.
-        dim: usize,
-    },
-    /// A zero vector in a cosine index.
-    #[error("vector {id:?} is all zeros: a cosine index cannot normalise it")]
-    ZeroVector {
-        /// Its id.
-        id: String,
-    },
-    /// An id that is empty, too long or has control characters.
-    #[error("vector id {id:?} is invalid: ids are 1..={MAX_ID_LEN} bytes without control characters")]
-    InvalidId {
-        /// The id (truncated).
-        id: String,
-    },
-    /// An id repeated within the batch.
-    #[error("vector id {0:?} appears more than once in the batch")]
-    DuplicateInBatch(String),
-    /// An id already stored.
-    #[error("vector id {0:?} is already stored in this index")]
-    DuplicateStored(String),
-    /// `?format=` other than fvecs or npy.
-    #[error("format must be fvecs or npy, got {0:?}")]
-    InvalidFormat(String),
-    /// A malformed binary body.
-    #[error(transparent)]
-    Binary(#[from] binary::BinaryError),
-    /// Another process changed the index at the same moment.
-    #[error("index {0} was changed concurrently; retry")]
-    Conflict(IndexName),
-    /// A stored segment is damaged.
-    #[error("segment {key} is damaged")]
-    CorruptSegment {
-        /// Its key.
-        key: String,
-        /// Why.
-        #[source]
-        source: segment::SegmentError,
-    },
-    /// A manifest names a segment that is missing.
-    #[error("segment {0} listed in the manifest is missing")]
-    MissingSegment(String),
-    /// Storage failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// A blocking task died.
-    #[error("background task failed")]
-    Task(#[source] tokio::task::JoinError),
-}
-
-impl crate::error::Classified for VectorsError {
-    fn classify(&self) -> crate::error::Class {
-        use crate::error::{Class, ErrorKind as K};
-        use VectorsError as V;
-        match self {
-            V::IndexNotFound(_) => Class::new(K::NotFound, "index_not_found"),
-            V::IndexExists(_) => Class::new(K::Conflict, "index_exists"),
-            V::Conflict(_) => Class::new(K::Conflict, "concurrent_write"),
-            V::InvalidDims(_) => Class::invalid("invalid_dims"),
-            V::InvalidMetric(_) => Class::invalid("invalid_metric"),
-            V::InvalidFormat(_) => Class::invalid("invalid_format"),
-            V::Binary(_) => Class::invalid("invalid_binary_body"),
-            V::EmptyBatch => Class::invalid("empty_batch"),
-            V::DimsMismatch { .. } => Class::invalid("dimension_mismatch"),
-            V::NonFinite { .. } => Class::invalid("non_finite_value"),
-            V::ZeroVector { .. } => Class::invalid("zero_vector"),
-            V::InvalidId { .. } => Class::invalid("invalid_id"),
-            V::DuplicateInBatch(_) | V::DuplicateStored(_) => Class::invalid("duplicate_id"),
-            V::Storage(s) => s.classify(),
-            V::CorruptSegment { .. } | V::MissingSegment(_) | V::Task(_) => Class::INTERNAL,
-        }
-    }
-}
-
-/// Result of the vectors module.
-pub type Result<T, E = VectorsError> = std::result::Result<T, E>;
 
 /// A dimension count within 1..=[`MAX_DIMS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,193 +185,6 @@ pub fn check_vector(meta: &IndexMeta, id: &str, position: usize, v: &[f32]) -> R
         return Err(VectorsError::ZeroVector { id: id.to_string() });
     }
     Ok(())
-}
-
-/// Ids stored compactly: one string buffer with end offsets, and a hash table of row
-/// numbers keyed by the id's hash (the id itself is not stored twice). For 100k short ids
-/// this is ~2 MB where `Vec<String>` plus `HashMap<String, u32>` took ~13 MB.
-#[derive(Clone, Default)]
-struct Ids {
-    buf: String,
-    ends: Vec<u64>,
-    rows: hashbrown::HashTable<u32>,
-    hasher: std::hash::RandomState,
-}
-
-impl std::fmt::Debug for Ids {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Ids({})", self.ends.len())
-    }
-}
-
-impl Ids {
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    fn get(&self, i: usize) -> &str {
-        id_at(&self.buf, &self.ends, i)
-    }
-
-    fn position(&self, id: &str) -> Option<usize> {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(id);
-        self.rows
-            .find(h, |&r| id_at(&self.buf, &self.ends, r as usize) == id)
-            .map(|&r| r as usize)
-    }
-
-    fn push(&mut self, id: &str) {
-        use std::hash::BuildHasher;
-        let row = self.ends.len() as u32;
-        self.buf.push_str(id);
-        self.ends.push(self.buf.len() as u64);
-        let Ids {
-            buf,
-            ends,
-            rows,
-            hasher,
-        } = self;
-        rows.insert_unique(hasher.hash_one(id), row, |&r| {
-            hasher.hash_one(id_at(buf, ends, r as usize))
-        });
-    }
-}
-
-fn id_at<'a>(buf: &'a str, ends: &[u64], i: usize) -> &'a str {
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    &buf[start..ends[i] as usize]
-}
-
-/// An index's vectors in memory: contiguous rows (unit length for cosine) and their ids.
-#[derive(Debug, Clone)]
-pub struct VectorSet {
-    dims: usize,
-    metric: Metric,
-    ids: Ids,
-    data: Vec<f32>,
-    manifest_version: u64,
-}
-
-impl VectorSet {
-    fn empty(meta: &IndexMeta) -> VectorSet {
-        VectorSet {
-            dims: meta.dims.get(),
-            metric: meta.metric,
-            ids: Ids::default(),
-            data: Vec::new(),
-            manifest_version: 0,
-        }
-    }
-
-    /// Builds a set from rows (tests, benches); cosine rows are normalised.
-    pub fn from_rows(dims: usize, metric: Metric, ids: Vec<String>, data: Vec<f32>) -> VectorSet {
-        let mut set = VectorSet {
-            dims,
-            metric,
-            ids: Ids::default(),
-            data: Vec::new(),
-            manifest_version: 0,
-        };
-        set.push_rows(&ids, &data);
-        set
-    }
-
-    fn push_rows(&mut self, ids: &[String], data: &[f32]) {
-        let start = self.data.len();
-        self.data.reserve_exact(data.len());
-        self.data.extend_from_slice(data);
-        if self.metric == Metric::Cosine {
-            self.data[start..].chunks_exact_mut(self.dims).for_each(|r| {
-                normalize(r);
-            });
-        }
-        for id in ids {
-            self.ids.push(id);
-        }
-    }
-
-    /// Number of vectors.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-    /// Dimensions.
-    pub fn dims(&self) -> usize {
-        self.dims
-    }
-    /// The metric.
-    pub fn metric(&self) -> Metric {
-        self.metric
-    }
-    /// All rows, contiguous.
-    pub fn data(&self) -> &[f32] {
-        &self.data
-    }
-    /// Row `i`.
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dims..(i + 1) * self.dims]
-    }
-    /// Id of row `i`.
-    pub fn id(&self, i: usize) -> &str {
-        self.ids.get(i)
-    }
-    /// Row number of an id.
-    pub fn position(&self, id: &str) -> Option<usize> {
-        self.ids.position(id)
-    }
-    /// The manifest version these vectors are (0 for an empty index).
-    pub fn version(&self) -> u64 {
-        self.manifest_version
-    }
-    /// Bytes held by the rows.
-    pub fn data_bytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<f32>()
-    }
-    /// Prepares a query for this set: checks its length and values, normalises it for
-    /// cosine. `None` explains nothing; callers report dims/finite/zero themselves.
-    pub fn prepare_query(&self, v: &[f32]) -> std::result::Result<Vec<f32>, QueryError> {
-        if v.len() != self.dims {
-            return Err(QueryError::Dims {
-                expected: self.dims,
-                got: v.len(),
-            });
-        }
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(QueryError::NonFinite);
-        }
-        let mut q = v.to_vec();
-        if self.metric == Metric::Cosine && !normalize(&mut q) {
-            return Err(QueryError::Zero);
-        }
-        Ok(q)
-    }
-}
-
-/// Why a query vector cannot be searched.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum QueryError {
-    /// Wrong length.
-    #[error("query has {got} dimensions, the index has {expected}")]
-    Dims {
-        /// The index's dims.
-        expected: usize,
-        /// What the query has.
-        got: usize,
-    },
-    /// NaN or infinity.
-    #[error("query has a non-finite value")]
-    NonFinite,
-    /// All zeros in a cosine index.
-    #[error("query is all zeros: a cosine index cannot normalise it")]
-    Zero,
 }
 
 struct IndexState {

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ConfigOut;
-use crate::hnsw::serving::ActivationRecord;
 use crate::monitor::{LiveStats, MonitorSettings};
 use crate::service::{Activation, IndexView, SearchResult};
+use crate::serving::ActivationRecord;
 
 /// `POST /vectors/indexes`.
 #[derive(Debug, Deserialize, ToSchema)]

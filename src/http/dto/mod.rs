@@ -5,7 +5,7 @@
 //! type, so `Trial`, `Job` or a promotion entry can change under their `schema_version`
 //! without changing what a client sees. Requests deny unknown fields (a typo is a `400`,
 //! not a silently ignored setting); the raw inputs the core parses itself
-//! ([`crate::autotune::SpecFields`], [`crate::hnsw::RawHnswConfig`],
+//! ([`crate::autotune::SpecFields`], [`crate::params::RawHnswConfig`],
 //! [`crate::agent::AgentConfigIn`]) are described here through their `ToSchema`.
 
 pub mod agents;
@@ -25,7 +25,7 @@ pub use trials::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::hnsw::HnswConfig;
+use crate::params::HnswConfig;
 
 /// A wire enum mirroring a domain enum variant for variant (snake_case on the wire).
 macro_rules! wire_enum {
@@ -53,7 +53,7 @@ pub(crate) use wire_enum;
 wire_enum! {
     /// How a graph stores its vectors for the beam: `none` (f32) or `sq8` (u8 codes,
     /// re-ranked on f32).
-    QuantizationOut from crate::hnsw::Quantization { None, Sq8 }
+    QuantizationOut from crate::params::Quantization { None, Sq8 }
 }
 
 /// An HNSW config as every response carries it.

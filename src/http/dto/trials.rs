@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{wire_enum, ConfigOut};
-use crate::hnsw::RawHnswConfig;
+use crate::params::RawHnswConfig;
 use crate::promotion::{Entry, PromotedState};
 use crate::trials::{Trial, TrialMetrics, Validation};
 

@@ -1,53 +1,48 @@
-//! Decisions above the noise: two configs compared on the same queries, measured
-//! interleaved, decided on the paired per-query latency ratio and its bootstrap interval.
+//! Statistics of measurements: proportions with Wilson intervals, nearest-rank
+//! percentiles, and ratios of paired samples with a bootstrap interval.
 //!
-//! Why paired and interleaved. On a shared machine two runs of the same search differ by
-//! 10–40 %, and whatever is measured second runs on warmer caches or a quieter neighbour;
-//! comparing two p50s taken minutes apart promoted a config over itself in 4 of 4 runs.
-//! Timing A and B back to back on each query, in alternating order round after round,
-//! puts both under the same conditions, and the per-query ratio cancels what makes one
-//! query dearer than another. The effect is the geometric mean of the per-query ratios
-//! (`b / a`), its 95 % interval a percentile bootstrap over queries; a latency win counts
-//! only when the whole interval lies below `1 - min_improvement`.
+//! A leaf: it knows numbers, not trials or graphs, so the monitor, the measurement room and
+//! the tuning engine share one definition of an interval.
+//!
+//! Why the paired ratio. On a shared machine two runs of the same search differ by 10–40 %,
+//! and whatever is measured second runs on warmer caches or a quieter neighbour. Timing A
+//! and B back to back on each query puts both under the same conditions, and the per-query
+//! ratio cancels what makes one query dearer than another. The effect is the geometric mean
+//! of the per-query ratios (`b / a`), its 95 % interval a percentile bootstrap over queries;
+//! a latency win counts only when the whole interval lies below `1 - min_improvement`.
 
 use crate::rng::SplitMix64;
-use crate::trials::{wilson_lower, wilson_upper};
 
-/// Rounds of an interleaved comparison (each query timed this many times per config).
-pub const ROUNDS: usize = 5;
-/// Bootstrap resamples of the interval.
+/// Bootstrap resamples of a ratio interval.
 pub const RESAMPLES: usize = 2000;
 
-/// Per-query figures of configs measured interleaved on the same queries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Paired {
-    /// Per config: per query, its median latency over the rounds, µs.
-    pub latency_us: Vec<Vec<f64>>,
-    /// Per config: exact neighbours found, per query.
-    pub found: Vec<Vec<u32>>,
-    /// Exact neighbours asked for, per query (the same slots for every config).
-    pub slots: Vec<u32>,
-    /// Rounds measured.
-    pub rounds: usize,
+/// Nearest-rank percentile of sorted values (`p` in 0..=100).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-impl Paired {
-    /// Recall of config `i` over all slots, with its Wilson bounds `(recall, low, high)`.
-    pub fn recall(&self, i: usize) -> (f64, f64, f64) {
-        let found: usize = self.found[i].iter().map(|&f| f as usize).sum();
-        let slots: usize = self.slots.iter().map(|&s| s as usize).sum();
-        let r = if slots == 0 {
-            0.0
-        } else {
-            found as f64 / slots as f64
-        };
-        (r, wilson_lower(found, slots), wilson_upper(found, slots))
+/// 95 % Wilson score lower bound (z = 1.96) of a proportion `hits / n`.
+pub fn wilson_lower(hits: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
     }
+    let (z, n, p) = (1.96f64, n as f64, hits as f64 / n as f64);
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - margin) / (1.0 + z2 / n)).max(0.0)
+}
 
-    /// The latency effect of config `b` against config `a`.
-    pub fn effect(&self, a: usize, b: usize) -> Effect {
-        ratio_interval(&self.latency_us[a], &self.latency_us[b])
+/// 95 % Wilson score upper bound (z = 1.96) of a proportion `hits / n` (1 when `n` is 0).
+pub fn wilson_upper(hits: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
     }
+    1.0 - wilson_lower(n - hits.min(n), n)
 }
 
 /// A latency ratio `b / a` with its 95 % interval.
@@ -117,6 +112,29 @@ pub fn ratio_interval(a: &[f64], b: &[f64]) -> Effect {
 mod tests {
     use super::*;
 
+    #[test]
+    fn wilson_known_values() {
+        // reference values of the 95 % Wilson score interval's lower end
+        assert!((wilson_lower(81, 263) - 0.2553).abs() < 1e-3);
+        assert!((wilson_lower(10, 10) - 0.7225).abs() < 1e-3);
+        assert!((wilson_lower(95, 100) - 0.8882).abs() < 1e-3);
+        assert_eq!(wilson_lower(0, 10), 0.0);
+        assert_eq!(wilson_lower(0, 0), 0.0);
+        // more evidence, tighter bound
+        assert!(wilson_lower(950, 1000) > wilson_lower(95, 100));
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 95.0), 95.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.0), 1.0);
+    }
+
     /// Log-normal-ish noise around `base`, per query.
     fn noisy(rng: &mut SplitMix64, base: &[f64], sd: f64) -> Vec<f64> {
         base.iter()
@@ -170,18 +188,5 @@ mod tests {
         let b: Vec<f64> = base.iter().map(|x| x * 0.97).collect();
         let e = ratio_interval(&base, &b);
         assert!(e.faster_by(0.0) && !e.faster_by(0.05), "{e:?}");
-    }
-
-    #[test]
-    fn paired_recall_uses_the_same_slots() {
-        let p = Paired {
-            latency_us: vec![vec![1.0, 1.0], vec![1.0, 1.0]],
-            found: vec![vec![10, 8], vec![10, 10]],
-            slots: vec![10, 10],
-            rounds: 1,
-        };
-        let (r0, lo0, hi0) = p.recall(0);
-        assert!((r0 - 0.9).abs() < 1e-12 && lo0 < 0.9 && hi0 > 0.9);
-        assert_eq!(p.recall(1).0, 1.0);
     }
 }

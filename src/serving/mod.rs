@@ -21,8 +21,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use super::{store, BuildOptions, Graph, HnswConfig};
+use crate::hnsw::{store, BuildOptions, Graph};
 use crate::names::IndexName;
+use crate::params::HnswConfig;
 use crate::storage::{keys, Storage, StorageError};
 use crate::vectors::VectorSet;
 
@@ -175,7 +176,7 @@ impl Serving {
         }
         let permit = self.builds.acquire().await.map_err(|_| ServingError::Closed)?;
         let (graph, bytes) = blocking(move || {
-            let graph = super::build(&set, rows, config, options);
+            let graph = crate::hnsw::build(&set, rows, config, options);
             let bytes = store::encode(&graph);
             (graph, bytes)
         })

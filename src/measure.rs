@@ -1,0 +1,240 @@
+//! Measurement: one config's graph timed and scored on prepared queries, or several
+//! graphs timed interleaved on the same queries, and the brute-force cost of those queries.
+//!
+//! Below the tuning engine and the agent (they decide from what is measured here) and above
+//! `hnsw`, `vectors` and `harness` (what is measured). One measurement at a time runs in the
+//! process: latencies measured beside another measurement would measure the contention.
+//!
+//! Why paired and interleaved ([`measure_paired`]): comparing two p50s taken minutes apart
+//! on a shared machine promoted a config over itself in 4 of 4 runs; timing both configs
+//! back to back on each query, in an order that rotates round after round, puts them under
+//! the same conditions, and [`crate::stats::ratio_interval`] decides on the per-query ratio.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::harness::ground_truth;
+use crate::hnsw::Graph;
+use crate::stats::{percentile, ratio_interval, wilson_lower, wilson_upper, Effect};
+use crate::trials::TrialMetrics;
+use crate::vectors::VectorSet;
+
+/// Rounds of an interleaved comparison (each query timed this many times per config).
+pub const ROUNDS: usize = 5;
+
+/// Mean exact brute-force time per query on `queries`, one thread, µs: the scale a
+/// trial's latency is read against. It depends on the vectors and queries only, not on the
+/// graph, so a run measures it once per build, not once per `ef_search`.
+pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -> f64 {
+    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
+    let start = Instant::now();
+    for q in queries {
+        let _ = std::hint::black_box(ground_truth::exact_with_threads(
+            set,
+            std::slice::from_ref(q),
+            k,
+            1,
+        ));
+    }
+    start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
+}
+
+/// Timed repeats of each query; its latency is the median of them, so one preempted run
+/// on a shared machine does not become a p99.
+pub const REPEATS: usize = 3;
+
+/// One measurement at a time in this process: latencies measured while another
+/// measurement runs would measure the contention.
+static MEASURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Measures `graph` (built over the first `graph.len()` rows of `set`) at `ef` on
+/// prepared queries with their exact top-`k` rows: one warm-up pass, then each query timed
+/// [`REPEATS`] times with a monotonic clock (median per query, percentiles over queries),
+/// distance evaluations counted exactly on the first timed pass. CPU-heavy: run it on a
+/// blocking thread; it holds the process-wide measurement lock.
+///
+/// `cancel` is read between queries: a cancelled job stops within one query's search, not
+/// one sweep, and `None` is returned (a half-measured trial is no trial).
+#[allow(clippy::too_many_arguments)]
+pub fn measure(
+    set: &VectorSet,
+    graph: &Graph,
+    ef: usize,
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    k: usize,
+    brute_force_latency_us: f64,
+    cancel: &AtomicBool,
+) -> Option<TrialMetrics> {
+    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
+    for q in queries {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        std::hint::black_box(graph.search(set, q, k, ef));
+    }
+    let mut lat = Vec::with_capacity(queries.len());
+    let mut found = 0usize;
+    let mut slots = 0usize;
+    let mut evals = 0u64;
+    let mut runs = [0f64; REPEATS];
+    for (q, t) in queries.iter().zip(truth) {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut hits = Vec::new();
+        for (r, run) in runs.iter_mut().enumerate() {
+            let start = Instant::now();
+            let h = if r == 0 {
+                graph.search_counted(set, q, k, ef, Some(&mut evals))
+            } else {
+                graph.search(set, q, k, ef)
+            };
+            *run = start.elapsed().as_secs_f64() * 1e6;
+            if r == 0 {
+                hits = h;
+            }
+        }
+        runs.sort_by(f64::total_cmp);
+        lat.push(runs[REPEATS / 2]);
+        let want = &t[..t.len().min(k)];
+        found += hits.iter().filter(|h| want.contains(&h.row)).count();
+        slots += want.len();
+    }
+    let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
+    lat.sort_by(f64::total_cmp);
+    let rows = graph.len();
+    let nq = queries.len().max(1) as f64;
+    Some(TrialMetrics {
+        build_time_secs: graph.build_time().as_secs_f64(),
+        search_latency_p50_us: percentile(&lat, 50.0),
+        search_latency_p95_us: percentile(&lat, 95.0),
+        search_latency_p99_us: percentile(&lat, 99.0),
+        recall_at_k: if slots == 0 {
+            0.0
+        } else {
+            found as f64 / slots as f64
+        },
+        memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
+        vectors: rows as u64,
+        eval_queries: queries.len() as u64,
+        brute_force_latency_us,
+        recall_ci_low: wilson_lower(found, slots),
+        distance_evals_per_query: evals as f64 / nq,
+        search_latency_mean_us: mean,
+        qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
+    })
+}
+
+/// Measures several graphs (each at its `ef`) interleaved on the same queries: after a
+/// warm-up pass, round after round each query is searched on every graph back to back, in
+/// an order that rotates with the round, so no config is always the first (or second) to
+/// touch a query. Per graph and query the latency is the median over the rounds; found
+/// neighbours are counted on the first round. `None` when cancelled.
+pub fn measure_paired(
+    set: &VectorSet,
+    graphs: &[(&Graph, usize)],
+    queries: &[Vec<f32>],
+    truth: &[Vec<u32>],
+    k: usize,
+    rounds: usize,
+    cancel: &AtomicBool,
+) -> Option<Paired> {
+    let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
+    let n = graphs.len();
+    for q in queries {
+        for (g, ef) in graphs {
+            std::hint::black_box(g.search(set, q, k, *ef));
+        }
+    }
+    let rounds = rounds.max(1);
+    // times[g][q * rounds + r]
+    let mut times = vec![vec![0f64; queries.len() * rounds]; n];
+    let mut found = vec![vec![0u32; queries.len()]; n];
+    for r in 0..rounds {
+        for (qi, q) in queries.iter().enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            for j in 0..n {
+                let gi = (j + r + qi) % n;
+                let (g, ef) = graphs[gi];
+                let start = Instant::now();
+                let hits = g.search(set, q, k, ef);
+                times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
+                if r == 0 {
+                    let want = &truth[qi][..truth[qi].len().min(k)];
+                    found[gi][qi] = hits.iter().filter(|h| want.contains(&h.row)).count() as u32;
+                }
+            }
+        }
+    }
+    let latency_us = times
+        .into_iter()
+        .map(|t| {
+            t.chunks(rounds)
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    c.sort_by(f64::total_cmp);
+                    c[c.len() / 2]
+                })
+                .collect()
+        })
+        .collect();
+    Some(Paired {
+        latency_us,
+        found,
+        slots: truth.iter().map(|t| t.len().min(k) as u32).collect(),
+        rounds,
+    })
+}
+
+/// Per-query figures of configs measured interleaved on the same queries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    /// Per config: per query, its median latency over the rounds, µs.
+    pub latency_us: Vec<Vec<f64>>,
+    /// Per config: exact neighbours found, per query.
+    pub found: Vec<Vec<u32>>,
+    /// Exact neighbours asked for, per query (the same slots for every config).
+    pub slots: Vec<u32>,
+    /// Rounds measured.
+    pub rounds: usize,
+}
+
+impl Paired {
+    /// Recall of config `i` over all slots, with its Wilson bounds `(recall, low, high)`.
+    pub fn recall(&self, i: usize) -> (f64, f64, f64) {
+        let found: usize = self.found[i].iter().map(|&f| f as usize).sum();
+        let slots: usize = self.slots.iter().map(|&s| s as usize).sum();
+        let r = if slots == 0 {
+            0.0
+        } else {
+            found as f64 / slots as f64
+        };
+        (r, wilson_lower(found, slots), wilson_upper(found, slots))
+    }
+
+    /// The latency effect of config `b` against config `a`.
+    pub fn effect(&self, a: usize, b: usize) -> Effect {
+        ratio_interval(&self.latency_us[a], &self.latency_us[b])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_recall_uses_the_same_slots() {
+        let p = Paired {
+            latency_us: vec![vec![1.0, 1.0], vec![1.0, 1.0]],
+            found: vec![vec![10, 8], vec![10, 10]],
+            slots: vec![10, 10],
+            rounds: 1,
+        };
+        let (r0, lo0, hi0) = p.recall(0);
+        assert!((r0 - 0.9).abs() < 1e-12 && lo0 < 0.9 && hi0 > 0.9);
+        assert_eq!(p.recall(1).0, 1.0);
+    }
+}
