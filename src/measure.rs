@@ -10,8 +10,9 @@
 //! back to back on each query, in an order that rotates round after round, puts them under
 //! the same conditions, and [`crate::stats::ratio_interval`] decides on the per-query ratio.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::harness::ground_truth;
 use crate::hnsw::Graph;
@@ -64,11 +65,11 @@ pub fn measure(
     truth: &[Vec<u32>],
     k: usize,
     brute_force_latency_us: f64,
-    cancel: &AtomicBool,
+    cancel: &CancellationToken,
 ) -> Option<TrialMetrics> {
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     for q in queries {
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_cancelled() {
             return None;
         }
         std::hint::black_box(graph.search(set, q, k, ef));
@@ -79,7 +80,7 @@ pub fn measure(
     let mut evals = 0u64;
     let mut runs = [0f64; REPEATS];
     for (q, t) in queries.iter().zip(truth) {
-        if cancel.load(Ordering::Relaxed) {
+        if cancel.is_cancelled() {
             return None;
         }
         let mut hits = Vec::new();
@@ -138,7 +139,7 @@ pub fn measure_paired(
     truth: &[Vec<u32>],
     k: usize,
     rounds: usize,
-    cancel: &AtomicBool,
+    cancel: &CancellationToken,
 ) -> Option<Paired> {
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     let n = graphs.len();
@@ -153,7 +154,7 @@ pub fn measure_paired(
     let mut found = vec![vec![0u32; queries.len()]; n];
     for r in 0..rounds {
         for (qi, q) in queries.iter().enumerate() {
-            if cancel.load(Ordering::Relaxed) {
+            if cancel.is_cancelled() {
                 return None;
             }
             for j in 0..n {

@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Decision, DEFAULT_CANARY_QUERIES, DEFAULT_TARGET};
+use super::{Decision, DEFAULT_CANARY_QUERIES};
 use crate::autotune::Rules;
+use crate::names::{HarnessName, NameError};
 use crate::params::HnswConfig;
 
 fn default_canary() -> u64 {
@@ -23,11 +24,64 @@ pub enum AgentError {
         /// What it must be.
         reason: String,
     },
+    /// A harness name that does not parse.
+    #[error(transparent)]
+    Name(#[from] NameError),
 }
 
-/// The settings of an agent, as PUT (defaults filled in).
+impl crate::error::Classified for AgentError {
+    fn classify(&self) -> crate::error::Class {
+        match self {
+            AgentError::InvalidField { .. } => crate::error::Class::invalid("invalid_agent_config"),
+            AgentError::Name(n) => n.classify(),
+        }
+    }
+}
+
+/// The settings of an agent, parsed once: its harness is a harness name and its objective
+/// and bar are the [`Rules`] its runs decide by (always `if_better`), so nothing downstream
+/// re-parses them. Stored (and shown) in the form it was PUT in, see [`StoredAgentConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredAgentConfig", into = "StoredAgentConfig")]
 pub struct AgentConfig {
+    /// The harness its trials measure against.
+    pub harness: HarnessName,
+    /// What its runs optimise and how they decide (objective, target, `if_better`).
+    pub rules: Rules,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Pause after a run, seconds.
+    pub cooldown_secs: f64,
+    /// Trials per rolling hour at most.
+    pub max_trials_per_hour: u64,
+    /// Share of trials that explore the whole space.
+    pub epsilon: f64,
+    /// Growth (fraction of the vectors at the last run) that wakes it early.
+    pub retune_on_growth: f64,
+    /// Keep the serving generation on the promoted config (activate, then canary).
+    pub activate: bool,
+    /// Live samples of a new generation its canary judges.
+    pub canary_queries: u64,
+    /// Re-capture its (captured) harness after each run.
+    pub refresh_harness: bool,
+    /// The rules' fields as the PUT gave them (`None`: left to the default): the stored
+    /// record and the API show what was set, not what was filled in.
+    pub asked: AskedRules,
+}
+
+/// The rules' fields of an agent's PUT, as given.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AskedRules {
+    /// `max_recall` or `min_latency`, if given.
+    pub objective: Option<String>,
+    /// Recall bar of `min_latency`, if given.
+    pub target_recall: Option<f64>,
+}
+
+/// An agent's settings as stored in `indexes/{index}/agent.json` (the format of every
+/// version so far): the raw harness name and rules' fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredAgentConfig {
     /// The harness its trials measure against.
     pub harness: String,
     /// Whether it runs.
@@ -55,6 +109,62 @@ pub struct AgentConfig {
     /// Re-capture its (captured) harness after each run.
     #[serde(default)]
     pub refresh_harness: bool,
+}
+
+impl TryFrom<StoredAgentConfig> for AgentConfig {
+    type Error = AgentError;
+    fn try_from(s: StoredAgentConfig) -> Result<AgentConfig, AgentError> {
+        let asked = AskedRules {
+            objective: s.objective,
+            target_recall: s.target_recall,
+        };
+        Ok(AgentConfig {
+            harness: HarnessName::parse(s.harness)?,
+            rules: rules_of(&asked)?,
+            enabled: s.enabled,
+            cooldown_secs: s.cooldown_secs,
+            max_trials_per_hour: s.max_trials_per_hour,
+            epsilon: s.epsilon,
+            retune_on_growth: s.retune_on_growth,
+            activate: s.activate,
+            canary_queries: s.canary_queries,
+            refresh_harness: s.refresh_harness,
+            asked,
+        })
+    }
+}
+
+impl From<AgentConfig> for StoredAgentConfig {
+    fn from(c: AgentConfig) -> StoredAgentConfig {
+        StoredAgentConfig {
+            harness: c.harness.to_string(),
+            enabled: c.enabled,
+            cooldown_secs: c.cooldown_secs,
+            max_trials_per_hour: c.max_trials_per_hour,
+            epsilon: c.epsilon,
+            retune_on_growth: c.retune_on_growth,
+            objective: c.asked.objective,
+            target_recall: c.asked.target_recall,
+            activate: c.activate,
+            canary_queries: c.canary_queries,
+            refresh_harness: c.refresh_harness,
+        }
+    }
+}
+
+/// The rules an agent's runs use: its objective and bar, always `if_better`.
+fn rules_of(asked: &AskedRules) -> Result<Rules, AgentError> {
+    Rules::parse(
+        asked.objective.as_deref(),
+        asked.target_recall,
+        None,
+        None,
+        Some("if_better"),
+    )
+    .map_err(|e| AgentError::InvalidField {
+        field: "objective",
+        reason: e.to_string(),
+    })
 }
 
 /// A PUT body before its checks (the one raw form; the OpenAPI spec describes it).
@@ -130,40 +240,33 @@ impl AgentConfig {
                 reason: format!("must be at least 1, got {canary}"),
             });
         }
-        let cfg = AgentConfig {
-            activate: i.activate.unwrap_or(false),
-            canary_queries: canary as u64,
-            refresh_harness: i.refresh_harness.unwrap_or(false),
-            harness: i.harness,
-            enabled: i.enabled.unwrap_or(true),
-            cooldown_secs: non_negative("cooldown_secs", i.cooldown_secs.unwrap_or(600.0))?,
-            max_trials_per_hour: cap as u64,
-            epsilon,
-            retune_on_growth: non_negative("retune_on_growth", i.retune_on_growth.unwrap_or(0.1))?,
+        let asked = AskedRules {
             objective: i.objective,
             target_recall: i.target_recall,
         };
-        cfg.rules().map_err(|e| AgentError::InvalidField {
-            field: "objective",
-            reason: e.to_string(),
-        })?;
-        Ok(cfg)
+        let cooldown_secs = non_negative("cooldown_secs", i.cooldown_secs.unwrap_or(600.0))?;
+        let retune_on_growth = non_negative("retune_on_growth", i.retune_on_growth.unwrap_or(0.1))?;
+        let rules = rules_of(&asked)?;
+        // the name last: a bad setting is reported before a bad harness name, as it was
+        let harness = HarnessName::parse(i.harness)?;
+        Ok(AgentConfig {
+            activate: i.activate.unwrap_or(false),
+            canary_queries: canary as u64,
+            refresh_harness: i.refresh_harness.unwrap_or(false),
+            harness,
+            enabled: i.enabled.unwrap_or(true),
+            cooldown_secs,
+            max_trials_per_hour: cap as u64,
+            epsilon,
+            retune_on_growth,
+            rules,
+            asked,
+        })
     }
 
-    /// The recall its canary and drift check hold live traffic to.
+    /// The recall its canary and drift check hold live traffic to (its rules' target).
     pub fn target(&self) -> f64 {
-        self.target_recall.unwrap_or(DEFAULT_TARGET)
-    }
-
-    /// The rules its runs use: its objective and bar, always `if_better`.
-    pub fn rules(&self) -> Result<Rules, crate::autotune::AutotuneError> {
-        Rules::parse(
-            self.objective.as_deref(),
-            self.target_recall,
-            None,
-            None,
-            Some("if_better"),
-        )
+        self.rules.target_recall
     }
 }
 

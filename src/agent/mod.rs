@@ -19,22 +19,25 @@
 //! schedule is tested with a paused clock and a backend whose trials take no time.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub mod canary;
 mod config;
 
-pub use config::{AgentConfig, AgentConfigIn, AgentError, AgentRecord, AgentState};
+pub use config::{
+    AgentConfig, AgentConfigIn, AgentError, AgentRecord, AgentState, AskedRules, StoredAgentConfig,
+};
 
 use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
+use crate::error::Classified;
 use crate::monitor::LiveStats;
-use crate::names::IndexName;
+use crate::names::{HarnessName, IndexName};
 use crate::params::{HnswConfig, Quantization};
 use crate::rng::SplitMix64;
 use canary::Verdict;
@@ -52,7 +55,7 @@ pub const DEFAULT_CANARY_QUERIES: u64 = 500;
 /// Decisions kept in the agent's record (newest first).
 pub const DECISIONS_KEPT: usize = 20;
 /// `target_recall` of an agent that sets none (its canary and drift bar too).
-pub const DEFAULT_TARGET: f64 = 0.95;
+pub const DEFAULT_TARGET: f64 = crate::autotune::DEFAULT_TARGET_RECALL;
 
 /// What a finished run reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,8 @@ pub enum RunOutcome {
 
 /// What the agent loop needs from the service (a fake in tests).
 pub trait AgentBackend: Clone + Send + Sync + 'static {
+    /// What can go wrong (the loop logs it with its code and carries on).
+    type Error: Classified + Send + Sync + 'static;
     /// Vectors in the index now; `None` once it is gone.
     fn vectors(&self, index: &IndexName) -> Option<u64>;
     /// The config that serves or would: the centre of exploitation.
@@ -88,14 +93,17 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
         index: &IndexName,
         config: &AgentConfig,
         configs: Vec<HnswConfig>,
-        stop: Arc<AtomicBool>,
-    ) -> impl Future<Output = Result<RunOutcome, String>> + Send;
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<RunOutcome, Self::Error>> + Send;
     /// Stores the record.
     fn persist(&self, index: &IndexName, record: &AgentRecord) -> impl Future<Output = ()> + Send;
     /// The config that serves and its generation, if the index serves.
     fn active(&self, index: &IndexName) -> Option<(HnswConfig, u64)>;
     /// Activates the promoted config; returns what now serves.
-    fn activate(&self, index: &IndexName) -> impl Future<Output = Result<(HnswConfig, u64), String>> + Send;
+    fn activate(
+        &self,
+        index: &IndexName,
+    ) -> impl Future<Output = Result<(HnswConfig, u64), Self::Error>> + Send;
     /// The live recall monitor's figures of what serves.
     fn live(&self, index: &IndexName) -> Option<LiveStats>;
     /// Rolls the promotion of `config` back (only if it is still the promoted one),
@@ -105,9 +113,9 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
         index: &IndexName,
         config: HnswConfig,
         why: &str,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Starts a new capture of a captured harness.
-    fn refresh_harness(&self, harness: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn refresh_harness(&self, harness: &HarnessName) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Hears of each decision as it is made (the service counts them as a metric).
     fn decided(&self, _action: Action) {}
 }
@@ -117,7 +125,7 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
 pub struct Shared {
     record: Mutex<AgentRecord>,
     state: Mutex<AgentState>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     wake: Notify,
 }
 
@@ -131,7 +139,7 @@ impl Shared {
                 AgentState::Disabled
             }),
             record: Mutex::new(record),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: CancellationToken::new(),
             wake: Notify::new(),
         })
     }
@@ -172,13 +180,13 @@ impl Shared {
 
     /// Stops the loop at its next step (a trial under way stops at its next query).
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         self.set_state(AgentState::Disabled);
         self.wake.notify_one();
     }
 
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.is_cancelled()
     }
 }
 
@@ -331,14 +339,16 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
                     }
                 }
             }
-            Err(e) => tracing::warn!(index = %index, error = %e, "agent run failed"),
+            Err(e) => {
+                tracing::warn!(index = %index, error = %e, code = e.classify().code, "agent run failed")
+            }
         }
         if shared.stopped() {
             return;
         }
         if cfg.refresh_harness {
             if let Err(e) = backend.refresh_harness(&cfg.harness).await {
-                tracing::warn!(index = %index, error = %e, "agent: harness not refreshed");
+                tracing::warn!(index = %index, error = %e, code = e.classify().code, "agent: harness not refreshed");
             }
         }
         last_end = Some(Instant::now());
@@ -372,7 +382,7 @@ async fn close_loop<B: AgentBackend>(
     let (_, generation) = match backend.activate(index).await {
         Ok(now) => now,
         Err(e) => {
-            tracing::warn!(index = %index, error = %e, "agent: activation failed");
+            tracing::warn!(index = %index, error = %e, code = e.classify().code, "agent: activation failed");
             return None;
         }
     };
@@ -420,7 +430,7 @@ async fn close_loop<B: AgentBackend>(
                     canary::describe(&l)
                 );
                 if let Err(e) = backend.roll_back(index, promoted, &why).await {
-                    tracing::warn!(index = %index, error = %e, "agent: roll back failed");
+                    tracing::warn!(index = %index, error = %e, code = e.classify().code, "agent: roll back failed");
                     return None;
                 }
                 let (back, restored) = match backend.activate(index).await {
@@ -465,7 +475,8 @@ async fn pause(shared: &Shared, d: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicU64;
+    use crate::autotune::Rules;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[derive(Clone, Default)]
     struct Fake {
@@ -484,7 +495,20 @@ mod tests {
         refreshed: Arc<AtomicU64>,
     }
 
+    /// The fake never fails; its error type only has to be one.
+    #[derive(Debug, thiserror::Error)]
+    #[error("fake")]
+    struct FakeError;
+
+    impl Classified for FakeError {
+        fn classify(&self) -> crate::error::Class {
+            crate::error::Class::INTERNAL
+        }
+    }
+
     impl AgentBackend for Fake {
+        type Error = FakeError;
+
         fn vectors(&self, _: &IndexName) -> Option<u64> {
             Some(self.vectors.load(Ordering::Relaxed))
         }
@@ -503,8 +527,8 @@ mod tests {
             _: &IndexName,
             _: &AgentConfig,
             configs: Vec<HnswConfig>,
-            _: Arc<AtomicBool>,
-        ) -> Result<RunOutcome, String> {
+            _: CancellationToken,
+        ) -> Result<RunOutcome, FakeError> {
             self.runs.lock().unwrap().push((Instant::now(), configs.len()));
             let promote = *self.promote.lock().unwrap();
             if let Some(c) = promote {
@@ -522,7 +546,7 @@ mod tests {
         fn active(&self, _: &IndexName) -> Option<(HnswConfig, u64)> {
             *self.serving.lock().unwrap()
         }
-        async fn activate(&self, _: &IndexName) -> Result<(HnswConfig, u64), String> {
+        async fn activate(&self, _: &IndexName) -> Result<(HnswConfig, u64), FakeError> {
             let c = self
                 .promoted
                 .lock()
@@ -549,14 +573,14 @@ mod tests {
                 generation: self.serving.lock().unwrap().map_or(0, |s| s.1),
             })
         }
-        async fn roll_back(&self, _: &IndexName, c: HnswConfig, _: &str) -> Result<(), String> {
+        async fn roll_back(&self, _: &IndexName, c: HnswConfig, _: &str) -> Result<(), FakeError> {
             let mut p = self.promoted.lock().unwrap();
             if p.last() == Some(&c) {
                 p.pop();
             }
             Ok(())
         }
-        async fn refresh_harness(&self, _: &str) -> Result<(), String> {
+        async fn refresh_harness(&self, _: &HarnessName) -> Result<(), FakeError> {
             self.refreshed.fetch_add(1, Ordering::Relaxed);
             Ok(())
         }
@@ -669,7 +693,10 @@ mod tests {
         AgentConfig {
             activate: true,
             canary_queries: 50,
-            target_recall: Some(0.95),
+            rules: Rules {
+                target_recall: 0.95,
+                ..cfg.rules
+            },
             ..cfg
         }
     }

@@ -1,6 +1,5 @@
-//! The tuning engine's own errors: a request that cannot run, or an index already tuning.
-
-use crate::names::IndexName;
+//! The tuning engine's own errors: a request that cannot run (an index already tuning is
+//! [`crate::fleet::ClaimError`]'s).
 
 /// Errors of the autotune rules.
 #[derive(Debug, thiserror::Error)]
@@ -11,9 +10,6 @@ pub enum AutotuneError {
         /// Why each entry was skipped.
         skipped: Vec<String>,
     },
-    /// Another autotune of the index is running.
-    #[error("an autotune of index {0} is already running")]
-    Running(IndexName),
     /// `min_recall` outside 0..=1.
     #[error("min_recall must be between 0 and 1, got {0}")]
     InvalidMinRecall(f64),
@@ -32,7 +28,6 @@ impl crate::error::Classified for AutotuneError {
         use crate::error::{Class, ErrorKind as K};
         match self {
             AutotuneError::NoUsableConfig { .. } => Class::new(K::Unprocessable, "no_usable_config"),
-            AutotuneError::Running(_) => Class::new(K::Conflict, "autotune_running"),
             AutotuneError::InvalidMinRecall(_) => Class::invalid("invalid_min_recall"),
             AutotuneError::InvalidField { .. } => Class::invalid("invalid_autotune_request"),
         }

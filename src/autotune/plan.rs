@@ -32,10 +32,24 @@ pub fn plan(grid: Option<&[RawHnswConfig]>) -> Result<Plan> {
             skipped: Vec::new(),
         });
     };
+    collect(
+        grid.iter()
+            .map(|raw| HnswConfig::parse(raw).map_err(|e| e.to_string())),
+    )
+}
+
+/// A plan of configs already parsed (an agent's choice): repeats skipped and reported as a
+/// requested grid's are; none is an error.
+pub fn plan_of(configs: &[HnswConfig]) -> Result<Plan> {
+    collect(configs.iter().map(|c| Ok(*c)))
+}
+
+/// Keeps each entry's first appearance, reporting the repeats and the unusable ones.
+fn collect(entries: impl Iterator<Item = std::result::Result<HnswConfig, String>>) -> Result<Plan> {
     let mut configs: Vec<HnswConfig> = Vec::new();
     let mut skipped = Vec::new();
-    for (i, raw) in grid.iter().enumerate() {
-        match HnswConfig::parse(raw) {
+    for (i, entry) in entries.enumerate() {
+        match entry {
             Ok(c) => match configs.iter().position(|x| *x == c) {
                 Some(_) => skipped.push(format!("grid[{i}]: repeats an earlier config")),
                 None => configs.push(c),

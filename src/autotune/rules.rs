@@ -11,6 +11,8 @@ use super::{AutotuneError, Result};
 use crate::params::HnswConfig;
 use crate::trials::{TrialMetrics, Validation};
 
+/// `target_recall` when none is given.
+pub const DEFAULT_TARGET_RECALL: f64 = 0.95;
 /// `min_recall` when none is given.
 pub const DEFAULT_MIN_RECALL: f64 = 0.9;
 /// What a run optimises.
@@ -110,7 +112,7 @@ impl Rules {
         };
         Ok(Rules {
             objective,
-            target_recall: unit("target_recall", target_recall, 0.95)?,
+            target_recall: unit("target_recall", target_recall, DEFAULT_TARGET_RECALL)?,
             gate,
             min_recall: min_recall(min_recall_v)?,
             promote,

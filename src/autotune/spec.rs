@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::plan::plan_of;
 use super::rules::{unit, DEFAULT_MIN_IMPROVEMENT};
 use super::{plan, AutotuneError, Plan, Result, Rules};
-use crate::params::RawHnswConfig;
+use crate::params::{HnswConfig, RawHnswConfig};
 use crate::rng::SplitMix64;
 
 /// `max_trials` of `adaptive` when none is given.
@@ -159,6 +160,17 @@ impl Spec {
             strategy,
             plan,
             validation_fraction,
+        })
+    }
+
+    /// A grid run of `configs` (already parsed) by `rules`, every query tuned on: what an
+    /// agent asks for, with no raw fields to re-parse.
+    pub fn grid(rules: Rules, configs: &[HnswConfig]) -> Result<Spec> {
+        Ok(Spec {
+            rules,
+            strategy: Strategy::Grid,
+            plan: plan_of(configs)?,
+            validation_fraction: 0.0,
         })
     }
 

@@ -1,6 +1,8 @@
 //! A held lease: its fencing checks (the clock before every write, the store before a
 //! promotion), its renewal, and its release when dropped.
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 /// A lease this instance holds: renewed in the background, released when dropped.
@@ -11,8 +13,8 @@ pub struct Lease {
     pub(super) key: Path,
     pub(super) record: Mutex<LeaseRecord>,
     pub(super) lost: Arc<AtomicBool>,
-    /// Raised with `lost`: the cancel flags of the runs writing under the lease.
-    pub(super) watchers: Mutex<Vec<Arc<AtomicBool>>>,
+    /// Cancelled with `lost`: the runs writing under the lease.
+    pub(super) watchers: Mutex<Vec<CancellationToken>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -37,11 +39,6 @@ impl Lease {
         self.record().epoch
     }
 
-    /// Raised once the lease is lost (a run watches it to stop).
-    pub fn lost_flag(&self) -> Arc<AtomicBool> {
-        self.lost.clone()
-    }
-
     /// Whether the lease is lost.
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
@@ -56,18 +53,19 @@ impl Lease {
         }
     }
 
-    /// Raises `flag` when the lease is lost (at once if it is already).
-    pub fn on_lost(&self, flag: Arc<AtomicBool>) {
+    /// Cancels `run` when the lease is lost (at once if it is already): the run stops at
+    /// its next check, with no task polling for it.
+    pub fn on_lost(&self, run: CancellationToken) {
         if self.is_lost() {
-            flag.store(true, Ordering::Relaxed);
+            run.cancel();
         }
-        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(flag);
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner()).push(run);
     }
 
-    fn mark_lost(&self) {
+    pub(super) fn mark_lost(&self) {
         if !self.lost.swap(true, Ordering::Relaxed) {
             for w in self.watchers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                w.store(true, Ordering::Relaxed);
+                w.cancel();
             }
             self.fleet.stats.lost[kind_at(self.kind)].fetch_add(1, Ordering::Relaxed);
             self.unhold();

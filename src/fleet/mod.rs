@@ -19,9 +19,12 @@
 //! clocks agree to well under the TTL (NTP does); a holder stops writing a tenth of the
 //! TTL before its own expiry to leave room for that.
 
+mod claims;
 mod holder;
 mod lease;
+pub mod sync;
 
+pub use claims::{AutotuneClaim, ClaimError, Claims};
 pub use holder::Holder;
 pub use lease::{Lease, LeaseLostOr};
 
@@ -143,19 +146,19 @@ impl Default for FleetOptions {
     }
 }
 
-/// Counters of what the fleet did, for `/metrics`.
+/// Counters of what the fleet did; read through [`Fleet::snapshot`], bumped only here.
 #[derive(Debug, Default)]
-pub struct FleetStats {
+struct FleetStats {
     /// Leases taken over from an expired or dead holder, by kind.
-    pub takeovers: [AtomicU64; 2],
+    takeovers: [AtomicU64; 2],
     /// Leases this instance lost.
-    pub lost: [AtomicU64; 2],
+    lost: [AtomicU64; 2],
     /// Activations of other instances picked up (stored graph loaded).
-    pub pickups: AtomicU64,
+    pickups: AtomicU64,
     /// Jobs of dead instances marked interrupted by this one.
-    pub reaped: AtomicU64,
+    reaped: AtomicU64,
     /// Live instances seen at the last heartbeat (this one included).
-    pub instances: AtomicU64,
+    instances: AtomicU64,
 }
 
 fn kind_at(kind: LeaseKind) -> usize {
@@ -176,7 +179,7 @@ pub struct Fleet {
     /// The live instances' serving generations, read at the last heartbeat.
     fleet_view: Mutex<Vec<(Uuid, BTreeMap<String, u64>)>>,
     /// Counters.
-    pub stats: FleetStats,
+    stats: FleetStats,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -202,6 +205,46 @@ impl Fleet {
             fleet_view: Mutex::default(),
             stats: FleetStats::default(),
         })
+    }
+
+    /// What `/metrics` shows of the fleet, read now.
+    pub fn snapshot(&self) -> crate::metrics::FleetSnapshot {
+        let kinds = |counts: &[AtomicU64; 2]| {
+            LeaseKind::ALL
+                .iter()
+                .zip(counts)
+                .map(|(k, n)| (k.as_str().to_string(), n.load(Ordering::Relaxed)))
+                .collect()
+        };
+        crate::metrics::FleetSnapshot {
+            instance: self.id().to_string(),
+            host: self.me.host.clone(),
+            instances: self.stats.instances.load(Ordering::Relaxed),
+            leases: self
+                .held()
+                .into_iter()
+                .map(|(k, i, e)| (k.as_str().to_string(), i.to_string(), e))
+                .collect(),
+            takeovers: kinds(&self.stats.takeovers),
+            lost: kinds(&self.stats.lost),
+            pickups: self.stats.pickups.load(Ordering::Relaxed),
+            reaped: self.stats.reaped.load(Ordering::Relaxed),
+            serving: self
+                .fleet_view()
+                .into_iter()
+                .flat_map(|(id, serving)| serving.into_iter().map(move |(ix, g)| (id.to_string(), ix, g)))
+                .collect(),
+        }
+    }
+
+    /// Counts an activation of another instance picked up here.
+    pub fn picked_up(&self) {
+        self.stats.pickups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts jobs of dead instances this one marked interrupted.
+    pub fn reaped(&self, jobs: usize) {
+        self.stats.reaped.fetch_add(jobs as u64, Ordering::Relaxed);
     }
 
     /// This instance's id.

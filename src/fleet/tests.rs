@@ -88,17 +88,14 @@ async fn a_held_lease_is_refused_then_taken_over_after_expiry_and_the_old_holder
         lost: Arc::new(AtomicBool::new(false)),
         watchers: Mutex::default(),
     };
-    let watched = Arc::new(AtomicBool::new(false));
+    let watched = tokio_util::sync::CancellationToken::new();
     frozen.on_lost(watched.clone());
     // no renewals, no release: as if the process froze (the flag ends its renew loop)
     held.lost.store(true, Ordering::Relaxed);
     std::mem::forget(held);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(frozen.check().is_err(), "past its own expiry it refuses to write");
-    assert!(
-        watched.load(Ordering::Relaxed),
-        "and the runs under it are told to stop"
-    );
+    assert!(watched.is_cancelled(), "and the runs under it are told to stop");
     let new = b.acquire(LeaseKind::Agent, &ix()).await.unwrap().unwrap();
     assert_eq!(new.epoch(), 2);
     assert_eq!(b.stats.takeovers[1].load(Ordering::Relaxed), 1);

@@ -21,11 +21,12 @@
 //! backlog. Admitted work then waits for build permits; searches take no ticket.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::autotune::AutotuneResult;
@@ -166,8 +167,8 @@ pub struct Job {
 /// queries, and the count of trials finished (and journaled).
 #[derive(Debug, Clone, Default)]
 pub struct RunControl {
-    /// Set to stop the run at its next trial or query boundary.
-    pub cancel: Arc<AtomicBool>,
+    /// Cancelled to stop the run at its next trial or query boundary.
+    pub cancel: CancellationToken,
     /// Trials finished.
     pub done: Arc<AtomicUsize>,
 }
@@ -457,7 +458,7 @@ impl Jobs {
             let live = self.lock();
             if let Some(l) = live.get(&uuid) {
                 if let (Some(c), false) = (&l.control, l.job.state.is_terminal()) {
-                    c.cancel.store(true, Ordering::Relaxed);
+                    c.cancel.cancel();
                 }
                 return Ok(l.view());
             }
@@ -474,7 +475,7 @@ impl Jobs {
     /// Raises the cancel flag of this instance's jobs that another instance asked to
     /// cancel (their markers are removed once the flag is up).
     pub async fn take_cancel_markers(&self) -> Result<usize> {
-        let running: Vec<(IndexName, Uuid, Arc<AtomicBool>)> = self
+        let running: Vec<(IndexName, Uuid, CancellationToken)> = self
             .lock()
             .values()
             .filter(|l| !l.job.state.is_terminal())
@@ -488,7 +489,7 @@ impl Jobs {
         for (index, id, flag) in running {
             let marker = keys::job_cancel(&index, id);
             if self.storage.get(&marker).await?.is_some() {
-                flag.store(true, Ordering::Relaxed);
+                flag.cancel();
                 self.storage.delete(&marker).await?;
                 n += 1;
             }
@@ -502,7 +503,7 @@ impl Jobs {
     pub fn stop_all(&self) {
         for l in self.lock().values() {
             if let Some(c) = &l.control {
-                c.cancel.store(true, Ordering::Relaxed);
+                c.cancel.cancel();
             }
         }
     }
@@ -534,7 +535,7 @@ impl Jobs {
                 return true;
             }
             if let Some(c) = &l.control {
-                c.cancel.store(true, Ordering::Relaxed);
+                c.cancel.cancel();
             }
             false
         });
@@ -647,7 +648,7 @@ mod tests {
         // a cancel only raises the flag; the run ends the job
         let seen = jobs.cancel(&id, &[]).await.unwrap();
         assert_eq!(seen.state, JobState::Running);
-        assert!(ctl.cancel.load(Ordering::Relaxed));
+        assert!(ctl.cancel.is_cancelled());
         jobs.update(job.id, |j| {
             j.state = JobState::Cancelled;
             j.finished_at = Some(Utc::now());
@@ -746,9 +747,9 @@ mod tests {
         assert_eq!(b.list(&index()).await.unwrap().len(), 1);
         // a cancel on the other instance reaches the owner through the store
         assert_eq!(b.cancel(&id, &[index()]).await.unwrap().state, JobState::Running);
-        assert!(!ctl.cancel.load(Ordering::Relaxed));
+        assert!(!ctl.cancel.is_cancelled());
         assert_eq!(a.take_cancel_markers().await.unwrap(), 1);
-        assert!(ctl.cancel.load(Ordering::Relaxed));
+        assert!(ctl.cancel.is_cancelled());
         assert_eq!(
             a.take_cancel_markers().await.unwrap(),
             0,

@@ -43,6 +43,14 @@ pub enum MonitorError {
     },
 }
 
+impl crate::error::Classified for MonitorError {
+    fn classify(&self) -> crate::error::Class {
+        match self {
+            MonitorError::InvalidField { .. } => crate::error::Class::invalid("invalid_monitor_settings"),
+        }
+    }
+}
+
 /// A share of searches in `0..=1`.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]

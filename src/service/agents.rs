@@ -2,31 +2,44 @@
 //! the routes' operations (PUT / GET / DELETE an agent, start them all after a restart).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use super::{AutotuneRequest, Result, RunControl, RunEnd, ServiceError, Vectune};
+use super::{Result, RunEnd, ServiceError, Vectune};
 use crate::agent::canary::Decision;
 use crate::agent::{
     self, AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, RunReport, Shared,
 };
-use crate::autotune::{AutotuneError, SpecFields};
-use crate::fleet::{Lease, LeaseKind};
+use crate::autotune::{Spec, TunerError};
+use crate::fleet::{ClaimError, Lease, LeaseKind};
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
-use crate::params::{HnswConfig, RawHnswConfig};
+use crate::params::HnswConfig;
 use crate::storage::keys;
 use crate::trials::Source;
 
-/// The agents of this process, by index.
-#[derive(Default)]
+/// The agents of this process, by index: their loops, the leases that let them run here,
+/// and the one slot their trials share.
 pub(crate) struct Agents {
     live: Mutex<HashMap<IndexName, Arc<Shared>>>,
     /// The agent leases this instance holds: its agents run here, and nowhere else.
     leases: Mutex<HashMap<IndexName, Arc<Lease>>>,
+    /// One agent trial at a time in the process.
+    slot: Semaphore,
+}
+
+impl Default for Agents {
+    fn default() -> Agents {
+        Agents {
+            live: Mutex::default(),
+            leases: Mutex::default(),
+            slot: Semaphore::new(1),
+        }
+    }
 }
 
 impl Agents {
@@ -76,6 +89,8 @@ pub struct AgentView {
 const HOUR: Duration = Duration::from_secs(3600);
 
 impl AgentBackend for Vectune {
+    type Error = ServiceError;
+
     fn decided(&self, action: crate::agent::Action) {
         self.inner.metrics.decision(action.as_str());
     }
@@ -116,47 +131,29 @@ impl AgentBackend for Vectune {
         index: &IndexName,
         config: &AgentConfig,
         configs: Vec<HnswConfig>,
-        stop: Arc<AtomicBool>,
-    ) -> std::result::Result<RunOutcome, String> {
+        stop: CancellationToken,
+    ) -> Result<RunOutcome> {
         // an agent runs on one instance at a time: the one holding its lease
-        if !self.hold_agent_lease(index).await.map_err(|e| e.to_string())? {
+        if !self.hold_agent_lease(index).await? {
             return Ok(RunOutcome::Busy);
         }
+        let Some(lease) = self.agent_lease(index) else {
+            return Ok(RunOutcome::Busy); // lost between the two looks
+        };
         // one agent trial at a time in this process
-        let _one = self.inner.agent_slot.acquire().await.map_err(|e| e.to_string())?;
-        let harness = HarnessName::parse(config.harness.clone()).map_err(|e| e.to_string())?;
-        let grid = configs
-            .iter()
-            .map(|c| RawHnswConfig {
-                ef_construction: c.ef_construction.into(),
-                ef_search: c.ef_search.into(),
-                m: Some(c.m.into()),
-                seed: Some(c.seed),
-                quantization: Some(c.quantization),
-            })
-            .collect();
-        let req = AutotuneRequest {
-            index: index.clone(),
-            harness,
-            fields: SpecFields {
-                grid: Some(grid),
-                objective: config.objective.clone(),
-                target_recall: config.target_recall,
-                promote: Some("if_better".into()),
-                ..Default::default()
-            },
-        };
-        let prepared = match self.prepare_autotune(req, Source::Agent).await {
+        let _one = (self.inner.agents.slot.acquire().await)
+            .map_err(|_| ServiceError::Internal("the agent slot is closed"))?;
+        let spec = Spec::grid(config.rules, &configs)?;
+        let prepared = match (self.inner.tuner)
+            .prepare_agent_run(index, config.harness.clone(), spec, lease, &stop)
+            .await
+        {
             Ok(p) => p,
-            Err(ServiceError::Autotune(AutotuneError::Running(_))) => return Ok(RunOutcome::Busy),
-            Err(e) => return Err(e.to_string()),
+            Err(TunerError::Claim(ClaimError::Running(_))) => return Ok(RunOutcome::Busy),
+            Err(e) => return Err(e.into()),
         };
-        let ctl = RunControl {
-            cancel: stop,
-            ..Default::default()
-        };
-        match self.run_prepared(prepared, &ctl, None).await {
-            Ok(RunEnd::Finished(r)) => {
+        match self.inner.tuner.run(prepared, Default::default(), None).await? {
+            RunEnd::Finished(r) => {
                 tracing::info!(index = %index, promoted = r.promoted, reason = ?r.reason, "agent run");
                 Ok(RunOutcome::Ran(RunReport {
                     trials: r.trials_run,
@@ -164,12 +161,11 @@ impl AgentBackend for Vectune {
                     reason: r.reason.unwrap_or_else(|| "promoted".into()),
                 }))
             }
-            Ok(RunEnd::Cancelled { trials_run }) => Ok(RunOutcome::Ran(RunReport {
+            RunEnd::Cancelled { trials_run } => Ok(RunOutcome::Ran(RunReport {
                 trials: trials_run,
                 promoted: false,
                 reason: "the run was stopped".into(),
             })),
-            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -180,8 +176,8 @@ impl AgentBackend for Vectune {
             .map(|g| (g.record.config, g.record.generation))
     }
 
-    async fn activate(&self, index: &IndexName) -> std::result::Result<(HnswConfig, u64), String> {
-        let a = Vectune::activate(self, index).await.map_err(|e| e.to_string())?;
+    async fn activate(&self, index: &IndexName) -> Result<(HnswConfig, u64)> {
+        let a = Vectune::activate(self, index).await?;
         Ok((a.record.config, a.record.generation))
     }
 
@@ -189,25 +185,13 @@ impl AgentBackend for Vectune {
         Vectune::live(self, index)
     }
 
-    async fn roll_back(
-        &self,
-        index: &IndexName,
-        config: HnswConfig,
-        why: &str,
-    ) -> std::result::Result<(), String> {
-        self.inner
-            .registry
-            .roll_back_if(index, config, why)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    async fn roll_back(&self, index: &IndexName, config: HnswConfig, why: &str) -> Result<()> {
+        self.inner.registry.roll_back_if(index, config, why).await?;
+        Ok(())
     }
 
-    async fn refresh_harness(&self, harness: &str) -> std::result::Result<(), String> {
-        let name = HarnessName::parse(harness.to_string()).map_err(|e| e.to_string())?;
-        Vectune::refresh_harness(self, &name)
-            .await
-            .map_err(|e| e.to_string())
+    async fn refresh_harness(&self, harness: &HarnessName) -> Result<()> {
+        Vectune::refresh_harness(self, harness).await.map(|_| ())
     }
 
     async fn persist(&self, index: &IndexName, record: &AgentRecord) {
@@ -296,8 +280,7 @@ impl Vectune {
     pub async fn put_agent(&self, index: &IndexName, body: AgentConfigIn) -> Result<AgentView> {
         self.inner.indexes.get(index)?;
         let config = AgentConfig::parse(body)?;
-        let harness = HarnessName::parse(config.harness.clone())?;
-        self.inner.harnesses.check_index(&harness, index).await?;
+        self.inner.harnesses.check_index(&config.harness, index).await?;
         let stored: Option<AgentRecord> = self.inner.storage.get_json(&keys::agent(index)).await?;
         // new settings, the history of runs and decisions kept
         let record = match stored {

@@ -61,6 +61,9 @@ pub enum ServiceError {
     /// From the jobs module.
     #[error(transparent)]
     Jobs(#[from] JobsError),
+    /// From the tuner (trials and autotune runs).
+    #[error(transparent)]
+    Tuner(#[from] crate::autotune::TunerError),
     /// From the agent module.
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
@@ -107,12 +110,13 @@ impl crate::error::Classified for ServiceError {
             S::ActivationConflict(_) => Class::new(K::Conflict, "concurrent_write"),
             S::Task(_) | S::Internal(_) => Class::INTERNAL,
             S::Jobs(j) => j.classify(),
-            S::Agent(_) => Class::invalid("invalid_agent_config"),
+            S::Agent(a) => a.classify(),
+            S::Tuner(t) => t.classify(),
             S::Name(n) => n.classify(),
             S::Cancelled => Class::new(K::Conflict, "cancelled"),
             S::ShuttingDown => Class::new(K::ShuttingDown, "shutting_down"),
             S::Starting(_) => Class::new(K::Unavailable, "not_ready"),
-            S::Monitor(_) => Class::invalid("invalid_monitor_settings"),
+            S::Monitor(m) => m.classify(),
             S::LeaseLost(_) => Class::new(K::Conflict, "lease_lost"),
         }
     }

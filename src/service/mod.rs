@@ -10,35 +10,37 @@ mod data;
 mod error;
 mod live;
 mod ops;
-mod run;
 mod serve;
 mod sync;
+mod tune;
 
 use error::serving_error;
 pub use error::{Result, ServiceError};
 
+pub use crate::autotune::{AutotuneRequest, PreparedAutotune, RunEnd, TrialRequest};
 pub use crate::jobs::RunControl;
 pub use agents::AgentView;
-pub use run::{PreparedAutotune, RunEnd};
 use std::sync::atomic::{AtomicBool, Ordering};
-
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
-use crate::autotune::{self, Running};
+use crate::autotune::{Tuner, TunerParts};
 use crate::distance::Metric;
+use crate::fleet::{Claims, Fleet};
 use crate::harness::{HarnessView, Harnesses, NewQuery};
 use crate::hnsw::BuildOptions;
 use crate::jobs::{Job, JobEnd, JobKind, JobResult, Jobs, Ticket, WorkQueue};
-use crate::monitor::MonitorSettings;
+use crate::metrics::Metrics;
+use crate::monitor::{Monitor, MonitorSettings};
 use crate::names::{HarnessName, IndexName};
 use crate::params::HnswConfig;
 use crate::promotion::{PromotedState, Registry};
 use crate::serving::{ActivationRecord, Serving};
 use crate::storage::Storage;
-use crate::trials::{self, Journal, Source, Trial};
+use crate::trials::{self, Journal, Trial};
 use crate::vectors::binary::{self, BinaryFormat};
 use crate::vectors::{Batch, Dims, Index, Indexes, NewVector, VectorsError};
 
@@ -86,61 +88,32 @@ pub struct Activation {
     pub record: ActivationRecord,
 }
 
+/// The service's parts. The data stores are shared (`Arc`) with the components that use
+/// them; each component owns its own rules: the [`Tuner`] (trials and autotune runs under
+/// their claims), [`agents::Agents`] (the agent loops and their leases), [`Serving`]
+/// (activation and the swapped slots), [`Monitor`] (live recall), and the fleet's sync
+/// clock ([`crate::fleet::sync`]) driving this service as its host.
 pub(crate) struct Inner {
     storage: Storage,
-    indexes: Indexes,
-    harnesses: Harnesses,
+    indexes: Arc<Indexes>,
+    harnesses: Arc<Harnesses>,
+    journal: Arc<Journal>,
+    registry: Arc<Registry>,
     serving: Serving,
-    journal: Journal,
-    registry: Registry,
-    autotunes: Arc<Running>,
-    /// Build permits, shared with serving: a trial's build and measurement takes them all.
-    builds: Arc<Semaphore>,
-    /// Permits of `builds`: a measurement takes them all, so no build runs beside it.
-    build_slots: u32,
-    /// Engine and threads of every build (trials and activation alike).
-    build_options: BuildOptions,
+    tuner: Tuner,
+    agents: agents::Agents,
+    monitor: Monitor,
     jobs: Arc<Jobs>,
     /// The one bounded queue of heavy work.
     queue: WorkQueue,
     /// What `/metrics` exports.
-    metrics: crate::metrics::Metrics,
+    metrics: Arc<Metrics>,
     /// Set once start-up re-activation has run (`/ready`).
     reactivated: AtomicBool,
-    /// Raised when the process stops: sync runs end with `ShuttingDown`.
-    shutdown: Arc<AtomicBool>,
-    agents: agents::Agents,
-    monitor: crate::monitor::Monitor,
-    /// One agent trial at a time in the process.
-    agent_slot: Semaphore,
+    /// Cancelled when the process stops: sync runs end with `ShuttingDown`.
+    shutdown: CancellationToken,
     /// Liveness, leases and what the other instances on the bucket wrote.
-    fleet: Arc<crate::fleet::Fleet>,
-}
-
-/// A trial to run.
-#[derive(Debug, Clone)]
-pub struct TrialRequest {
-    /// The index.
-    pub index: IndexName,
-    /// The harness to measure against.
-    pub harness: HarnessName,
-    /// The config to build and search.
-    pub config: HnswConfig,
-    /// Free text for the journal.
-    pub note: Option<String>,
-    /// Who asks.
-    pub source: Source,
-}
-
-/// An autotune to run.
-#[derive(Debug, Clone)]
-pub struct AutotuneRequest {
-    /// The index.
-    pub index: IndexName,
-    /// The harness to measure against.
-    pub harness: HarnessName,
-    /// Everything else, as received (checked by [`autotune::Spec::parse`]).
-    pub fields: autotune::SpecFields,
+    fleet: Arc<Fleet>,
 }
 
 /// How the service is set up (the server's settings, in the core's terms).
@@ -201,40 +174,54 @@ impl Vectune {
             max_queued_jobs,
             fleet,
         } = options;
-        let fleet = crate::fleet::Fleet::new(storage.clone(), fleet);
+        let fleet = Fleet::new(storage.clone(), fleet);
         // alive before owning anything: no other instance may reap what this one starts
         fleet.heartbeat(Default::default()).await?;
-        let (monitor, samples) = crate::monitor::Monitor::new(monitor);
-        let indexes = Indexes::load(storage.clone()).await?;
+        let (monitor, samples) = Monitor::new(monitor);
+        let indexes = Arc::new(Indexes::load(storage.clone()).await?);
         let names: Vec<IndexName> = indexes.list().iter().map(|i| i.meta().name.clone()).collect();
         let jobs = Jobs::load(storage.clone(), &names, &fleet).await?;
         let builds = Arc::new(Semaphore::new(build_concurrency.max(1)));
         let serving = Serving::new(storage.clone(), builds.clone(), build_options);
+        let harnesses = Arc::new(Harnesses::new(storage.clone()));
+        let journal = Arc::new(Journal::new(storage.clone()));
+        let registry = Arc::new(Registry::new(storage.clone()));
+        let metrics = Arc::new(Metrics::new());
+        let tuner = Tuner::new(TunerParts {
+            indexes: indexes.clone(),
+            harnesses: harnesses.clone(),
+            journal: journal.clone(),
+            registry: registry.clone(),
+            claims: Arc::new(Claims::new(fleet.clone())),
+            builds,
+            build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
+            build_options,
+            metrics: metrics.clone(),
+        });
         let me = Vectune {
             inner: Arc::new(Inner {
-                harnesses: Harnesses::new(storage.clone()),
-                journal: Journal::new(storage.clone()),
-                registry: Registry::new(storage.clone()),
-                autotunes: Arc::new(Running::default()),
+                harnesses,
+                journal,
+                registry,
+                tuner,
                 storage,
                 indexes,
                 serving,
-                builds,
-                build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
-                build_options,
                 jobs: Arc::new(jobs),
                 queue: WorkQueue::new(max_queued_jobs),
-                metrics: crate::metrics::Metrics::new(),
+                metrics,
                 reactivated: AtomicBool::new(false),
-                shutdown: Arc::default(),
+                shutdown: CancellationToken::new(),
                 agents: agents::Agents::default(),
-                agent_slot: Semaphore::new(1),
                 monitor,
                 fleet,
             }),
         };
         tokio::spawn(live::worker(Arc::downgrade(&me.inner), samples));
-        tokio::spawn(sync::worker(Arc::downgrade(&me.inner)));
+        let weak = Arc::downgrade(&me.inner);
+        tokio::spawn(crate::fleet::sync::run(move || {
+            weak.upgrade().map(|inner| Vectune { inner })
+        }));
         me.load_live().await?;
         Ok(me)
     }
@@ -255,34 +242,5 @@ impl Vectune {
             active: self.inner.serving.current(&meta.name).map(|g| g.record.clone()),
             live: self.live(&meta.name),
         }
-    }
-
-    /// Starts an autotune as a job and answers at once. Everything a sync autotune would
-    /// refuse (400, 404, 409) is refused here too, before a job exists.
-    pub async fn autotune_async(&self, req: AutotuneRequest) -> Result<Job> {
-        let prepared = self.prepare_autotune(req, Source::Autotune).await?;
-        let ticket = self.admit()?;
-        let control = RunControl::default();
-        let job = self
-            .inner
-            .jobs
-            .create(
-                &prepared.index,
-                JobKind::Autotune,
-                prepared.spec.planned_trials(),
-                control.clone(),
-            )
-            .await?;
-        let (me, id) = (self.clone(), job.id);
-        self.inner.jobs.spawn(id, ticket, async move {
-            Ok::<_, ServiceError>(match me.run_prepared(prepared, &control, Some(id)).await? {
-                RunEnd::Finished(r) => JobEnd::Succeeded {
-                    done: r.trials_run,
-                    result: JobResult::Autotune(r),
-                },
-                RunEnd::Cancelled { trials_run } => JobEnd::Cancelled { done: trials_run },
-            })
-        });
-        Ok(job)
     }
 }

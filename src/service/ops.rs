@@ -56,33 +56,7 @@ impl Vectune {
                 }
             })
             .collect();
-        let fleet = &self.inner.fleet;
-        let kinds = |counts: &[std::sync::atomic::AtomicU64; 2]| {
-            crate::fleet::LeaseKind::ALL
-                .iter()
-                .zip(counts)
-                .map(|(k, n)| (k.as_str().to_string(), n.load(Ordering::Relaxed)))
-                .collect()
-        };
-        let fleet = crate::metrics::FleetSnapshot {
-            instance: fleet.id().to_string(),
-            host: fleet.me().host.clone(),
-            instances: fleet.stats.instances.load(Ordering::Relaxed),
-            leases: fleet
-                .held()
-                .into_iter()
-                .map(|(k, i, e)| (k.as_str().to_string(), i.to_string(), e))
-                .collect(),
-            takeovers: kinds(&fleet.stats.takeovers),
-            lost: kinds(&fleet.stats.lost),
-            pickups: fleet.stats.pickups.load(Ordering::Relaxed),
-            reaped: fleet.stats.reaped.load(Ordering::Relaxed),
-            serving: fleet
-                .fleet_view()
-                .into_iter()
-                .flat_map(|(id, serving)| serving.into_iter().map(move |(ix, g)| (id.to_string(), ix, g)))
-                .collect(),
-        };
+        let fleet = self.inner.fleet.snapshot();
         let snapshot = Snapshot {
             fleet,
             indexes,
@@ -100,19 +74,14 @@ impl Vectune {
 
     /// Whether [`Vectune::stop_background`] ran.
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutdown.load(Ordering::Relaxed)
-    }
-
-    /// The flag sync work checks between steps: raised at shutdown.
-    pub(super) fn shutdown_flag(&self) -> Arc<AtomicBool> {
-        self.inner.shutdown.clone()
+        self.inner.shutdown.is_cancelled()
     }
 
     /// Stops background work before the process exits: running jobs, agents and sync
     /// runs stop at their next query, so shutdown does not wait for a whole build sweep
     /// (a sync request cut short answers `shutting_down`).
     pub fn stop_background(&self) {
-        self.inner.shutdown.store(true, Ordering::Relaxed);
+        self.inner.shutdown.cancel();
         self.inner.jobs.stop_all();
         self.inner.agents.stop_all();
     }

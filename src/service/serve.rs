@@ -1,6 +1,8 @@
 //! Activation (build or load, then swap), re-activation after a restart, and search of
 //! the serving generation.
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 impl Vectune {
@@ -48,8 +50,7 @@ impl Vectune {
     pub async fn activate(&self, name: &IndexName) -> Result<Activation> {
         self.inner.indexes.get(name)?;
         let _ticket = self.admit()?;
-        let stop = self.shutdown_flag();
-        match self.activate_with(name, Some(&stop)).await {
+        match self.activate_with(name, Some(&self.inner.shutdown)).await {
             Err(ServiceError::Cancelled) => Err(ServiceError::ShuttingDown),
             other => other,
         }
@@ -57,7 +58,11 @@ impl Vectune {
 
     /// [`Vectune::activate`], stopping with `Cancelled` if `cancel` is raised before the
     /// new generation is swapped in.
-    async fn activate_with(&self, name: &IndexName, cancel: Option<&AtomicBool>) -> Result<Activation> {
+    async fn activate_with(
+        &self,
+        name: &IndexName,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Activation> {
         let index = self.inner.indexes.get(name)?;
         let config = self.activation_config(name).await?;
         let set = self.inner.indexes.vectors(&index).await?;

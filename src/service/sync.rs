@@ -1,72 +1,43 @@
-//! Keeping this instance in step with the others on the bucket.
-//!
-//! One background task per service, on three clocks:
-//! - every `ttl / 3`: renew this instance's liveness record (with the generation it serves
-//!   of each index);
-//! - every `sync_secs` (default 2 s): adopt what other instances wrote — indexes created or
-//!   deleted, newer manifests (appends), newer activations (served from the stored graph,
-//!   no rebuild), changed agent settings, harness definitions (their cache is dropped and
-//!   re-read on use) — and act on cancel requests for jobs running here;
-//! - every `ttl / 2`: mark `interrupted` the unfinished jobs of instances that died.
+//! This service as the host of the fleet's clock ([`crate::fleet::sync`]): what adopting
+//! the other instances' writes means here — indexes created or deleted, newer manifests
+//! (appends), newer activations (served from the stored graph, no rebuild), changed agent
+//! settings, harness definitions (their cache is dropped and re-read on use) — and cancel
+//! requests for jobs running here.
 //!
 //! What is read straight from the store on every request needs none of this: promotions
 //! (`GET promoted`), the trial journal's listing, other instances' jobs, agent records.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use super::{Inner, Result, Vectune};
+use super::{Result, ServiceError, Vectune};
 use crate::agent::AgentRecord;
+use crate::fleet::sync::SyncHost;
+use crate::fleet::Fleet;
 use crate::names::IndexName;
 use crate::storage::keys;
 
-/// Runs until the service is dropped or shuts down.
-pub(crate) async fn worker(inner: Weak<Inner>) {
-    let (ttl, sync_every) = match inner.upgrade() {
-        Some(i) => (i.fleet.options().ttl, i.fleet.options().sync_interval),
-        None => return,
-    };
-    let beat_every = (ttl / 3).max(Duration::from_millis(100));
-    let reap_every = (ttl / 2).max(Duration::from_millis(100));
-    let tick = sync_every.min(beat_every).max(Duration::from_millis(50));
-    let (mut last_beat, mut last_sync, mut last_reap) = (Instant::now(), Instant::now(), Instant::now());
-    let mut last_sweep = Instant::now();
-    loop {
-        tokio::time::sleep(tick).await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let v = Vectune { inner };
-        if v.is_shutting_down() {
-            return;
-        }
-        let now = Instant::now();
-        if now >= last_beat + beat_every {
-            last_beat = now;
-            if let Err(e) = v.inner.fleet.heartbeat(v.serving_generations()).await {
-                tracing::warn!(error = %e, "liveness renewal failed; retrying");
-            }
-        }
-        if now >= last_sync + sync_every {
-            last_sync = now;
-            if let Err(e) = v.sync_once().await {
-                tracing::warn!(error = %e, "fleet sync failed; retrying");
-            }
-        }
-        if now >= last_reap + reap_every {
-            last_reap = now;
-            if let Err(e) = v.reap_jobs().await {
-                tracing::warn!(error = %e, "reaping dead instances' jobs failed; retrying");
-            }
-        }
-        if now >= last_sweep + Duration::from_secs(600) {
-            last_sweep = now;
-            if let Err(e) = v.inner.fleet.sweep_instances().await {
-                tracing::warn!(error = %e, "sweeping old instance records failed");
-            }
-        }
+impl SyncHost for Vectune {
+    type Error = ServiceError;
+
+    fn fleet(&self) -> &Arc<Fleet> {
+        &self.inner.fleet
+    }
+
+    fn stopping(&self) -> bool {
+        self.is_shutting_down()
+    }
+
+    fn serving_generations(&self) -> BTreeMap<String, u64> {
+        Vectune::serving_generations(self)
+    }
+
+    async fn sync_once(&self) -> Result<()> {
+        Vectune::sync_once(self).await
+    }
+
+    async fn reap_jobs(&self) -> Result<usize> {
+        Vectune::reap_jobs(self).await
     }
 }
 
@@ -86,17 +57,11 @@ impl Vectune {
 
     /// Marks `interrupted` the unfinished jobs whose instance died; returns how many.
     pub async fn reap_jobs(&self) -> Result<usize> {
-        let n = self
+        Ok(self
             .inner
             .jobs
             .reap(&self.index_names(), &self.inner.fleet)
-            .await?;
-        self.inner
-            .fleet
-            .stats
-            .reaped
-            .fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
+            .await?)
     }
 
     /// Adopts once what the other instances wrote (see the module's list). Public so tests
@@ -153,7 +118,7 @@ impl Vectune {
             .await
             .map_err(|e| super::serving_error(name, e))?
         {
-            self.inner.fleet.stats.pickups.fetch_add(1, Ordering::Relaxed);
+            self.inner.fleet.picked_up();
             tracing::info!(index = %name, generation, "now serving another instance's activation");
         }
         Ok(())

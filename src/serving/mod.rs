@@ -12,7 +12,6 @@
 //! (the native builder would rebuild the very same graph, only slower).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -20,6 +19,7 @@ use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::hnsw::{store, BuildOptions, Graph};
 use crate::names::IndexName;
@@ -48,6 +48,19 @@ pub enum ServingError {
     /// The index was deleted while its graph was produced: nothing was written for it.
     #[error("the index was deleted meanwhile")]
     IndexGone,
+}
+
+impl crate::error::Classified for ServingError {
+    fn classify(&self) -> crate::error::Class {
+        use crate::error::{Class, ErrorKind as K};
+        match self {
+            ServingError::Storage(s) => s.classify(),
+            ServingError::Task(_) | ServingError::Closed => Class::INTERNAL,
+            ServingError::Conflict => Class::new(K::Conflict, "concurrent_write"),
+            ServingError::Cancelled => Class::new(K::Conflict, "cancelled"),
+            ServingError::IndexGone => Class::new(K::NotFound, "index_not_found"),
+        }
+    }
 }
 
 /// Whether the index still exists (checked before anything is written under its prefix).
@@ -205,9 +218,9 @@ impl Serving {
         set: Arc<VectorSet>,
         config: HnswConfig,
         still_there: StillThere<'_>,
-        cancel: Option<&AtomicBool>,
+        cancel: Option<&CancellationToken>,
     ) -> Result<ActivationRecord, ServingError> {
-        let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+        let cancelled = || cancel.is_some_and(|c| c.is_cancelled());
         let lock = self.activation_lock(index);
         let _one_at_a_time = lock.lock().await;
         tracing::info!(index = %index, ?config, vectors = set.len(), "activation: building");

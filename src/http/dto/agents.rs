@@ -48,14 +48,14 @@ pub struct AgentConfigOut {
 impl From<&AgentConfig> for AgentConfigOut {
     fn from(c: &AgentConfig) -> Self {
         AgentConfigOut {
-            harness: c.harness.clone(),
+            harness: c.harness.to_string(),
             enabled: c.enabled,
             cooldown_secs: c.cooldown_secs,
             max_trials_per_hour: c.max_trials_per_hour,
             epsilon: c.epsilon,
             retune_on_growth: c.retune_on_growth,
-            objective: c.objective.clone(),
-            target_recall: c.target_recall,
+            objective: c.asked.objective.clone(),
+            target_recall: c.asked.target_recall,
             activate: c.activate,
             canary_queries: c.canary_queries,
             refresh_harness: c.refresh_harness,

@@ -1,0 +1,213 @@
+//! What one run measures against, loaded once, and the two measurements a run makes: one
+//! config on the tuning (or held-out) queries, and several configs interleaved.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{Result, Tuner, TunerError};
+use crate::autotune::{split_queries, GraphCache};
+use crate::harness;
+use crate::hnsw::{self, Graph};
+use crate::measure::{self, Paired};
+use crate::metrics::BuildPurpose;
+use crate::names::{HarnessName, IndexName};
+use crate::params::HnswConfig;
+use crate::trials::{Source, Trial, TrialMetrics};
+use crate::vectors::VectorSet;
+
+/// Queries an interleaved comparison uses at most (evenly spaced over the tuning queries).
+pub const PAIRED_MAX_QUERIES: usize = 1000;
+
+/// Memory the graphs kept during one run may take (their link arrays; the vectors are
+/// shared): enough for a handful of graphs of a few million links.
+pub const RUN_GRAPH_CACHE_BYTES: usize = 512 << 20;
+
+/// Prepared queries and their exact top-k rows.
+type QuerySet = (Vec<Vec<f32>>, Vec<Vec<u32>>);
+
+/// What a run measures against, loaded once.
+pub(super) struct RunContext {
+    pub(super) index: IndexName,
+    pub(super) harness: HarnessName,
+    set: Arc<VectorSet>,
+    k: usize,
+    /// Tuning queries and their exact top-k rows.
+    tune: Arc<QuerySet>,
+    /// Held-out queries, when the run holds some out.
+    pub(super) held: Option<Arc<QuerySet>>,
+    /// Brute-force µs per tuning query (once per run: it does not depend on the graph).
+    brute_us: Option<f64>,
+    cache: GraphCache<Graph>,
+    pub(super) builds: usize,
+    pub(super) cancel: CancellationToken,
+}
+
+fn pick<T: Clone>(all: &[T], at: &[usize]) -> Vec<T> {
+    at.iter().map(|&i| all[i].clone()).collect()
+}
+
+impl RunContext {
+    /// A journal trial of this run's index and harness.
+    pub(super) fn trial(
+        &self,
+        config: HnswConfig,
+        metrics: TrialMetrics,
+        note: Option<String>,
+        source: Source,
+    ) -> Trial {
+        Trial {
+            id: Uuid::now_v7(),
+            index_name: self.index.clone(),
+            eval_set: self.harness.clone(),
+            config,
+            created_at: Utc::now(),
+            note,
+            source,
+            metrics,
+            validation: None,
+            lease_epoch: None,
+        }
+    }
+}
+
+impl Tuner {
+    pub(super) async fn context(
+        &self,
+        index: &IndexName,
+        harness: &HarnessName,
+        validation_fraction: f64,
+        cancel: CancellationToken,
+    ) -> Result<RunContext> {
+        let ix = self.parts.indexes.get(index)?;
+        let set = self.parts.indexes.vectors(&ix).await?;
+        let (h, truth) = self
+            .parts
+            .harnesses
+            .with_ground_truth(harness, index, set.clone())
+            .await?;
+        let queries = harness::prepared_queries(&h, &set).map_err(TunerError::HarnessQuery)?;
+        let (tune_at, held_at) = split_queries(queries.len(), validation_fraction);
+        let tune = Arc::new((pick(&queries, &tune_at), pick(&truth.rows, &tune_at)));
+        let held =
+            (!held_at.is_empty()).then(|| Arc::new((pick(&queries, &held_at), pick(&truth.rows, &held_at))));
+        Ok(RunContext {
+            index: index.clone(),
+            harness: harness.clone(),
+            set,
+            k: h.k,
+            tune,
+            held,
+            brute_us: None,
+            cache: GraphCache::new(RUN_GRAPH_CACHE_BYTES, self.parts.build_options.engine),
+            builds: 0,
+            cancel,
+        })
+    }
+
+    /// Every build permit: with build concurrency above 1, no other build of this process
+    /// runs while a step measures latency.
+    async fn measuring(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.parts
+            .builds
+            .acquire_many(self.parts.build_slots)
+            .await
+            .map_err(|_| TunerError::Internal("the build semaphore is closed"))
+    }
+
+    /// Measures `config` on the run's tuning (or held-out) queries, building its graph
+    /// unless the run still holds it. `None` when the run was cancelled meanwhile.
+    pub(super) async fn measure_in(
+        &self,
+        ctx: &mut RunContext,
+        config: HnswConfig,
+        held_out: bool,
+    ) -> Result<Option<TrialMetrics>> {
+        if ctx.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        let queries = match (&ctx.held, held_out) {
+            (Some(h), true) => h.clone(),
+            _ => ctx.tune.clone(),
+        };
+        let cached = ctx.cache.get(&config);
+        let options = self.parts.build_options;
+        let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
+        let tune = ctx.tune.clone();
+        let permit = self.measuring().await?;
+        let out = tokio::task::spawn_blocking(move || {
+            let built = cached.is_none();
+            let graph = match cached {
+                Some(g) => g,
+                None => {
+                    if cancel.is_cancelled() {
+                        return None;
+                    }
+                    Arc::new(hnsw::build(&set, set.len(), config, options))
+                }
+            };
+            let brute = brute.unwrap_or_else(|| measure::brute_force_latency_us(&set, &tune.0, k));
+            let (q, truth) = (&queries.0, &queries.1);
+            let ef = config.ef_search as usize;
+            let m = measure::measure(&set, &graph, ef, q, truth, k, brute, &cancel);
+            Some((graph, built, brute, m))
+        })
+        .await
+        .map_err(TunerError::Task)?;
+        drop(permit);
+        let Some((graph, built, brute, metrics)) = out else {
+            return Ok(None);
+        };
+        if built {
+            if let Some(m) = &metrics {
+                self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
+            }
+            ctx.builds += 1;
+            let bytes = graph.memory_bytes();
+            ctx.cache.insert(&config, graph, bytes);
+        }
+        ctx.brute_us = Some(brute);
+        Ok(metrics)
+    }
+
+    /// Measures `configs` interleaved on the run's tuning queries (building any graph the
+    /// run does not hold, as a plain measurement first).
+    pub(super) async fn paired_in(
+        &self,
+        ctx: &mut RunContext,
+        configs: &[HnswConfig],
+        rounds: usize,
+    ) -> Result<Option<Paired>> {
+        let mut graphs = Vec::with_capacity(configs.len());
+        for c in configs {
+            if ctx.cache.get(c).is_none() && self.measure_in(ctx, *c, false).await?.is_none() {
+                return Ok(None);
+            }
+            match ctx.cache.get(c) {
+                Some(g) => graphs.push((g, c.ef_search as usize)),
+                None => {
+                    return Err(TunerError::Internal(
+                        "a graph left the run cache while it was compared",
+                    ))
+                }
+            }
+        }
+        let (set, k, cancel, tune) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.tune.clone());
+        let permit = self.measuring().await?;
+        let out = tokio::task::spawn_blocking(move || {
+            let g: Vec<(&Graph, usize)> = graphs.iter().map(|(g, ef)| (&**g, *ef)).collect();
+            // a large harness is compared on an evenly spaced share of its queries: the
+            // interval is tight long before, and the comparison stays seconds, not minutes
+            let step = tune.0.len().div_ceil(PAIRED_MAX_QUERIES).max(1);
+            let queries: Vec<Vec<f32>> = tune.0.iter().step_by(step).cloned().collect();
+            let truth: Vec<Vec<u32>> = tune.1.iter().step_by(step).cloned().collect();
+            measure::measure_paired(&set, &g, &queries, &truth, k, rounds, &cancel)
+        })
+        .await
+        .map_err(TunerError::Task)?;
+        drop(permit);
+        Ok(out)
+    }
+}

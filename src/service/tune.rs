@@ -1,0 +1,70 @@
+//! Trials and autotune runs: the service admits the work, the [`Tuner`] does it.
+//!
+//! The order of refusals is the cheap one first: a bad request (400 / 404) before anything
+//! else, then the in-memory admission to the work queue (503 when full), and only then the
+//! claim, whose lease is a store write — so an overloaded server writes nothing for the
+//! autotunes it refuses.
+
+use super::{Result, ServiceError, Vectune};
+use crate::autotune::{AutotuneRequest, AutotuneResult, RunEnd, TrialRequest, TunerError};
+use crate::jobs::{Job, JobEnd, JobKind, JobResult, RunControl};
+use crate::trials::Trial;
+
+use std::sync::Arc;
+
+impl Vectune {
+    /// Builds `config` over the index's vectors, measures it against the harness and
+    /// appends it to the journal.
+    pub async fn run_trial(&self, req: TrialRequest) -> Result<Arc<Trial>> {
+        self.inner.indexes.get(&req.index)?;
+        let _ticket = self.admit()?;
+        // only shutdown cancels a sync trial
+        match self.inner.tuner.trial(req, &self.inner.shutdown).await {
+            Err(TunerError::Cancelled) => Err(ServiceError::ShuttingDown),
+            other => Ok(other?),
+        }
+    }
+
+    /// Runs an autotune to the end, here and now.
+    pub async fn autotune(&self, req: AutotuneRequest) -> Result<AutotuneResult> {
+        let checked = self.inner.tuner.check(req).await?;
+        let _ticket = self.admit()?;
+        // only shutdown cancels a sync run
+        let prepared = self.inner.tuner.claim(checked, &self.inner.shutdown).await?;
+        match self.inner.tuner.run(prepared, Default::default(), None).await? {
+            RunEnd::Finished(r) => Ok(*r),
+            RunEnd::Cancelled { .. } => Err(ServiceError::ShuttingDown),
+        }
+    }
+
+    /// Starts an autotune as a job and answers at once. Everything a sync autotune would
+    /// refuse (400, 404, 409, 503) is refused here too, before a job exists.
+    pub async fn autotune_async(&self, req: AutotuneRequest) -> Result<Job> {
+        let checked = self.inner.tuner.check(req).await?;
+        let ticket = self.admit()?;
+        let control = RunControl::default();
+        let prepared = self.inner.tuner.claim(checked, &control.cancel).await?;
+        let job = self
+            .inner
+            .jobs
+            .create(
+                &prepared.index,
+                JobKind::Autotune,
+                prepared.spec.planned_trials(),
+                control.clone(),
+            )
+            .await?;
+        let (me, id) = (self.clone(), job.id);
+        self.inner.jobs.spawn(id, ticket, async move {
+            let end = me.inner.tuner.run(prepared, control.done.clone(), Some(id)).await;
+            Ok::<_, ServiceError>(match end? {
+                RunEnd::Finished(r) => JobEnd::Succeeded {
+                    done: r.trials_run,
+                    result: JobResult::Autotune(r),
+                },
+                RunEnd::Cancelled { trials_run } => JobEnd::Cancelled { done: trials_run },
+            })
+        });
+        Ok(job)
+    }
+}
