@@ -5,6 +5,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::names::IndexName;
 
 /// `axum::Json` with [`ApiError`] rejections (malformed JSON, wrong content type,
 /// unknown fields, too large).
@@ -78,6 +79,32 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let axum::extract::Path(v) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(ApiPath(v))
+    }
+}
+
+/// An index name from the path, parsed at the edge: a handler that takes it holds a valid
+/// [`IndexName`], and a bad one answers like any bad name (`400 invalid_name`), before the
+/// body is read.
+pub struct IndexPath(pub IndexName);
+
+impl<S: Send + Sync> FromRequestParts<S> for IndexPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ApiPath(raw) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        Ok(IndexPath(IndexName::parse(raw)?))
+    }
+}
+
+/// An index name and a second segment (a trial id) from the path, the name parsed.
+pub struct IndexAndPath(pub IndexName, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IndexAndPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ApiPath((raw, rest)) = ApiPath::<(String, String)>::from_request_parts(parts, state).await?;
+        Ok(IndexAndPath(IndexName::parse(raw)?, rest))
     }
 }
 

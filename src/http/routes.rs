@@ -10,7 +10,7 @@ use axum::Json;
 
 use super::dto::*;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiPath, ApiQuery, FastJson};
+use super::extract::{ApiJson, ApiPath, ApiQuery, FastJson, IndexAndPath, IndexPath};
 use super::RouterLimits;
 use crate::agent::AgentConfigIn;
 use crate::distance::Metric;
@@ -70,11 +70,8 @@ pub async fn list_indexes(State(v): State<Vectune>) -> Json<IndexList> {
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses((status = 200, body = IndexOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
-pub async fn get_index(
-    State(v): State<Vectune>,
-    ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<IndexOut>> {
-    Ok(Json(v.get_index(&IndexName::parse(name)?)?.into()))
+pub async fn get_index(State(v): State<Vectune>, IndexPath(name): IndexPath) -> ApiResult<Json<IndexOut>> {
+    Ok(Json(v.get_index(&name)?.into()))
 }
 
 /// Deletes an index with its vectors, harnesses, trials, promotions, jobs and graphs.
@@ -82,8 +79,8 @@ pub async fn get_index(
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
-pub async fn delete_index(State(v): State<Vectune>, ApiPath(name): ApiPath<String>) -> ApiResult<StatusCode> {
-    v.delete_index(&IndexName::parse(name)?).await?;
+pub async fn delete_index(State(v): State<Vectune>, IndexPath(name): IndexPath) -> ApiResult<StatusCode> {
+    v.delete_index(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -101,11 +98,10 @@ pub async fn delete_index(State(v): State<Vectune>, ApiPath(name): ApiPath<Strin
 pub async fn append(
     State(v): State<Vectune>,
     Extension(limits): Extension<RouterLimits>,
-    ApiPath(name): ApiPath<String>,
+    IndexPath(name): IndexPath,
     ApiQuery(params): ApiQuery<AppendParams>,
     req: Request,
 ) -> ApiResult<Json<AppendOut>> {
-    let name = IndexName::parse(name)?;
     if let Some(format) = params.format {
         let limit = limits.max_binary_body_bytes;
         let too_large = || {
@@ -156,10 +152,9 @@ pub async fn append(
         (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"), (status = 503, body = ErrorBody, description = "overloaded or shutting down")))]
 pub async fn activate(
     State(v): State<Vectune>,
-    ApiPath(name): ApiPath<String>,
+    IndexPath(name): IndexPath,
     ApiQuery(params): ApiQuery<AsyncParams>,
 ) -> ApiResult<Response> {
-    let name = IndexName::parse(name)?;
     if params.run_async.unwrap_or(false) {
         let job = v.activate_async(&name).await?;
         return Ok((StatusCode::ACCEPTED, Json(JobAccepted::of(&job))).into_response());
@@ -174,9 +169,9 @@ pub async fn activate(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_monitor(
     State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
+    IndexPath(index): IndexPath,
 ) -> ApiResult<Json<MonitorOut>> {
-    Ok(Json(v.monitor_settings(&IndexName::parse(index)?)?.into()))
+    Ok(Json(v.monitor_settings(&index)?.into()))
 }
 
 /// Sets the monitor of an index (a field left out keeps its value).
@@ -186,10 +181,9 @@ pub async fn get_monitor(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn put_monitor(
     State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
+    IndexPath(index): IndexPath,
     ApiJson(req): ApiJson<MonitorIn>,
 ) -> ApiResult<Json<MonitorOut>> {
-    let index = IndexName::parse(index)?;
     Ok(Json(
         v.set_monitor(&index, req.sample_rate, req.window).await?.into(),
     ))
@@ -202,10 +196,9 @@ pub async fn put_monitor(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn search(
     State(v): State<Vectune>,
-    ApiPath(name): ApiPath<String>,
+    IndexPath(name): IndexPath,
     FastJson(req): FastJson<Search>,
 ) -> ApiResult<Json<SearchOut>> {
-    let name = IndexName::parse(name)?;
     Ok(Json(v.search(&name, &req.vector, req.k, req.ef_search)?.into()))
 }
 
@@ -307,10 +300,9 @@ pub async fn run_trial(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn list_trials(
     State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
+    IndexPath(index): IndexPath,
     ApiQuery(filter): ApiQuery<TrialFilter>,
 ) -> ApiResult<Json<TrialList>> {
-    let index = IndexName::parse(index)?;
     let harness = filter.harness.map(HarnessName::parse).transpose()?;
     let trials = v.list_trials(&index, harness.as_ref()).await?;
     Ok(Json(TrialList {
@@ -325,10 +317,9 @@ pub async fn list_trials(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn pareto(
     State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
+    IndexPath(index): IndexPath,
     ApiQuery(filter): ApiQuery<ParetoParams>,
 ) -> ApiResult<Json<ParetoOut>> {
-    let index = IndexName::parse(index)?;
     let harness = filter.harness.map(HarnessName::parse).transpose()?;
     let axes = match filter.axes.as_deref() {
         Some(a) => Axis::parse_list(a).map_err(crate::service::ServiceError::from)?,
@@ -350,9 +341,8 @@ pub async fn pareto(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn get_trial(
     State(v): State<Vectune>,
-    ApiPath((index, trial)): ApiPath<(String, String)>,
+    IndexAndPath(index, trial): IndexAndPath,
 ) -> ApiResult<Json<TrialOut>> {
-    let index = IndexName::parse(index)?;
     Ok(Json(TrialOut::from(&*v.get_trial(&index, &trial).await?)))
 }
 
@@ -363,10 +353,9 @@ pub async fn get_trial(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn promote(
     State(v): State<Vectune>,
-    ApiPath((index, trial)): ApiPath<(String, String)>,
+    IndexAndPath(index, trial): IndexAndPath,
     ApiQuery(p): ApiQuery<PromoteParams>,
 ) -> ApiResult<Json<PromotedOut>> {
-    let index = IndexName::parse(index)?;
     let state = v.promote(&index, &trial, p.promoted_by, p.note).await?;
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
@@ -376,11 +365,7 @@ pub async fn promote(
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses((status = 200, body = PromotedOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
-pub async fn rollback(
-    State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
-) -> ApiResult<Json<PromotedOut>> {
-    let index = IndexName::parse(index)?;
+pub async fn rollback(State(v): State<Vectune>, IndexPath(index): IndexPath) -> ApiResult<Json<PromotedOut>> {
     let state = v.rollback(&index).await?;
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
@@ -390,11 +375,7 @@ pub async fn rollback(
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses((status = 200, body = PromotedOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
-pub async fn promoted(
-    State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
-) -> ApiResult<Json<PromotedOut>> {
-    let index = IndexName::parse(index)?;
+pub async fn promoted(State(v): State<Vectune>, IndexPath(index): IndexPath) -> ApiResult<Json<PromotedOut>> {
     let state = v.promoted(&index).await?;
     Ok(Json(PromotedOut::new(index.as_str(), state)))
 }
@@ -469,12 +450,10 @@ pub async fn list_jobs(
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
 pub async fn put_agent(
     State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
+    IndexPath(index): IndexPath,
     ApiJson(body): ApiJson<AgentConfigIn>,
 ) -> ApiResult<Json<AgentOut>> {
-    Ok(Json(AgentOut::from(
-        &v.put_agent(&IndexName::parse(index)?, body).await?,
-    )))
+    Ok(Json(AgentOut::from(&v.put_agent(&index, body).await?)))
 }
 
 /// The agent of an index: settings, state and decisions.
@@ -482,13 +461,8 @@ pub async fn put_agent(
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses((status = 200, body = AgentOut, description = "Done"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
-pub async fn get_agent(
-    State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
-) -> ApiResult<Json<AgentOut>> {
-    Ok(Json(AgentOut::from(
-        &v.get_agent(&IndexName::parse(index)?).await?,
-    )))
+pub async fn get_agent(State(v): State<Vectune>, IndexPath(index): IndexPath) -> ApiResult<Json<AgentOut>> {
+    Ok(Json(AgentOut::from(&v.get_agent(&index).await?)))
 }
 
 /// Stops and removes the agent of an index.
@@ -496,11 +470,8 @@ pub async fn get_agent(
     params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
     responses((status = 204, description = "removed"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown name 404, conflict 409, too large 413, unusable 422"),
         (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
-pub async fn delete_agent(
-    State(v): State<Vectune>,
-    ApiPath(index): ApiPath<String>,
-) -> ApiResult<StatusCode> {
-    v.delete_agent(&IndexName::parse(index)?).await?;
+pub async fn delete_agent(State(v): State<Vectune>, IndexPath(index): IndexPath) -> ApiResult<StatusCode> {
+    v.delete_agent(&index).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
