@@ -5,8 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-mod server;
-use server::*;
+#[path = "api/helpers.rs"]
+mod helpers;
+use helpers::*;
 
 /// `n` rows of `vector(i, dims)` from `from` as a NumPy `.npy` file (v1.0, `<f4`, C order).
 fn npy_rows(from: usize, n: usize, dims: usize) -> Vec<u8> {
@@ -25,7 +26,7 @@ fn npy_rows(from: usize, n: usize, dims: usize) -> Vec<u8> {
 }
 
 /// Runs `vectune args…` against `s` with `env`; the exit code, stdout and stderr.
-fn run(s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+fn run(s: &TestServer, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let Output {
         status,
         stdout,
@@ -45,7 +46,7 @@ fn run(s: &Server, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String)
 }
 
 /// `vectune autotune --index cli --harness h` with `extra` flags.
-fn tune(s: &Server, extra: &[&str]) -> (i32, String, String) {
+fn tune(s: &TestServer, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["autotune", "--index", "cli", "--harness", "h"];
     args.extend_from_slice(extra);
     run(s, &args, &[])
@@ -53,7 +54,7 @@ fn tune(s: &Server, extra: &[&str]) -> (i32, String, String) {
 
 #[tokio::test]
 async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
-    let (dir, s) = Server::in_temp_dir(&[]);
+    let (dir, s) = TestServer::in_temp_dir(&[]);
     let file = dir.path().join("rows.fvecs");
     std::fs::write(&file, fvecs_rows(0, 2000, 16)).unwrap();
     let file = file.to_str().unwrap();
@@ -61,7 +62,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
     let (code, _, err) = run(&s, &["ingest", "nope", file], &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("index_not_found"), "{err}");
-    create_index(&s, "cli", 16, "l2").await;
+    s.new_index("cli", 16, "l2").await;
     let (code, out, err) = run(&s, &["ingest", "cli", file], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -78,7 +79,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
         out.contains("appended 500 vectors") && out.contains("2500 stored"),
         "{out}"
     );
-    autogen(&s, "h", "cli", 30, 10).await;
+    s.autogen("h", "cli", 30, 10).await;
 
     // a winner promoted: 0, progress lines on stderr (not a terminal: no carriage returns)
     let grid = dir.path().join("grid.json");
@@ -187,7 +188,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
 #[tokio::test]
 async fn with_auth_on_the_token_comes_from_the_flag_or_the_environment() {
     let token = "cli-admin-token-0123";
-    let (_dir, s) = Server::in_temp_dir(&[("VECTUNE_API_TOKEN", token)]);
+    let (_dir, s) = TestServer::in_temp_dir(&[("VECTUNE_API_TOKEN", token)]);
     let (code, _, err) = run(&s, &["promoted", "x"], &[]);
     assert_eq!(code, 1);
     assert!(err.contains("unauthorized"), "{err}");

@@ -7,7 +7,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-mod support;
+#[path = "api/helpers.rs"]
+mod helpers;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -19,7 +20,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
-use support::vec_of;
+use helpers::vec_of;
 use vectune::distance::Metric;
 use vectune::fleet::FleetOptions;
 use vectune::hnsw::BuildOptions;

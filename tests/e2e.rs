@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-mod server;
-use server::*;
+#[path = "api/helpers.rs"]
+mod helpers;
+use helpers::*;
 
 #[tokio::test]
 async fn state_survives_a_restart_and_the_active_generation_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     assert_eq!(s.get("/health").await, (200, json!({"status": "ok"})));
     let (st, _) = s
         .post(
@@ -23,7 +24,7 @@ async fn state_survives_a_restart_and_the_active_generation_comes_back() {
         )
         .await;
     assert_eq!(st, 201);
-    append_range(&s, "docs", 0..300, 16).await;
+    s.append_range("docs", 0..300, 16).await;
     let (st, h) = s
         .post(
             "/vectors/harness/autogen",
@@ -44,14 +45,14 @@ async fn state_survives_a_restart_and_the_active_generation_comes_back() {
     let status = s.terminate();
     assert!(status.success(), "SIGTERM exit status {status:?}");
 
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let (_, i) = s.get("/vectors/indexes/docs").await;
     assert_eq!(i["vectors"], 300);
     let (st, h2) = s.get("/vectors/harness/smoke").await;
     assert_eq!(st, 200);
     assert_eq!(h2["ground_truth_built"], true);
     assert_eq!(h2["queries"], h["queries"], "queries and ground truth persisted");
-    let active = wait_active(&s, "docs").await;
+    let active = s.wait_active("docs").await;
     assert_eq!(active["generation"], 2);
     assert_eq!(active["config"], a["config"]);
     let (st, after) = s
@@ -75,15 +76,15 @@ async fn state_survives_a_restart_and_the_active_generation_comes_back() {
 #[tokio::test]
 async fn searches_during_an_activation_are_answered_by_the_previous_generation() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let dims = 48;
-    create_index(&s, "big", dims, "l2").await;
-    append_range(&s, "big", 0..500, dims).await;
+    s.new_index("big", dims, "l2").await;
+    s.append_range("big", 0..500, dims).await;
     let (st, first) = s.post("/vectors/indexes/big/activate", None).await;
     assert_eq!((st, first["generation"].clone()), (200, json!(1)));
     // grow the index so that the next build takes a while
     for start in (500..24_500).step_by(6000) {
-        append_range(&s, "big", start..start + 6000, dims).await;
+        s.append_range("big", start..start + 6000, dims).await;
     }
     let base = s.base.clone();
     let activation = tokio::spawn(async move {
@@ -142,8 +143,8 @@ async fn s3_store_survives_a_restart() {
         ("VECTUNE_S3_ENDPOINT", endpoint.as_str()),
         ("VECTUNE_S3_ALLOW_HTTP", "true"),
     ];
-    let s = Server::start_url(&url, &env);
-    create_index(&s, "s3idx", 8, "dot").await;
+    let s = TestServer::start_url(&url, &env);
+    s.new_index("s3idx", 8, "dot").await;
     assert_eq!(
         s.post(
             "/vectors/indexes",
@@ -153,7 +154,7 @@ async fn s3_store_survives_a_restart() {
         .0,
         409
     );
-    append_range(&s, "s3idx", 0..120, 8).await;
+    s.append_range("s3idx", 0..120, 8).await;
     let (st, _) = s
         .post(
             "/vectors/harness/autogen",
@@ -163,14 +164,14 @@ async fn s3_store_survives_a_restart() {
     assert_eq!(st, 201);
     assert_eq!(s.post("/vectors/indexes/s3idx/activate", None).await.0, 200);
     assert!(s.terminate().success());
-    let s = Server::start_url(&url, &env);
+    let s = TestServer::start_url(&url, &env);
     let (_, i) = s.get("/vectors/indexes/s3idx").await;
     assert_eq!(
         (i["vectors"].clone(), i["metric"].clone()),
         (json!(120), json!("dot"))
     );
     assert_eq!(s.get("/vectors/harness/s3h").await.1["ground_truth_built"], true);
-    assert_eq!(wait_active(&s, "s3idx").await["generation"], 1);
+    assert_eq!(s.wait_active("s3idx").await["generation"], 1);
     assert_eq!(
         s.call(reqwest::Method::DELETE, "/vectors/indexes/s3idx", None)
             .await
@@ -197,9 +198,9 @@ fn current_and_history(p: &Value) -> (Value, Vec<Value>) {
 #[tokio::test]
 async fn the_seed_story() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
-    create_index(&s, "seed", 64, "cosine").await;
-    append_range(&s, "seed", 0..54, 64).await;
+    let s = TestServer::start(dir.path());
+    s.new_index("seed", 64, "cosine").await;
+    s.append_range("seed", 0..54, 64).await;
     let (st, _) = s
         .post(
             "/vectors/harness/autogen",
@@ -255,7 +256,7 @@ async fn the_seed_story() {
     assert_eq!(current_and_history(&p), (man.clone(), vec![]));
     assert!(s.terminate().success());
 
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let (_, p) = s.get("/vectors/hnsw/promoted/seed").await;
     assert_eq!(current_and_history(&p), (man.clone(), vec![]));
     assert_eq!(p["current"]["promoted_by"], "ci");
@@ -288,7 +289,7 @@ async fn the_seed_story() {
 #[tokio::test]
 async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let (st, _) = s
         .post(
             "/vectors/indexes",
@@ -297,7 +298,7 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
         .await;
     assert_eq!(st, 201);
     for chunk in 0..5 {
-        append_range(&s, "jobs", chunk * 1000..(chunk + 1) * 1000, 32).await;
+        s.append_range("jobs", chunk * 1000..(chunk + 1) * 1000, 32).await;
     }
     let (st, _) = s
         .post(
@@ -317,10 +318,9 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
         .await;
     assert_eq!(st, 202, "{acc}");
     let ok_id = acc["job_id"].as_str().unwrap().to_string();
-    let done = poll_job(&s, &ok_id, |j| {
-        j["state"] == "succeeded" || j["state"] == "failed"
-    })
-    .await;
+    let done = s
+        .poll_job(&ok_id, |j| j["state"] == "succeeded" || j["state"] == "failed")
+        .await;
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["progress"], json!({"done": 2, "total": 2}));
     assert_eq!(done["result"]["trials_run"], 2);
@@ -333,10 +333,11 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
         .await;
     assert_eq!(st, 202);
     let cancel_id = acc["job_id"].as_str().unwrap().to_string();
-    let j = poll_job(&s, &cancel_id, |j| {
-        j["progress"]["done"].as_u64() >= Some(1) || j["state"] == "succeeded"
-    })
-    .await;
+    let j = s
+        .poll_job(&cancel_id, |j| {
+            j["progress"]["done"].as_u64() >= Some(1) || j["state"] == "succeeded"
+        })
+        .await;
     assert_eq!(j["state"], "running", "still running after its first trial: {j}");
     let (st, d) = s
         .call(
@@ -346,7 +347,7 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
         )
         .await;
     assert_eq!(st, 200, "{d}");
-    let j = poll_job(&s, &cancel_id, |j| j["state"] != "running").await;
+    let j = s.poll_job(&cancel_id, |j| j["state"] != "running").await;
     assert_eq!(j["state"], "cancelled", "{j}");
     let (_, p) = s.get("/vectors/hnsw/promoted/jobs").await;
     assert_eq!(p["current"], Value::Null, "a cancelled job promotes nothing");
@@ -370,14 +371,14 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     let (st, acc) = s.post("/vectors/hnsw/autotune?async=true", Some(long)).await;
     assert_eq!(st, 202, "{acc}");
     let killed_id = acc["job_id"].as_str().unwrap().to_string();
-    let j = poll_job(&s, &killed_id, |j| j["state"] != "queued").await;
+    let j = s.poll_job(&killed_id, |j| j["state"] != "queued").await;
     assert_eq!(j["state"], "running", "{j}");
     let mut s = s;
     s.child.kill().unwrap();
     s.child.wait().unwrap();
     drop(s);
 
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let (st, j) = s.get(&format!("/vectors/jobs/{killed_id}")).await;
     assert_eq!(st, 200);
     assert_eq!(j["state"], "failed", "{j}");
@@ -418,7 +419,7 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
 #[tokio::test]
 async fn a_restart_serves_the_stored_sq8_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let (st, _) = s
         .post(
             "/vectors/indexes",
@@ -426,7 +427,7 @@ async fn a_restart_serves_the_stored_sq8_graph() {
         )
         .await;
     assert_eq!(st, 201);
-    append_range(&s, "q8", 0..800, 24).await;
+    s.append_range("q8", 0..800, 24).await;
     let (st, _) = s
         .post(
             "/vectors/harness/autogen",
@@ -470,8 +471,8 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
     let written = stamp(&graphs[0]);
 
-    let s = Server::start(dir.path());
-    let active = wait_active(&s, "q8").await;
+    let s = TestServer::start(dir.path());
+    let active = s.wait_active("q8").await;
     assert_eq!(active["config"], a["config"]);
     assert_eq!(active["generation"], a["generation"]);
     let (_, after) = s.post("/vectors/search/q8", Some(query)).await;
@@ -510,7 +511,7 @@ fn off_distribution(i: usize, dims: usize) -> Vec<f32> {
     vector(100_000 + i, dims).iter().map(|x| x * 8.0).collect()
 }
 
-async fn clustered_index(s: &Server, name: &str, n: usize, dims: usize) {
+async fn clustered_index(s: &TestServer, name: &str, n: usize, dims: usize) {
     let (st, _) = s
         .post(
             "/vectors/indexes",
@@ -537,7 +538,7 @@ async fn clustered_index(s: &Server, name: &str, n: usize, dims: usize) {
 #[tokio::test]
 async fn live_searches_are_monitored_captured_and_tuned_on() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     clustered_index(&s, "live", 2000, 16).await;
     let (st, m) = s
         .put(
@@ -627,7 +628,7 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
         .await;
     assert_eq!(ix["live"]["generation"], 2);
     assert!(s.terminate().success());
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     assert_eq!(s.get("/vectors/indexes/live/monitor").await.1, m);
     let (_, h2) = s.get("/vectors/harness/traffic").await;
     assert_eq!(
@@ -640,7 +641,7 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
 #[tokio::test]
 async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     clustered_index(&s, "can", 3000, 24).await;
     // the harness is easy (stored vectors as queries); live traffic is not
     let (st, _) = s
@@ -762,10 +763,10 @@ fn run_python(code: &str, input: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn seeded_server(dir: &Path, env: &[(&str, &str)]) -> Server {
-    let s = Server::start_url(&dir.display().to_string(), env);
-    create_index(&s, "ops", 16, "l2").await;
-    append_range(&s, "ops", 0..200, 16).await;
+async fn seeded_server(dir: &Path, env: &[(&str, &str)]) -> TestServer {
+    let s = TestServer::start_url(&dir.display().to_string(), env);
+    s.new_index("ops", 16, "l2").await;
+    s.append_range("ops", 0..200, 16).await;
     s
 }
 
@@ -862,7 +863,7 @@ print(json.dumps(out))
 #[ignore = "needs Python's openapi-spec-validator: scripts/test.sh provides it"]
 async fn the_openapi_document_validates() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path());
+    let s = TestServer::start(dir.path());
     let resp = s
         .client
         .get(format!("{}/openapi.json", s.base))
@@ -882,7 +883,7 @@ async fn the_openapi_document_validates() {
 /// and each request has one with its method, route template, status, latency and id.
 #[tokio::test]
 async fn json_logs_carry_every_request() {
-    let (_dir, s) = Server::in_temp_dir(&[("VECTUNE_LOG_FORMAT", "json")]);
+    let (_dir, s) = TestServer::in_temp_dir(&[("VECTUNE_LOG_FORMAT", "json")]);
     let resp = s
         .client
         .get(format!("{}/vectors/indexes/missing-one", s.base))
@@ -941,7 +942,7 @@ async fn tokens_from_files_admin_and_read_only() {
     )
     .unwrap();
     let store = dir.path().join("store");
-    let s = Server::start_url(
+    let s = TestServer::start_url(
         &store.display().to_string(),
         &[("VECTUNE_CONFIG", cfg.to_str().unwrap())],
     );
@@ -992,12 +993,13 @@ async fn tokens_from_files_admin_and_read_only() {
 /// admitted ones became jobs. Prints the split (the figure in the closing note).
 #[tokio::test]
 async fn a_burst_beyond_the_queue_is_refused_not_queued() {
-    let (_dir, s) = Server::in_temp_dir(&[("VECTUNE_MAX_QUEUED_JOBS", "2"), ("VECTUNE_BUILD_THREADS", "1")]);
+    let (_dir, s) =
+        TestServer::in_temp_dir(&[("VECTUNE_MAX_QUEUED_JOBS", "2"), ("VECTUNE_BUILD_THREADS", "1")]);
     let n = 8;
     for b in 0..n {
         let name = format!("burst{b}");
-        create_index(&s, &name, 32, "l2").await;
-        append_range(&s, &name, b * 3000..(b + 1) * 3000, 32).await;
+        s.new_index(&name, 32, "l2").await;
+        s.append_range(&name, b * 3000..(b + 1) * 3000, 32).await;
     }
     let answers = futures::future::join_all((0..n).map(|b| {
         let req = s
@@ -1046,11 +1048,11 @@ async fn a_burst_beyond_the_queue_is_refused_not_queued() {
 async fn a_sync_autotune_cut_short_by_shutdown_answers_shutting_down() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let s = Server::start_url(&store, &[("VECTUNE_BUILD_THREADS", "1")]);
+    let s = TestServer::start_url(&store, &[("VECTUNE_BUILD_THREADS", "1")]);
     let dims = 48;
-    create_index(&s, "long", dims, "l2").await;
-    append_fvecs(&s, "long", 0, 12_000, dims).await;
-    autogen(&s, "lh", "long", 50, 10).await;
+    s.new_index("long", dims, "l2").await;
+    s.append_fvecs("long", 0, 12_000, dims).await;
+    s.autogen("lh", "long", 50, 10).await;
     // eight distinct graphs, each a few seconds on one thread
     let grid: Vec<Value> = [
         (200, 24),
@@ -1101,7 +1103,7 @@ async fn a_sync_autotune_cut_short_by_shutdown_answers_shutting_down() {
         .expect("exited within 30 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     // what was journaled before the signal survives the restart
-    let again = Server::start(dir.path());
+    let again = TestServer::start(dir.path());
     let (_, trials) = again.get("/vectors/hnsw/trials/long").await;
     let n = trials["trials"].as_array().unwrap().len();
     assert!((1..8).contains(&n), "{n} trials");
@@ -1117,17 +1119,17 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
     let dims = 16;
-    let s = Server::start(dir.path());
-    create_index(&s, "k9", dims, "l2").await;
-    append_range(&s, "k9", 0..100, dims).await;
-    autogen(&s, "k9h", "k9", 20, 5).await;
+    let s = TestServer::start(dir.path());
+    s.new_index("k9", dims, "l2").await;
+    s.append_range("k9", 0..100, dims).await;
+    s.autogen("k9h", "k9", 20, 5).await;
     drop(s);
     let (mut acked_vectors, mut next_id) = (100usize, 100usize);
     let mut acked_trials: Vec<String> = Vec::new();
     let mut promoted: Option<String> = None;
     let iterations = 20;
     for it in 0..iterations {
-        let s = Server::start_url(&store, &[]);
+        let s = TestServer::start_url(&store, &[]);
         // the client's work runs until the kill cuts it off mid-request
         let client = s.client.clone();
         let base = s.base.clone();
@@ -1212,7 +1214,7 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
         }
         drop(s);
         // restart and check
-        let s = Server::start_url(&store, &[]);
+        let s = TestServer::start_url(&store, &[]);
         let (st, ix) = s.get("/vectors/indexes/k9").await;
         assert_eq!(st, 200, "iteration {it}: {ix}");
         let n = ix["vectors"].as_u64().unwrap() as usize;
@@ -1271,12 +1273,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// asserted (timing differs by machine).
 #[tokio::test]
 async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
-    let (_dir, s) = Server::in_temp_dir(&[]);
+    let (_dir, s) = TestServer::in_temp_dir(&[]);
     let dims = 48;
-    create_index(&s, "load", dims, "l2").await;
-    append_fvecs(&s, "load", 0, 8000, dims).await;
+    s.new_index("load", dims, "l2").await;
+    s.append_fvecs("load", 0, 8000, dims).await;
     assert_eq!(s.post("/vectors/indexes/load/activate", None).await.0, 200);
-    autogen(&s, "lh", "load", 50, 10).await;
+    s.autogen("lh", "load", 50, 10).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for c in 0..5 {
@@ -1313,7 +1315,7 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
         }));
     }
     // under load: a rebuild over more vectors, then an autotune of three configs
-    append_fvecs(&s, "load", 8000, 2000, dims).await;
+    s.append_fvecs("load", 8000, 2000, dims).await;
     let (st, job) = s.post("/vectors/indexes/load/activate?async=true", None).await;
     assert_eq!(st, 202, "{job}");
     let path = format!("/vectors/jobs/{}", job["job_id"].as_str().unwrap());

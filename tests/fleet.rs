@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-mod server;
-use server::*;
+#[path = "api/helpers.rs"]
+mod helpers;
+use helpers::*;
 
 /// A fresh prefix of the test bucket and the environment that reaches the server.
 fn bucket(test: &str) -> (String, String) {
@@ -31,16 +32,16 @@ fn bucket(test: &str) -> (String, String) {
     (url, endpoint)
 }
 
-fn instance(url: &str, endpoint: &str, extra: &[(&str, &str)]) -> Server {
+fn instance(url: &str, endpoint: &str, extra: &[(&str, &str)]) -> TestServer {
     let mut env = vec![
         ("VECTUNE_S3_ENDPOINT", endpoint),
         ("VECTUNE_S3_ALLOW_HTTP", "true"),
     ];
     env.extend_from_slice(extra);
-    Server::start_url(url, &env)
+    TestServer::start_url(url, &env)
 }
 
-fn signal(s: &Server, sig: &str) {
+fn signal(s: &TestServer, sig: &str) {
     let pid = s.child.id().to_string();
     assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
 }
@@ -48,7 +49,7 @@ fn signal(s: &Server, sig: &str) {
 /// Polls `until` on `s`'s answer to GET `path` for up to `secs`; returns the answer and
 /// how long it took.
 async fn eventually(
-    s: &Server,
+    s: &TestServer,
     path: &str,
     secs: u64,
     until: impl Fn(u16, &Value) -> bool,
@@ -73,7 +74,7 @@ fn metric(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
-async fn metrics(s: &Server) -> String {
+async fn metrics(s: &TestServer) -> String {
     s.client
         .get(format!("{}/metrics", s.base))
         .send()
@@ -94,9 +95,9 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     let a = instance(&url, &endpoint, &env);
     let b = instance(&url, &endpoint, &env);
 
-    create_index(&a, "shared", 16, "l2").await;
+    a.new_index("shared", 16, "l2").await;
     let (_, seen_index) = eventually(&b, "/vectors/indexes/shared", 10, |st, _| st == 200).await;
-    append_range(&a, "shared", 0..600, 16).await;
+    a.append_range("shared", 0..600, 16).await;
     let (_, seen_append) = eventually(&b, "/vectors/indexes/shared", 10, |_, i| {
         i["vectors"] == json!(600)
     })
@@ -104,8 +105,8 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     // appends racing from both instances all land: the loser of a manifest version
     // adopts the winner's and goes again
     tokio::join!(
-        append_range(&a, "shared", 600..700, 16),
-        append_range(&b, "shared", 700..800, 16)
+        a.append_range("shared", 600..700, 16),
+        b.append_range("shared", 700..800, 16)
     );
     eventually(&a, "/vectors/indexes/shared", 10, |_, i| {
         i["vectors"] == json!(800)
@@ -116,7 +117,7 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     })
     .await;
 
-    autogen(&b, "h", "shared", 20, 5).await;
+    b.autogen("h", "shared", 20, 5).await;
     let (st, trial) = a
         .post(
             "/vectors/hnsw/trial",
@@ -130,7 +131,7 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     assert_eq!((st, t["id"].clone()), (200, json!(tid)));
 
     // concurrent promotes from both instances: every one is in the history
-    let promote = |s: &Server, who: &str, i: usize| {
+    let promote = |s: &TestServer, who: &str, i: usize| {
         let path = format!("/vectors/hnsw/promote/shared/{tid}?promoted_by={who}&note={who}-{i}");
         let s = s.client.post(format!("{}{path}", s.base));
         async move { s.send().await.unwrap().status().as_u16() }
@@ -232,7 +233,7 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
 }
 
 /// A slow async autotune on `s` (a few seconds of builds on two cores).
-async fn long_autotune(s: &Server) -> (u16, Value) {
+async fn long_autotune(s: &TestServer) -> (u16, Value) {
     let grid: Vec<Value> = (0..12)
         .map(|i| json!({"ef_construction": 200 + 10 * i, "ef_search": 40 + i, "m": 32}))
         .collect();
@@ -243,10 +244,10 @@ async fn long_autotune(s: &Server) -> (u16, Value) {
     .await
 }
 
-async fn seed_tuned(s: &Server) {
-    create_index(s, "tuned", 32, "l2").await;
-    append_fvecs(s, "tuned", 0, 4000, 32).await;
-    autogen(s, "th", "tuned", 30, 10).await;
+async fn seed_tuned(s: &TestServer) {
+    s.new_index("tuned", 32, "l2").await;
+    s.append_fvecs("tuned", 0, 4000, 32).await;
+    s.autogen("th", "tuned", 30, 10).await;
 }
 
 /// A 3 s TTL, judged by expiry only (every instance of these tests runs on this machine,
@@ -259,7 +260,7 @@ const SHORT_TTL: [(&str, &str); 3] = [
 
 /// Two instances with a 3 s TTL that judge each other's death only by it (both run on
 /// this machine), an index both see, and a long autotune job running on the first.
-async fn holder_and_standby(test: &str) -> (Server, Server, String) {
+async fn holder_and_standby(test: &str) -> (TestServer, TestServer, String) {
     let (url, endpoint) = bucket(test);
     let a = instance(&url, &endpoint, &SHORT_TTL);
     let b = instance(&url, &endpoint, &SHORT_TTL);
@@ -279,7 +280,7 @@ async fn holder_and_standby(test: &str) -> (Server, Server, String) {
 }
 
 /// POSTs `body` to `path` on `s` until it is not `409` (30 s at most): the status, the answer.
-async fn until_admitted(s: &Server, path: &str, body: Value) -> (u16, Value) {
+async fn until_admitted(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
     let t = Instant::now();
     loop {
         let (st, r) = s.post(path, Some(body.clone())).await;
@@ -414,7 +415,7 @@ async fn a_paused_holder_is_fenced_it_writes_nothing_after_its_lease_was_taken()
 }
 
 /// This instance's id, from its `/metrics`.
-async fn instance_id(s: &Server) -> String {
+async fn instance_id(s: &TestServer) -> String {
     let m = metrics(s).await;
     let line = m
         .lines()
@@ -437,9 +438,9 @@ async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_d
     let a = instance(&url, &endpoint, &SHORT_TTL);
     let b = instance(&url, &endpoint, &SHORT_TTL);
     let (ida, idb) = (instance_id(&a).await, instance_id(&b).await);
-    create_index(&a, "ag", 16, "l2").await;
-    append_fvecs(&a, "ag", 0, 1500, 16).await;
-    autogen(&a, "agh", "ag", 20, 5).await;
+    a.new_index("ag", 16, "l2").await;
+    a.append_fvecs("ag", 0, 1500, 16).await;
+    a.autogen("agh", "ag", 20, 5).await;
     eventually(&b, "/vectors/indexes/ag", 10, |_, i| i["vectors"] == json!(1500)).await;
     let (st, _) = a
         .put(

@@ -34,9 +34,6 @@ pub enum ServiceError {
     /// From the autotune rules.
     #[error(transparent)]
     Autotune(#[from] AutotuneError),
-    /// A harness query that cannot be searched (the index changed under it).
-    #[error("harness query cannot be searched: {0}")]
-    HarnessQuery(QueryError),
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -85,9 +82,6 @@ pub enum ServiceError {
     /// From the live recall monitor.
     #[error(transparent)]
     Monitor(#[from] crate::monitor::MonitorError),
-    /// The run's lease was taken over (or expired): it stopped before writing more.
-    #[error(transparent)]
-    LeaseLost(crate::fleet::LeaseLost),
 }
 
 impl crate::error::Classified for ServiceError {
@@ -102,7 +96,6 @@ impl crate::error::Classified for ServiceError {
             S::Trials(t) => t.classify(),
             S::Promotion(p) => p.classify(),
             S::Autotune(a) => a.classify(),
-            S::HarnessQuery(_) => Class::new(K::Unprocessable, "invalid_harness"),
             S::NotActive(_) => Class::new(K::Conflict, "not_active"),
             S::EmptyIndex(_) => Class::new(K::Conflict, "index_empty"),
             S::Query(_) => Class::invalid("invalid_query"),
@@ -117,7 +110,6 @@ impl crate::error::Classified for ServiceError {
             S::ShuttingDown => Class::new(K::ShuttingDown, "shutting_down"),
             S::Starting(_) => Class::new(K::Unavailable, "not_ready"),
             S::Monitor(m) => m.classify(),
-            S::LeaseLost(_) => Class::new(K::Conflict, "lease_lost"),
         }
     }
 }

@@ -1,19 +1,17 @@
 //! In-process tests of the operations surface: tokens, /ready, /metrics, the OpenAPI
 //! document and /docs, request ids, the request deadline, the heavy-work queue and
-//! shutdown. Each builds its own router over an in-memory store.
-
-mod support;
+//! shutdown, the fleet stepped by hand, the dashboard. Each builds its own router over an
+//! in-memory store.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::Router;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use support::{assert_error, autogen, poll_job, seeded, send, vec_of};
+use crate::helpers::*;
 use vectune::http::{router_with, HttpOptions, RouterLimits, Tokens};
 use vectune::service::{ServiceOptions, Vectune};
 use vectune::storage::Storage;
@@ -36,24 +34,24 @@ async fn service(max_queued_jobs: usize) -> Vectune {
     Vectune::open_with(Storage::in_memory(), options).await.unwrap()
 }
 
-fn app_of(service: Vectune, tokens: Tokens, timeout: Duration) -> Router {
-    router_with(
+fn app_of(service: Vectune, tokens: Tokens, timeout: Duration) -> TestApp {
+    TestApp::of(router_with(
         service,
         HttpOptions {
             limits: limits(),
             tokens,
             request_timeout: timeout,
         },
-    )
+    ))
 }
 
 /// An open router over a queue of `max_queued_jobs`, with index "idx" of `vectors` vectors
 /// and harness "h" of `queries` queries (k 5).
-async fn seeded_app(max_queued_jobs: usize, vectors: usize, queries: usize) -> (Vectune, Router) {
+async fn seeded_app(max_queued_jobs: usize, vectors: usize, queries: usize) -> (Vectune, TestApp) {
     let svc = service(max_queued_jobs).await;
     let app = app_of(svc.clone(), Tokens::default(), Duration::from_secs(30));
-    seeded(&app, vectors).await;
-    support::autogen(&app, "h", queries, 5).await;
+    app.seeded(vectors).await;
+    app.autogen("h", queries, 5).await;
     (svc, app)
 }
 
@@ -73,7 +71,7 @@ impl Answer {
 }
 
 async fn call(
-    app: &Router,
+    app: &TestApp,
     method: &str,
     uri: &str,
     headers: &[(&str, &str)],
@@ -90,7 +88,7 @@ async fn call(
         }
         None => Body::empty(),
     };
-    let resp = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let resp = app.router.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -103,6 +101,12 @@ async fn call(
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
+}
+
+#[tokio::test]
+async fn health() {
+    let app = TestApp::new().await;
+    assert_eq!(app.health().await, (StatusCode::OK, json!({"status": "ok"})));
 }
 
 #[tokio::test]
@@ -270,22 +274,19 @@ async fn work_cut_short_by_shutdown_answers_shutting_down_not_500() {
     svc.stop_background();
     let trial =
         json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}});
-    let got = send(&app, "POST", "/vectors/hnsw/trial", Some(trial)).await;
+    let got = app.trial(trial).await;
     assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
-    let got = send(&app, "POST", "/vectors/indexes/idx/activate", None).await;
+    let got = app.activate("idx").await;
     assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
     // nothing journaled
-    let trials = send(&app, "GET", "/vectors/hnsw/trials/idx", None).await;
+    let trials = app.trials("idx", "").await;
     assert_eq!(trials.1["trials"].as_array().unwrap().len(), 0);
 }
 
 #[tokio::test]
 async fn a_full_queue_refuses_heavy_work_with_retry_after_and_never_blocks_searches() {
     let (svc, app) = seeded_app(1, 300, 20).await;
-    assert_eq!(
-        send(&app, "POST", "/vectors/indexes/idx/activate", None).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.activate("idx").await.0, StatusCode::OK);
     // one piece of heavy work holds the only place in the queue
     let held = svc.admit().unwrap();
     let trial =
@@ -317,36 +318,18 @@ async fn a_full_queue_refuses_heavy_work_with_retry_after_and_never_blocks_searc
         assert_eq!(got.headers.get("retry-after").unwrap(), "2", "{m} {p}");
     }
     // searches and reads go on
-    let s = send(
-        &app,
-        "POST",
-        "/vectors/search/idx",
-        Some(json!({"vector": vec_of(7), "k": 3})),
-    )
-    .await;
+    let s = app.search("idx", json!({"vector": vec_of(7), "k": 3})).await;
     assert_eq!(s.0, StatusCode::OK, "{:?}", s.1);
     // nothing was queued or stored by the refusals
-    assert_eq!(
-        send(&app, "GET", "/vectors/jobs?index=idx", None).await.1["jobs"],
-        json!([])
-    );
-    assert_eq!(
-        send(&app, "GET", "/vectors/hnsw/trials/idx", None).await.1["trials"],
-        json!([])
-    );
-    assert_eq!(
-        send(&app, "GET", "/vectors/harness/h2", None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.jobs("?index=idx").await.1["jobs"], json!([]));
+    assert_eq!(app.trials("idx", "").await.1["trials"], json!([]));
+    assert_eq!(app.get_harness("h2").await.0, StatusCode::NOT_FOUND);
     let metrics = call(&app, "GET", "/metrics", &[], None).await.text();
     assert!(metrics.contains("vectune_queue_refused_total 6"), "{metrics}");
     assert!(metrics.contains("vectune_queue_admitted 1"), "{metrics}");
     // once the place frees, the same work is admitted
     drop(held);
-    assert_eq!(
-        send(&app, "POST", "/vectors/hnsw/trial", Some(trial)).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.trial(trial).await.0, StatusCode::OK);
 }
 
 #[tokio::test(start_paused = true)]
@@ -361,15 +344,12 @@ async fn a_request_past_its_deadline_is_503_timeout() {
         .header("content-type", "application/json")
         .body(body)
         .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
+    let resp = app.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let v: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(v["error"]["code"], "timeout", "{v}");
     // nothing was created
-    assert_eq!(
-        send(&app, "GET", "/vectors/indexes", None).await.1["indexes"],
-        json!([])
-    );
+    assert_eq!(app.list_indexes().await.1["indexes"], json!([]));
 }
 
 /// A request body that yields nothing until its sender is dropped.
@@ -405,7 +385,7 @@ async fn request_ids_are_echoed_or_made() {
 async fn metrics_count_requests_by_route_template_and_status() {
     let svc = service(16).await;
     let app = app_of(svc, Tokens::default(), Duration::from_secs(30));
-    seeded(&app, 40).await;
+    app.seeded(40).await;
     for _ in 0..3 {
         call(&app, "GET", "/vectors/harness/ghost-harness", &[], None).await;
     }
@@ -550,17 +530,14 @@ fn the_spec_states_the_config_bounds_the_core_enforces() {
 async fn an_autotune_body_with_a_typo_is_refused_before_anything_runs() {
     let (_svc, app) = seeded_app(16, 100, 10).await;
     let body = json!({"index_name": "idx", "harness": "h", "min_recal": 0.9});
-    let got = send(&app, "POST", "/vectors/hnsw/autotune", Some(body)).await;
+    let got = app.autotune(body).await;
     assert_error(&got, StatusCode::BAD_REQUEST, "invalid_body");
     assert!(
         got.1["error"]["message"].as_str().unwrap().contains("min_recal"),
         "{:?}",
         got.1
     );
-    assert_eq!(
-        send(&app, "GET", "/vectors/hnsw/trials/idx", None).await.1["trials"],
-        json!([])
-    );
+    assert_eq!(app.trials("idx", "").await.1["trials"], json!([]));
 }
 
 /// Two services over one store, stepped by hand (`sync_once`) instead of by the clock:
@@ -581,34 +558,27 @@ async fn two_services_over_one_store_behave_as_one() {
         max_binary_body_bytes: 4096,
     };
     let (a, b) = (
-        vectune::http::router(va.clone(), limits),
-        vectune::http::router(vb.clone(), limits),
+        TestApp::of(vectune::http::router(va.clone(), limits)),
+        TestApp::of(vectune::http::router(vb.clone(), limits)),
     );
-    seeded(&a, 400).await;
-    assert_eq!(
-        send(&b, "GET", "/vectors/indexes/idx", None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    a.seeded(400).await;
+    assert_eq!(b.get_index("idx").await.0, StatusCode::NOT_FOUND);
     vb.sync_once().await.unwrap();
-    let (s, i) = send(&b, "GET", "/vectors/indexes/idx", None).await;
+    let (s, i) = b.get_index("idx").await;
     assert_eq!((s, i["vectors"].clone()), (StatusCode::OK, json!(400)));
-    autogen(&b, "h", 10, 5).await;
+    b.autogen("h", 10, 5).await;
 
     // a trial on A, promoted on B: GET promoted on A shows it without a sync
-    let (s, t) = send(
-        &a,
-        "POST",
-        "/vectors/hnsw/trial",
-        Some(
+    let (s, t) = a
+        .trial(
             json!({"index_name": "idx", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}}),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{t}");
     let tid = t["id"].as_str().unwrap();
-    let (s, _) = send(&b, "POST", &format!("/vectors/hnsw/promote/idx/{tid}"), None).await;
+    let (s, _) = b.promote("idx", &tid, None).await;
     assert_eq!(s, StatusCode::OK);
-    let (_, p) = send(&a, "GET", "/vectors/hnsw/promoted/idx", None).await;
+    let (_, p) = a.promoted("idx").await;
     assert_eq!(p["current"]["trial_id"], json!(tid));
 
     // an async autotune on A holds the index's lease: B's is 409 until it ends
@@ -617,68 +587,44 @@ async fn two_services_over_one_store_behave_as_one() {
     let grid: Vec<Value> = (0..40)
         .map(|i| json!({"ef_construction": 300 + 2 * i, "ef_search": 100, "m": 48}))
         .collect();
-    let (s, j) = send(
-        &a,
-        "POST",
-        "/vectors/hnsw/autotune?async=true",
-        Some(json!({"index_name": "idx", "harness": "h", "grid": grid})),
-    )
-    .await;
+    let (s, j) = a
+        .autotune_async(json!({"index_name": "idx", "harness": "h", "grid": grid}))
+        .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{j}");
-    let refused = send(
-        &b,
-        "POST",
-        "/vectors/hnsw/autotune",
-        Some(
+    let refused = b
+        .autotune(
             json!({"index_name": "idx", "harness": "h", "grid": [{"ef_construction": 20, "ef_search": 20}]}),
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_error(&refused, StatusCode::CONFLICT, "autotune_running");
     // B answers A's job from the store, and a cancel on B reaches A
     let id = j["job_id"].as_str().unwrap();
-    let (s, seen) = send(&b, "GET", &format!("/vectors/jobs/{id}"), None).await;
+    let (s, seen) = b.job(&id).await;
     assert_eq!(s, StatusCode::OK, "{seen}");
-    assert_eq!(
-        send(&b, "DELETE", &format!("/vectors/jobs/{id}"), None).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(b.cancel_job(&id).await.0, StatusCode::OK);
     va.sync_once().await.unwrap();
-    let ended = poll_job(&a, id, |j| j["state"] != "running" && j["state"] != "queued").await;
+    let ended = a
+        .poll_job(id, |j| j["state"] != "running" && j["state"] != "queued")
+        .await;
     assert_eq!(ended["state"], "cancelled", "{ended}");
 
     // activation on A; B serves that generation after its sync, loaded, not rebuilt
-    let (s, act) = send(&a, "POST", "/vectors/indexes/idx/activate", None).await;
+    let (s, act) = a.activate("idx").await;
     assert_eq!(s, StatusCode::OK, "{act}");
     vb.sync_once().await.unwrap();
-    let (_, bi) = send(&b, "GET", "/vectors/indexes/idx", None).await;
+    let (_, bi) = b.get_index("idx").await;
     assert_eq!(bi["active"]["generation"], act["generation"]);
-    let (s, r) = send(
-        &b,
-        "POST",
-        "/vectors/search/idx",
-        Some(json!({"vector": vec_of(7), "k": 1})),
-    )
-    .await;
+    let (s, r) = b.search("idx", json!({"vector": vec_of(7), "k": 1})).await;
     assert_eq!((s, r["hits"][0]["id"].clone()), (StatusCode::OK, json!("v7")));
     assert!(vb
         .metrics_text()
         .contains("vectune_fleet_activation_pickups_total 1"));
 
     // deleted on B: gone on A after its sync
-    assert_eq!(
-        send(&b, "DELETE", "/vectors/indexes/idx", None).await.0,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(b.delete_index("idx").await.0, StatusCode::NO_CONTENT);
     va.sync_once().await.unwrap();
-    assert_eq!(
-        send(&a, "GET", "/vectors/indexes/idx", None).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        send(&a, "GET", "/vectors/harness/h", None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(a.get_index("idx").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(a.get_harness("h").await.0, StatusCode::NOT_FOUND);
 }
 
 /// The dashboard is served from the binary, open like `/docs`, with a CSP that allows

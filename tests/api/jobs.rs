@@ -1,0 +1,167 @@
+//! Jobs: an autotune or an activation as a background job, with progress, listing and cancel.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn async_autotune_runs_as_a_job_with_progress_listing_and_cancel() {
+    let app = TestApp::new().await;
+    app.seeded(2000).await;
+    app.autogen("h", 40, 10).await;
+    let grid = json!([{"ef_construction": 40, "ef_search": 10}, {"ef_construction": 40, "ef_search": 30}]);
+    let (s, acc) = app
+        .autotune_async(
+            json!({"index_name": "idx", "harness": "h", "grid": grid, "promote": "never", "min_recall": 0.0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let id = acc["job_id"].as_str().unwrap().to_string();
+    assert_eq!(acc["status_url"], format!("/vectors/jobs/{id}"));
+    let job = app.poll_job(&id, |j| j["state"] == "succeeded").await;
+    assert_eq!(job["kind"], "autotune");
+    assert_eq!(job["index_name"], "idx");
+    assert_eq!(job["progress"], json!({"done": 2, "total": 2}));
+    assert_eq!(job["result"]["trials_run"], 2);
+    assert_eq!(job["result"]["builds"], 1, "two ef_search values on one graph");
+    assert_eq!(job["result"]["job_id"], id.as_str());
+    assert_eq!(job["error"], Value::Null);
+    for f in ["created_at", "started_at", "finished_at"] {
+        assert!(job[f].is_string(), "{f}: {job:?}");
+    }
+
+    // a long adaptive job: while it runs, any other autotune of the index is 409
+    let long = json!({"index_name": "idx", "harness": "h", "strategy": "adaptive", "max_trials": 40,
+                      "objective": "min_latency", "target_recall": 0.99, "promote": "always"});
+    let (s, acc) = app.autotune_async(long.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let long_id = acc["job_id"].as_str().unwrap().to_string();
+    assert_error(
+        &app.autotune(long.clone()).await,
+        StatusCode::CONFLICT,
+        "autotune_running",
+    );
+    assert_error(
+        &app.autotune_async(long).await,
+        StatusCode::CONFLICT,
+        "autotune_running",
+    );
+    let (_, jobs) = app.jobs("?index=idx").await;
+    let ids: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![long_id.as_str(), id.as_str()],
+        "newest first, no job for the 409s"
+    );
+    let job = app
+        .poll_job(&long_id, |j| {
+            j["progress"]["done"].as_u64() >= Some(1) || j["state"] != "running" && j["state"] != "queued"
+        })
+        .await;
+    assert_eq!(job["progress"]["total"], 40);
+    let (s, d) = app.cancel_job(&long_id).await;
+    assert_eq!(s, StatusCode::OK, "{d:?}");
+    let job = app
+        .poll_job(&long_id, |j| j["state"] != "running" && j["state"] != "queued")
+        .await;
+    if job["state"] == "cancelled" {
+        let (_, list) = app.trials("idx", "").await;
+        let trials = list["trials"].as_array().unwrap().len() as u64;
+        assert_eq!(
+            trials,
+            2 + job["progress"]["done"].as_u64().unwrap(),
+            "finished trials stay"
+        );
+        assert_eq!(job["result"], Value::Null);
+        assert_eq!(
+            app.promoted("idx").await.1["current"],
+            Value::Null,
+            "a cancelled job (promote always) promotes nothing"
+        );
+    } else {
+        // it finished between the poll and the cancel: still a clean end
+        assert_eq!(job["state"], "succeeded", "{job:?}");
+    }
+    // the index is free again
+    let (s, _) = app
+        .autotune(json!({"index_name": "idx", "harness": "h",
+        "grid": [grid[0]], "promote": "never"}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let uuid = "01900000-0000-7000-8000-000000000000";
+    for (m, uri) in [
+        ("GET", format!("/vectors/jobs/{uuid}")),
+        ("DELETE", format!("/vectors/jobs/{uuid}")),
+        ("GET", "/vectors/jobs/not-a-uuid".to_string()),
+    ] {
+        assert_error(
+            &app.send(m, &uri, None).await,
+            StatusCode::NOT_FOUND,
+            "job_not_found",
+        );
+    }
+    assert_error(
+        &app.jobs("?index=nope").await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    assert_error(
+        &app.jobs("").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query_string",
+    );
+}
+
+#[tokio::test]
+async fn activation_can_run_as_a_job() {
+    let app = TestApp::new().await;
+    app.seeded(300).await;
+    // refused before a job exists: unknown index, empty index, a bad ?async
+    assert_error(
+        &app.activate_async("nope").await,
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+    );
+    let r = app
+        .create_index(json!({"name": "empty", "dims": 8, "metric": "l2"}))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    assert_error(
+        &app.activate_async("empty").await,
+        StatusCode::CONFLICT,
+        "index_empty",
+    );
+    assert_eq!(app.jobs("?index=empty").await.1["jobs"], json!([]));
+    assert_error(
+        &app.send("POST", "/vectors/indexes/idx/activate?async=yes", None)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query_string",
+    );
+
+    let (s, acc) = app.activate_async("idx").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let id = acc["job_id"].as_str().unwrap().to_string();
+    assert_eq!(acc["status_url"], format!("/vectors/jobs/{id}"));
+    let job = app
+        .poll_job(&id, |j| j["state"] != "queued" && j["state"] != "running")
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job:?}");
+    assert_eq!(job["kind"], "activate");
+    assert_eq!(job["progress"], json!({"done": 1, "total": 1}));
+    assert_eq!(job["result"]["index_name"], "idx");
+    assert_eq!(job["result"]["generation"], 1);
+    assert_eq!(job["result"]["vectors"], 300);
+    let (_, index) = app.get_index("idx").await;
+    assert_eq!(index["active"]["generation"], 1, "{index:?}");
+    // the sync form answers as before
+    let (s, a) = app.activate("idx").await;
+    assert_eq!((s, a["generation"].clone()), (StatusCode::OK, json!(2)));
+}
