@@ -323,3 +323,42 @@ pub enum AgentState {
     /// Not enabled (or never set).
     Disabled,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored form is the one every version wrote: what was left unset stays unset
+    /// (null), and a record reads back into the same typed settings.
+    #[test]
+    fn the_stored_form_round_trips_unchanged() {
+        let stored = serde_json::json!({
+            "harness": "h", "enabled": true, "cooldown_secs": 600.0, "max_trials_per_hour": 20,
+            "epsilon": 0.25, "retune_on_growth": 0.1, "objective": null, "target_recall": null,
+            "activate": false, "canary_queries": 500, "refresh_harness": false
+        });
+        let config: AgentConfig = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(config.harness.as_str(), "h");
+        assert_eq!(
+            config.rules,
+            Rules::parse(None, None, None, None, Some("if_better")).unwrap()
+        );
+        assert_eq!(config.target(), crate::autotune::DEFAULT_TARGET_RECALL);
+        assert_eq!(serde_json::to_value(&config).unwrap(), stored);
+        let min_latency = serde_json::json!({
+            "harness": "h", "enabled": false, "cooldown_secs": 1.0, "max_trials_per_hour": 2,
+            "epsilon": 0.0, "retune_on_growth": 0.0, "objective": "min_latency", "target_recall": 0.9,
+            "activate": true, "canary_queries": 50, "refresh_harness": true
+        });
+        let config: AgentConfig = serde_json::from_value(min_latency.clone()).unwrap();
+        assert_eq!(config.rules.objective, crate::autotune::Objective::MinLatency);
+        assert_eq!(config.target(), 0.9);
+        assert_eq!(serde_json::to_value(&config).unwrap(), min_latency);
+        // a damaged record is an error, not an agent with settings nobody set
+        let bad = serde_json::json!({
+            "harness": "h", "enabled": true, "cooldown_secs": 1.0, "max_trials_per_hour": 2,
+            "epsilon": 0.0, "retune_on_growth": 0.0, "objective": "fastest"
+        });
+        assert!(serde_json::from_value::<AgentConfig>(bad).is_err());
+    }
+}

@@ -27,9 +27,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+mod agents;
 pub mod canary;
 mod config;
 
+pub use agents::{Agents, AgentsError};
 pub use config::{
     AgentConfig, AgentConfigIn, AgentError, AgentRecord, AgentState, AskedRules, StoredAgentConfig,
 };

@@ -1,65 +1,24 @@
 //! The background agents of the service: the [`AgentBackend`] over the real engine, and
-//! the routes' operations (PUT / GET / DELETE an agent, start them all after a restart).
+//! the routes' operations (PUT / GET / DELETE an agent, start them all after a restart),
+//! each forwarding to the [`crate::agent::Agents`] component for the loops, leases and
+//! records.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Result, RunEnd, ServiceError, Vectune};
 use crate::agent::canary::Decision;
 use crate::agent::{
-    self, AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, RunReport, Shared,
+    AgentBackend, AgentConfig, AgentConfigIn, AgentRecord, AgentState, RunOutcome, RunReport,
 };
 use crate::autotune::{Spec, TunerError};
-use crate::fleet::{ClaimError, Lease, LeaseKind};
+use crate::fleet::{ClaimError, LeaseKind};
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
 use crate::params::HnswConfig;
-use crate::storage::keys;
 use crate::trials::Source;
-
-/// The agents of this process, by index: their loops, the leases that let them run here,
-/// and the one slot their trials share.
-pub(crate) struct Agents {
-    live: Mutex<HashMap<IndexName, Arc<Shared>>>,
-    /// The agent leases this instance holds: its agents run here, and nowhere else.
-    leases: Mutex<HashMap<IndexName, Arc<Lease>>>,
-    /// One agent trial at a time in the process.
-    slot: Semaphore,
-}
-
-impl Default for Agents {
-    fn default() -> Agents {
-        Agents {
-            live: Mutex::default(),
-            leases: Mutex::default(),
-            slot: Semaphore::new(1),
-        }
-    }
-}
-
-impl Agents {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IndexName, Arc<Shared>>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stops every agent loop of the process (it is shutting down) and gives back their
-    /// leases, so another instance takes them over at once.
-    pub(crate) fn stop_all(&self) {
-        for a in self.lock().values() {
-            a.stop();
-        }
-        self.leases().clear();
-    }
-
-    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<IndexName, Arc<Lease>>> {
-        self.leases.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// What `GET /vectors/hnsw/agent/{index}` answers.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -134,15 +93,11 @@ impl AgentBackend for Vectune {
         stop: CancellationToken,
     ) -> Result<RunOutcome> {
         // an agent runs on one instance at a time: the one holding its lease
-        if !self.hold_agent_lease(index).await? {
+        let Some(lease) = self.inner.agents.hold_lease(index).await? else {
             return Ok(RunOutcome::Busy);
-        }
-        let Some(lease) = self.agent_lease(index) else {
-            return Ok(RunOutcome::Busy); // lost between the two looks
         };
         // one agent trial at a time in this process
-        let _one = (self.inner.agents.slot.acquire().await)
-            .map_err(|_| ServiceError::Internal("the agent slot is closed"))?;
+        let _one = self.inner.agents.trial_slot().await?;
         let spec = Spec::grid(config.rules, &configs)?;
         let prepared = match (self.inner.tuner)
             .prepare_agent_run(index, config.harness.clone(), spec, lease, &stop)
@@ -198,82 +153,16 @@ impl AgentBackend for Vectune {
         if self.inner.indexes.get(index).is_err() {
             return; // deleted: never write into a deleted prefix
         }
-        if let Err(e) = self
-            .inner
-            .storage
-            .put_json_overwrite(&keys::agent(index), record)
-            .await
-        {
+        if let Err(e) = self.inner.agents.store(index, record).await {
             tracing::error!(index = %index, error = %e, "agent record could not be stored");
         }
     }
 }
 
 impl Vectune {
-    /// The agent lease of `index` if this instance holds it (and has not lost it).
-    pub(crate) fn agent_lease(&self, index: &IndexName) -> Option<Arc<Lease>> {
-        let mut leases = self.inner.agents.leases();
-        match leases.get(index) {
-            Some(l) if l.is_lost() => {
-                leases.remove(index);
-                None
-            }
-            other => other.cloned(),
-        }
-    }
-
-    /// Holds the agent lease of `index`, taking it when free; on taking it, the history
-    /// the previous holder stored is adopted. `false` while another instance holds it.
-    async fn hold_agent_lease(&self, index: &IndexName) -> Result<bool> {
-        if self.agent_lease(index).is_some() {
-            return Ok(true);
-        }
-        match self.inner.fleet.acquire(LeaseKind::Agent, index).await? {
-            Ok(lease) => {
-                tracing::info!(index = %index, epoch = lease.epoch(), "agent lease taken: the agent runs here");
-                if let (Some(shared), Some(stored)) = (
-                    self.agent_shared(index),
-                    self.inner
-                        .storage
-                        .get_json::<AgentRecord>(&keys::agent(index))
-                        .await?,
-                ) {
-                    shared.adopt(stored);
-                }
-                self.inner.agents.leases().insert(index.clone(), lease);
-                Ok(true)
-            }
-            Err(_) => Ok(false),
-        }
-    }
-
-    /// Gives back the agent lease of `index` (its agent stopped here).
-    fn drop_agent_lease(&self, index: &IndexName) {
-        self.inner.agents.leases().remove(index);
-    }
-
-    pub(crate) fn agent_shared(&self, index: &IndexName) -> Option<Arc<Shared>> {
-        self.inner
-            .agents
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(index)
-            .cloned()
-    }
-
     /// Replaces the index's agent loop with one for `record` (none when disabled).
     pub(crate) fn restart_agent(&self, index: &IndexName, record: AgentRecord) {
-        let shared = Shared::new(record.clone());
-        let old = self.inner.agents.lock().insert(index.clone(), shared.clone());
-        if let Some(old) = old {
-            old.stop();
-        }
-        if record.config.enabled {
-            tokio::spawn(agent::run_loop(self.clone(), index.clone(), shared));
-        } else {
-            self.drop_agent_lease(index);
-        }
+        self.inner.agents.restart(self.clone(), index, record);
     }
 
     /// Sets (and starts, or stops) the agent of an index.
@@ -281,16 +170,12 @@ impl Vectune {
         self.inner.indexes.get(index)?;
         let config = AgentConfig::parse(body)?;
         self.inner.harnesses.check_index(&config.harness, index).await?;
-        let stored: Option<AgentRecord> = self.inner.storage.get_json(&keys::agent(index)).await?;
         // new settings, the history of runs and decisions kept
-        let record = match stored {
+        let record = match self.inner.agents.stored(index).await? {
             Some(r) => AgentRecord { config, ..r },
             None => AgentRecord::new(config),
         };
-        self.inner
-            .storage
-            .put_json_overwrite(&keys::agent(index), &record)
-            .await?;
+        self.inner.agents.store(index, &record).await?;
         self.restart_agent(index, record);
         self.get_agent(index).await
     }
@@ -306,23 +191,12 @@ impl Vectune {
             .filter(|r| self.inner.fleet.is_live(r))
             .map(|r| r.holder.instance);
         let here = holder == Some(self.inner.fleet.id());
-        let (record, state) = match self.agent_shared(index) {
+        let agents = &self.inner.agents;
+        let (record, state) = match agents.shared(index) {
             Some(s) if here || holder.is_none() => (Some(s.record()), s.state()),
             // it runs on another instance: its history as that one stored it
-            Some(s) => (
-                self.inner
-                    .storage
-                    .get_json::<AgentRecord>(&keys::agent(index))
-                    .await?,
-                s.state(),
-            ),
-            None => (
-                self.inner
-                    .storage
-                    .get_json::<AgentRecord>(&keys::agent(index))
-                    .await?,
-                AgentState::Disabled,
-            ),
+            Some(s) => (agents.stored(index).await?, s.state()),
+            None => (agents.stored(index).await?, AgentState::Disabled),
         };
         let trials_last_hour = match &record {
             Some(_) => self.recent_trial_ages(index).await.len(),
@@ -345,21 +219,13 @@ impl Vectune {
     /// Disables the agent of an index (its settings stay, with `enabled: false`).
     pub async fn delete_agent(&self, index: &IndexName) -> Result<()> {
         self.inner.indexes.get(index)?;
-        let record = match self.agent_shared(index) {
+        let record = match self.inner.agents.shared(index) {
             Some(s) => Some(s.record()),
-            None => {
-                self.inner
-                    .storage
-                    .get_json::<AgentRecord>(&keys::agent(index))
-                    .await?
-            }
+            None => self.inner.agents.stored(index).await?,
         };
         if let Some(mut record) = record {
             record.config.enabled = false;
-            self.inner
-                .storage
-                .put_json_overwrite(&keys::agent(index), &record)
-                .await?;
+            self.inner.agents.store(index, &record).await?;
             self.restart_agent(index, record);
         }
         Ok(())
@@ -370,12 +236,7 @@ impl Vectune {
         let mut n = 0;
         for index in self.inner.indexes.list() {
             let name = index.meta().name.clone();
-            if let Some(record) = self
-                .inner
-                .storage
-                .get_json::<AgentRecord>(&keys::agent(&name))
-                .await?
-            {
+            if let Some(record) = self.inner.agents.stored(&name).await? {
                 if record.config.enabled {
                     n += 1;
                 }
@@ -383,14 +244,5 @@ impl Vectune {
             }
         }
         Ok(n)
-    }
-
-    /// Stops the agent of a deleted index.
-    pub(crate) fn forget_agent(&self, index: &IndexName) {
-        let old = self.inner.agents.lock().remove(index);
-        if let Some(old) = old {
-            old.stop();
-        }
-        self.drop_agent_lease(index);
     }
 }

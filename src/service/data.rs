@@ -25,7 +25,7 @@ impl Vectune {
     pub async fn delete_index(&self, name: &IndexName) -> Result<()> {
         self.inner.indexes.get(name)?;
         // stop what would write under the index first
-        self.forget_agent(name);
+        self.inner.agents.forget(name);
         self.inner.jobs.forget(name);
         self.inner.harnesses.delete_for_index(name).await?;
         self.inner.indexes.delete(name).await?;

@@ -61,6 +61,9 @@ pub enum ServiceError {
     /// From the tuner (trials and autotune runs).
     #[error(transparent)]
     Tuner(#[from] crate::autotune::TunerError),
+    /// From the agents component (their records and leases).
+    #[error(transparent)]
+    Agents(#[from] crate::agent::AgentsError),
     /// From the agent module.
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
@@ -104,6 +107,7 @@ impl crate::error::Classified for ServiceError {
             S::Task(_) | S::Internal(_) => Class::INTERNAL,
             S::Jobs(j) => j.classify(),
             S::Agent(a) => a.classify(),
+            S::Agents(a) => a.classify(),
             S::Tuner(t) => t.classify(),
             S::Name(n) => n.classify(),
             S::Cancelled => Class::new(K::Conflict, "cancelled"),

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::Agents;
 use crate::autotune::{Tuner, TunerParts};
 use crate::distance::Metric;
 use crate::fleet::{Claims, Fleet};
@@ -90,7 +91,7 @@ pub struct Activation {
 
 /// The service's parts. The data stores are shared (`Arc`) with the components that use
 /// them; each component owns its own rules: the [`Tuner`] (trials and autotune runs under
-/// their claims), [`agents::Agents`] (the agent loops and their leases), [`Serving`]
+/// their claims), [`Agents`] (the agent loops, their leases and records), [`Serving`]
 /// (activation and the swapped slots), [`Monitor`] (live recall), and the fleet's sync
 /// clock ([`crate::fleet::sync`]) driving this service as its host.
 pub(crate) struct Inner {
@@ -101,7 +102,7 @@ pub(crate) struct Inner {
     registry: Arc<Registry>,
     serving: Serving,
     tuner: Tuner,
-    agents: agents::Agents,
+    agents: Agents,
     monitor: Monitor,
     jobs: Arc<Jobs>,
     /// The one bounded queue of heavy work.
@@ -198,6 +199,7 @@ impl Vectune {
             build_options,
             metrics: metrics.clone(),
         });
+        let agents = Agents::new(fleet.clone(), storage.clone());
         let me = Vectune {
             inner: Arc::new(Inner {
                 harnesses,
@@ -212,7 +214,7 @@ impl Vectune {
                 metrics,
                 reactivated: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
-                agents: agents::Agents::default(),
+                agents,
                 monitor,
                 fleet,
             }),

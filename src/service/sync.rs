@@ -11,11 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Result, ServiceError, Vectune};
-use crate::agent::AgentRecord;
 use crate::fleet::sync::SyncHost;
 use crate::fleet::Fleet;
 use crate::names::IndexName;
-use crate::storage::keys;
 
 impl SyncHost for Vectune {
     type Error = ServiceError;
@@ -87,7 +85,7 @@ impl Vectune {
 
     /// Drops what this instance holds of an index another one deleted.
     fn forget_index_here(&self, name: &IndexName) {
-        self.forget_agent(name);
+        self.inner.agents.forget(name);
         self.inner.jobs.forget(name);
         self.inner.serving.remove(name);
         self.inner.journal.forget(name);
@@ -126,15 +124,10 @@ impl Vectune {
 
     /// Restarts this instance's loop of an agent whose settings another instance changed.
     async fn follow_agent(&self, name: &IndexName) -> Result<()> {
-        let Some(stored) = self
-            .inner
-            .storage
-            .get_json::<AgentRecord>(&keys::agent(name))
-            .await?
-        else {
+        let Some(stored) = self.inner.agents.stored(name).await? else {
             return Ok(());
         };
-        let here = self.agent_shared(name).map(|s| s.record().config);
+        let here = self.inner.agents.shared(name).map(|s| s.record().config);
         if here.as_ref() != Some(&stored.config) {
             tracing::info!(index = %name, enabled = stored.config.enabled, "agent settings changed by another instance");
             self.restart_agent(name, stored);
