@@ -102,7 +102,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
         err.contains("autotune") && err.contains("/3") && !err.contains('\r'),
         "{err}"
     );
-    let (_, jobs) = s.get("/vectors/jobs?index=cli").await;
+    let (_, jobs) = s.jobs("?index=cli").await;
     let first = jobs["jobs"][0]["id"].as_str().unwrap().to_string();
 
     // nothing eligible: 3, and --json gives the raw result
@@ -146,7 +146,7 @@ async fn every_subcommand_against_a_real_server_with_its_exit_codes() {
     assert!(out.starts_with("cli: m="), "{out}");
     let (code, out, _) = run(&s, &["promoted", "cli", "--json"], &[]);
     assert_eq!(code, 0);
-    let (_, p) = s.get("/vectors/hnsw/promoted/cli").await;
+    let (_, p) = s.promoted("cli").await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), p);
 
     let (code, out, err) = run(&s, &["activate", "cli", "--wait"], &[]);

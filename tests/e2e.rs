@@ -16,51 +16,35 @@ use helpers::*;
 async fn state_survives_a_restart_and_the_active_generation_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path());
-    assert_eq!(s.get("/health").await, (200, json!({"status": "ok"})));
+    assert_eq!(s.health().await, (200, json!({"status": "ok"})));
     let (st, _) = s
-        .post(
-            "/vectors/indexes",
-            Some(json!({"name": "docs", "dims": 16, "metric": "cosine"})),
-        )
+        .create_index(json!({"name": "docs", "dims": 16, "metric": "cosine"}))
         .await;
     assert_eq!(st, 201);
     s.append_range("docs", 0..300, 16).await;
     let (st, h) = s
-        .post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "smoke", "index_name": "docs", "queries": 10, "k": 10})),
-        )
+        .autogen_harness(json!({"name": "smoke", "index_name": "docs", "queries": 10, "k": 10}))
         .await;
     assert_eq!(st, 201, "{h}");
-    assert_eq!(s.post("/vectors/indexes/docs/activate", None).await.0, 200);
-    let (st, a) = s.post("/vectors/indexes/docs/activate", None).await;
+    assert_eq!(s.activate("docs").await.0, 200);
+    let (st, a) = s.activate("docs").await;
     assert_eq!((st, a["generation"].clone()), (200, json!(2)));
-    let (_, before) = s
-        .post(
-            "/vectors/search/docs",
-            Some(json!({"vector": vector(5, 16), "k": 5})),
-        )
-        .await;
+    let (_, before) = s.search("docs", json!({"vector": vector(5, 16), "k": 5})).await;
     assert_eq!(before["hits"][0]["id"], "v5");
     let status = s.terminate();
     assert!(status.success(), "SIGTERM exit status {status:?}");
 
     let s = TestServer::start(dir.path());
-    let (_, i) = s.get("/vectors/indexes/docs").await;
+    let (_, i) = s.get_index("docs").await;
     assert_eq!(i["vectors"], 300);
-    let (st, h2) = s.get("/vectors/harness/smoke").await;
+    let (st, h2) = s.get_harness("smoke").await;
     assert_eq!(st, 200);
     assert_eq!(h2["ground_truth_built"], true);
     assert_eq!(h2["queries"], h["queries"], "queries and ground truth persisted");
     let active = s.wait_active("docs").await;
     assert_eq!(active["generation"], 2);
     assert_eq!(active["config"], a["config"]);
-    let (st, after) = s
-        .post(
-            "/vectors/search/docs",
-            Some(json!({"vector": vector(5, 16), "k": 5})),
-        )
-        .await;
+    let (st, after) = s.search("docs", json!({"vector": vector(5, 16), "k": 5})).await;
     assert_eq!(st, 200);
     assert_eq!(
         after["hits"], before["hits"],
@@ -68,7 +52,7 @@ async fn state_survives_a_restart_and_the_active_generation_comes_back() {
     );
     assert_eq!(after["generation"], 2);
     // the next activation continues the numbering
-    let (_, a3) = s.post("/vectors/indexes/docs/activate", None).await;
+    let (_, a3) = s.activate("docs").await;
     assert_eq!(a3["generation"], 3);
     assert!(s.terminate().success());
 }
@@ -80,7 +64,7 @@ async fn searches_during_an_activation_are_answered_by_the_previous_generation()
     let dims = 48;
     s.new_index("big", dims, "l2").await;
     s.append_range("big", 0..500, dims).await;
-    let (st, first) = s.post("/vectors/indexes/big/activate", None).await;
+    let (st, first) = s.activate("big").await;
     assert_eq!((st, first["generation"].clone()), (200, json!(1)));
     // grow the index so that the next build takes a while
     for start in (500..24_500).step_by(6000) {
@@ -97,29 +81,21 @@ async fn searches_during_an_activation_are_answered_by_the_previous_generation()
     });
     let mut during = 0;
     while !activation.is_finished() {
-        let (st, r) = s
-            .post(
-                "/vectors/search/big",
-                Some(json!({"vector": vector(3, dims), "k": 3})),
-            )
-            .await;
+        let (st, r) = s.search("big", json!({"vector": vector(3, dims), "k": 3})).await;
         assert_eq!(st, 200, "{r}");
         if !activation.is_finished() {
             assert_eq!(r["generation"], 1, "the old generation serves until the swap");
             assert_eq!(r["hits"][0]["id"], "v3");
             during += 1;
         }
-        assert_eq!(s.get("/health").await.0, 200, "health never waits for a build");
+        assert_eq!(s.health().await.0, 200, "health never waits for a build");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (st, second) = activation.await.unwrap();
     assert_eq!((st, second["generation"].clone()), (200, json!(2)), "{second}");
     assert!(during >= 1, "no search ran while the activation was building");
     let (_, r) = s
-        .post(
-            "/vectors/search/big",
-            Some(json!({"vector": vector(20_000, dims), "k": 1})),
-        )
+        .search("big", json!({"vector": vector(20_000, dims), "k": 1}))
         .await;
     assert_eq!(
         (r["generation"].clone(), r["hits"][0]["id"].clone()),
@@ -146,31 +122,25 @@ async fn s3_store_survives_a_restart() {
     let s = TestServer::start_url(&url, &env);
     s.new_index("s3idx", 8, "dot").await;
     assert_eq!(
-        s.post(
-            "/vectors/indexes",
-            Some(json!({"name": "s3idx", "dims": 8, "metric": "dot"}))
-        )
-        .await
-        .0,
+        s.create_index(json!({"name": "s3idx", "dims": 8, "metric": "dot"}))
+            .await
+            .0,
         409
     );
     s.append_range("s3idx", 0..120, 8).await;
     let (st, _) = s
-        .post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "s3h", "index_name": "s3idx", "queries": 5, "k": 5})),
-        )
+        .autogen_harness(json!({"name": "s3h", "index_name": "s3idx", "queries": 5, "k": 5}))
         .await;
     assert_eq!(st, 201);
-    assert_eq!(s.post("/vectors/indexes/s3idx/activate", None).await.0, 200);
+    assert_eq!(s.activate("s3idx").await.0, 200);
     assert!(s.terminate().success());
     let s = TestServer::start_url(&url, &env);
-    let (_, i) = s.get("/vectors/indexes/s3idx").await;
+    let (_, i) = s.get_index("s3idx").await;
     assert_eq!(
         (i["vectors"].clone(), i["metric"].clone()),
         (json!(120), json!("dot"))
     );
-    assert_eq!(s.get("/vectors/harness/s3h").await.1["ground_truth_built"], true);
+    assert_eq!(s.get_harness("s3h").await.1["ground_truth_built"], true);
     assert_eq!(s.wait_active("s3idx").await["generation"], 1);
     assert_eq!(
         s.call(reqwest::Method::DELETE, "/vectors/indexes/s3idx", None)
@@ -178,7 +148,7 @@ async fn s3_store_survives_a_restart() {
             .0,
         204
     );
-    assert_eq!(s.get("/vectors/harness/s3h").await.0, 404);
+    assert_eq!(s.get_harness("s3h").await.0, 404);
     assert!(s.terminate().success());
 }
 
@@ -202,17 +172,11 @@ async fn the_seed_story() {
     s.new_index("seed", 64, "cosine").await;
     s.append_range("seed", 0..54, 64).await;
     let (st, _) = s
-        .post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "smoke", "index_name": "seed", "queries": 10, "k": 10, "seed": 42})),
-        )
+        .autogen_harness(json!({"name": "smoke", "index_name": "seed", "queries": 10, "k": 10, "seed": 42}))
         .await;
     assert_eq!(st, 201);
     let (st, r) = s
-        .post(
-            "/vectors/hnsw/autotune",
-            Some(json!({"index_name": "seed", "harness": "smoke"})),
-        )
+        .autotune(json!({"index_name": "seed", "harness": "smoke"}))
         .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(
@@ -222,11 +186,7 @@ async fn the_seed_story() {
     let win = r["winner"]["trial_id"].clone();
     assert!(r["winner"]["recall_at_k"].as_f64().unwrap() >= 0.9);
 
-    let (st, manual) = s
-        .post(
-            "/vectors/hnsw/trial",
-            Some(json!({"index_name": "seed", "harness": "smoke", "config": {"ef_construction": 80, "ef_search": 30, "seed": 42}})),
-        )
+    let (st, manual) = s.trial(json!({"index_name": "seed", "harness": "smoke", "config": {"ef_construction": 80, "ef_search": 30, "seed": 42}}))
         .await;
     assert_eq!(st, 200);
     let man = manual["id"].clone();
@@ -238,11 +198,11 @@ async fn the_seed_story() {
         )
         .await;
     assert_eq!(current_and_history(&p), (man.clone(), vec![win.clone()]));
-    let (_, p) = s.post("/vectors/hnsw/rollback/seed", None).await;
+    let (_, p) = s.rollback("seed").await;
     assert_eq!(current_and_history(&p), (win.clone(), vec![]));
-    let (_, p) = s.post("/vectors/hnsw/rollback/seed", None).await;
+    let (_, p) = s.rollback("seed").await;
     assert_eq!(current_and_history(&p), (Value::Null, vec![]));
-    let (st, e) = s.post("/vectors/hnsw/rollback/seed", None).await;
+    let (st, e) = s.rollback("seed").await;
     assert_eq!(
         (st, e["error"]["code"].clone()),
         (409, json!("nothing_to_roll_back"))
@@ -257,10 +217,10 @@ async fn the_seed_story() {
     assert!(s.terminate().success());
 
     let s = TestServer::start(dir.path());
-    let (_, p) = s.get("/vectors/hnsw/promoted/seed").await;
+    let (_, p) = s.promoted("seed").await;
     assert_eq!(current_and_history(&p), (man.clone(), vec![]));
     assert_eq!(p["current"]["promoted_by"], "ci");
-    let (_, t) = s.get("/vectors/hnsw/trials/seed").await;
+    let (_, t) = s.trials("seed", "").await;
     let ids: Vec<Value> = t["trials"]
         .as_array()
         .unwrap()
@@ -270,18 +230,13 @@ async fn the_seed_story() {
     assert_eq!(ids.len(), 6);
     assert_eq!(ids[5], man, "the manual trial is the newest");
     assert!(ids.contains(&win));
-    let (st, a) = s.post("/vectors/indexes/seed/activate", None).await;
+    let (st, a) = s.activate("seed").await;
     assert_eq!(st, 200);
     assert_eq!(
         a["config"], manual["config"],
         "activation uses the promoted config"
     );
-    let (_, hits) = s
-        .post(
-            "/vectors/search/seed",
-            Some(json!({"vector": vector(3, 64), "k": 5})),
-        )
-        .await;
+    let (_, hits) = s.search("seed", json!({"vector": vector(3, 64), "k": 5})).await;
     assert_eq!(hits["hits"][0]["id"], "v3");
     assert!(s.terminate().success());
 }
@@ -291,30 +246,20 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path());
     let (st, _) = s
-        .post(
-            "/vectors/indexes",
-            Some(json!({"name": "jobs", "dims": 32, "metric": "l2"})),
-        )
+        .create_index(json!({"name": "jobs", "dims": 32, "metric": "l2"}))
         .await;
     assert_eq!(st, 201);
     for chunk in 0..5 {
         s.append_range("jobs", chunk * 1000..(chunk + 1) * 1000, 32).await;
     }
     let (st, _) = s
-        .post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "jq", "index_name": "jobs", "queries": 40, "k": 10, "seed": 1})),
-        )
+        .autogen_harness(json!({"name": "jq", "index_name": "jobs", "queries": 40, "k": 10, "seed": 1}))
         .await;
     assert_eq!(st, 201);
 
     // 202 -> running -> succeeded
     let grid = json!([{"ef_construction": 40, "ef_search": 10}, {"ef_construction": 40, "ef_search": 40}]);
-    let (st, acc) = s
-        .post(
-            "/vectors/hnsw/autotune?async=true",
-            Some(json!({"index_name": "jobs", "harness": "jq", "grid": grid, "promote": "never", "min_recall": 0.0})),
-        )
+    let (st, acc) = s.autotune_async(json!({"index_name": "jobs", "harness": "jq", "grid": grid, "promote": "never", "min_recall": 0.0}))
         .await;
     assert_eq!(st, 202, "{acc}");
     let ok_id = acc["job_id"].as_str().unwrap().to_string();
@@ -328,9 +273,7 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     // a long adaptive job, cancelled once it has a trial
     let long = json!({"index_name": "jobs", "harness": "jq", "strategy": "adaptive", "max_trials": 40,
                       "objective": "min_latency", "target_recall": 0.999, "promote": "always"});
-    let (st, acc) = s
-        .post("/vectors/hnsw/autotune?async=true", Some(long.clone()))
-        .await;
+    let (st, acc) = s.autotune_async(long.clone()).await;
     assert_eq!(st, 202);
     let cancel_id = acc["job_id"].as_str().unwrap().to_string();
     let j = s
@@ -349,9 +292,9 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     assert_eq!(st, 200, "{d}");
     let j = s.poll_job(&cancel_id, |j| j["state"] != "running").await;
     assert_eq!(j["state"], "cancelled", "{j}");
-    let (_, p) = s.get("/vectors/hnsw/promoted/jobs").await;
+    let (_, p) = s.promoted("jobs").await;
     assert_eq!(p["current"], Value::Null, "a cancelled job promotes nothing");
-    let (_, list) = s.get("/vectors/hnsw/trials/jobs").await;
+    let (_, list) = s.trials("jobs", "").await;
     assert_eq!(
         list["trials"].as_array().unwrap().len() as u64,
         2 + j["progress"]["done"].as_u64().unwrap()
@@ -368,7 +311,7 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     assert_eq!(st, 200);
 
     // another long job, killed while it runs
-    let (st, acc) = s.post("/vectors/hnsw/autotune?async=true", Some(long)).await;
+    let (st, acc) = s.autotune_async(long).await;
     assert_eq!(st, 202, "{acc}");
     let killed_id = acc["job_id"].as_str().unwrap().to_string();
     let j = s.poll_job(&killed_id, |j| j["state"] != "queued").await;
@@ -379,11 +322,11 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     drop(s);
 
     let s = TestServer::start(dir.path());
-    let (st, j) = s.get(&format!("/vectors/jobs/{killed_id}")).await;
+    let (st, j) = s.job(&killed_id).await;
     assert_eq!(st, 200);
     assert_eq!(j["state"], "failed", "{j}");
     assert_eq!(j["error"]["code"], "interrupted", "{j}");
-    let (_, jobs) = s.get("/vectors/jobs?index=jobs").await;
+    let (_, jobs) = s.jobs("?index=jobs").await;
     let states: Vec<(&str, &str)> = jobs["jobs"]
         .as_array()
         .unwrap()
@@ -398,17 +341,14 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
             (ok_id.as_str(), "succeeded")
         ]
     );
-    let (_, j) = s.get(&format!("/vectors/jobs/{ok_id}")).await;
+    let (_, j) = s.job(&ok_id).await;
     assert_eq!(j["result"]["trials_run"], 2, "a result survives the restart");
-    let (_, a) = s.get("/vectors/hnsw/agent/jobs").await;
+    let (_, a) = s.get_agent("jobs").await;
     assert_eq!(a["config"]["cooldown_secs"], 3600.0, "{a}");
     assert_ne!(a["state"], "disabled", "{a}");
     // the interrupted job holds no claim: the index tunes again
     let (st, r) = s
-        .post(
-            "/vectors/hnsw/autotune",
-            Some(json!({"index_name": "jobs", "harness": "jq", "grid": [grid[0]], "promote": "never"})),
-        )
+        .autotune(json!({"index_name": "jobs", "harness": "jq", "grid": [grid[0]], "promote": "never"}))
         .await;
     assert!(st == 200 || st == 409, "{r}");
     assert_eq!(s.terminate().code(), Some(0));
@@ -421,39 +361,27 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path());
     let (st, _) = s
-        .post(
-            "/vectors/indexes",
-            Some(json!({"name": "q8", "dims": 24, "metric": "l2"})),
-        )
+        .create_index(json!({"name": "q8", "dims": 24, "metric": "l2"}))
         .await;
     assert_eq!(st, 201);
     s.append_range("q8", 0..800, 24).await;
     let (st, _) = s
-        .post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "q8h", "index_name": "q8", "queries": 20, "k": 10})),
-        )
+        .autogen_harness(json!({"name": "q8h", "index_name": "q8", "queries": 20, "k": 10}))
         .await;
     assert_eq!(st, 201);
     let (st, t) = s
-        .post(
-            "/vectors/hnsw/trial",
-            Some(json!({"index_name": "q8", "harness": "q8h",
-                "config": {"ef_construction": 60, "ef_search": 30, "m": 12, "quantization": "sq8"}})),
-        )
+        .trial(json!({"index_name": "q8", "harness": "q8h",
+                "config": {"ef_construction": 60, "ef_search": 30, "m": 12, "quantization": "sq8"}}))
         .await;
     assert_eq!(st, 200, "{t}");
     let id = t["id"].as_str().unwrap().to_string();
-    assert_eq!(
-        s.post(&format!("/vectors/hnsw/promote/q8/{id}"), None).await.0,
-        200
-    );
-    let (st, a) = s.post("/vectors/indexes/q8/activate", None).await;
+    assert_eq!(s.promote("q8", &id, None).await.0, 200);
+    let (st, a) = s.activate("q8").await;
     assert_eq!(st, 200, "{a}");
     assert_eq!(a["config"]["quantization"], "sq8");
     assert_eq!(a["loaded_from_store"], false);
     let query = json!({"vector": vector(11, 24), "k": 10});
-    let (_, before) = s.post("/vectors/search/q8", Some(query.clone())).await;
+    let (_, before) = s.search("q8", query.clone()).await;
     assert_eq!(before["hits"][0]["id"], "v11");
     assert!(s.terminate().success());
     // the stored graph, named by its identity; a rebuild would write it again
@@ -475,7 +403,7 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     let active = s.wait_active("q8").await;
     assert_eq!(active["config"], a["config"]);
     assert_eq!(active["generation"], a["generation"]);
-    let (_, after) = s.post("/vectors/search/q8", Some(query)).await;
+    let (_, after) = s.search("q8", query).await;
     assert_eq!(after["hits"], before["hits"]);
     assert_eq!(after["config"]["quantization"], "sq8");
     assert_eq!(
@@ -484,7 +412,7 @@ async fn a_restart_serves_the_stored_sq8_graph() {
         "the restart loaded the stored sq8 graph, it did not rebuild"
     );
     // and an activation of the same config loads it too
-    let (_, again) = s.post("/vectors/indexes/q8/activate", None).await;
+    let (_, again) = s.activate("q8").await;
     assert_eq!(again["loaded_from_store"], true, "{again}");
     assert!(s.terminate().success());
 }
@@ -513,10 +441,7 @@ fn off_distribution(i: usize, dims: usize) -> Vec<f32> {
 
 async fn clustered_index(s: &TestServer, name: &str, n: usize, dims: usize) {
     let (st, _) = s
-        .post(
-            "/vectors/indexes",
-            Some(json!({"name": name, "dims": dims, "metric": "l2"})),
-        )
+        .create_index(json!({"name": name, "dims": dims, "metric": "l2"}))
         .await;
     assert_eq!(st, 201);
     let vs = clustered(n, dims);
@@ -525,12 +450,7 @@ async fn clustered_index(s: &TestServer, name: &str, n: usize, dims: usize) {
             .iter()
             .map(|&i| json!({"id": format!("v{i}"), "vector": vs[i]}))
             .collect();
-        let (st, b) = s
-            .post(
-                &format!("/vectors/indexes/{name}/vectors"),
-                Some(json!({ "vectors": vectors })),
-            )
-            .await;
+        let (st, b) = s.append(&name, json!({ "vectors": vectors })).await;
         assert_eq!(st, 200, "{b}");
     }
 }
@@ -541,19 +461,13 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
     let s = TestServer::start(dir.path());
     clustered_index(&s, "live", 2000, 16).await;
     let (st, m) = s
-        .put(
-            "/vectors/indexes/live/monitor",
-            json!({"sample_rate": 1.0, "window": 100}),
-        )
+        .put_monitor("live", json!({"sample_rate": 1.0, "window": 100}))
         .await;
     assert_eq!((st, m.clone()), (200, json!({"sample_rate": 1.0, "window": 100})));
-    let (st, _) = s.post("/vectors/indexes/live/activate", None).await;
+    let (st, _) = s.activate("live").await;
     assert_eq!(st, 200);
     let (st, h) = s
-        .post(
-            "/vectors/harness/capture",
-            Some(json!({"name": "traffic", "index_name": "live", "queries": 40, "k": 10})),
-        )
+        .capture_harness(json!({"name": "traffic", "index_name": "live", "queries": 40, "k": 10}))
         .await;
     assert_eq!(
         (st, h["capture"]["state"].clone()),
@@ -562,10 +476,7 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
     );
     for i in 0..60 {
         let (st, r) = s
-            .post(
-                "/vectors/search/live",
-                Some(json!({"vector": off_distribution(i, 16), "k": 10})),
-            )
+            .search("live", json!({"vector": off_distribution(i, 16), "k": 10}))
             .await;
         assert_eq!(st, 200, "{r}");
     }
@@ -598,13 +509,12 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
     );
 
     // tuned on the captured traffic
-    let (st, r) = s
-        .post("/vectors/hnsw/autotune", Some(json!({"index_name": "live", "harness": "traffic", "promote": "always", "min_recall": 0.0,
-            "grid": [{"ef_construction": 40, "ef_search": 20, "m": 8}, {"ef_construction": 40, "ef_search": 60, "m": 8}]})))
+    let (st, r) = s.autotune(json!({"index_name": "live", "harness": "traffic", "promote": "always", "min_recall": 0.0,
+            "grid": [{"ef_construction": 40, "ef_search": 20, "m": 8}, {"ef_construction": 40, "ef_search": 60, "m": 8}]}))
         .await;
     assert_eq!(st, 200, "{r}");
     assert_eq!(r["promoted"], true, "{r}");
-    let (_, trials) = s.get("/vectors/hnsw/trials/live?harness=traffic").await;
+    let (_, trials) = s.trials("live", "?harness=traffic").await;
     assert!(trials["trials"]
         .as_array()
         .unwrap()
@@ -612,16 +522,13 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
         .all(|t| t["metrics"]["eval_queries"] == 40));
 
     // a swap starts the live window anew; settings and the harness survive a restart
-    let (_, a) = s.post("/vectors/indexes/live/activate", None).await;
+    let (_, a) = s.activate("live").await;
     assert_eq!(a["generation"], 2);
-    let (_, ix) = s.get("/vectors/indexes/live").await;
+    let (_, ix) = s.get_index("live").await;
     assert_eq!(ix["live"], Value::Null, "{ix}");
     for i in 0..5 {
-        s.post(
-            "/vectors/search/live",
-            Some(json!({"vector": off_distribution(i, 16), "k": 10})),
-        )
-        .await;
+        s.search("live", json!({"vector": off_distribution(i, 16), "k": 10}))
+            .await;
     }
     let ix = s
         .wait_for("/vectors/indexes/live", |i| i["live"]["queries"] == 5)
@@ -629,8 +536,8 @@ async fn live_searches_are_monitored_captured_and_tuned_on() {
     assert_eq!(ix["live"]["generation"], 2);
     assert!(s.terminate().success());
     let s = TestServer::start(dir.path());
-    assert_eq!(s.get("/vectors/indexes/live/monitor").await.1, m);
-    let (_, h2) = s.get("/vectors/harness/traffic").await;
+    assert_eq!(s.get_monitor("live").await.1, m);
+    let (_, h2) = s.get_harness("traffic").await;
     assert_eq!(
         (h2["capture"].clone(), h2["queries"].as_array().map(Vec::len)),
         (h["capture"].clone(), Some(40))
@@ -645,24 +552,15 @@ async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
     clustered_index(&s, "can", 3000, 24).await;
     // the harness is easy (stored vectors as queries); live traffic is not
     let (st, _) = s
-        .post(
-            "/vectors/harness/autogen",
-            Some(json!({"name": "easy", "index_name": "can", "queries": 40, "k": 10, "seed": 5})),
-        )
+        .autogen_harness(json!({"name": "easy", "index_name": "can", "queries": 40, "k": 10, "seed": 5}))
         .await;
     assert_eq!(st, 201);
-    s.put(
-        "/vectors/indexes/can/monitor",
-        json!({"sample_rate": 1.0, "window": 200}),
-    )
-    .await;
-    let (_, first) = s.post("/vectors/indexes/can/activate", None).await;
+    s.put_monitor("can", json!({"sample_rate": 1.0, "window": 200}))
+        .await;
+    let (_, first) = s.activate("can").await;
     let (st, t) = s
-        .post(
-            "/vectors/hnsw/trial",
-            Some(json!({"index_name": "can", "harness": "easy",
-            "config": {"ef_construction": 10, "ef_search": 10, "m": 4}})),
-        )
+        .trial(json!({"index_name": "can", "harness": "easy",
+            "config": {"ef_construction": 10, "ef_search": 10, "m": 4}}))
         .await;
     assert_eq!(st, 200, "{t}");
     let weak = t["config"].clone();
@@ -674,8 +572,8 @@ async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
         .await;
     assert_eq!(st, 200);
     let (st, ag) = s
-        .put(
-            "/vectors/hnsw/agent/can",
+        .put_agent(
+            "can",
             json!({"harness": "easy", "cooldown_secs": 3600, "epsilon": 0.0,
             "objective": "min_latency", "target_recall": 0.99, "activate": true, "canary_queries": 60}),
         )
@@ -685,14 +583,11 @@ async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
     let mut last = Value::Null;
     for _ in 0..1200 {
         for _ in 0..5 {
-            s.post(
-                "/vectors/search/can",
-                Some(json!({"vector": off_distribution(i, 24), "k": 10})),
-            )
-            .await;
+            s.search("can", json!({"vector": off_distribution(i, 24), "k": 10}))
+                .await;
             i += 1;
         }
-        let (_, a) = s.get("/vectors/hnsw/agent/can").await;
+        let (_, a) = s.get_agent("can").await;
         last = a["last_decision"].clone();
         if last["action"] == "rolled_back" {
             break;
@@ -705,7 +600,7 @@ async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
         reason.contains("canary failed") && reason.contains("0.99"),
         "{reason}"
     );
-    let (_, ag) = s.get("/vectors/hnsw/agent/can").await;
+    let (_, ag) = s.get_agent("can").await;
     let actions: Vec<&str> = ag["decisions"]
         .as_array()
         .unwrap()
@@ -716,8 +611,8 @@ async fn the_agent_activates_and_rolls_back_a_config_its_live_canary_fails() {
     let rejected = ag["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 1, "{ag}");
     // what serves is what is promoted, and it is not the rejected config
-    let (_, ix) = s.get("/vectors/indexes/can").await;
-    let (_, p) = s.get("/vectors/hnsw/promoted/can").await;
+    let (_, ix) = s.get_index("can").await;
+    let (_, p) = s.promoted("can").await;
     let promoted = if p["current"].is_null() {
         first["config"].clone()
     } else {
@@ -777,12 +672,12 @@ async fn seeded_server(dir: &Path, env: &[(&str, &str)]) -> TestServer {
 async fn metrics_parse_with_the_prometheus_client_parser() {
     let dir = tempfile::tempdir().unwrap();
     let s = seeded_server(dir.path(), &[("VECTUNE_MONITOR_SAMPLE_RATE", "1")]).await;
-    assert_eq!(s.post("/vectors/indexes/ops/activate", None).await.0, 200);
+    assert_eq!(s.activate("ops").await.0, 200);
     for i in 0..5 {
         let q = json!({"vector": vector(i, 16), "k": 3});
-        assert_eq!(s.post("/vectors/search/ops", Some(q)).await.0, 200);
+        assert_eq!(s.search("ops", q).await.0, 200);
     }
-    assert_eq!(s.get("/vectors/harness/nope").await.0, 404);
+    assert_eq!(s.get_harness("nope").await.0, 404);
     // every search is sampled: wait until the monitor has judged them
     s.wait_for("/vectors/indexes/ops", |v| v["live"]["queries"] == 5)
         .await;
@@ -1033,7 +928,7 @@ async fn a_burst_beyond_the_queue_is_refused_not_queued() {
         n - admitted.len()
     );
     for b in 0..n {
-        let (st, jobs) = s.get(&format!("/vectors/jobs?index=burst{b}")).await;
+        let (st, jobs) = s.jobs(&format!("?index=burst{b}")).await;
         assert_eq!(st, 200);
         let want = usize::from(admitted.contains(&b));
         assert_eq!(jobs["jobs"].as_array().unwrap().len(), want, "burst{b}: {jobs}");
@@ -1215,7 +1110,7 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
         drop(s);
         // restart and check
         let s = TestServer::start_url(&store, &[]);
-        let (st, ix) = s.get("/vectors/indexes/k9").await;
+        let (st, ix) = s.get_index("k9").await;
         assert_eq!(st, 200, "iteration {it}: {ix}");
         let n = ix["vectors"].as_u64().unwrap() as usize;
         let batch_in_flight = in_flight.as_deref() == Some("batch");
@@ -1228,7 +1123,7 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
             acked_vectors = n;
             next_id += 25;
         }
-        let (_, trials) = s.get("/vectors/hnsw/trials/k9").await;
+        let (_, trials) = s.trials("k9", "").await;
         let stored: Vec<&str> = trials["trials"]
             .as_array()
             .unwrap()
@@ -1241,7 +1136,7 @@ async fn kill_9_during_ingest_trials_and_promotes_loses_nothing_acknowledged() {
                 "iteration {it}: acknowledged trial {t} lost"
             );
         }
-        let (_, reg) = s.get("/vectors/hnsw/promoted/k9").await;
+        let (_, reg) = s.promoted("k9").await;
         let current = reg["current"]["trial_id"].as_str().map(str::to_string);
         let promote_in_flight = in_flight
             .as_deref()
@@ -1277,7 +1172,7 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
     let dims = 48;
     s.new_index("load", dims, "l2").await;
     s.append_fvecs("load", 0, 8000, dims).await;
-    assert_eq!(s.post("/vectors/indexes/load/activate", None).await.0, 200);
+    assert_eq!(s.activate("load").await.0, 200);
     s.autogen("lh", "load", 50, 10).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -1316,7 +1211,7 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
     }
     // under load: a rebuild over more vectors, then an autotune of three configs
     s.append_fvecs("load", 8000, 2000, dims).await;
-    let (st, job) = s.post("/vectors/indexes/load/activate?async=true", None).await;
+    let (st, job) = s.activate_async("load").await;
     assert_eq!(st, 202, "{job}");
     let path = format!("/vectors/jobs/{}", job["job_id"].as_str().unwrap());
     let done = s
@@ -1326,10 +1221,7 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
     let grid = json!([{"ef_construction": 60, "ef_search": 40}, {"ef_construction": 100, "ef_search": 60, "m": 24},
                       {"ef_construction": 40, "ef_search": 30, "m": 8}]);
     let (st, job) = s
-        .post(
-            "/vectors/hnsw/autotune?async=true",
-            Some(json!({"index_name": "load", "harness": "lh", "grid": grid, "promote": "never"})),
-        )
+        .autotune_async(json!({"index_name": "load", "harness": "lh", "grid": grid, "promote": "never"}))
         .await;
     assert_eq!(st, 202, "{job}");
     let path = format!("/vectors/jobs/{}", job["job_id"].as_str().unwrap());

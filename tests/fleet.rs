@@ -118,16 +118,12 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     .await;
 
     b.autogen("h", "shared", 20, 5).await;
-    let (st, trial) = a
-        .post(
-            "/vectors/hnsw/trial",
-            Some(json!({"index_name": "shared", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}})),
-        )
+    let (st, trial) = a.trial(json!({"index_name": "shared", "harness": "h", "config": {"ef_construction": 40, "ef_search": 40}}))
         .await;
     assert_eq!(st, 200, "a trial on A with B's harness: {trial}");
     let tid = trial["id"].as_str().unwrap().to_string();
     // the journal and the registry are read from the store: at once
-    let (st, t) = b.get(&format!("/vectors/hnsw/trials/shared/{tid}")).await;
+    let (st, t) = b.get_trial("shared", &tid).await;
     assert_eq!((st, t["id"].clone()), (200, json!(tid)));
 
     // concurrent promotes from both instances: every one is in the history
@@ -141,7 +137,7 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
         let (x, y) = tokio::join!(promote(&a, "A", i), promote(&b, "B", i));
         assert_eq!((x, y), (200, 200), "round {i}");
     }
-    let (_, p) = b.get("/vectors/hnsw/promoted/shared").await;
+    let (_, p) = b.promoted("shared").await;
     let mut notes: Vec<String> = std::iter::once(&p["current"])
         .chain(p["history"].as_array().unwrap())
         .map(|e| e["note"].as_str().unwrap().to_string())
@@ -152,13 +148,13 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
         .collect();
     want.sort();
     assert_eq!(notes, want, "no promotion lost across instances");
-    let (_, pa) = a.get("/vectors/hnsw/promoted/shared").await;
+    let (_, pa) = a.promoted("shared").await;
     assert_eq!(pa, p, "both instances answer the same registry at once");
 
     // agent settings PUT on A show on B
     let (st, _) = a
-        .put(
-            "/vectors/hnsw/agent/shared",
+        .put_agent(
+            "shared",
             json!({"harness": "h", "enabled": false, "cooldown_secs": 60}),
         )
         .await;
@@ -171,7 +167,7 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
 
     // an activation on A: B serves the same generation from the stored graph
     let t = Instant::now();
-    let (st, act) = a.post("/vectors/indexes/shared/activate", None).await;
+    let (st, act) = a.activate("shared").await;
     assert_eq!(st, 200, "{act}");
     let built = t.elapsed();
     let generation = act["generation"].clone();
@@ -180,12 +176,7 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     })
     .await;
     assert_eq!(bi["active"]["config"], act["config"]);
-    let (st, hits) = b
-        .post(
-            "/vectors/search/shared",
-            Some(json!({"vector": vector(3, 16), "k": 3})),
-        )
-        .await;
+    let (st, hits) = b.search("shared", json!({"vector": vector(3, 16), "k": 3})).await;
     assert_eq!((st, hits["generation"].clone()), (200, generation.clone()));
     assert_eq!(hits["hits"][0]["id"], "v3");
     let mb = metrics(&b).await;
@@ -237,11 +228,8 @@ async fn long_autotune(s: &TestServer) -> (u16, Value) {
     let grid: Vec<Value> = (0..12)
         .map(|i| json!({"ef_construction": 200 + 10 * i, "ef_search": 40 + i, "m": 32}))
         .collect();
-    s.post(
-        "/vectors/hnsw/autotune?async=true",
-        Some(json!({"index_name": "tuned", "harness": "th", "grid": grid, "promote": "always"})),
-    )
-    .await
+    s.autotune_async(json!({"index_name": "tuned", "harness": "th", "grid": grid, "promote": "always"}))
+        .await
 }
 
 async fn seed_tuned(s: &TestServer) {
@@ -302,11 +290,7 @@ async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_
         (409, json!("autotune_running")),
         "{e}"
     );
-    let (st, e) = b
-        .post(
-            "/vectors/hnsw/autotune",
-            Some(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}]})),
-        )
+    let (st, e) = b.autotune(json!({"index_name": "tuned", "harness": "th", "grid": [{"ef_construction": 20, "ef_search": 20}]}))
         .await;
     assert_eq!(
         (st, e["error"]["code"].clone()),
@@ -314,7 +298,7 @@ async fn the_autotune_lease_holds_across_instances_and_a_killed_holder_is_taken_
         "sync too: {e}"
     );
     // B shows A's running job as A stored it, alone
-    let (_, seen) = b.get(&format!("/vectors/jobs/{job}")).await;
+    let (_, seen) = b.job(&job).await;
     assert_eq!(
         seen["state"], "running",
         "a live instance's job is left alone: {seen}"
@@ -385,7 +369,7 @@ async fn a_paused_holder_is_fenced_it_writes_nothing_after_its_lease_was_taken()
     let code = ended["error"]["code"].as_str().unwrap();
     assert!(code == "lease_lost" || code == "interrupted", "{ended}");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, trials) = b.get("/vectors/hnsw/trials/tuned").await;
+    let (_, trials) = b.trials("tuned", "").await;
     let trials = trials["trials"].as_array().unwrap();
     let epochs: Vec<u64> = trials.iter().filter_map(|t| t["lease_epoch"].as_u64()).collect();
     let b_epoch = *epochs.iter().max().unwrap();
@@ -398,7 +382,7 @@ async fn a_paused_holder_is_fenced_it_writes_nothing_after_its_lease_was_taken()
             );
         }
     }
-    let (_, p) = b.get("/vectors/hnsw/promoted/tuned").await;
+    let (_, p) = b.promoted("tuned").await;
     assert_eq!(
         p["current"]["lease_epoch"],
         json!(b_epoch),
@@ -443,8 +427,8 @@ async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_d
     a.autogen("agh", "ag", 20, 5).await;
     eventually(&b, "/vectors/indexes/ag", 10, |_, i| i["vectors"] == json!(1500)).await;
     let (st, _) = a
-        .put(
-            "/vectors/hnsw/agent/ag",
+        .put_agent(
+            "ag",
             json!({"harness": "agh", "enabled": true, "cooldown_secs": 0.5, "max_trials_per_hour": 1000}),
         )
         .await;
@@ -458,7 +442,7 @@ async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_d
     assert!(holder == ida || holder == idb, "{held}");
     let (dying, survivor) = if holder == ida { (&a, &b) } else { (&b, &a) };
     let survivor_id = if holder == ida { &idb } else { &ida };
-    let (_, ga) = a.get("/vectors/hnsw/agent/ag").await;
+    let (_, ga) = a.get_agent("ag").await;
     assert_eq!(
         ga["instance"],
         json!(holder),
@@ -475,7 +459,7 @@ async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_d
     })
     .await;
     // one holder per epoch: the survivor's agent trials carry a newer epoch than the dead one's
-    let (_, trials) = survivor.get("/vectors/hnsw/trials/ag").await;
+    let (_, trials) = survivor.trials("ag", "").await;
     let epochs: std::collections::BTreeSet<u64> = trials["trials"]
         .as_array()
         .unwrap()
