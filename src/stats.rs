@@ -108,6 +108,129 @@ pub fn ratio_interval(a: &[f64], b: &[f64]) -> Effect {
     }
 }
 
+/// The standard normal quantile (Acklam's rational approximation, relative error below
+/// 1.2e-9 over the open unit interval; 0 and 1 answer ∓∞).
+pub fn normal_quantile(p: f64) -> f64 {
+    if p <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::INFINITY;
+    }
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
+
+/// Student's t quantile with `df` degrees of freedom (Cornish–Fisher expansion around the
+/// normal quantile; within 1e-3 of the exact value from 10 degrees of freedom on, and the
+/// harnesses it serves have hundreds of queries).
+pub fn t_quantile(p: f64, df: f64) -> f64 {
+    let z = normal_quantile(p);
+    if !z.is_finite() || df <= 0.0 {
+        return z;
+    }
+    let (z3, z5, z7) = (z.powi(3), z.powi(5), z.powi(7));
+    z + (z3 + z) / (4.0 * df)
+        + (5.0 * z5 + 16.0 * z3 + 3.0 * z) / (96.0 * df * df)
+        + (3.0 * z7 + 19.0 * z5 + 17.0 * z3 - 15.0 * z) / (384.0 * df.powi(3))
+}
+
+/// A one-sided lower confidence bound, at level `1 - alpha`, of the mean of per-query values
+/// in `0..=1` (per-query recall): the mean less a Student-t margin on the spread over queries.
+///
+/// The unit of evidence is the query: the k hits of one query are not k independent draws,
+/// so the spread that matters is how recall varies from query to query. A sample without
+/// spread (every query alike) gets the rule of three's margin, `3/n`, instead of none.
+pub fn mean_lower_bound(values: &[f64], alpha: f64) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let m = mean(values);
+    let ss: f64 = values.iter().map(|v| (v - m).powi(2)).sum();
+    if ss <= 0.0 || n < 2 {
+        return (m - 3.0 / n as f64).clamp(0.0, 1.0);
+    }
+    let sd = (ss / (n - 1) as f64).sqrt();
+    let t = t_quantile(1.0 - alpha, (n - 1) as f64);
+    (m - t * sd / (n as f64).sqrt()).clamp(0.0, 1.0)
+}
+
+/// The mean of `values` (0 for none).
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+/// The non-decreasing least-squares fit of `y` (pool adjacent violators), equal weights: the
+/// estimate of a curve known to be monotone (recall along the `ef_search` ladder of one
+/// graph) from noisy points, each point borrowing strength from its neighbours.
+pub fn isotonic(y: &[f64]) -> Vec<f64> {
+    // blocks of (sum, count), merged while a block's mean falls below its predecessor's
+    let mut blocks: Vec<(f64, usize)> = Vec::with_capacity(y.len());
+    for &v in y {
+        blocks.push((v, 1));
+        while blocks.len() > 1 {
+            let (s1, c1) = blocks[blocks.len() - 1];
+            let (s0, c0) = blocks[blocks.len() - 2];
+            if s0 / c0 as f64 <= s1 / c1 as f64 {
+                break;
+            }
+            blocks.pop();
+            let last = blocks.len() - 1;
+            blocks[last] = (s0 + s1, c0 + c1);
+        }
+    }
+    blocks
+        .into_iter()
+        .flat_map(|(s, c)| std::iter::repeat_n(s / c as f64, c))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +311,47 @@ mod tests {
         let b: Vec<f64> = base.iter().map(|x| x * 0.97).collect();
         let e = ratio_interval(&base, &b);
         assert!(e.faster_by(0.0) && !e.faster_by(0.05), "{e:?}");
+    }
+
+    #[test]
+    fn quantiles_match_tables() {
+        assert!((normal_quantile(0.975) - 1.959_964).abs() < 1e-6);
+        assert!((normal_quantile(0.95) - 1.644_854).abs() < 1e-6);
+        assert!((normal_quantile(0.999) - 3.090_232).abs() < 1e-6);
+        assert!((normal_quantile(0.001) + 3.090_232).abs() < 1e-6);
+        assert_eq!(normal_quantile(0.5), 0.0);
+        // t tables: t(0.95, 10) = 1.8125, t(0.975, 30) = 2.0423, t(0.99, 100) = 2.3642
+        assert!((t_quantile(0.95, 10.0) - 1.8125).abs() < 1e-3);
+        assert!((t_quantile(0.975, 30.0) - 2.0423).abs() < 1e-3);
+        assert!((t_quantile(0.99, 100.0) - 2.3642).abs() < 1e-3);
+    }
+
+    #[test]
+    fn the_query_level_bound_is_wider_than_the_slot_level_one() {
+        // 100 queries, k = 10: 90 perfect, 10 at 0.5 — recall .95 over 1,000 slots
+        let mut v = vec![1.0; 90];
+        v.extend(std::iter::repeat_n(0.5, 10));
+        let q = mean_lower_bound(&v, 0.05);
+        let slots = wilson_lower(950, 1000);
+        assert!(q < 0.95 && q < slots, "query-level {q} vs slot-level {slots}");
+        assert!(q > 0.90, "{q}");
+        // more queries, tighter; a smaller alpha, wider
+        let big: Vec<f64> = v.iter().cycle().take(1000).copied().collect();
+        assert!(mean_lower_bound(&big, 0.05) > q);
+        assert!(mean_lower_bound(&v, 0.005) < q);
+        // no spread still leaves a margin
+        let all = mean_lower_bound(&[1.0; 50], 0.05);
+        assert!(all < 1.0 && all > 0.9, "{all}");
+    }
+
+    #[test]
+    fn isotonic_pools_violators_and_keeps_monotone_input() {
+        let close = |a: Vec<f64>, b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+        };
+        assert!(close(isotonic(&[0.1, 0.3, 0.2, 0.4]), &[0.1, 0.25, 0.25, 0.4]));
+        assert!(close(isotonic(&[0.5, 0.4, 0.3]), &[0.4, 0.4, 0.4]));
+        assert!(close(isotonic(&[0.1, 0.2, 0.3]), &[0.1, 0.2, 0.3]));
+        assert!(isotonic(&[]).is_empty());
     }
 }

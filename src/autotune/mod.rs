@@ -10,6 +10,7 @@
 //! in [`crate::measure`]; who may tune an index now is [`crate::fleet::Claims`]'s rule.
 
 pub mod adaptive;
+pub mod assure;
 pub mod backend;
 pub mod cache;
 pub mod engine;

@@ -1,0 +1,344 @@
+//! The confident gate: which measured configs hold a recall target on queries the run never
+//! saw, judged from per-query recall.
+//!
+//! Three effects make a bare "recall ≥ target" pass configs that miss on new queries:
+//! - **the unit of evidence is the query**: the k hits of one query are not k independent
+//!   draws (a hard query misses several), so the uncertainty of a recall is the spread of
+//!   per-query recall over queries ([`crate::stats::mean_lower_bound`]), wider than a
+//!   Wilson bound over k·n slots;
+//! - **the winner's curse**: the fastest of many configs sitting at the bar is the one whose
+//!   recall was most over-estimated. The bound is taken at `alpha / m`, `m` the graphs
+//!   whose configs the run compared near the target (Bonferroni). Configs of one graph are
+//!   not independent chances — they share the queries and recall only rises along the
+//!   `ef_search` ladder — so they count once;
+//! - **monotonicity**: on one graph recall does not fall as `ef_search` rises, so a config's
+//!   bound is at least that of any smaller `ef_search` of its graph (the monotone envelope),
+//!   and its estimate is the isotonic fit along the ladder ([`crate::stats::isotonic`]).
+//!
+//! The rule is tested by simulation against known truth (`tests` below): configs near the
+//! bar with a realistic per-query spread, the selection repeated 1,000 times.
+
+use crate::stats::{isotonic, mean, mean_lower_bound, t_quantile};
+
+/// The confidence level's complement: a 95 % bound.
+pub const ALPHA: f64 = 0.05;
+
+/// The name of the method, as the result reports it.
+pub const METHOD: &str = "query-level t bound on per-query recall, Bonferroni over the graphs compared near the target, monotone envelope along ef_search";
+
+/// One measured config as the gate sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// Which graph it searched (configs of one graph differ only in `ef_search`).
+    pub graph: u64,
+    /// Its `ef_search`.
+    pub ef: u32,
+    /// Recall of each tuning query, in `0..=1`.
+    pub per_query: &'a [f64],
+}
+
+/// The gate's figures for each config, in the order given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// Isotonic estimate of each config's recall along its graph's ladder.
+    pub estimates: Vec<f64>,
+    /// Each config's confident lower bound (selection-corrected, monotone envelope).
+    pub lows: Vec<f64>,
+    /// The graphs counted by the selection correction.
+    pub compared: usize,
+}
+
+/// Judges `configs` against `target`.
+pub fn judge(configs: &[Observed<'_>], target: f64) -> Judged {
+    let n = configs.len();
+    let mut estimates = vec![0.0; n];
+    let mut lows = vec![0.0; n];
+    if n == 0 {
+        return Judged {
+            estimates,
+            lows,
+            compared: 0,
+        };
+    }
+    // a graph counts when one of its configs could be on either side of the bar: its
+    // one-sided 95 % interval (unadjusted) reaches the target from below and from above
+    let mut near: Vec<u64> = Vec::new();
+    for c in configs {
+        let q = c.per_query;
+        let m = mean(q);
+        let se = spread(q) / (q.len().max(1) as f64).sqrt();
+        let t = t_quantile(1.0 - ALPHA, (q.len().max(2) - 1) as f64);
+        if m + t * se >= target && m - t * se <= target + t * se && !near.contains(&c.graph) {
+            near.push(c.graph);
+        }
+    }
+    let compared = near.len().max(1);
+    let alpha = ALPHA / compared as f64;
+    let mut graphs: Vec<u64> = configs.iter().map(|c| c.graph).collect();
+    graphs.sort_unstable();
+    graphs.dedup();
+    for g in graphs {
+        let mut at: Vec<usize> = (0..n).filter(|&i| configs[i].graph == g).collect();
+        at.sort_by_key(|&i| configs[i].ef);
+        let means: Vec<f64> = at.iter().map(|&i| mean(configs[i].per_query)).collect();
+        for (&i, e) in at.iter().zip(isotonic(&means)) {
+            estimates[i] = e;
+        }
+        let mut envelope = 0.0f64;
+        for &i in &at {
+            envelope = envelope.max(mean_lower_bound(configs[i].per_query, alpha));
+            lows[i] = envelope;
+        }
+    }
+    Judged {
+        estimates,
+        lows,
+        compared,
+    }
+}
+
+/// The sample standard deviation (0 for fewer than two values).
+fn spread(v: &[f64]) -> f64 {
+    if v.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(v);
+    (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autotune::adaptive::EF_LADDER;
+    use crate::rng::SplitMix64;
+    use crate::stats::wilson_lower;
+
+    fn uniform(r: &mut SplitMix64) -> f64 {
+        ((r.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(r: &mut SplitMix64) -> f64 {
+        (-2.0 * uniform(r).ln()).sqrt() * (std::f64::consts::TAU * uniform(r)).cos()
+    }
+
+    /// Gamma(shape, 1), Marsaglia–Tsang (boosted below shape 1).
+    fn gamma(r: &mut SplitMix64, shape: f64) -> f64 {
+        if shape < 1.0 {
+            return gamma(r, shape + 1.0) * uniform(r).powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = normal(r);
+            let v = (1.0 + c * x).powi(3);
+            if v > 0.0 && uniform(r).ln() < 0.5 * x * x + d - d * v.ln() {
+                return d * v;
+            }
+        }
+    }
+
+    /// Hits of `k` slots at success probability `p` for the uniform draw `u` (inverse CDF:
+    /// the same `u` gives no fewer hits at a higher `p`, so a graph's configs stay monotone).
+    fn hits(u: f64, k: u32, p: f64) -> u32 {
+        let (mut cdf, mut pmf) = (0.0, (1.0 - p).powi(k as i32));
+        for h in 0..k {
+            cdf += pmf;
+            if u < cdf {
+                return h;
+            }
+            pmf *= (k - h) as f64 / (h + 1) as f64 * p / (1.0 - p).max(1e-300);
+        }
+        k
+    }
+
+    const K: u32 = 10;
+    /// Query difficulty: Gamma(shape, 1/shape), mean 1. Shape 0.7 gives what HNSW shows
+    /// near .95: most queries perfect, a tail of hard ones (per-query sd about 0.09).
+    const SHAPE: f64 = 0.7;
+
+    /// Per-query recall probability of a query of difficulty `h` on a config whose mean
+    /// miss rate is `miss`.
+    fn p_of(miss: f64, h: f64) -> f64 {
+        (1.0 - miss * h).clamp(0.0, 1.0)
+    }
+
+    /// A synthetic tuning space: graphs of different quality and cost, each searched along
+    /// the adaptive ladder's `ef_search` values; its true recall curve
+    /// `1 - A·(ef/10)^-1.1` and cost `c·(ef + 20)`.
+    struct Space {
+        /// `(graph, ef, miss rate, latency)`.
+        configs: Vec<(u64, u32, f64, f64)>,
+        /// True recall of each config over the query population.
+        truth: Vec<f64>,
+    }
+
+    fn space(target: f64) -> Space {
+        let graphs = [
+            (0.30, 1.0),
+            (0.24, 1.15),
+            (0.19, 1.3),
+            (0.15, 1.5),
+            (0.12, 1.75),
+            (0.09, 2.1),
+        ];
+        let mut r = SplitMix64::new(99);
+        let population: Vec<f64> = (0..100_000).map(|_| gamma(&mut r, SHAPE) / SHAPE).collect();
+        let mut configs = Vec::new();
+        let mut truth = Vec::new();
+        for (g, &(a, c)) in graphs.iter().enumerate() {
+            for &ef in &EF_LADDER {
+                let miss = a * (ef as f64 / 10.0).powf(-1.1);
+                let t = 1.0
+                    - population.iter().map(|&h| 1.0 - p_of(miss, h)).sum::<f64>() / population.len() as f64;
+                // the candidates a run compares: near the bar
+                if (target - 0.05..=target + 0.03).contains(&t) {
+                    configs.push((g as u64, ef, miss, c * (ef as f64 + 20.0)));
+                    truth.push(t);
+                }
+            }
+        }
+        Space { configs, truth }
+    }
+
+    /// One run: `n` tuning queries drawn, every config measured on them.
+    fn run(s: &Space, n: usize, seed: u64) -> Vec<Vec<f64>> {
+        let mut r = SplitMix64::new(seed);
+        let h: Vec<f64> = (0..n).map(|_| gamma(&mut r, SHAPE) / SHAPE).collect();
+        let graphs = s.configs.iter().map(|c| c.0).max().map_or(0, |g| g as usize + 1);
+        let u: Vec<Vec<f64>> = (0..graphs)
+            .map(|_| (0..n).map(|_| uniform(&mut r)).collect())
+            .collect();
+        s.configs
+            .iter()
+            .map(|&(g, _, miss, _)| {
+                (0..n)
+                    .map(|q| hits(u[g as usize][q], K, p_of(miss, h[q])) as f64 / K as f64)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The fastest config passing `passes`, if any.
+    fn fastest(s: &Space, passes: impl Fn(usize) -> bool) -> Option<usize> {
+        (0..s.configs.len())
+            .filter(|&i| passes(i))
+            .min_by(|&a, &b| s.configs[a].3.total_cmp(&s.configs[b].3))
+    }
+
+    /// `(true recall ≥ target, within 15 % of the fastest truly passing)` rates of a rule.
+    fn rates(target: f64, n: usize, runs: usize, rule: &str) -> (f64, f64, usize) {
+        let s = space(target);
+        let best = fastest(&s, |i| s.truth[i] >= target).expect("a truly passing config");
+        let (mut holds, mut close) = (0, 0);
+        for seed in 0..runs {
+            let per_query = run(&s, n, 1000 + seed as u64);
+            let pick = match rule {
+                "point" => fastest(&s, |i| mean(&per_query[i]) >= target),
+                "wilson" => fastest(&s, |i| {
+                    let found = (per_query[i].iter().sum::<f64>() * K as f64).round() as usize;
+                    wilson_lower(found, per_query[i].len() * K as usize) >= target
+                }),
+                _ => {
+                    let observed: Vec<Observed> = s
+                        .configs
+                        .iter()
+                        .zip(&per_query)
+                        .map(|(&(g, ef, _, _), q)| Observed {
+                            graph: g,
+                            ef,
+                            per_query: q,
+                        })
+                        .collect();
+                    let j = judge(&observed, target);
+                    fastest(&s, |i| j.lows[i] >= target)
+                }
+            };
+            if let Some(p) = pick {
+                holds += (s.truth[p] >= target) as usize;
+                close += (s.configs[p].3 <= 1.15 * s.configs[best].3) as usize;
+            }
+        }
+        (
+            holds as f64 / runs as f64,
+            close as f64 / runs as f64,
+            s.configs.len(),
+        )
+    }
+
+    /// The selection rule against known truth, 1,000 runs a target (fewer in a debug build,
+    /// which is 20× slower; `./scripts/test.sh` runs release), with today's `point` and
+    /// `wilson` rules beside it for the record.
+    ///
+    /// At .99 the gate still holds the target on new queries, but no rule that does can stay
+    /// within 15 % of the fastest: 500 queries pin a recall near .99 to about ±0.0015, and on
+    /// an HNSW curve there that is one to two `ef_search` rungs (each 15–20 % dearer). That
+    /// rate is printed, not asserted.
+    #[test]
+    fn the_confident_gate_holds_the_target_on_new_queries_and_stays_near_the_fastest() {
+        let runs = if cfg!(debug_assertions) { 100 } else { 1000 };
+        for target in [0.90, 0.95, 0.99] {
+            let mut report = Vec::new();
+            for rule in ["point", "wilson", "confident"] {
+                let (holds, close, candidates) = rates(target, 500, runs, rule);
+                report.push(format!("{rule}: holds {holds:.3}, within 15 % {close:.3}"));
+                if rule == "confident" {
+                    eprintln!(
+                        "target {target}, {candidates} candidates, 500 tuning queries, {runs} runs: {}",
+                        report.join("; ")
+                    );
+                    assert!(holds >= 0.95, "target {target}: {}", report.join("; "));
+                    if target < 0.99 {
+                        assert!(close >= 0.80, "target {target}: {}", report.join("; "));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_graph_counts_once_and_its_bounds_rise_along_the_ladder() {
+        let lo = vec![0.8; 200];
+        let mut mid = vec![1.0; 180];
+        mid.extend(vec![0.5; 20]);
+        let hi = vec![1.0; 200];
+        // one graph, three ef: a noisy dip in the middle is pooled away
+        let c = [
+            Observed {
+                graph: 7,
+                ef: 10,
+                per_query: &mid,
+            },
+            Observed {
+                graph: 7,
+                ef: 20,
+                per_query: &lo,
+            },
+            Observed {
+                graph: 7,
+                ef: 40,
+                per_query: &hi,
+            },
+        ];
+        let j = judge(&c, 0.9);
+        assert_eq!(j.compared, 1);
+        assert!(j.lows[1] >= j.lows[0], "the envelope never falls: {:?}", j.lows);
+        assert!(
+            (j.estimates[0] - j.estimates[1]).abs() < 1e-12,
+            "pooled: {:?}",
+            j.estimates
+        );
+        assert!(j.lows[2] > j.lows[1]);
+        // two graphs near the bar: a stricter bound than one alone
+        let other = [
+            c[0],
+            Observed {
+                graph: 8,
+                ef: 10,
+                per_query: &mid,
+            },
+        ];
+        let two = judge(&other, 0.95);
+        assert_eq!(two.compared, 2);
+        assert!(two.lows[0] < judge(&c[..1], 0.95).lows[0]);
+    }
+}
