@@ -78,6 +78,7 @@ pub fn measure(
     let mut found = 0usize;
     let mut slots = 0usize;
     let mut evals = 0u64;
+    let mut per_query = Vec::with_capacity(queries.len());
     let mut runs = [0f64; REPEATS];
     for (q, t) in queries.iter().zip(truth) {
         if cancel.is_cancelled() {
@@ -99,7 +100,11 @@ pub fn measure(
         runs.sort_by(f64::total_cmp);
         lat.push(runs[REPEATS / 2]);
         let want = &t[..t.len().min(k)];
-        found += hits.iter().filter(|h| want.contains(&h.row)).count();
+        let got = hits.iter().filter(|h| want.contains(&h.row)).count();
+        if !want.is_empty() {
+            per_query.push(got as f32 / want.len() as f32);
+        }
+        found += got;
         slots += want.len();
     }
     let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
@@ -124,6 +129,7 @@ pub fn measure(
         distance_evals_per_query: evals as f64 / nq,
         search_latency_mean_us: mean,
         qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
+        per_query_recall: per_query,
     })
 }
 
@@ -214,6 +220,18 @@ impl Paired {
             found as f64 / slots as f64
         };
         (r, wilson_lower(found, slots), wilson_upper(found, slots))
+    }
+
+    /// A query-level lower bound, at `1 - alpha`, of config `i`'s recall: per-query recall
+    /// on these queries, its spread over them ([`crate::stats::mean_lower_bound`]).
+    pub fn query_recall_low(&self, i: usize, alpha: f64) -> f64 {
+        let per_query: Vec<f64> = self.found[i]
+            .iter()
+            .zip(&self.slots)
+            .filter(|(_, &s)| s > 0)
+            .map(|(&f, &s)| f as f64 / s as f64)
+            .collect();
+        crate::stats::mean_lower_bound(&per_query, alpha)
     }
 
     /// The latency effect of config `b` against config `a`.

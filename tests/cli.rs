@@ -198,3 +198,32 @@ async fn with_auth_on_the_token_comes_from_the_flag_or_the_environment() {
     let (code, _, err) = run(&s, &["promoted", "x", "--token", token], &[]);
     assert!(code == 1 && err.contains("index_not_found"), "{err}");
 }
+
+/// `vectune autotune` with defaults and a latency target: the confident gate picks, and the
+/// winner holds the target on a harness of queries the run never saw.
+#[tokio::test]
+async fn a_default_cli_autotune_holds_its_target_on_held_out_queries() {
+    let (_dir, s) = TestServer::in_temp_dir(&[]);
+    s.new_index("cli", 24, "l2").await;
+    s.append_fvecs("cli", 0, 3000, 24).await;
+    let autogen = |name: &str, seed: u64| json!({"name": name, "index_name": "cli", "queries": 250, "k": 10, "seed": seed});
+    assert_eq!(s.autogen_harness(autogen("h", 1)).await.0, 201);
+    assert_eq!(s.autogen_harness(autogen("check", 2)).await.0, 201);
+    let (code, out, err) = tune(
+        &s,
+        &["--objective", "min_latency", "--target-recall", "0.9", "--json"],
+    );
+    assert!(code == 0 || code == 3, "{out}\n{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let w = &r["winner"];
+    assert_eq!(w["assurance"]["gate"], "confident", "{r}");
+    assert!(w["assurance"]["recall_ci_low"].as_f64().unwrap() >= 0.9, "{r}");
+    let (st, t) = s
+        .trial(json!({"index_name": "cli", "harness": "check", "config": w["config"]}))
+        .await;
+    assert_eq!(st, 200, "{t}");
+    assert!(
+        t["metrics"]["recall_at_k"].as_f64().unwrap() >= 0.9,
+        "held out: {t}"
+    );
+}

@@ -18,7 +18,34 @@
 //! The rule is tested by simulation against known truth (`tests` below): configs near the
 //! bar with a realistic per-query spread, the selection repeated 1,000 times.
 
+use serde::{Deserialize, Serialize};
+
+use super::engine::NearTie;
+use super::{Candidate, Gate};
+use crate::params::{Engine, GraphId};
 use crate::stats::{isotonic, mean, mean_lower_bound, t_quantile};
+
+/// How the gate judged a config's recall: reported on a run's winner (`winner.assurance`).
+/// Fields a gate does not compute are `None`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assurance {
+    /// `confident`, `point` or `wilson`.
+    pub gate: String,
+    /// How the bound was computed (the confident gate's method).
+    pub method: Option<String>,
+    /// The recall estimate the gate used (the isotonic fit along the ladder, or the
+    /// measured recall).
+    pub recall_estimate: Option<f64>,
+    /// The bound the gate compared with the target.
+    pub recall_ci_low: Option<f64>,
+    /// Queries the estimate is over.
+    pub queries: Option<u64>,
+    /// Eligible near-ties re-measured interleaved against the winner.
+    pub near_ties_compared: Option<u64>,
+    /// Graphs the selection correction counted (the confident gate).
+    #[serde(default)]
+    pub graphs_compared: Option<u64>,
+}
 
 /// The confidence level's complement: a 95 % bound.
 pub const ALPHA: f64 = 0.05;
@@ -95,6 +122,96 @@ pub fn judge(configs: &[Observed<'_>], target: f64) -> Judged {
         lows,
         compared,
     }
+}
+
+/// Sets the confident gate's assurance on every candidate of a run, judged together
+/// (`per_query` in the same order; configs of one graph share a key by graph identity).
+pub fn assure_all(candidates: &mut [Candidate], per_query: &[Vec<f64>], engine: Engine, target: f64) {
+    let mut graphs: Vec<GraphId> = Vec::new();
+    let keys: Vec<u64> = candidates
+        .iter()
+        .map(|c| {
+            let id = c.config.graph_id(engine);
+            match graphs.iter().position(|g| *g == id) {
+                Some(i) => i as u64,
+                None => {
+                    graphs.push(id);
+                    (graphs.len() - 1) as u64
+                }
+            }
+        })
+        .collect();
+    let observed: Vec<Observed> = candidates
+        .iter()
+        .zip(&keys)
+        .zip(per_query)
+        .map(|((c, &graph), q)| Observed {
+            graph,
+            ef: c.config.ef_search,
+            per_query: q,
+        })
+        .collect();
+    let judged = judge(&observed, target);
+    for (i, c) in candidates.iter_mut().enumerate() {
+        c.assurance = Some(Assurance {
+            gate: "confident".into(),
+            method: Some(METHOD.into()),
+            recall_estimate: Some(judged.estimates[i]),
+            recall_ci_low: Some(judged.lows[i]),
+            queries: Some(per_query[i].len() as u64),
+            near_ties_compared: None,
+            graphs_compared: Some(judged.compared as u64),
+        });
+    }
+}
+
+/// The assurance of a candidate under a gate that computes no bound of its own (the
+/// literal `point` and `wilson` rules): what that gate compared with the target.
+pub fn assurance_of(gate: Gate, c: &Candidate) -> Assurance {
+    let (name, low) = match gate {
+        Gate::Point => ("point", None),
+        Gate::Wilson => ("wilson", Some(c.recall_ci_low)),
+        Gate::Confident => ("confident", None),
+    };
+    Assurance {
+        gate: name.into(),
+        method: None,
+        recall_estimate: Some(c.recall_at_k),
+        recall_ci_low: low,
+        queries: None,
+        near_ties_compared: None,
+        graphs_compared: None,
+    }
+}
+
+/// The winner among the near-ties by their interleaved comparison with the pick `w`: the
+/// tie faster beyond the noise by the most, else — all within the noise — the cheapest
+/// graph (memory, then build time), the pick first on a full tie. Deterministic given the
+/// comparison: no single clock reading decides.
+pub fn repick(candidates: &[Candidate], w: Candidate, ties: &[NearTie]) -> Candidate {
+    let find = |id| candidates.iter().find(|c| c.trial_id == id).cloned();
+    if let Some(faster) = ties
+        .iter()
+        .filter(|t| t.high < 1.0)
+        .min_by(|a, b| a.ratio.total_cmp(&b.ratio))
+        .and_then(|t| find(t.trial_id))
+    {
+        return faster;
+    }
+    let mut pool = vec![w];
+    pool.extend(
+        ties.iter()
+            .filter(|t| t.low < 1.0 && t.high >= 1.0)
+            .filter_map(|t| find(t.trial_id)),
+    );
+    let mut best = 0;
+    for (i, c) in pool.iter().enumerate() {
+        let b = &pool[best];
+        if (c.memory_bytes, c.build_time_secs) < (b.memory_bytes, b.build_time_secs) {
+            best = i;
+        }
+    }
+    pool.swap_remove(best)
 }
 
 /// The sample standard deviation (0 for fewer than two values).
@@ -340,5 +457,60 @@ mod tests {
         let two = judge(&other, 0.95);
         assert_eq!(two.compared, 2);
         assert!(two.lows[0] < judge(&c[..1], 0.95).lows[0]);
+    }
+
+    fn candidate(n: u128, memory: u64, build: f64) -> Candidate {
+        Candidate {
+            trial_id: uuid::Uuid::from_u128(n),
+            config: crate::params::HnswConfig::DEFAULT,
+            recall_at_k: 0.95,
+            search_latency_p50_us: 10.0,
+            build_time_secs: build,
+            recall_ci_low: 0.94,
+            memory_bytes: memory,
+            distance_evals_per_query: 100.0,
+            validation: None,
+            assurance: None,
+        }
+    }
+
+    fn tie(n: u128, ratio: f64, low: f64, high: f64) -> NearTie {
+        NearTie {
+            trial_id: uuid::Uuid::from_u128(n),
+            config: crate::params::HnswConfig::DEFAULT,
+            latency_vs_winner: String::new(),
+            ratio,
+            low,
+            high,
+        }
+    }
+
+    #[test]
+    fn near_ties_are_decided_by_the_paired_comparison_then_by_the_cheaper_graph() {
+        let all = [
+            candidate(0, 500, 1.0),
+            candidate(1, 400, 1.0),
+            candidate(2, 300, 2.0),
+            candidate(3, 300, 1.0),
+        ];
+        let w = all[0].clone();
+        // a tie faster beyond the noise wins, the fastest of those
+        let ties = [
+            tie(1, 0.8, 0.7, 0.9),
+            tie(2, 0.85, 0.8, 0.95),
+            tie(3, 1.0, 0.9, 1.1),
+        ];
+        assert_eq!(repick(&all, w.clone(), &ties).trial_id, all[1].trial_id);
+        // all within the noise: the least memory, then the quicker build
+        let ties = [
+            tie(1, 0.98, 0.9, 1.05),
+            tie(2, 1.0, 0.95, 1.05),
+            tie(3, 1.02, 0.97, 1.08),
+        ];
+        assert_eq!(repick(&all, w.clone(), &ties).trial_id, all[3].trial_id);
+        // a tie slower beyond the noise never wins; with none left the pick stays
+        let ties = [tie(2, 1.3, 1.2, 1.4)];
+        assert_eq!(repick(&all, w.clone(), &ties).trial_id, w.trial_id);
+        assert_eq!(repick(&all, w.clone(), &[]).trial_id, w.trial_id);
     }
 }

@@ -25,11 +25,13 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::adaptive::{Adaptive, Observation};
+use super::assure::{assurance_of, assure_all, repick, Assurance, ALPHA};
 pub use super::backend::{Backend, Recorded, Setup};
 use super::refine::{RefineStats, Refiner};
-use super::{graph_groups, Candidate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
+use super::{graph_groups, Candidate, Gate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
 use crate::measure::ROUNDS;
 use crate::params::HnswConfig;
+use crate::stats::mean_lower_bound;
 use crate::trials::Validation;
 
 /// Trials whose p50 is within this fraction of the best's are re-measured interleaved
@@ -107,6 +109,8 @@ pub struct Run<'a, B: Backend> {
     spec: &'a Spec,
     setup: Setup,
     candidates: Vec<Candidate>,
+    /// Per-query recall of each candidate (same order): what the confident gate judges.
+    per_query: Vec<Vec<f64>>,
     /// Trials from refinement (by id).
     refined: Vec<Uuid>,
     pending: Vec<Recorded>,
@@ -142,6 +146,7 @@ impl<'a, B: Backend> Run<'a, B> {
             spec,
             setup,
             candidates: Vec::new(),
+            per_query: Vec::new(),
             refined: Vec::new(),
             pending: Vec::new(),
             grid: grid.into_iter(),
@@ -157,6 +162,15 @@ impl<'a, B: Backend> Run<'a, B> {
 
     fn rules(&self) -> &Rules {
         &self.spec.rules
+    }
+
+    /// Under the confident gate, judges every candidate again (the selection correction
+    /// grows with the graphs compared near the target) and sets their assurance.
+    fn rejudge(&mut self) {
+        if self.rules().gate == Gate::Confident {
+            let target = self.rules().target_recall;
+            assure_all(&mut self.candidates, &self.per_query, self.setup.engine, target);
+        }
     }
 
     fn built(&self, c: &HnswConfig) -> bool {
@@ -267,7 +281,11 @@ impl<'a, B: Backend> Run<'a, B> {
             self.secs_per_unit = self.secs_per_unit.max(metrics.build_time_secs / units);
         }
         let id = Uuid::now_v7();
-        let c = super::candidate_of(id, config, &metrics);
+        self.candidates.push(super::candidate_of(id, config, &metrics));
+        self.per_query
+            .push(metrics.per_query_recall.iter().map(|&r| f64::from(r)).collect());
+        self.rejudge();
+        let c = self.candidates[self.candidates.len() - 1].clone();
         let passes = self.rules().eligible(&c);
         let mut note = self.setup.note.clone();
         let refining = matches!(self.phase, Phase::Refine(_));
@@ -302,7 +320,6 @@ impl<'a, B: Backend> Run<'a, B> {
         } else {
             self.b.record(trial).await?;
         }
-        self.candidates.push(c.clone());
         self.b.progress(self.candidates.len());
         Ok(Some(c))
     }
@@ -349,7 +366,17 @@ impl<'a, B: Backend> Run<'a, B> {
                 search_latency_p50_us: m.search_latency_p50_us,
                 eval_queries: m.eval_queries,
             });
-            let held = super::candidate_of(w.trial_id, w.config, &m);
+            let mut held = super::candidate_of(w.trial_id, w.config, &m);
+            if self.rules().gate == Gate::Confident {
+                // one config on queries the choice never saw: no selection to correct
+                let q: Vec<f64> = m.per_query_recall.iter().map(|&r| f64::from(r)).collect();
+                held.assurance = Some(Assurance {
+                    recall_ci_low: Some(mean_lower_bound(&q, ALPHA)),
+                    ..w.assurance
+                        .clone()
+                        .unwrap_or_else(|| assurance_of(Gate::Confident, &w))
+                });
+            }
             if !walk || self.rules().passes_recall(&held) || self.validated >= MAX_VALIDATIONS {
                 return Ok(Some(Some(w)));
             }
@@ -368,8 +395,9 @@ impl<'a, B: Backend> Run<'a, B> {
     }
 
     /// The trials within [`NEAR_TIE`] of the winner's p50 that could have won, re-measured
-    /// interleaved against it: how far the pick is above the noise. Reported, not acted
-    /// on (the winner rule is the contract's). `None` when cancelled.
+    /// interleaved against it: how far the pick is above the noise. Under `point` and
+    /// `wilson` they are reported, not acted on (the literal rule picks); under the
+    /// confident gate [`super::assure::repick`] decides among them. `None` when cancelled.
     pub async fn near_ties(&mut self, w: &Candidate) -> Step<Vec<NearTie>, B::Error> {
         let mut ties: Vec<Candidate> = Vec::new();
         for c in &self.candidates {
@@ -481,6 +509,22 @@ impl<'a, B: Backend> Run<'a, B> {
                 None => cancelled = true,
                 Some(t) => near_ties = t,
             }
+        }
+        // under the confident gate the near-ties are acted on: a tie faster beyond the noise
+        // wins; within the noise, the cheaper graph (memory, then build) does. A run that
+        // holds queries out keeps its validated winner.
+        if let (Some(w), false, true) = (winner.clone(), cancelled, self.rules().gate == Gate::Confident) {
+            if !self.setup.defer {
+                winner = Some(repick(&self.candidates, w, &near_ties));
+            }
+        }
+        if let Some(w) = winner.as_mut() {
+            let mut a = w
+                .assurance
+                .clone()
+                .unwrap_or_else(|| assurance_of(self.rules().gate, w));
+            a.near_ties_compared = Some(near_ties.len() as u64);
+            w.assurance = Some(a);
         }
         // deferred trials: journaled now, the winner's with its validation
         for mut t in std::mem::take(&mut self.pending) {
@@ -603,6 +647,13 @@ mod tests {
             distance_evals_per_query: cost(c),
             search_latency_mean_us: cost(c) * 0.1,
             qps: 1.0,
+            // 400 queries around the recall, a little spread: the confident gate's input
+            per_query_recall: (0..400)
+                .map(|q| {
+                    let d = 0.02f64.min(1.0 - recall).min(recall);
+                    (if q % 2 == 0 { recall + d } else { recall - d }) as f32
+                })
+                .collect(),
         }
     }
 
@@ -768,10 +819,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn adaptive_refines_below_the_climb_rungs_within_max_trials() {
         let mut b = Fake::new(3);
+        // the literal rule by name: this test checks recall against the journal's figures
         let f = SpecFields {
             strategy: Some("adaptive".into()),
             objective: Some("min_latency".into()),
             target_recall: Some(0.975),
+            gate: Some("point".into()),
             promote: Some("never".into()),
             ..Default::default()
         };
@@ -862,6 +915,7 @@ mod tests {
             strategy: Some("adaptive".into()),
             objective: Some("min_latency".into()),
             target_recall: Some(0.975),
+            gate: Some("point".into()),
             validation_fraction: Some(0.2),
             promote: Some("never".into()),
             ..Default::default()
@@ -940,5 +994,47 @@ mod tests {
         assert_eq!(e, End::Cancelled { trials_run: 2 });
         assert_eq!(b.journal.len(), 2);
         assert!(b.promoted.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_confident_gate_is_the_default_of_min_latency_and_says_how_it_judged() {
+        let mut b = Fake::new(5);
+        let f = SpecFields {
+            strategy: Some("adaptive".into()),
+            objective: Some("min_latency".into()),
+            target_recall: Some(0.95),
+            promote: Some("never".into()),
+            ..Default::default()
+        };
+        let o = finished(run(&mut b, f, false).await);
+        let w = o.winner.unwrap();
+        let a = w.assurance.clone().expect("the winner says how it was judged");
+        assert_eq!(a.gate, "confident");
+        assert_eq!(a.method.as_deref(), Some(crate::autotune::assure::METHOD));
+        assert!(a.recall_ci_low.unwrap() >= 0.95, "{a:?}");
+        assert!(a.recall_estimate.unwrap() >= a.recall_ci_low.unwrap(), "{a:?}");
+        assert_eq!(a.queries, Some(400));
+        assert!(a.graphs_compared.unwrap() >= 1);
+        assert_eq!(a.near_ties_compared, Some(o.near_ties.len() as u64));
+        // the bound is below the point estimate: the winner clears the target by a margin
+        assert!(recall(&w.config) > 0.95, "{:?}", w.config);
+        // point and wilson by name keep their rules, and say so
+        for gate in ["point", "wilson"] {
+            let mut b = Fake::new(5);
+            let f = SpecFields {
+                strategy: Some("adaptive".into()),
+                objective: Some("min_latency".into()),
+                target_recall: Some(0.95),
+                gate: Some(gate.into()),
+                promote: Some("never".into()),
+                ..Default::default()
+            };
+            let w = finished(run(&mut b, f, false).await).winner.unwrap();
+            let a = w.assurance.unwrap();
+            assert_eq!(a.gate, gate);
+            assert_eq!(a.method, None);
+            assert_eq!(a.recall_estimate, Some(w.recall_at_k));
+            assert_eq!(a.recall_ci_low, (gate == "wilson").then_some(w.recall_ci_low));
+        }
     }
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::assure::Assurance;
 use super::{AutotuneError, Result};
 use crate::params::HnswConfig;
 use crate::trials::{TrialMetrics, Validation};
@@ -32,6 +33,10 @@ pub enum Gate {
     /// The 95 % Wilson lower bound of the recall: a config that passed by luck on a small
     /// harness does not.
     Wilson,
+    /// A query-level 95 % lower bound of the recall, corrected for the configs compared
+    /// near the target and monotone along `ef_search` ([`super::assure`]): the default of
+    /// `min_latency`.
+    Confident,
 }
 
 /// Whether the winner is promoted.
@@ -99,10 +104,14 @@ impl Rules {
             "min_latency" => Objective::MinLatency,
             o => return Err(bad("objective", "max_recall, min_latency", o)),
         };
-        let gate = match gate.unwrap_or("point") {
-            "point" => Gate::Point,
-            "wilson" => Gate::Wilson,
-            g => return Err(bad("gate", "point, wilson", g)),
+        let gate = match gate {
+            // the default: a query-level bound for a latency objective, the seed's rule else
+            None if objective == Objective::MinLatency => Gate::Confident,
+            None => Gate::Point,
+            Some("point") => Gate::Point,
+            Some("wilson") => Gate::Wilson,
+            Some("confident") => Gate::Confident,
+            Some(g) => return Err(bad("gate", "point, wilson, confident", g)),
         };
         let promote = match promote.unwrap_or("if_better") {
             "if_better" => Promote::IfBetter,
@@ -130,6 +139,8 @@ impl Rules {
                 let r = match self.gate {
                     Gate::Point => c.recall_at_k,
                     Gate::Wilson => c.recall_ci_low,
+                    // judged over the run's configs (`super::assure`); none yet: not passed
+                    Gate::Confident => c.assurance.as_ref().and_then(|a| a.recall_ci_low).unwrap_or(0.0),
                 };
                 r >= self.target_recall
             }
@@ -225,16 +236,18 @@ impl Rules {
         };
         match self.objective {
             Objective::MinLatency => {
-                let gate = |r: f64, low: f64| match self.gate {
+                let gate = |at: usize, r: f64, low: f64| match self.gate {
                     Gate::Point => r,
                     Gate::Wilson => low,
+                    // two configs re-measured on the same queries: no selection to correct
+                    Gate::Confident => paired.query_recall_low(at, crate::autotune::assure::ALPHA),
                 } >= self.target_recall;
-                if !gate(rw, rw_low) {
+                if !gate(w, rw, rw_low) {
                     (
                         false,
                         format!("kept: the winner misses target_recall on re-measurement; {figures}"),
                     )
-                } else if !gate(ri, ri_low) {
+                } else if !gate(i, ri, ri_low) {
                     (
                         true,
                         format!(
@@ -325,6 +338,9 @@ pub struct Candidate {
     pub distance_evals_per_query: f64,
     /// The winner re-measured on held-out queries, when the run held some out.
     pub validation: Option<Validation>,
+    /// How the gate judged its recall (the confident gate's bound; the winner's always set).
+    #[serde(default)]
+    pub assurance: Option<Assurance>,
 }
 
 /// What winner selection looks at in a measured trial.
@@ -339,6 +355,7 @@ pub fn candidate_of(trial_id: Uuid, config: HnswConfig, m: &TrialMetrics) -> Can
         memory_bytes: m.memory_bytes,
         distance_evals_per_query: m.distance_evals_per_query,
         validation: None,
+        assurance: None,
     }
 }
 
@@ -365,6 +382,7 @@ mod tests {
             memory_bytes: 0,
             distance_evals_per_query: 0.0,
             validation: None,
+            assurance: None,
         }
     }
 
@@ -378,6 +396,16 @@ mod tests {
         assert!(Rules::parse(Some("fastest"), None, None, None, None).is_err());
         assert!(Rules::parse(None, Some(1.1), None, None, None).is_err());
         assert!(Rules::parse(None, None, Some("bayes"), None, None).is_err());
+        // min_latency judges by the confident gate unless a gate is named
+        let fast = |gate| {
+            Rules::parse(Some("min_latency"), None, gate, None, None)
+                .unwrap()
+                .gate
+        };
+        assert_eq!(fast(None), Gate::Confident);
+        assert_eq!(fast(Some("point")), Gate::Point);
+        assert_eq!(fast(Some("wilson")), Gate::Wilson);
+        assert_eq!(fast(Some("confident")), Gate::Confident);
         assert!(Rules::parse(None, None, None, None, Some("sometimes")).is_err());
     }
 
@@ -450,7 +478,7 @@ mod tests {
 
     #[test]
     fn caps_make_trials_ineligible_and_say_so() {
-        let mut r = Rules::parse(Some("min_latency"), Some(0.9), None, None, None).unwrap();
+        let mut r = Rules::parse(Some("min_latency"), Some(0.9), Some("point"), None, None).unwrap();
         r.max_memory_bytes = Some(1000);
         r.max_build_secs = Some(2.0);
         let mut big = cand(0, 0.99, 10.0);

@@ -58,7 +58,7 @@ pub struct SpecFields {
     pub objective: Option<String>,
     /// Recall bar of `min_latency`.
     pub target_recall: Option<f64>,
-    /// `point` or `wilson`.
+    /// `point`, `wilson` or `confident` (the default of `min_latency`).
     pub gate: Option<String>,
     /// `if_better`, `always` or `never`.
     pub promote: Option<String>,

@@ -180,6 +180,9 @@ pub struct Fleet {
     fleet_view: Mutex<Vec<(Uuid, BTreeMap<String, u64>)>>,
     /// Counters.
     stats: FleetStats,
+    /// Raised when a lease was taken over from a provably dead holder: its jobs are to be
+    /// reaped now, not at the next reaping tick.
+    reap_due: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -204,6 +207,7 @@ impl Fleet {
             held: Mutex::default(),
             fleet_view: Mutex::default(),
             stats: FleetStats::default(),
+            reap_due: Default::default(),
         })
     }
 
@@ -235,6 +239,12 @@ impl Fleet {
                 .flat_map(|(id, serving)| serving.into_iter().map(move |(ix, g)| (id.to_string(), ix, g)))
                 .collect(),
         }
+    }
+
+    /// Whether a lease was taken over from a provably dead holder since the last call:
+    /// its jobs are to be reaped now.
+    pub fn take_reap_due(&self) -> bool {
+        self.reap_due.swap(false, Ordering::Relaxed)
     }
 
     /// Counts an activation of another instance picked up here.
@@ -434,6 +444,10 @@ impl Fleet {
                 Err(e) => return Err(e),
             }
             if let Some(prev) = latest.filter(|r| !r.released && r.holder.instance != self.me.instance) {
+                if self.dead(&prev.holder) {
+                    // its jobs are as dead as it is: shown interrupted at once, not after the TTL
+                    self.reap_due.store(true, Ordering::Relaxed);
+                }
                 self.stats.takeovers[kind_at(kind)].fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(index = %index, lease = kind.as_str(), epoch,
                     from = %prev.holder.instance, expired_at = %prev.expires_at,

@@ -75,7 +75,7 @@ pub async fn run<H: SyncHost>(host: impl Fn() -> Option<H> + Send) {
                 tracing::warn!(error = %e, code = e.classify().code, "fleet sync failed; retrying");
             }
         }
-        if now >= last_reap + reap_every {
+        if now >= last_reap + reap_every || h.fleet().take_reap_due() {
             last_reap = now;
             match h.reap_jobs().await {
                 Ok(n) => h.fleet().reaped(n),

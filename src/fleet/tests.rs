@@ -137,9 +137,12 @@ async fn a_dead_local_holder_is_taken_over_at_once_and_liveness_follows_the_reco
         .put_json_new(&keys::lease(&ix(), "autotune", 7), &record)
         .await
         .unwrap();
+    assert!(!a.take_reap_due());
     let l = a.acquire(LeaseKind::Autotune, &ix()).await.unwrap().unwrap();
     assert_eq!(l.epoch(), 8);
     assert_eq!(a.stats.takeovers[0].load(Ordering::Relaxed), 1);
+    assert!(a.take_reap_due(), "the dead holder's jobs are to be reaped now");
+    assert!(!a.take_reap_due(), "once");
 
     a.heartbeat(BTreeMap::new()).await.unwrap();
     b.heartbeat(BTreeMap::from([("races".to_string(), 3)]))

@@ -31,6 +31,7 @@ impl Vectune {
         let _ticket = self.admit()?;
         // only shutdown cancels a sync run
         let prepared = self.inner.tuner.claim(checked, &self.inner.shutdown).await?;
+        self.reap_if_due().await;
         match self.inner.tuner.run(prepared, Default::default(), None).await? {
             RunEnd::Finished(r) => Ok(*r),
             RunEnd::Cancelled { .. } => Err(ServiceError::ShuttingDown),
@@ -44,6 +45,7 @@ impl Vectune {
         let ticket = self.admit()?;
         let control = RunControl::default();
         let prepared = self.inner.tuner.claim(checked, &control.cancel).await?;
+        self.reap_if_due().await;
         let job = self
             .inner
             .jobs
@@ -66,5 +68,18 @@ impl Vectune {
             })
         });
         Ok(job)
+    }
+
+    /// Reaps now when this claim took a lease over from a provably dead instance: its
+    /// running jobs show `interrupted` at once, not at the next reaping tick.
+    async fn reap_if_due(&self) {
+        if self.inner.fleet.take_reap_due() {
+            match self.reap_jobs().await {
+                Ok(n) => self.inner.fleet.reaped(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reaping a dead holder's jobs failed; the clock retries")
+                }
+            }
+        }
     }
 }

@@ -100,6 +100,10 @@ pub struct TrialMetrics {
     /// Single-thread queries per second (1e6 / mean µs).
     #[serde(default)]
     pub qps: f64,
+    /// Recall of each query measured, in query order: what the confident gate judges.
+    /// Not journaled (the journal keeps the summary figures).
+    #[serde(skip)]
+    pub per_query_recall: Vec<f32>,
 }
 
 /// A winner re-measured on held-out queries.
@@ -376,6 +380,7 @@ mod tests {
                 distance_evals_per_query: 10.0,
                 search_latency_mean_us: 1.5,
                 qps: 666_666.0,
+                per_query_recall: Vec::new(),
             },
             validation: None,
         }

@@ -451,3 +451,72 @@ async fn new_autotune_fields_refuse_bad_values_and_caps_say_why() {
     .await;
     assert_eq!(r["trials_eligible"], 2, "{r:?}");
 }
+
+/// `min_latency` judges by the confident gate unless a gate is named; the winner says how it
+/// was judged, and `point` / `wilson` by name keep their literal rules.
+#[tokio::test]
+async fn the_confident_gate_is_the_min_latency_default_and_the_winner_carries_its_assurance() {
+    let app = TestApp::new().await;
+    app.seeded(300).await;
+    app.autogen("h", 40, 10).await;
+    let grid = json!([
+        {"ef_construction": 80, "ef_search": 10, "m": 8},
+        {"ef_construction": 80, "ef_search": 40, "m": 8},
+        {"ef_construction": 200, "ef_search": 200, "m": 32}
+    ]);
+    let body = |gate: Option<&str>| {
+        let mut b = json!({"index_name": "idx", "harness": "h", "grid": grid, "objective": "min_latency",
+            "target_recall": 0.9, "promote": "never"});
+        if let Some(g) = gate {
+            b["gate"] = json!(g);
+        }
+        b
+    };
+    for gate in [None, Some("confident")] {
+        let (s, r) = app.autotune(body(gate)).await;
+        assert_eq!(s, StatusCode::OK, "{r:?}");
+        let a = &r["winner"]["assurance"];
+        assert_eq!(a["gate"], "confident", "{r:?}");
+        assert!(
+            a["method"].as_str().is_some_and(|m| m.contains("per-query")),
+            "{a:?}"
+        );
+        assert!(a["recall_ci_low"].as_f64().unwrap() >= 0.9, "{a:?}");
+        assert!(
+            a["recall_ci_low"].as_f64() <= a["recall_estimate"].as_f64(),
+            "{a:?}"
+        );
+        assert_eq!(a["queries"], 40);
+        assert!(
+            a["near_ties_compared"].is_u64() && a["graphs_compared"].is_u64(),
+            "{a:?}"
+        );
+    }
+    for gate in ["point", "wilson"] {
+        let (s, r) = app.autotune(body(Some(gate))).await;
+        assert_eq!(s, StatusCode::OK, "{r:?}");
+        let (w, a) = (&r["winner"], &r["winner"]["assurance"]);
+        assert_eq!(a["gate"], gate);
+        assert_eq!(a["method"], Value::Null);
+        assert_eq!(a["recall_estimate"], w["recall_at_k"]);
+        let low = if gate == "wilson" {
+            w["recall_ci_low"].clone()
+        } else {
+            Value::Null
+        };
+        assert_eq!(a["recall_ci_low"], low);
+        let bar = if gate == "wilson" {
+            &w["recall_ci_low"]
+        } else {
+            &w["recall_at_k"]
+        };
+        assert!(bar.as_f64().unwrap() >= 0.9, "{r:?}");
+    }
+    // max_recall keeps the seed's rule and reports it as point
+    let (_, r) = app
+        .autotune(
+            json!({"index_name": "idx", "harness": "h", "grid": grid, "promote": "never", "min_recall": 0.5}),
+        )
+        .await;
+    assert_eq!(r["winner"]["assurance"]["gate"], "point", "{r:?}");
+}

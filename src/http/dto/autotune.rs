@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ConfigOut, ValidationOut};
+use crate::autotune::assure::Assurance;
 use crate::autotune::{AutotuneResult, Candidate, SpecFields};
 
 /// `POST /vectors/hnsw/autotune`: the index and harness, and the run's rules.
@@ -49,6 +50,42 @@ pub struct CandidateOut {
     pub distance_evals_per_query: f64,
     /// Its held-out measurement, when the run held queries out.
     pub validation: Option<ValidationOut>,
+    /// How the gate judged its recall.
+    pub assurance: Option<AssuranceOut>,
+}
+
+/// How the gate judged the winner's recall; fields a gate does not compute are null.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssuranceOut {
+    /// `confident`, `point` or `wilson`.
+    pub gate: String,
+    /// How the bound was computed.
+    pub method: Option<String>,
+    /// The recall estimate the gate used.
+    pub recall_estimate: Option<f64>,
+    /// The bound it compared with `target_recall` (the confident gate's: query-level,
+    /// selection-corrected).
+    pub recall_ci_low: Option<f64>,
+    /// Queries the estimate is over.
+    pub queries: Option<u64>,
+    /// Eligible near-ties re-measured interleaved against the winner.
+    pub near_ties_compared: Option<u64>,
+    /// Graphs the selection correction counted.
+    pub graphs_compared: Option<u64>,
+}
+
+impl From<&Assurance> for AssuranceOut {
+    fn from(a: &Assurance) -> Self {
+        AssuranceOut {
+            gate: a.gate.clone(),
+            method: a.method.clone(),
+            recall_estimate: a.recall_estimate,
+            recall_ci_low: a.recall_ci_low,
+            queries: a.queries,
+            near_ties_compared: a.near_ties_compared,
+            graphs_compared: a.graphs_compared,
+        }
+    }
 }
 
 impl From<&Candidate> for CandidateOut {
@@ -63,6 +100,7 @@ impl From<&Candidate> for CandidateOut {
             memory_bytes: c.memory_bytes,
             distance_evals_per_query: c.distance_evals_per_query,
             validation: c.validation.as_ref().map(ValidationOut::from),
+            assurance: c.assurance.as_ref().map(AssuranceOut::from),
         }
     }
 }
