@@ -186,8 +186,9 @@ pub fn assurance_of(gate: Gate, c: &Candidate) -> Assurance {
 
 /// The winner among the near-ties by their interleaved comparison with the pick `w`: the
 /// tie faster beyond the noise by the most, else — all within the noise — the cheapest
-/// graph (memory, then build time), the pick first on a full tie. Deterministic given the
-/// comparison: no single clock reading decides.
+/// graph: least memory, then the least build work (`m × ef_construction`, not a timed
+/// build, which is noisy), then the lowest `ef_search`; the pick first on a full tie.
+/// Deterministic given the comparison: no single clock reading decides.
 pub fn repick(candidates: &[Candidate], w: Candidate, ties: &[NearTie]) -> Candidate {
     let find = |id| candidates.iter().find(|c| c.trial_id == id).cloned();
     if let Some(faster) = ties
@@ -204,14 +205,35 @@ pub fn repick(candidates: &[Candidate], w: Candidate, ties: &[NearTie]) -> Candi
             .filter(|t| t.low < 1.0 && t.high >= 1.0)
             .filter_map(|t| find(t.trial_id)),
     );
+    let cost = |c: &Candidate| {
+        let work = u64::from(c.config.m) * u64::from(c.config.ef_construction);
+        (c.memory_bytes, work, c.config.ef_search)
+    };
     let mut best = 0;
     for (i, c) in pool.iter().enumerate() {
-        let b = &pool[best];
-        if (c.memory_bytes, c.build_time_secs) < (b.memory_bytes, b.build_time_secs) {
+        if cost(c) < cost(&pool[best]) {
             best = i;
         }
     }
     pool.swap_remove(best)
+}
+
+/// Whether `c` is the lowest eligible `ef_search` of its graph (or not eligible at all).
+/// Only such a rung may win under the confident gate: on one graph a higher `ef_search`
+/// searches at least as much, so choosing among a graph's rungs by a clock reading is
+/// choosing by noise (and SQ8 rungs below `2k` are the very same search).
+pub fn lowest_rung(
+    all: &[Candidate],
+    c: &Candidate,
+    engine: Engine,
+    eligible: impl Fn(&Candidate) -> bool,
+) -> bool {
+    if !eligible(c) {
+        return true;
+    }
+    let id = c.config.graph_id(engine);
+    !all.iter()
+        .any(|o| o.config.graph_id(engine) == id && o.config.ef_search < c.config.ef_search && eligible(o))
 }
 
 /// The sample standard deviation (0 for fewer than two values).
@@ -459,13 +481,16 @@ mod tests {
         assert!(two.lows[0] < judge(&c[..1], 0.95).lows[0]);
     }
 
-    fn candidate(n: u128, memory: u64, build: f64) -> Candidate {
+    fn candidate(n: u128, memory: u64, ef_construction: u32) -> Candidate {
         Candidate {
             trial_id: uuid::Uuid::from_u128(n),
-            config: crate::params::HnswConfig::DEFAULT,
+            config: crate::params::HnswConfig {
+                ef_construction,
+                ..crate::params::HnswConfig::DEFAULT
+            },
             recall_at_k: 0.95,
             search_latency_p50_us: 10.0,
-            build_time_secs: build,
+            build_time_secs: 1.0,
             recall_ci_low: 0.94,
             memory_bytes: memory,
             distance_evals_per_query: 100.0,
@@ -488,10 +513,10 @@ mod tests {
     #[test]
     fn near_ties_are_decided_by_the_paired_comparison_then_by_the_cheaper_graph() {
         let all = [
-            candidate(0, 500, 1.0),
-            candidate(1, 400, 1.0),
-            candidate(2, 300, 2.0),
-            candidate(3, 300, 1.0),
+            candidate(0, 500, 80),
+            candidate(1, 400, 80),
+            candidate(2, 300, 160),
+            candidate(3, 300, 80),
         ];
         let w = all[0].clone();
         // a tie faster beyond the noise wins, the fastest of those
@@ -501,7 +526,7 @@ mod tests {
             tie(3, 1.0, 0.9, 1.1),
         ];
         assert_eq!(repick(&all, w.clone(), &ties).trial_id, all[1].trial_id);
-        // all within the noise: the least memory, then the quicker build
+        // all within the noise: the least memory, then the least build work (m × efC)
         let ties = [
             tie(1, 0.98, 0.9, 1.05),
             tie(2, 1.0, 0.95, 1.05),

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::adaptive::{Adaptive, Observation};
-use super::assure::{assurance_of, assure_all, repick, Assurance, ALPHA};
+use super::assure::{assurance_of, assure_all, lowest_rung, repick, Assurance, ALPHA};
 pub use super::backend::{Backend, Recorded, Setup};
 use super::refine::{RefineStats, Refiner};
 use super::{graph_groups, Candidate, Gate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
@@ -338,9 +338,17 @@ impl<'a, B: Backend> Run<'a, B> {
             .candidates
             .iter()
             .filter(|c| !self.disqualified.iter().any(|(id, _)| *id == c.trial_id))
+            .filter(|c| self.representative(c))
             .cloned()
             .collect();
         self.rules().winner(&open).map(|i| open[i].clone())
+    }
+
+    /// Whether `c` may win: under the confident gate only its graph's lowest eligible
+    /// `ef_search` ([`lowest_rung`]); under the other gates every config.
+    fn representative(&self, c: &Candidate) -> bool {
+        self.rules().gate != Gate::Confident
+            || lowest_rung(&self.candidates, c, self.setup.engine, |o| self.can_win(o))
     }
 
     /// Step 3b: the winner on the held-out queries. In an adaptive run (which chooses its
@@ -400,7 +408,7 @@ impl<'a, B: Backend> Run<'a, B> {
     /// confident gate [`super::assure::repick`] decides among them. `None` when cancelled.
     pub async fn near_ties(&mut self, w: &Candidate) -> Step<Vec<NearTie>, B::Error> {
         let mut ties: Vec<Candidate> = Vec::new();
-        for c in &self.candidates {
+        for c in self.candidates.iter().filter(|c| self.representative(c)) {
             let same_bar = match self.rules().objective {
                 Objective::MinLatency => true,
                 Objective::MaxRecall => c.recall_at_k == w.recall_at_k,
@@ -1036,5 +1044,31 @@ mod tests {
             assert_eq!(a.recall_estimate, Some(w.recall_at_k));
             assert_eq!(a.recall_ci_low, (gate == "wilson").then_some(w.recall_ci_low));
         }
+    }
+
+    /// The same request on the same data gives the same winner whatever the noise of the
+    /// interleaved comparisons (three seeds): eligibility, steering and the rung rule are
+    /// noise-free, and near-ties are decided above the noise or by the cheaper graph.
+    #[tokio::test(start_paused = true)]
+    async fn the_confident_pick_is_the_same_run_after_run() {
+        let mut winners = Vec::new();
+        for seed in [1, 2, 3] {
+            let mut b = Fake::new(seed);
+            let f = SpecFields {
+                strategy: Some("adaptive".into()),
+                objective: Some("min_latency".into()),
+                target_recall: Some(0.95),
+                promote: Some("never".into()),
+                ..Default::default()
+            };
+            let w = finished(run(&mut b, f, false).await).winner.unwrap();
+            // the lowest passing rung of its graph: no higher ef of the same graph won
+            assert!(b.journal.iter().all(|t| t.config.graph_id(Engine::Native)
+                != w.config.graph_id(Engine::Native)
+                || t.config.ef_search >= w.config.ef_search
+                || recall(&t.config) < 0.95));
+            winners.push(w.config);
+        }
+        assert!(winners.iter().all(|w| *w == winners[0]), "{winners:?}");
     }
 }
