@@ -252,7 +252,15 @@ impl<'a, B: Backend> Run<'a, B> {
         {
             return None;
         }
-        let w = &self.candidates[self.rules().winner(&self.candidates)?];
+        // confident: centred by exact cost, not a clock reading (the same centre every run)
+        let w = match self.rules().gate {
+            Gate::Confident => self
+                .candidates
+                .iter()
+                .filter(|c| self.can_win(c))
+                .min_by(|a, b| a.distance_evals_per_query.total_cmp(&b.distance_evals_per_query))?,
+            _ => &self.candidates[self.rules().winner(&self.candidates)?],
+        };
         let id = w.config.graph_id(self.setup.engine);
         let failing = self
             .candidates
@@ -518,13 +526,10 @@ impl<'a, B: Backend> Run<'a, B> {
                 Some(t) => near_ties = t,
             }
         }
-        // under the confident gate the near-ties are acted on: a tie faster beyond the noise
-        // wins; within the noise, the cheaper graph (memory, then build) does. A run that
-        // holds queries out keeps its validated winner.
-        if let (Some(w), false, true) = (winner.clone(), cancelled, self.rules().gate == Gate::Confident) {
-            if !self.setup.defer {
-                winner = Some(repick(&self.candidates, w, &near_ties));
-            }
+        // confident: near-ties decide (`repick`); a run holding queries out keeps its winner
+        let confident = self.rules().gate == Gate::Confident && !self.setup.defer;
+        if let (Some(w), false, true) = (winner.clone(), cancelled, confident) {
+            winner = Some(repick(&self.candidates, w, &near_ties));
         }
         if let Some(w) = winner.as_mut() {
             let mut a = w
