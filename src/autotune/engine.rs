@@ -1009,17 +1009,22 @@ mod tests {
         assert!(b.promoted.is_empty());
     }
 
+    /// An adaptive `min_latency` dry run at `target`, under `gate` (`None`: the default).
+    fn adaptive(target: f64, gate: Option<&str>) -> SpecFields {
+        SpecFields {
+            strategy: Some("adaptive".into()),
+            objective: Some("min_latency".into()),
+            target_recall: Some(target),
+            gate: gate.map(str::to_string),
+            promote: Some("never".into()),
+            ..Default::default()
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_confident_gate_is_the_default_of_min_latency_and_says_how_it_judged() {
         let mut b = Fake::new(5);
-        let f = SpecFields {
-            strategy: Some("adaptive".into()),
-            objective: Some("min_latency".into()),
-            target_recall: Some(0.95),
-            promote: Some("never".into()),
-            ..Default::default()
-        };
-        let o = finished(run(&mut b, f, false).await);
+        let o = finished(run(&mut b, adaptive(0.95, None), false).await);
         let w = o.winner.unwrap();
         let a = w.assurance.clone().expect("the winner says how it was judged");
         assert_eq!(a.gate, "confident");
@@ -1034,15 +1039,9 @@ mod tests {
         // point and wilson by name keep their rules, and say so
         for gate in ["point", "wilson"] {
             let mut b = Fake::new(5);
-            let f = SpecFields {
-                strategy: Some("adaptive".into()),
-                objective: Some("min_latency".into()),
-                target_recall: Some(0.95),
-                gate: Some(gate.into()),
-                promote: Some("never".into()),
-                ..Default::default()
-            };
-            let w = finished(run(&mut b, f, false).await).winner.unwrap();
+            let w = finished(run(&mut b, adaptive(0.95, Some(gate)), false).await)
+                .winner
+                .unwrap();
             let a = w.assurance.unwrap();
             assert_eq!(a.gate, gate);
             assert_eq!(a.method, None);
@@ -1059,14 +1058,9 @@ mod tests {
         let mut winners = Vec::new();
         for seed in [1, 2, 3] {
             let mut b = Fake::new(seed);
-            let f = SpecFields {
-                strategy: Some("adaptive".into()),
-                objective: Some("min_latency".into()),
-                target_recall: Some(0.95),
-                promote: Some("never".into()),
-                ..Default::default()
-            };
-            let w = finished(run(&mut b, f, false).await).winner.unwrap();
+            let w = finished(run(&mut b, adaptive(0.95, None), false).await)
+                .winner
+                .unwrap();
             // the lowest passing rung of its graph: no higher ef of the same graph won
             assert!(b.journal.iter().all(|t| t.config.graph_id(Engine::Native)
                 != w.config.graph_id(Engine::Native)
