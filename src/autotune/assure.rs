@@ -482,21 +482,10 @@ mod tests {
     }
 
     fn candidate(n: u128, memory: u64, ef_construction: u32) -> Candidate {
-        Candidate {
-            trial_id: uuid::Uuid::from_u128(n),
-            config: crate::params::HnswConfig {
-                ef_construction,
-                ..crate::params::HnswConfig::DEFAULT
-            },
-            recall_at_k: 0.95,
-            search_latency_p50_us: 10.0,
-            build_time_secs: 1.0,
-            recall_ci_low: 0.94,
-            memory_bytes: memory,
-            distance_evals_per_query: 100.0,
-            validation: None,
-            assurance: None,
-        }
+        let mut c = crate::autotune::rules::tests::cand(n, 0.95, 10.0);
+        c.memory_bytes = memory;
+        c.config.ef_construction = ef_construction;
+        c
     }
 
     fn tie(n: u128, ratio: f64, low: f64, high: f64) -> NearTie {

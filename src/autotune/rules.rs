@@ -368,10 +368,11 @@ pub fn winner_note(c: &Candidate) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cand(n: u128, recall: f64, p50: f64) -> Candidate {
+    /// A candidate of the default config (the gate's tests use it too).
+    pub(crate) fn cand(n: u128, recall: f64, p50: f64) -> Candidate {
         Candidate {
             trial_id: Uuid::from_u128(n),
             config: HnswConfig::DEFAULT,

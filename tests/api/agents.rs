@@ -42,7 +42,7 @@ async fn agent_routes_settings_errors_first_run_and_disable() {
     for m in ["GET", "PUT", "DELETE"] {
         let body = (m == "PUT").then(|| good.clone());
         assert_error(
-            &app.send(m, "/vectors/hnsw/agent/nope", body).await,
+            &app.request(m, "/vectors/hnsw/agent/nope", body).await,
             StatusCode::NOT_FOUND,
             "index_not_found",
         );

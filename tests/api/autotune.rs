@@ -379,14 +379,14 @@ async fn new_autotune_fields_are_checked_before_anything_runs() {
         }
         for uri in ["/vectors/hnsw/autotune", "/vectors/hnsw/autotune?async=true"] {
             assert_error(
-                &app.send("POST", uri, Some(body.clone())).await,
+                &app.request("POST", uri, Some(body.clone())).await,
                 StatusCode::BAD_REQUEST,
                 "invalid_autotune_request",
             );
         }
     }
     assert_error(
-        &app.send(
+        &app.request(
             "POST",
             "/vectors/hnsw/autotune?async=maybe",
             Some(json!({"index_name": "idx", "harness": "h"})),
@@ -420,7 +420,7 @@ async fn new_autotune_fields_refuse_bad_values_and_caps_say_why() {
         body[field] = value.clone();
         for q in ["", "?async=true"] {
             let r = app
-                .send("POST", &format!("/vectors/hnsw/autotune{q}"), Some(body.clone()))
+                .request("POST", &format!("/vectors/hnsw/autotune{q}"), Some(body.clone()))
                 .await;
             assert_eq!(r.0, StatusCode::BAD_REQUEST, "{field}={value}{q}: {:?}", r.1);
         }

@@ -278,11 +278,6 @@ impl TestApp {
         TestApp { router }
     }
 
-    /// Any method, path and JSON body (`None`: no body, no content type).
-    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        self.request(method, path, body).await
-    }
-
     /// Raw bytes with an optional content type; the answer must be JSON (or empty).
     pub async fn send_raw(
         &self,

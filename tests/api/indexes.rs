@@ -254,12 +254,12 @@ async fn activation_and_search() {
 async fn unknown_routes_and_methods_answer_json() {
     let app = TestApp::new().await;
     assert_error(
-        &app.send("GET", "/nope", None).await,
+        &app.request("GET", "/nope", None).await,
         StatusCode::NOT_FOUND,
         "not_found",
     );
     assert_error(
-        &app.send("PUT", "/health", None).await,
+        &app.request("PUT", "/health", None).await,
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
     );

@@ -102,7 +102,7 @@ async fn async_autotune_runs_as_a_job_with_progress_listing_and_cancel() {
         ("GET", "/vectors/jobs/not-a-uuid".to_string()),
     ] {
         assert_error(
-            &app.send(m, &uri, None).await,
+            &app.request(m, &uri, None).await,
             StatusCode::NOT_FOUND,
             "job_not_found",
         );
@@ -140,7 +140,7 @@ async fn activation_can_run_as_a_job() {
     );
     assert_eq!(app.jobs("?index=empty").await.1["jobs"], json!([]));
     assert_error(
-        &app.send("POST", "/vectors/indexes/idx/activate?async=yes", None)
+        &app.request("POST", "/vectors/indexes/idx/activate?async=yes", None)
             .await,
         StatusCode::BAD_REQUEST,
         "invalid_query_string",

@@ -158,7 +158,7 @@ async fn promotion_registry_and_activation_use_it() {
         ids.push(t["id"].as_str().unwrap().to_string());
     }
     let (s, p) = app
-        .send(
+        .request(
             "POST",
             &format!(
                 "/vectors/hnsw/promote/idx/{}?promoted_by=ci&note=hello%20world",
@@ -176,7 +176,7 @@ async fn promotion_registry_and_activation_use_it() {
     assert_eq!(p["current"]["config"]["ef_construction"], 20);
     assert!(p["current"]["promoted_at"].as_str().is_some());
     let (_, p) = app
-        .send("POST", &format!("/vectors/hnsw/promote/idx/{}", ids[1]), None)
+        .request("POST", &format!("/vectors/hnsw/promote/idx/{}", ids[1]), None)
         .await;
     assert_eq!(
         (p["current"]["promoted_by"].clone(), p["current"]["note"].clone()),
@@ -223,7 +223,7 @@ async fn promotion_registry_and_activation_use_it() {
     );
     let long = "x".repeat(1100);
     assert_error(
-        &app.send(
+        &app.request(
             "POST",
             &format!("/vectors/hnsw/promote/idx/{}?note={long}", ids[0]),
             None,
@@ -233,7 +233,7 @@ async fn promotion_registry_and_activation_use_it() {
         "invalid_text",
     );
     assert_error(
-        &app.send(
+        &app.request(
             "POST",
             &format!("/vectors/hnsw/promote/idx/{}?bogus=1", ids[0]),
             None,

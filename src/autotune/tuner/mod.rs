@@ -79,13 +79,6 @@ pub struct CheckedAutotune {
     spec: Spec,
 }
 
-impl CheckedAutotune {
-    /// Trials the run expects.
-    pub fn planned_trials(&self) -> usize {
-        self.spec.planned_trials()
-    }
-}
-
 /// What fences a prepared run's writes.
 #[derive(Debug)]
 enum Fence {
