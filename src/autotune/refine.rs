@@ -146,18 +146,22 @@ impl Refiner {
         winner: HnswConfig,
         winner_cost: f64,
         failing_ef: Option<u32>,
+        other_quantization: bool,
         built: &dyn Fn(&HnswConfig) -> bool,
     ) -> Refiner {
-        // the other quantization first: on wide vectors it moves latency most (sq8 reads a
-        // quarter of the bytes per visited node), and it is never a ladder neighbour the
-        // climb has seen
-        let mut probes = vec![HnswConfig {
-            quantization: match winner.quantization {
-                Quantization::None => Quantization::Sq8,
-                Quantization::Sq8 => Quantization::None,
-            },
-            ..winner
-        }];
+        // the other quantization first (unless the climb chose between them already): on
+        // wide vectors it moves latency most (sq8 reads a quarter of the bytes per visited
+        // node), and it is never a ladder neighbour the climb has seen
+        let mut probes = Vec::new();
+        if other_quantization {
+            probes.push(HnswConfig {
+                quantization: match winner.quantization {
+                    Quantization::None => Quantization::Sq8,
+                    Quantization::Sq8 => Quantization::None,
+                },
+                ..winner
+            });
+        }
         for ec in between(&EC_LADDER, winner.ef_construction) {
             probes.push(HnswConfig {
                 ef_construction: ec,
@@ -252,7 +256,7 @@ pub(crate) mod tests {
     }
 
     fn run(winner: HnswConfig, failing: Option<u32>, target: f64) -> (Vec<HnswConfig>, HnswConfig) {
-        let mut r = Refiner::new(winner, cost(&winner), failing, &|_| false);
+        let mut r = Refiner::new(winner, cost(&winner), failing, true, &|_| false);
         let mut seen = Vec::new();
         let mut best = winner;
         while let Some(c) = r.next_config() {
@@ -272,7 +276,7 @@ pub(crate) mod tests {
     fn bisects_ef_between_rungs_to_the_least_passing_integer() {
         // at m16 ec80 the surface passes .95 from ef 20 on (3/(20·4·2.99) = .0125 ≤ .05)
         let w = cfg(16, 80, 27);
-        let mut r = Refiner::new(w, cost(&w), Some(22), &|_| true);
+        let mut r = Refiner::new(w, cost(&w), Some(22), true, &|_| true);
         let mut efs = Vec::new();
         while let Some(c) = r.next_config() {
             efs.push(c.ef_search);

@@ -133,8 +133,14 @@ impl Rules {
 
     /// Whether a trial's recall passes the run's bar.
     pub fn passes_recall(&self, c: &Candidate) -> bool {
+        self.recall_margin(c) >= 0.0
+    }
+
+    /// How far the figure the bar judges (recall, or the gate's lower bound) lies above
+    /// the bar; negative below it.
+    pub fn recall_margin(&self, c: &Candidate) -> f64 {
         match self.objective {
-            Objective::MaxRecall => c.recall_at_k >= self.min_recall,
+            Objective::MaxRecall => c.recall_at_k - self.min_recall,
             Objective::MinLatency => {
                 let r = match self.gate {
                     Gate::Point => c.recall_at_k,
@@ -142,7 +148,7 @@ impl Rules {
                     // judged over the run's configs (`super::assure`); none yet: not passed
                     Gate::Confident => c.assurance.as_ref().and_then(|a| a.recall_ci_low).unwrap_or(0.0),
                 };
-                r >= self.target_recall
+                r - self.target_recall
             }
         }
     }

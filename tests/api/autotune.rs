@@ -520,3 +520,67 @@ async fn the_confident_gate_is_the_min_latency_default_and_the_winner_carries_it
         .await;
     assert_eq!(r["winner"]["assurance"]["gate"], "point", "{r:?}");
 }
+
+/// A config and its SQ8 twin share the links: one run builds the graph once and derives
+/// the other (the contract's "trials that share (m, ef_construction, seed) share one
+/// graph"); both are measured and journaled.
+#[tokio::test]
+async fn a_config_and_its_sq8_twin_share_one_build() {
+    let app = TestApp::new().await;
+    app.seeded(300).await;
+    app.autogen("h", 30, 10).await;
+    let grid = json!([
+        {"ef_construction": 40, "ef_search": 20, "m": 8},
+        {"ef_construction": 40, "ef_search": 20, "m": 8, "quantization": "sq8"}
+    ]);
+    let (s, r) = app
+        .autotune(
+            json!({"index_name": "idx", "harness": "h", "grid": grid, "promote": "never", "min_recall": 0.0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r["trials_run"].as_u64(), r["builds"].as_u64()),
+        (Some(2), Some(1)),
+        "{r:?}"
+    );
+    let (_, list) = app.trials("idx", "").await;
+    let q: Vec<&str> = list["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["config"]["quantization"].as_str().unwrap())
+        .collect();
+    assert_eq!(q, ["none", "sq8"]);
+}
+
+/// An adaptive `min_latency` run measures which quantization serves faster before it
+/// climbs, and its first trial says what the paired comparison showed; every later config
+/// of the climb is in the chosen one.
+#[tokio::test]
+async fn the_adaptive_climb_chooses_its_quantization_by_a_paired_comparison() {
+    let app = TestApp::new().await;
+    app.seeded(400).await;
+    app.autogen("h", 40, 10).await;
+    let (s, r) = app
+        .autotune(
+            json!({"index_name": "idx", "harness": "h", "strategy": "adaptive", "objective": "min_latency",
+            "target_recall": 0.9, "max_trials": 12, "promote": "never"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    let (_, list) = app.trials("idx", "").await;
+    let trials = list["trials"].as_array().unwrap();
+    let note = trials[0]["note"].as_str().unwrap();
+    let chosen = if note.contains("the climb searches sq8") {
+        "sq8"
+    } else {
+        assert!(note.contains("the climb searches none"), "{note}");
+        "none"
+    };
+    assert!(note.contains("paired"), "{note}");
+    // the climb and its refinement keep the chosen one (the choice is not probed again)
+    for t in trials.iter().skip(1) {
+        assert_eq!(t["config"]["quantization"], chosen, "{t:?}");
+    }
+}

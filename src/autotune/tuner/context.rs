@@ -14,7 +14,7 @@ use crate::hnsw::{self, Graph};
 use crate::measure::{self, Paired};
 use crate::metrics::BuildPurpose;
 use crate::names::{HarnessName, IndexName};
-use crate::params::HnswConfig;
+use crate::params::{HnswConfig, Quantization};
 use crate::trials::{Source, Trial, TrialMetrics};
 use crate::vectors::VectorSet;
 
@@ -133,38 +133,58 @@ impl Tuner {
             _ => ctx.tune.clone(),
         };
         let cached = ctx.cache.get(&config);
+        // the same links in the other quantization: only the codes differ, so a graph
+        // held under one is the other's without a build
+        let twin = match cached {
+            Some(_) => None,
+            None => ctx
+                .cache
+                .get(&config.with_quantization(match config.quantization {
+                    Quantization::None => Quantization::Sq8,
+                    Quantization::Sq8 => Quantization::None,
+                })),
+        };
         let options = self.parts.build_options;
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let tune = ctx.tune.clone();
         let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
-            let built = cached.is_none();
-            let graph = match cached {
-                Some(g) => g,
-                None => {
+            let (graph, new) = match (cached, twin) {
+                (Some(g), _) => (g, None),
+                (None, Some(t)) => {
+                    let layout = t.frozen().clone();
+                    let g = Graph::from_layout(layout, &set, config, t.engine(), t.build_time());
+                    (Arc::new(g), Some(false))
+                }
+                (None, None) => {
                     if cancel.is_cancelled() {
                         return None;
                     }
-                    Arc::new(hnsw::build(&set, set.len(), config, options))
+                    (
+                        Arc::new(hnsw::build(&set, set.len(), config, options)),
+                        Some(true),
+                    )
                 }
             };
             let brute = brute.unwrap_or_else(|| measure::brute_force_latency_us(&set, &tune.0, k));
             let (q, truth) = (&queries.0, &queries.1);
             let ef = config.ef_search as usize;
             let m = measure::measure(&set, &graph, ef, q, truth, k, brute, &cancel);
-            Some((graph, built, brute, m))
+            Some((graph, new, brute, m))
         })
         .await
         .map_err(TunerError::Task)?;
         drop(permit);
-        let Some((graph, built, brute, metrics)) = out else {
+        let Some((graph, new, brute, metrics)) = out else {
             return Ok(None);
         };
-        if built {
-            if let Some(m) = &metrics {
-                self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
+        if let Some(built) = new {
+            if built {
+                if let Some(m) = &metrics {
+                    self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
+                }
+                ctx.builds += 1;
             }
-            ctx.builds += 1;
             let bytes = graph.memory_bytes();
             ctx.cache.insert(&config, graph, bytes);
         }

@@ -1,0 +1,72 @@
+//! The climb's quantization, chosen once by a paired comparison.
+//!
+//! Why: on wide vectors SQ8 serves the same config ~1.8× faster than f32 (pydocs, 384-d:
+//! m 12 / efC 320 / ef 56 at 28 µs against 48 µs, the same recall to four places, since the
+//! final candidates are re-ranked exactly), so a climb over f32 graphs alone ends far from
+//! the fastest config that exists (measured: 2.8× the oracle at .99). On narrow vectors
+//! the codes save little and the re-rank costs, and f32 wins. Which one holds on the
+//! caller's data is a fact of the machine and the dimensions, so it is measured, not
+//! assumed: the climb's first config against its twin in the other quantization (the same
+//! links, so no second build), interleaved and paired on the same queries. The climb then
+//! searches the faster one; a tie within the noise keeps f32, which holds no codes. The
+//! steering afterwards stays by distance evaluations, comparable within one quantization.
+
+use super::{Backend, Phase, Run};
+use crate::measure::ROUNDS;
+use crate::params::{HnswConfig, Quantization};
+
+/// The other quantization.
+pub(super) fn other(q: Quantization) -> Quantization {
+    match q {
+        Quantization::None => Quantization::Sq8,
+        Quantization::Sq8 => Quantization::None,
+    }
+}
+
+/// The name the API uses.
+fn name(q: Quantization) -> &'static str {
+    match q {
+        Quantization::None => "none",
+        Quantization::Sq8 => "sq8",
+    }
+}
+
+impl<B: Backend> Run<'_, B> {
+    /// After the climb's first measurement (adaptive `min_latency` without a memory cap,
+    /// where the codes' bytes could decide eligibility): compares `first` with its twin in
+    /// the other quantization and sets the climb's. Returns the journal note saying what
+    /// the comparison showed; `None` when there was nothing to choose or the run was
+    /// cancelled meanwhile (the next step sees the cancel).
+    pub(super) async fn choose_quantization(
+        &mut self,
+        first: HnswConfig,
+    ) -> Result<Option<String>, B::Error> {
+        if self.climb_quantization.is_some()
+            || !self.refines()
+            || !matches!(self.phase, Phase::Climb)
+            || self.rules().max_memory_bytes.is_some()
+        {
+            return Ok(None);
+        }
+        let twin = first.with_quantization(other(first.quantization));
+        let Some(p) = self.b.paired(&[first, twin], ROUNDS).await? else {
+            return Ok(None);
+        };
+        let e = p.effect(0, 1);
+        let chosen = if e.high < 1.0 {
+            twin.quantization
+        } else {
+            first.quantization
+        };
+        self.adaptive.set_quantization(chosen);
+        self.climb_quantization = Some(chosen);
+        Ok(Some(format!(
+            "; quantization: {} against {} at this config {} over {} queries, paired: the climb searches {}",
+            name(twin.quantization),
+            name(first.quantization),
+            e.describe(),
+            e.queries,
+            name(chosen)
+        )))
+    }
+}
