@@ -493,6 +493,16 @@ def write_md_trust(res):
         out.append(f"| {r['split']} | {r['target']:.2f} | {r['run']} | {qcfg(r['winner']) if r['winner'] else '-'} | "
                    f"{f(r.get('check_recall'), 4)} | {f(r.get('winner_us'))} | {qcfg(r['oracle']) if r['oracle'] else '-'} | "
                    f"{f(r.get('oracle_us'))} | {f(ratio, 2)}× | {r['trials']} | {r['builds']} | {f(r['wall_secs'])} |")
+    out.append("")
+    for split in dict.fromkeys(r["split"] for r in res["rows"]):
+        rows = [r for r in res["rows"] if r["split"] == split and r.get("check_recall") is not None]
+        ratios = sorted(r["winner_us"] / r["oracle_us"] for r in rows)
+        same = [f"{t:.2f}: {len({qcfg(r['winner']) for r in rows if r['target'] == t})} winner(s)"
+                for t in dict.fromkeys(r["target"] for r in rows)]
+        out.append(f"- {split}: check recall ≥ target in **{sum(r['check_recall'] >= r['target'] for r in rows)} of "
+                   f"{len(rows)}** runs, ≥ target − 0.005 in **{sum(r['check_recall'] >= r['target'] - 0.005 for r in rows)} "
+                   f"of {len(rows)}**; served ÷ oracle median **{statistics.median(ratios):.2f}×**, worst "
+                   f"**{ratios[-1]:.2f}×**; distinct winners over the three runs: {', '.join(same)}.")
     out += ["", "Every round (µs, winner / oracle): " + "; ".join(
         f"{r['split']} {r['target']:.2f} #{r['run']}: " + ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(r['rounds']['winner'], r['rounds']['oracle']))
         for r in res["rows"] if r.get("rounds")), "<!-- trust:end -->"]
