@@ -227,7 +227,7 @@ pub fn cheapness(c: &Candidate) -> (u64, u64, u64, u32) {
 /// Whether `c` is the lowest eligible `ef_search` of its graph (or not eligible at all).
 /// Only such a rung may win under the confident gate: on one graph a higher `ef_search`
 /// searches at least as much, so choosing among a graph's rungs by a clock reading is
-/// choosing by noise (and SQ8 rungs below `2k` are the very same search).
+/// choosing by noise.
 pub fn lowest_rung(
     all: &[Candidate],
     c: &Candidate,

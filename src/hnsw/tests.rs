@@ -285,6 +285,25 @@ fn every_kernel_builds_and_searches_alike() {
     assert!(recalls.iter().all(|(_, r)| *r >= 0.95), "{recalls:?}");
 }
 
+/// No floor: below 2k an SQ8 search does less work as `ef_search` falls (it used to search
+/// and re-rank 2k whatever was asked), and above it nothing changed.
+#[test]
+fn sq8_work_follows_ef_search_below_2k() {
+    let set = clustered_set(3000, 64, Metric::Cosine, 10);
+    let qs = queries(&set, 100, 3);
+    let g = build(&set, set.len(), sq8(cfg(80, 10, 16, 1)), opts(Engine::Native, 2));
+    let work = |ef: usize| {
+        let mut evals = 0u64;
+        for q in &qs {
+            let hits = g.search_counted(&set, q, 10, ef, Some(&mut evals));
+            assert_eq!(hits.len(), 10);
+        }
+        evals
+    };
+    let (w10, w15, w20) = (work(10), work(15), work(20));
+    assert!(w10 < w15 && w15 < w20, "{w10} {w15} {w20}");
+}
+
 #[test]
 fn sq8_recall_is_close_to_f32_at_the_same_ef() {
     for metric in [Metric::Cosine, Metric::L2] {
@@ -295,12 +314,21 @@ fn sq8_recall_is_close_to_f32_at_the_same_ef() {
         let s = build(&set, set.len(), sq8(cfg(80, 10, 16, 1)), opts(Engine::Native, 2));
         assert_eq!(f.frozen(), s.frozen(), "codes do not change the links");
         assert!(s.memory_bytes() > f.memory_bytes());
-        for ef in [10, 20, 40, 80] {
+        // below 2k the SQ8 beam is as narrow as the f32 one and the codes misplace a few
+        // neighbours at its edge (48-d: up to ~.035); from 2k on the beam absorbs that
+        let mut last = 0.0;
+        for ef in [10, 15, 20, 40, 80] {
             let (a, b) = (
                 recall(&f, &set, &qs, &truth, ef),
                 recall(&s, &set, &qs, &truth, ef),
             );
-            assert!(b >= a - 0.02, "{metric:?} ef {ef}: sq8 {b} vs f32 {a}");
+            let tolerance = if ef >= 20 { 0.02 } else { 0.05 };
+            assert!(b >= a - tolerance, "{metric:?} ef {ef}: sq8 {b} vs f32 {a}");
+            assert!(
+                b >= last,
+                "{metric:?} ef {ef}: sq8 recall falls as ef rises: {b} < {last}"
+            );
+            last = b;
         }
         // reported distances are exact
         for q in qs.iter().take(20) {
