@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One peer library on the same data as vectune-bench (run inside .bench/venv).
 
-    python scripts/bench_peers.py --lib hnswlib|faiss|usearch|flat --data DIR --metric cosine|l2
+    python scripts/bench_peers.py --lib hnswlib|faiss|faiss-sq8|usearch|symqg|svs|scann|flat --data DIR
+        --metric cosine|l2
         [--m 16] [--ec 100] [--efs 10,12,...] [--no-serial]
 
 Prints JSON: build seconds at 1 thread and at all cores (the searched index is the 1-thread
@@ -91,9 +92,113 @@ class Usearch:
         return idx.search(q, 10, threads=1).keys.reshape(len(q), -1)
 
 
+class FaissSq8:
+    """faiss HNSW over SQ8 codes (IndexHNSWSQ, 8-bit) with an exact re-rank (IndexRefineFlat)
+    of `k_factor` × 10 candidates: faiss's own quantized-graph-plus-refine mode."""
+
+    def __init__(self, a, d, n):
+        import faiss
+        self.mod, self.a, self.d = faiss, a, d
+        self.version = faiss.__version__
+
+    def build(self, base, threads):
+        f = self.mod
+        f.omp_set_num_threads(threads)
+        metric = f.METRIC_INNER_PRODUCT if self.a.metric != "l2" else f.METRIC_L2
+        inner = f.IndexHNSWSQ(self.d, f.ScalarQuantizer.QT_8bit, self.a.m, metric)
+        inner.hnsw.efConstruction = self.a.ec
+        inner.train(base)
+        idx = f.IndexRefineFlat(inner)
+        idx.add(base)
+        f.omp_set_num_threads(1)
+        return idx
+
+    def set_ef(self, idx, ef):
+        self.params = self.mod.IndexRefineSearchParameters(k_factor=1.5)
+        self.params.base_index_params = self.mod.SearchParametersHNSW(efSearch=ef)
+
+    def search(self, idx, q):
+        return idx.search(q, 10, params=self.params)[1]
+
+
+class Symqg:
+    """rabitqlib's SymqgIndex (SymphonyQG: 1-bit RaBitQ codes of each node's neighbours in its
+    block, FastScan), degree 2·m rounded to its multiple of 32 (the paper's default 32 for
+    m 16), searched with num_threads=1."""
+
+    def __init__(self, a, d, n):
+        import rabitqlib
+        from importlib.metadata import version
+        self.mod, self.a, self.d = rabitqlib, a, d
+        self.version = version("rabitqlib")
+        self.degree = max(32, (2 * a.m + 31) // 32 * 32)
+
+    def build(self, base, threads):
+        metric = "ip" if self.a.metric != "l2" else "l2"
+        idx = self.mod.SymqgIndex(self.d, self.degree, metric)
+        idx.build(base, self.a.ec, num_threads=threads)
+        return idx
+
+    def set_ef(self, idx, ef):
+        self.ef = max(ef, 10)
+
+    def search(self, idx, q):
+        return np.asarray(idx.search_batch(q, 10, self.ef, num_threads=1)[0]).reshape(len(q), -1)
+
+
+class Svs:
+    """Intel SVS (scalable-vs) Vamana over float32, degree 2·m, window ef_construction, one
+    search thread."""
+
+    def __init__(self, a, d, n):
+        import svs
+        from importlib.metadata import version
+        self.mod, self.a, self.d = svs, a, d
+        self.version = version("scalable-vs")
+
+    def build(self, base, threads):
+        s = self.mod
+        metric = s.DistanceType.MIP if self.a.metric != "l2" else s.DistanceType.L2
+        params = s.VamanaBuildParameters(graph_max_degree=2 * self.a.m, window_size=max(self.a.ec, 2 * self.a.m + 1))
+        idx = s.Vamana.build(params, base, metric, num_threads=threads)
+        idx.num_threads = 1
+        return idx
+
+    def set_ef(self, idx, ef):
+        idx.search_window_size = max(ef, 10)
+
+    def search(self, idx, q):
+        return idx.search(q, 10)[0]
+
+
+class Scann:
+    """ScaNN (tree + asymmetric hashing + exact reorder), searched with search_batched (one
+    thread); its knob is leaves searched, so "ef" maps to leaves = ef / 2 of 2·sqrt(n)."""
+
+    def __init__(self, a, d, n):
+        import scann
+        from importlib.metadata import version
+        self.mod, self.a, self.d, self.n = scann, a, d, n
+        self.version = version("scann")
+
+    def build(self, base, threads):
+        leaves = int(2 * np.sqrt(self.n))
+        b = self.mod.scann_ops_pybind.builder(base, 10, "dot_product" if self.a.metric != "l2" else "squared_l2")
+        b = b.tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 20), training_sample_size=min(self.n, 250_000))
+        b = b.score_ah(2, anisotropic_quantization_threshold=0.2).reorder(100)
+        b.set_n_training_threads(threads)
+        return b.build()
+
+    def set_ef(self, idx, ef):
+        self.leaves = max(1, ef // 2)
+
+    def search(self, idx, q):
+        return idx.search_batched(q, leaves_to_search=self.leaves, pre_reorder_num_neighbors=100)[0]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", required=True, choices=("hnswlib", "faiss", "usearch", "flat"))
+    ap.add_argument("--lib", required=True, choices=("hnswlib", "faiss", "faiss-sq8", "usearch", "symqg", "svs", "scann", "flat"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--metric", default="cosine")
     ap.add_argument("--m", type=int, default=16)
@@ -124,7 +229,8 @@ def main():
         out["faiss_flat_agreement_with_dataset"] = recall(gt, truth)
         print(json.dumps(out))
         return
-    lib = {"hnswlib": Hnswlib, "faiss": Faiss, "usearch": Usearch}[a.lib](a, d, n)
+    lib = {"hnswlib": Hnswlib, "faiss": Faiss, "faiss-sq8": FaissSq8, "usearch": Usearch, "symqg": Symqg,
+           "svs": Svs, "scann": Scann}[a.lib](a, d, n)
     out["version"] = lib.version
     t = time.perf_counter()
     idx = lib.build(base, threads)
@@ -138,15 +244,19 @@ def main():
     for ef in (int(x) for x in a.efs.split(",")):
         lib.set_ef(idx, ef)
         lib.search(idx, queries)  # warm-up pass
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         found = lib.search(idx, queries)  # each query once, one call
-        batch = (time.perf_counter() - t) * 1e6 / len(queries)
+        wall = time.perf_counter() - t
+        batch = wall * 1e6 / len(queries)
+        # one search thread: the process's CPU time over the call is its wall time, not more
+        cpu_over_wall = (time.process_time() - cpu) / wall
         lat = []
         for q in queries:
             t = time.perf_counter()
             lib.search(idx, q[None, :])
             lat.append((time.perf_counter() - t) * 1e6)
         rows.append({"ef_search": ef, "recall_at_10": recall(found, truth), "mean_us": batch,
+                     "cpu_over_wall": round(cpu_over_wall, 2),
                      "p50_us": pct(lat, 50), "p99_us": pct(lat, 99)})
     out["search"] = rows
     print(json.dumps(out))
