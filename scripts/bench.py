@@ -27,7 +27,7 @@ EFS = os.environ.get("BENCH_EFS", "10,12,15,18,20,25,30,40,60,80,160")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # fewer only for a smoke run of this script
 # the peers, each searched on one thread (bench_peers.py reports cpu_over_wall to show it):
 # faiss-sq8 is HNSW-SQ8 + exact refine, symqg rabitqlib's SymphonyQG, svs Intel's Vamana
-PEERS = os.environ.get("BENCH_PEERS", "hnswlib,faiss,faiss-sq8,usearch,symqg,svs,scann").split(",")
+PEERS = os.environ.get("BENCH_PEERS", "hnswlib,faiss,faiss-sq8,usearch,symqg,svs,scann,glass").split(",")
 # ScaNN's knob is leaves searched (ef / 2), SymphonyQG needs a wider beam for the same recall
 PEER_EFS = {"scann": "20,40,80,160,320,640", "symqg": "10,20,30,40,60,80,120,160,240"}
 
@@ -213,6 +213,9 @@ def runners(path, metric, levels):
         out["vectune native f32 (avx2)"] = (v(), {"VECTUNE_SIMD": "avx2"})
         out["vectune native sq8 (avx2)"] = (v("--quantization", "sq8"), {"VECTUNE_SIMD": "avx2"})
     for lib in PEERS:
+        if lib == "glass" and subprocess.run([py, "-c", "import glass"], capture_output=True).returncode != 0:
+            log("glass is absent (scripts/build_glass.sh could not build it): the run goes on without it")
+            continue
         out[lib] = ([py, os.path.join(ROOT, "scripts/bench_peers.py"), "--lib", lib, "--data", path,
                      "--metric", metric, "--efs", PEER_EFS.get(lib, EFS)], {})
     return out

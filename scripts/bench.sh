@@ -15,4 +15,6 @@ fi
 # every time: the venv may have been made by tune_bench.sh with fewer peers (pip skips what is there)
 .bench/venv/bin/pip install --quiet --disable-pip-version-check hnswlib==0.8.0 faiss-cpu==1.15.1 usearch==2.26.6 \
   optuna==5.0.0 numpy rabitqlib==0.7.1 scalable-vs==0.5.0 scann==1.4.2
+# glass is optional: built from source when it can be (the bench says when it is absent)
+scripts/build_glass.sh
 exec .bench/venv/bin/python scripts/bench.py "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One peer library on the same data as vectune-bench (run inside .bench/venv).
 
-    python scripts/bench_peers.py --lib hnswlib|faiss|faiss-sq8|usearch|symqg|svs|scann|flat --data DIR
+    python scripts/bench_peers.py --lib hnswlib|faiss|faiss-sq8|usearch|symqg|svs|scann|glass|flat --data DIR
         --metric cosine|l2
         [--m 16] [--ec 100] [--efs 10,12,...] [--no-serial]
 
@@ -196,9 +196,44 @@ class Scann:
         return idx.search_batched(q, leaves_to_search=self.leaves, pre_reorder_num_neighbors=100)[0]
 
 
+class Glass:
+    """glass (zilliztech/pyglass, built from source with -march=native): HNSW built on SQ8U
+    codes, degree R = 2·m, L = ef_construction, searched on SQ4U codes with an FP32 re-rank,
+    `batch_search(num_threads=1)`. Optional: absent unless built (scripts/build_glass.sh)."""
+
+    def __init__(self, a, d, n):
+        import glass
+        self.mod, self.a, self.d = glass, a, d
+        self.version = getattr(glass, "__version__", "2.1.0")
+
+    def build(self, base, threads):
+        g = self.mod
+        g.set_num_threads(threads)
+        metric = "IP" if self.a.metric != "l2" else "L2"
+        # glass prints its progress on stdout, which carries this script's JSON: to stderr
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            graph = g.Index(index_type="HNSW", metric=metric, quant="SQ8U", R=2 * self.a.m, L=self.a.ec).build(base)
+            searcher = g.Searcher(graph, base, metric, "SQ4U", "FP32")
+            searcher.optimize(1)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        g.set_num_threads(1)
+        return searcher
+
+    def set_ef(self, idx, ef):
+        idx.set_ef(ef)
+
+    def search(self, idx, q):
+        return np.asarray(idx.batch_search(q, 10, num_threads=1)[0]).reshape(len(q), -1)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", required=True, choices=("hnswlib", "faiss", "faiss-sq8", "usearch", "symqg", "svs", "scann", "flat"))
+    ap.add_argument("--lib", required=True, choices=("hnswlib", "faiss", "faiss-sq8", "usearch", "symqg", "svs", "scann", "glass",
+                                                     "flat"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--metric", default="cosine")
     ap.add_argument("--m", type=int, default=16)
@@ -230,7 +265,7 @@ def main():
         print(json.dumps(out))
         return
     lib = {"hnswlib": Hnswlib, "faiss": Faiss, "faiss-sq8": FaissSq8, "usearch": Usearch, "symqg": Symqg,
-           "svs": Svs, "scann": Scann}[a.lib](a, d, n)
+           "svs": Svs, "scann": Scann, "glass": Glass}[a.lib](a, d, n)
     out["version"] = lib.version
     t = time.perf_counter()
     idx = lib.build(base, threads)
