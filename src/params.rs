@@ -51,6 +51,15 @@ impl Quantization {
             Quantization::Sq8 => "sq8",
         }
     }
+
+    /// The other quantization: a config's twin over the same links (the tuner compares and
+    /// derives one from the other, the agent steps between them).
+    pub fn other(self) -> Quantization {
+        match self {
+            Quantization::None => Quantization::Sq8,
+            Quantization::Sq8 => Quantization::None,
+        }
+    }
 }
 
 /// Which builder makes graphs (a server setting, not a tuned knob).

@@ -40,7 +40,7 @@ use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
 use crate::error::Classified;
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
-use crate::params::{HnswConfig, Quantization};
+use crate::params::HnswConfig;
 use crate::rng::SplitMix64;
 use canary::Verdict;
 pub use canary::{Action, Decision};
@@ -197,10 +197,6 @@ impl Shared {
 pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswConfig {
     let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let explore = u < epsilon;
-    let other = |q: Quantization| match q {
-        Quantization::None => Quantization::Sq8,
-        Quantization::Sq8 => Quantization::None,
-    };
     if explore {
         return HnswConfig {
             m: M_LADDER[rng.below(M_LADDER.len())],
@@ -209,7 +205,7 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
             quantization: if rng.below(2) == 0 {
                 centre.quantization
             } else {
-                other(centre.quantization)
+                centre.quantization.other()
             },
             ..centre
         };
@@ -229,7 +225,7 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
         0 | 1 => c.ef_search = step(&EF_LADDER, c.ef_search, up),
         2 | 3 => c.m = step(&M_LADDER, c.m, up),
         4 | 5 => c.ef_construction = step(&EC_LADDER, c.ef_construction, up),
-        _ => c.quantization = other(c.quantization),
+        _ => c.quantization = c.quantization.other(),
     }
     c
 }

@@ -19,8 +19,8 @@
 //! measures, and reports with [`Refiner::observe`].
 
 use crate::autotune::adaptive::{nearest, EC_LADDER, M_LADDER};
+use crate::params::HnswConfig;
 use crate::params::EF_SEARCH;
-use crate::params::{HnswConfig, Quantization};
 
 const MIN_EF_SEARCH: u32 = EF_SEARCH.0;
 const MAX_EF_SEARCH: u32 = EF_SEARCH.1;
@@ -154,13 +154,7 @@ impl Refiner {
         // node), and it is never a ladder neighbour the climb has seen
         let mut probes = Vec::new();
         if other_quantization {
-            probes.push(HnswConfig {
-                quantization: match winner.quantization {
-                    Quantization::None => Quantization::Sq8,
-                    Quantization::Sq8 => Quantization::None,
-                },
-                ..winner
-            });
+            probes.push(winner.with_quantization(winner.quantization.other()));
         }
         for ec in between(&EC_LADDER, winner.ef_construction) {
             probes.push(HnswConfig {
@@ -224,6 +218,7 @@ impl Refiner {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::params::Quantization;
 
     fn cfg(m: u32, ec: u32, ef: u32) -> HnswConfig {
         HnswConfig {

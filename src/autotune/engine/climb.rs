@@ -13,23 +13,7 @@
 
 use super::{Backend, Phase, Run};
 use crate::measure::ROUNDS;
-use crate::params::{HnswConfig, Quantization};
-
-/// The other quantization.
-pub(super) fn other(q: Quantization) -> Quantization {
-    match q {
-        Quantization::None => Quantization::Sq8,
-        Quantization::Sq8 => Quantization::None,
-    }
-}
-
-/// The name the API uses.
-fn name(q: Quantization) -> &'static str {
-    match q {
-        Quantization::None => "none",
-        Quantization::Sq8 => "sq8",
-    }
-}
+use crate::params::HnswConfig;
 
 impl<B: Backend> Run<'_, B> {
     /// After the climb's first measurement (adaptive `min_latency` without a memory cap,
@@ -48,7 +32,7 @@ impl<B: Backend> Run<'_, B> {
         {
             return Ok(None);
         }
-        let twin = first.with_quantization(other(first.quantization));
+        let twin = first.with_quantization(first.quantization.other());
         let Some(p) = self.b.paired(&[first, twin], ROUNDS).await? else {
             return Ok(None);
         };
@@ -62,11 +46,11 @@ impl<B: Backend> Run<'_, B> {
         self.climb_quantization = Some(chosen);
         Ok(Some(format!(
             "; quantization: {} against {} at this config {} over {} queries, paired: the climb searches {}",
-            name(twin.quantization),
-            name(first.quantization),
+            twin.quantization.as_str(),
+            first.quantization.as_str(),
             e.describe(),
             e.queries,
-            name(chosen)
+            chosen.as_str()
         )))
     }
 }

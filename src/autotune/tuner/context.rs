@@ -14,7 +14,7 @@ use crate::hnsw::{self, Graph};
 use crate::measure::{self, Paired};
 use crate::metrics::BuildPurpose;
 use crate::names::{HarnessName, IndexName};
-use crate::params::{HnswConfig, Quantization};
+use crate::params::HnswConfig;
 use crate::trials::{Source, Trial, TrialMetrics};
 use crate::vectors::VectorSet;
 
@@ -139,10 +139,7 @@ impl Tuner {
             Some(_) => None,
             None => ctx
                 .cache
-                .get(&config.with_quantization(match config.quantization {
-                    Quantization::None => Quantization::Sq8,
-                    Quantization::Sq8 => Quantization::None,
-                })),
+                .get(&config.with_quantization(config.quantization.other())),
         };
         let options = self.parts.build_options;
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
