@@ -59,10 +59,14 @@ class Faiss:
     def build(self, base, threads):
         f = self.mod
         f.omp_set_num_threads(threads)
-        idx = f.IndexHNSWFlat(self.d, self.a.m, f.METRIC_INNER_PRODUCT if self.a.metric != "l2" else f.METRIC_L2)
-        idx.hnsw.efConstruction = self.a.ec
+        idx = self.index(base, f.METRIC_INNER_PRODUCT if self.a.metric != "l2" else f.METRIC_L2)
         idx.add(base)
         f.omp_set_num_threads(1)
+        return idx
+
+    def index(self, base, metric):
+        idx = self.mod.IndexHNSWFlat(self.d, self.a.m, metric)
+        idx.hnsw.efConstruction = self.a.ec
         return idx
 
     def set_ef(self, idx, ef):
@@ -92,26 +96,17 @@ class Usearch:
         return idx.search(q, 10, threads=1).keys.reshape(len(q), -1)
 
 
-class FaissSq8:
+class FaissSq8(Faiss):
     """faiss HNSW over SQ8 codes (IndexHNSWSQ, 8-bit) with an exact re-rank (IndexRefineFlat)
     of `k_factor` × 10 candidates: faiss's own quantized-graph-plus-refine mode."""
 
-    def __init__(self, a, d, n):
-        import faiss
-        self.mod, self.a, self.d = faiss, a, d
-        self.version = faiss.__version__
-
-    def build(self, base, threads):
+    def index(self, base, metric):
         f = self.mod
-        f.omp_set_num_threads(threads)
-        metric = f.METRIC_INNER_PRODUCT if self.a.metric != "l2" else f.METRIC_L2
         inner = f.IndexHNSWSQ(self.d, f.ScalarQuantizer.QT_8bit, self.a.m, metric)
         inner.hnsw.efConstruction = self.a.ec
         inner.train(base)
-        idx = f.IndexRefineFlat(inner)
-        idx.add(base)
-        f.omp_set_num_threads(1)
-        return idx
+        self.inner = inner  # the refine index does not own it
+        return f.IndexRefineFlat(inner)
 
     def set_ef(self, idx, ef):
         self.params = self.mod.IndexRefineSearchParameters(k_factor=1.5)
