@@ -3,7 +3,7 @@
 //!
 //! One binary runs on every x86-64 machine (and elsewhere on the scalar path): the CPU is
 //! probed once, `VECTUNE_SIMD=scalar|avx2|avx512` can only lower the choice (for tests and
-//! benchmarks), and everything that computes a distance — graph builds, searches, the SQ8
+//! benchmarks), and everything that computes a distance — graph builds, searches, the SQ8/SQ4
 //! beam, exact ground truth — goes through the same choice, so "exact" means one arithmetic
 //! everywhere in a process.
 //!
@@ -13,8 +13,10 @@
 //! on short vectors). A task's `run` must be `#[inline(always)]` for that to happen.
 //!
 //! The u8 × i8 kernel (SQ8 codes × quantised query weights) is exact integer arithmetic with
-//! query weights in `-63..=63` (so `maddubs` cannot saturate): every level returns the same
-//! value, and an SQ8 search visits the same nodes whichever kernel ran.
+//! query weights in `-63..=63` (so `maddubs` cannot saturate), and so is the packed u4 × i8
+//! one (SQ4 codes, weights in `-127..=127`): every level returns the same value, and a search
+//! on codes visits the same nodes whichever kernel ran. The AVX-512 levels run the AVX2 u4
+//! kernel (a 512-bit one would need a machine with AVX-512 to test it on).
 
 use std::sync::OnceLock;
 
@@ -157,7 +159,15 @@ pub trait Kernel: Copy + Send + Sync + 'static + sealed::Sealed {
     /// register tile (eight accumulators: six loads feed eight FMAs): exact ground truth's
     /// inner loop. Slices of different lengths are compared on the shortest length.
     fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4];
+    /// `Σ code·weight` of 4-bit codes packed two to a byte and i8 weights in
+    /// `-127..=127`, exactly, over `min(codes / 32, weights / 64)` whole chunks. Chunk `c`
+    /// is 32 bytes: byte `j`'s low nibble is dimension `64c + j`, its high nibble dimension
+    /// `64c + 32 + j` (one mask and one shift unpack 64 codes into two registers).
+    fn dot_u4i8(self, codes: &[u8], weights: &[i8]) -> i32;
 }
+
+/// Largest magnitude of a query weight for [`Kernel::dot_u4i8`]: `2·15·127` fits an i16.
+pub const MAX_U4_WEIGHT: i8 = 127;
 
 /// The tile's slices cut to one length, so a SIMD tile may read `len` of each.
 #[inline(always)]
@@ -281,6 +291,20 @@ pub fn dot_u8i8_at(level: Level, a: &[u8], b: &[i8]) -> i32 {
     run_at(level, DotU8I8(a, b))
 }
 
+struct DotU4I8<'a>(&'a [u8], &'a [i8]);
+impl Task for DotU4I8<'_> {
+    type Output = i32;
+    #[inline(always)]
+    fn run<K: Kernel>(self, k: K) -> i32 {
+        k.dot_u4i8(self.0, self.1)
+    }
+}
+
+/// The exact packed-u4 × i8 dot product with kernel `level` (tests, benches).
+pub fn dot_u4i8_at(level: Level, codes: &[u8], weights: &[i8]) -> i32 {
+    run_at(level, DotU4I8(codes, weights))
+}
+
 /// The 4 × 2 rank-key tile with kernel `level` (tests, benches).
 pub fn tile4x2_at(level: Level, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
     run_at(level, Tile(q, r, l2))
@@ -368,6 +392,49 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The packed 4-bit kernel on every level against scalar, and scalar against the
+    /// layout written out by hand: chunk counts 0..9 and 12, unequal slices (the shorter
+    /// decides), the extreme codes and weights.
+    #[test]
+    fn u4_kernel_matches_scalar_on_every_level() {
+        let mut r = SplitMix64::new(13);
+        for chunks in (0..10).chain([12]) {
+            let codes: Vec<u8> = (0..chunks * 32).map(|_| r.below(256) as u8).collect();
+            let w: Vec<i8> = (0..chunks * 64)
+                .map(|_| (r.below(2 * MAX_U4_WEIGHT as usize + 1) as i32 - MAX_U4_WEIGHT as i32) as i8)
+                .collect();
+            let mut want = 0i64;
+            for c in 0..chunks {
+                for j in 0..32 {
+                    let b = codes[32 * c + j];
+                    want += (b & 15) as i64 * w[64 * c + j] as i64;
+                    want += (b >> 4) as i64 * w[64 * c + 32 + j] as i64;
+                }
+            }
+            for lv in supported() {
+                assert_eq!(dot_u4i8_at(lv, &codes, &w) as i64, want, "{lv} chunks {chunks}");
+                if chunks > 0 {
+                    // one chunk fewer of weights (or of codes): that chunk is not read
+                    let a = dot_u4i8_at(lv, &codes, &w[..(chunks - 1) * 64 + 63]);
+                    let b = dot_u4i8_at(lv, &codes[..(chunks - 1) * 32 + 31], &w);
+                    let c = dot_u4i8_at(
+                        Level::Scalar,
+                        &codes[..(chunks - 1) * 32],
+                        &w[..(chunks - 1) * 64],
+                    );
+                    assert_eq!((a, b), (c, c), "{lv} chunks {chunks} ragged");
+                }
+            }
+        }
+        let codes = vec![0xffu8; 32 * 16];
+        for w in [MAX_U4_WEIGHT, -MAX_U4_WEIGHT] {
+            let weights = vec![w; 64 * 16];
+            for lv in supported() {
+                assert_eq!(dot_u4i8_at(lv, &codes, &weights), 15 * w as i32 * 1024, "{lv}");
             }
         }
     }

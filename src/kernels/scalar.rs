@@ -52,6 +52,18 @@ pub fn dot_u8i8(a: &[u8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }
 
+/// The packed 4-bit × i8 reference (layout: [`Kernel::dot_u4i8`]).
+#[inline]
+pub fn dot_u4i8(codes: &[u8], weights: &[i8]) -> i32 {
+    let mut s = 0i32;
+    for (b, w) in codes.chunks_exact(32).zip(weights.chunks_exact(64)) {
+        for j in 0..32 {
+            s += (b[j] & 15) as i32 * w[j] as i32 + (b[j] >> 4) as i32 * w[32 + j] as i32;
+        }
+    }
+    s
+}
+
 impl super::sealed::Sealed for Scalar {}
 
 impl Kernel for Scalar {
@@ -67,6 +79,10 @@ impl Kernel for Scalar {
     #[inline(always)]
     fn dot_u8i8(self, a: &[u8], b: &[i8]) -> i32 {
         dot_u8i8(a, b)
+    }
+    #[inline(always)]
+    fn dot_u4i8(self, codes: &[u8], weights: &[i8]) -> i32 {
+        dot_u4i8(codes, weights)
     }
     #[inline(always)]
     fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {

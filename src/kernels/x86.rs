@@ -371,11 +371,38 @@ unsafe fn tile_avx2(q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
     out
 }
 
+/// # Safety
+/// AVX2 is available.
+///
+/// A chunk of 32 bytes is 64 codes: the mask gives the first 32, a 16-bit shift and the
+/// mask the other 32, each against its 32 weights in one `maddubs` (u4·i8 pairs: at most
+/// 2·15·127, no saturation).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_u4i8_avx2(codes: &[u8], weights: &[i8]) -> i32 {
+    let chunks = (codes.len() / 32).min(weights.len() / 64);
+    let (pc, pw) = (codes.as_ptr(), weights.as_ptr());
+    let nib = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_si256(); 2];
+    // SAFETY (loads): 32 bytes of codes at `32c` and 64 of weights at `64c`, `c < chunks`.
+    for c in 0..chunks {
+        let v = _mm256_loadu_si256(pc.add(32 * c) as *const __m256i);
+        let w0 = _mm256_loadu_si256(pw.add(64 * c) as *const __m256i);
+        let w1 = _mm256_loadu_si256(pw.add(64 * c + 32) as *const __m256i);
+        let lo = _mm256_and_si256(v, nib);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+        acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, w0), ones));
+        acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, w1), ones));
+    }
+    hsum256_epi32(_mm256_add_epi32(acc[0], acc[1]))
+}
+
 /// One `Kernel` impl per level: safe methods, because the value is the proof of the
 /// level; each calls the level's `#[target_feature]` function, which inlines into the
 /// level's entry function (it has the same features) and from there into the task's loop.
 macro_rules! kernel {
-    ($ty:ty, $level:expr, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident) => {
+    ($ty:ty, $level:expr, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident, $u4:ident) => {
         impl super::sealed::Sealed for $ty {}
 
         impl Kernel for $ty {
@@ -397,6 +424,11 @@ macro_rules! kernel {
                 unsafe { $u8i8(a, b) }
             }
             #[inline(always)]
+            fn dot_u4i8(self, codes: &[u8], weights: &[i8]) -> i32 {
+                // SAFETY: as for `dot`.
+                unsafe { $u4(codes, weights) }
+            }
+            #[inline(always)]
             fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
                 let (q, r) = same_len(q, r);
                 // SAFETY: as for `dot`; every slice now has the same length.
@@ -406,14 +438,23 @@ macro_rules! kernel {
     };
 }
 
-kernel!(Avx2, Level::Avx2, dot_avx2, l2sq_avx2, dot_u8i8_avx2, tile_avx2);
+kernel!(
+    Avx2,
+    Level::Avx2,
+    dot_avx2,
+    l2sq_avx2,
+    dot_u8i8_avx2,
+    tile_avx2,
+    dot_u4i8_avx2
+);
 kernel!(
     Avx512,
     Level::Avx512,
     dot_avx512,
     l2sq_avx512,
     dot_u8i8_avx512,
-    tile512
+    tile512,
+    dot_u4i8_avx2
 );
 kernel!(
     Avx512Vnni,
@@ -421,5 +462,6 @@ kernel!(
     dot_avx512,
     l2sq_avx512,
     dot_u8i8_vnni,
-    tile512
+    tile512,
+    dot_u4i8_avx2
 );
