@@ -41,24 +41,36 @@ pub enum Quantization {
     /// Costs `dims` bytes a vector beside the f32 rows, and a little recall at equal
     /// `ef_search` on data whose dimensions have long tails.
     Sq8,
+    /// Per-dimension affine 4-bit codes, two dimensions to a byte (an eighth of the bytes
+    /// of an f32 row per visited node), re-ranked on the f32 rows like `sq8`. Costs
+    /// `dims / 2` bytes a vector; its coarser estimates cost some recall at equal
+    /// `ef_search`, which a larger `ef_search` buys back more cheaply on wide vectors.
+    Sq4,
 }
 
 impl Quantization {
+    /// Every value, in the contract's order.
+    pub const ALL: [Quantization; 3] = [Quantization::None, Quantization::Sq8, Quantization::Sq4];
+
     /// The contract's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Quantization::None => "none",
             Quantization::Sq8 => "sq8",
+            Quantization::Sq4 => "sq4",
         }
     }
 
-    /// The other quantization: a config's twin over the same links (the tuner compares and
-    /// derives one from the other, the agent steps between them).
-    pub fn other(self) -> Quantization {
-        match self {
-            Quantization::None => Quantization::Sq8,
-            Quantization::Sq8 => Quantization::None,
-        }
+    /// The other quantizations: a config's twins over the same links (the tuner compares
+    /// and derives one from another, the agent steps between them).
+    pub fn twins(self) -> impl Iterator<Item = Quantization> {
+        Quantization::ALL.into_iter().filter(move |&q| q != self)
+    }
+
+    /// The next value in the contract's order, wrapping: the agent's one-knob step.
+    pub fn next(self) -> Quantization {
+        let i = Quantization::ALL.iter().position(|&q| q == self).unwrap_or(0);
+        Quantization::ALL[(i + 1) % Quantization::ALL.len()]
     }
 }
 

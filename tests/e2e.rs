@@ -354,10 +354,19 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     assert_eq!(s.terminate().code(), Some(0));
 }
 
-/// An sq8 activation is stored; after a restart the same generation serves the stored sq8
-/// graph (loaded, not rebuilt) and answers exactly as before.
+/// An sq8 (and an sq4) activation is stored; after a restart the same generation serves the
+/// stored graph (loaded, not rebuilt) and answers exactly as before.
 #[tokio::test]
 async fn a_restart_serves_the_stored_sq8_graph() {
+    a_restart_serves_the_stored_quantized_graph("sq8").await;
+}
+
+#[tokio::test]
+async fn a_restart_serves_the_stored_sq4_graph() {
+    a_restart_serves_the_stored_quantized_graph("sq4").await;
+}
+
+async fn a_restart_serves_the_stored_quantized_graph(quantization: &str) {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path());
     let (st, _) = s
@@ -371,14 +380,14 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     assert_eq!(st, 201);
     let (st, t) = s
         .trial(json!({"index_name": "q8", "harness": "q8h",
-                "config": {"ef_construction": 60, "ef_search": 30, "m": 12, "quantization": "sq8"}}))
+                "config": {"ef_construction": 60, "ef_search": 30, "m": 12, "quantization": quantization}}))
         .await;
     assert_eq!(st, 200, "{t}");
     let id = t["id"].as_str().unwrap().to_string();
     assert_eq!(s.promote("q8", &id, None).await.0, 200);
     let (st, a) = s.activate("q8").await;
     assert_eq!(st, 200, "{a}");
-    assert_eq!(a["config"]["quantization"], "sq8");
+    assert_eq!(a["config"]["quantization"], quantization);
     assert_eq!(a["loaded_from_store"], false);
     let query = json!({"vector": vector(11, 24), "k": 10});
     let (_, before) = s.search("q8", query.clone()).await;
@@ -393,7 +402,7 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     assert!(
         graphs[0]
             .to_string_lossy()
-            .ends_with("-m12-ec60-s42-sq8-native.graph"),
+            .ends_with(&format!("-m12-ec60-s42-{quantization}-native.graph")),
         "{graphs:?}"
     );
     let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
@@ -405,11 +414,11 @@ async fn a_restart_serves_the_stored_sq8_graph() {
     assert_eq!(active["generation"], a["generation"]);
     let (_, after) = s.search("q8", query).await;
     assert_eq!(after["hits"], before["hits"]);
-    assert_eq!(after["config"]["quantization"], "sq8");
+    assert_eq!(after["config"]["quantization"], quantization);
     assert_eq!(
         stamp(&graphs[0]),
         written,
-        "the restart loaded the stored sq8 graph, it did not rebuild"
+        "the restart loaded the stored graph, it did not rebuild"
     );
     // and an activation of the same config loads it too
     let (_, again) = s.activate("q8").await;

@@ -205,7 +205,8 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
             quantization: if rng.below(2) == 0 {
                 centre.quantization
             } else {
-                centre.quantization.other()
+                let twins: Vec<_> = centre.quantization.twins().collect();
+                twins[rng.below(twins.len())]
             },
             ..centre
         };
@@ -225,7 +226,7 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
         0 | 1 => c.ef_search = step(&EF_LADDER, c.ef_search, up),
         2 | 3 => c.m = step(&M_LADDER, c.m, up),
         4 | 5 => c.ef_construction = step(&EC_LADDER, c.ef_construction, up),
-        _ => c.quantization = c.quantization.other(),
+        _ => c.quantization = c.quantization.next(),
     }
     c
 }

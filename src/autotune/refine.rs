@@ -27,8 +27,9 @@ const MAX_EF_SEARCH: u32 = EF_SEARCH.1;
 
 /// Refinement trials at most (beside the climb's).
 pub const MAX_TRIALS: usize = 24;
-/// Graphs probed at most.
-pub const MAX_PROBES: usize = 5;
+/// Graphs probed at most: the winner's twins in the other quantizations (derived from its
+/// links, no build) and four ladder neighbours.
+pub const MAX_PROBES: usize = 6;
 
 /// The least passing `ef_search` of one graph, searched over integers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -149,12 +150,12 @@ impl Refiner {
         other_quantization: bool,
         built: &dyn Fn(&HnswConfig) -> bool,
     ) -> Refiner {
-        // the other quantization first (unless the climb chose between them already): on
-        // wide vectors it moves latency most (sq8 reads a quarter of the bytes per visited
-        // node), and it is never a ladder neighbour the climb has seen
+        // the other quantizations first (unless the climb chose between them already): on
+        // wide vectors they move latency most (sq8 reads a quarter of the bytes per visited
+        // node, sq4 an eighth), and they are never ladder neighbours the climb has seen
         let mut probes = Vec::new();
         if other_quantization {
-            probes.push(winner.with_quantization(winner.quantization.other()));
+            probes.extend(winner.quantization.twins().map(|q| winner.with_quantization(q)));
         }
         for ec in between(&EC_LADDER, winner.ef_construction) {
             probes.push(HnswConfig {
@@ -232,10 +233,10 @@ pub(crate) mod tests {
     /// A synthetic surface: recall rises with ef, m and ec (sq8 a little lower); cost ∝ ef·m
     /// (sq8 a little cheaper). The engine's tests use it too.
     pub(crate) fn recall(c: &HnswConfig) -> f64 {
-        let q = if c.quantization == Quantization::Sq8 {
-            0.995
-        } else {
-            1.0
+        let q = match c.quantization {
+            Quantization::None => 1.0,
+            Quantization::Sq8 => 0.995,
+            Quantization::Sq4 => 0.995,
         };
         q * (1.0 - 3.0 / (c.ef_search as f64 * (c.m as f64).sqrt() * (c.ef_construction as f64).powf(0.25)))
     }
@@ -243,10 +244,10 @@ pub(crate) mod tests {
     pub(crate) fn cost(c: &HnswConfig) -> f64 {
         c.ef_search as f64
             * c.m as f64
-            * if c.quantization == Quantization::Sq8 {
-                0.8
-            } else {
-                1.0
+            * match c.quantization {
+                Quantization::None => 1.0,
+                Quantization::Sq8 => 0.8,
+                Quantization::Sq4 => 0.7,
             }
     }
 

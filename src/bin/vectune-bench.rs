@@ -360,7 +360,8 @@ fn quantization_of(s: &str) -> Quantization {
     match s {
         "none" => Quantization::None,
         "sq8" => Quantization::Sq8,
-        other => panic!("--quantization none|sq8, not {other}"),
+        "sq4" => Quantization::Sq4,
+        other => panic!("--quantization none|sq8|sq4, not {other}"),
     }
 }
 

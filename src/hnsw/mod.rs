@@ -5,7 +5,7 @@
 //! ([`native`], the default: deterministic on any thread count, so trials build on every
 //! core and activation rebuilds exactly the graph a trial measured) or by the hnsw_rs
 //! reference ([`reference`], copied into the same layout). Either way one search code
-//! ([`frozen`]) answers, on f32 rows or on SQ8 codes ([`sq8`]) with an exact re-rank, and
+//! ([`frozen`]) answers, on f32 rows or on SQ8 / SQ4 codes ([`sq`]) with an exact re-rank, and
 //! every distance goes through the kernels chosen once per process ([`crate::kernels`]).
 //!
 //! Reported distances are exact: cosine indexes hold unit vectors and rank by `-a·b`, l2 by
@@ -15,14 +15,14 @@
 pub mod frozen;
 pub mod native;
 pub mod reference;
-pub mod sq8;
+pub mod sq;
 pub mod store;
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
-use sq8::{QueryCodes, Sq8};
+use sq::{Bits, QueryCodes, Sq};
 
 use crate::params::{Engine, HnswConfig, Quantization};
 
@@ -67,12 +67,12 @@ pub struct Hit {
     pub distance: f32,
 }
 
-/// A graph over the first `len()` rows of one [`VectorSet`], with SQ8 codes of those rows
+/// A graph over the first `len()` rows of one [`VectorSet`], with SQ8 or SQ4 codes of those rows
 /// when its config asks for them.
 #[derive(Debug)]
 pub struct Graph {
     layout: FrozenGraph,
-    codes: Option<Sq8>,
+    codes: Option<Sq>,
     metric: Metric,
     dims: usize,
     config: HnswConfig,
@@ -132,6 +132,8 @@ pub(crate) fn key<K: Kernel, const L2: bool>(kernel: K, a: &[f32], b: &[f32]) ->
 struct Scratch {
     beam: Beam,
     query: QueryCodes,
+    /// The beam's candidates by estimated key (searches on codes).
+    estimated: Vec<Cand>,
     found: Vec<Cand>,
 }
 
@@ -188,43 +190,97 @@ impl SearchTask<'_> {
             }
             Some(codes) => {
                 codes.prepare(query, &mut s.query);
-                let (weights, gamma) = (&s.query.weights, s.query.gamma);
                 let stride = codes.stride();
-                // the beam is what `ef_search` asks (at least k), and all of it is re-ranked
-                // exactly: no floor of 2·k, so ef 10…20 trade recall for work as on f32 (with
-                // the floor they were one search, .967 at 11.7 µs on pydocs, and a tuner could
-                // not ask for less; now .905…967 at 7.3…11.8 µs). Also re-ranking the nearest
-                // candidates that fell out of a narrow beam (up to 2·k) was measured: on 48-d
-                // L2 it lifts ef 10 from .946 to the f32 .981, on 384-d it buys nothing and
-                // costs 25 % — where it helps, the tuner reaches the same point by a larger ef
-                layout.search_layers(
-                    ef.max(k),
-                    &mut s.beam,
-                    |x| {
-                        codes.key(
-                            x as usize,
-                            kernel.dot_u8i8(codes.codes(x as usize), weights),
-                            gamma,
-                        )
-                    },
-                    |x| codes.prefetch(x as usize, stride),
-                    evals,
-                );
-                s.found.clear();
-                for c in s.beam.results.drain() {
-                    s.found
-                        .push(Cand(key::<K, L2>(kernel, query, set.row(c.1 as usize)), c.1));
+                // the beam is what `ef_search` asks (at least k), no floor of 2·k, so ef
+                // 10…20 trade recall for work as on f32 (with the floor they were one search,
+                // .967 at 11.7 µs on pydocs, and a tuner could not ask for less). Re-ranking
+                // the nearest candidates that fell out of a narrow beam (up to 2·k) was
+                // measured: on 48-d L2 it lifts ef 10 from .946 to the f32 .981, on 384-d it
+                // buys nothing and costs 25 % — where it helps, a larger ef does the same
+                let q = &s.query;
+                match codes.bits() {
+                    Bits::Eight => layout.search_layers(
+                        ef.max(k),
+                        &mut s.beam,
+                        |x| {
+                            codes.key(
+                                x as usize,
+                                kernel.dot_u8i8(codes.codes(x as usize), &q.weights),
+                                q,
+                            )
+                        },
+                        |x| codes.prefetch(x as usize, stride),
+                        evals,
+                    ),
+                    Bits::Four => layout.search_layers(
+                        ef.max(k),
+                        &mut s.beam,
+                        |x| {
+                            codes.key(
+                                x as usize,
+                                kernel.dot_u4i8(codes.codes(x as usize), &q.weights),
+                                q,
+                            )
+                        },
+                        |x| codes.prefetch(x as usize, stride),
+                        evals,
+                    ),
                 }
-                *evals += s.found.len() as u64;
-                s.found.sort_unstable();
+                s.beam.drain_sorted(&mut s.estimated);
+                rerank::<K, L2>(kernel, set, query, k, q, &s.estimated, &mut s.found, evals);
+                return;
             }
         }
         s.found.truncate(k);
     }
 }
 
+/// Re-ranks the beam's candidates (`estimated`, nearest estimate first) on the f32 rows
+/// into `found` (the `k` nearest exact keys, nearest first), stopping at the first candidate
+/// whose estimate minus its bound ([`QueryCodes::margin_at`]) is past the `k`-th exact key: every later one is at least
+/// as far by its estimate, so none of them can enter the result unless its estimate errs by
+/// more than the bound. At ef 40 on pydocs (sq8) this measures a fraction of the beam instead
+/// of all of it: each is a 1.5 KB row read from wherever it lies.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rerank<K: Kernel, const L2: bool>(
+    kernel: K,
+    set: &VectorSet,
+    query: &[f32],
+    k: usize,
+    q: &QueryCodes,
+    estimated: &[Cand],
+    found: &mut Vec<Cand>,
+    evals: &mut u64,
+) {
+    found.clear();
+    let bytes = set.dims() * 4;
+    for c in estimated.iter().take(2) {
+        prefetch_lines(set.row(c.1 as usize).as_ptr() as *const u8, bytes);
+    }
+    #[cfg(test)]
+    let full = tests::FULL_RERANK.with(|f| f.get());
+    #[cfg(not(test))]
+    let full = false;
+    for (i, c) in estimated.iter().enumerate() {
+        if !full && found.len() >= k && c.0 - q.margin_at(c.0) > found[k - 1].0 {
+            break;
+        }
+        if let Some(next) = estimated.get(i + 2) {
+            prefetch_lines(set.row(next.1 as usize).as_ptr() as *const u8, bytes);
+        }
+        let exact = Cand(key::<K, L2>(kernel, query, set.row(c.1 as usize)), c.1);
+        *evals += 1;
+        if found.len() < k || exact < found[k - 1] {
+            let at = found.partition_point(|x| *x < exact);
+            found.insert(at, exact);
+            found.truncate(k);
+        }
+    }
+}
+
 impl Graph {
-    /// A graph from a finished layout (a build, or a stored graph): encodes the SQ8 codes
+    /// A graph from a finished layout (a build, or a stored graph): encodes the SQ8 / SQ4 codes
     /// of its rows when the config asks for them (codes are a function of the vectors, so
     /// they are recomputed rather than stored).
     pub fn from_layout(
@@ -234,7 +290,11 @@ impl Graph {
         engine: Engine,
         build_time: Duration,
     ) -> Graph {
-        let codes = (config.quantization == Quantization::Sq8).then(|| Sq8::encode(set, layout.len()));
+        let codes = match config.quantization {
+            Quantization::None => None,
+            Quantization::Sq8 => Some(Sq::encode(set, layout.len(), Bits::Eight)),
+            Quantization::Sq4 => Some(Sq::encode(set, layout.len(), Bits::Four)),
+        };
         Graph {
             layout,
             codes,
@@ -250,8 +310,8 @@ impl Graph {
     pub fn frozen(&self) -> &FrozenGraph {
         &self.layout
     }
-    /// The SQ8 codes, if the config asks for them.
-    pub fn codes(&self) -> Option<&Sq8> {
+    /// The SQ8 / SQ4 codes, if the config asks for them.
+    pub fn codes(&self) -> Option<&Sq> {
         self.codes.as_ref()
     }
     /// The config it was built with.
@@ -282,21 +342,21 @@ impl Graph {
     pub fn build_time(&self) -> Duration {
         self.build_time
     }
-    /// Bytes of what serves beside the f32 rows: the links, and the codes with SQ8.
+    /// Bytes of what serves beside the f32 rows: the links, and the codes with SQ8 / SQ4.
     pub fn memory_bytes(&self) -> usize {
         self.layout.memory_bytes() + self.codes.as_ref().map_or(0, |c| c.memory_bytes())
     }
 
     /// The `k` nearest rows to a prepared query (right length, finite, normalised for
     /// cosine; see [`VectorSet::prepare_query`]), nearest first. The candidate list is
-    /// `max(ef, k)` (with SQ8 `max(ef, 2k)`, all re-ranked exactly). `set` must be the set
+    /// `max(ef, k)` (on codes re-ranked exactly as far as the codes' error bound requires). `set` must be the set
     /// the graph was built from.
     pub fn search(&self, set: &VectorSet, query: &[f32], k: usize, ef: usize) -> Vec<Hit> {
         self.search_counted(set, query, k, ef, None)
     }
 
     /// [`Graph::search`] that also adds the number of distance computations to `counter`
-    /// (with SQ8: code distances plus the exact re-rank).
+    /// (on codes: code distances plus the exact re-rank).
     pub fn search_counted(
         &self,
         set: &VectorSet,

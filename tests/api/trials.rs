@@ -256,11 +256,20 @@ async fn promotion_registry_and_activation_use_it() {
     assert_eq!(p["current"], Value::Null, "refused requests changed nothing");
 }
 
-/// SQ8 through the HTTP layer: trials carry the field, unknown values are 400 and change
-/// nothing, a grid of sq8 configs promotes an sq8 winner, activation serves it with exact
-/// distances, and a repeated trial measures the same graph.
+/// SQ8 and SQ4 through the HTTP layer: trials carry the field, unknown values are 400 and
+/// change nothing, a grid of quantized configs promotes a quantized winner, activation serves
+/// it with exact distances, and a repeated trial measures the same graph.
 #[tokio::test]
 async fn sq8_trials_grids_and_activation() {
+    quantized_trials_grids_and_activation("sq8").await;
+}
+
+#[tokio::test]
+async fn sq4_trials_grids_and_activation() {
+    quantized_trials_grids_and_activation("sq4").await;
+}
+
+async fn quantized_trials_grids_and_activation(quantization: &str) {
     let app = TestApp::new().await;
     app.seeded(400).await;
     app.autogen("q", 20, 5).await;
@@ -270,11 +279,16 @@ async fn sq8_trials_grids_and_activation() {
         .await;
     assert_eq!(s, StatusCode::OK, "{f32_trial:?}");
     assert_eq!(f32_trial["config"]["quantization"], "none");
-    let sq = json!({"ef_construction": 40, "ef_search": 20, "quantization": "sq8"});
+    let sq = json!({"ef_construction": 40, "ef_search": 20, "quantization": quantization});
     let (s, a) = app.trial(trial(sq.clone())).await;
     assert_eq!(s, StatusCode::OK, "{a:?}");
-    assert_eq!(a["config"]["quantization"], "sq8");
-    assert!(a["metrics"]["memory_bytes"].as_u64() > f32_trial["metrics"]["memory_bytes"].as_u64());
+    assert_eq!(a["config"]["quantization"], quantization);
+    // the codes' bytes: a byte a dimension (sq8) or half a byte (sq4), rows padded to 64
+    // dimensions, beside the links
+    let extra = a["metrics"]["memory_bytes"].as_u64().unwrap()
+        - f32_trial["metrics"]["memory_bytes"].as_u64().unwrap();
+    let per_row = if quantization == "sq8" { 64 } else { 32 };
+    assert!((400 * per_row..400 * per_row + 8192).contains(&extra), "{extra}");
     let (_, b) = app.trial(trial(sq.clone())).await;
     assert_eq!(a["metrics"]["recall_at_k"], b["metrics"]["recall_at_k"]);
     assert_eq!(
@@ -308,18 +322,18 @@ async fn sq8_trials_grids_and_activation() {
     let (s, r) = app
         .autotune(
             json!({"index_name": "idx", "harness": "q", "promote": "always", "min_recall": 0.0,
-            "grid": [sq, {"ef_construction": 40, "ef_search": 40, "quantization": "sq8"}]}),
+            "grid": [sq, {"ef_construction": 40, "ef_search": 40, "quantization": quantization}]}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{r:?}");
     assert_eq!(
         r["builds"], 1,
-        "two ef_search values of one sq8 graph share its build"
+        "two ef_search values of one quantized graph share its build"
     );
-    assert_eq!(r["winner"]["config"]["quantization"], "sq8");
+    assert_eq!(r["winner"]["config"]["quantization"], quantization);
     let (s, act) = app.activate("idx").await;
     assert_eq!(s, StatusCode::OK, "{act:?}");
-    assert_eq!(act["config"]["quantization"], "sq8");
+    assert_eq!(act["config"]["quantization"], quantization);
     let (s, hits) = app.search("idx", json!({"vector": vec_of(7), "k": 5})).await;
     assert_eq!(s, StatusCode::OK, "{hits:?}");
     assert_eq!(hits["hits"][0]["id"], "v7");
@@ -327,7 +341,7 @@ async fn sq8_trials_grids_and_activation() {
         hits["hits"][0]["distance"].as_f64().unwrap().abs() < 1e-5,
         "exact distance after the re-rank"
     );
-    assert_eq!(hits["config"]["quantization"], "sq8");
+    assert_eq!(hits["config"]["quantization"], quantization);
 }
 
 #[tokio::test]

@@ -15,10 +15,13 @@ use super::{Backend, Phase, Run};
 use crate::measure::ROUNDS;
 use crate::params::HnswConfig;
 
+/// Recall a faster twin may lose at the compared config and still be chosen.
+const RECALL_SLACK: f64 = 0.01;
+
 impl<B: Backend> Run<'_, B> {
     /// After the climb's first measurement (adaptive `min_latency` without a memory cap,
-    /// where the codes' bytes could decide eligibility): compares `first` with its twin in
-    /// the other quantization and sets the climb's. Returns the journal note saying what
+    /// where the codes' bytes could decide eligibility): compares `first` with its twins in
+    /// the other quantizations and sets the climb's. Returns the journal note saying what
     /// the comparison showed; `None` when there was nothing to choose or the run was
     /// cancelled meanwhile (the next step sees the cancel).
     pub(super) async fn choose_quantization(
@@ -32,24 +35,39 @@ impl<B: Backend> Run<'_, B> {
         {
             return Ok(None);
         }
-        let twin = first.with_quantization(first.quantization.other());
-        let Some(p) = self.b.paired(&[first, twin], ROUNDS).await? else {
+        let mut configs = vec![first];
+        configs.extend(first.quantization.twins().map(|q| first.with_quantization(q)));
+        let Some(p) = self.b.paired(&configs, ROUNDS).await? else {
             return Ok(None);
         };
-        let e = p.effect(0, 1);
-        let chosen = if e.high < 1.0 {
-            twin.quantization
-        } else {
-            first.quantization
-        };
+        // a twin wins when it is faster beyond the noise and finds as much (within a
+        // hundredth: coarser codes that lose recall at this config would be bought back by a
+        // larger ef, which the comparison did not measure); the fastest such twin
+        let base = p.recall(0).0;
+        let mut chosen = (first.quantization, 1.0);
+        let mut notes = Vec::new();
+        for (i, c) in configs.iter().enumerate().skip(1) {
+            let e = p.effect(0, i);
+            let recall = p.recall(i).0;
+            notes.push(format!(
+                "{} against {} {} (recall {:.4} vs {:.4})",
+                c.quantization.as_str(),
+                first.quantization.as_str(),
+                e.describe(),
+                recall,
+                base
+            ));
+            if e.high < 1.0 && recall >= base - RECALL_SLACK && e.ratio < chosen.1 {
+                chosen = (c.quantization, e.ratio);
+            }
+        }
+        let chosen = chosen.0;
         self.adaptive.set_quantization(chosen);
         self.climb_quantization = Some(chosen);
         Ok(Some(format!(
-            "; quantization: {} against {} at this config {} over {} queries, paired: the climb searches {}",
-            twin.quantization.as_str(),
-            first.quantization.as_str(),
-            e.describe(),
-            e.queries,
+            "; quantization at this config over {} queries, paired: {}; the climb searches {}",
+            p.slots.len(),
+            notes.join(", "),
             chosen.as_str()
         )))
     }

@@ -186,7 +186,9 @@ impl<'a, B: Backend> Run<'a, B> {
 
     fn affordable(&self, c: &HnswConfig, left: f64) -> bool {
         self.built(c)
-            || self.built(&c.with_quantization(c.quantization.other()))
+            || c.quantization
+                .twins()
+                .any(|q| self.built(&c.with_quantization(q)))
             || self.secs_per_unit * f64::from(c.m) * f64::from(c.ef_construction) <= left
     }
 

@@ -28,6 +28,9 @@ struct Fake {
     held_out_penalty: f64,
     /// Interleaved latencies of SQ8 configs are scaled by this (narrow vectors: above 1).
     sq8_factor: f64,
+    /// Latency and recall of SQ4 against the shared surface's.
+    sq4_factor: f64,
+    sq4_recall: f64,
 }
 
 impl Fake {
@@ -44,7 +47,21 @@ impl Fake {
             build_secs: 1e-4,
             held_out_penalty: 0.0,
             sq8_factor: 1.0,
+            sq4_factor: 1.0,
+            sq4_recall: 0.0,
         }
+    }
+}
+
+impl Fake {
+    /// The shared surface, with SQ4's recall moved by `sq4_recall`.
+    fn recall(&self, c: &HnswConfig) -> f64 {
+        recall(c)
+            + if c.quantization == crate::params::Quantization::Sq4 {
+                self.sq4_recall
+            } else {
+                0.0
+            }
     }
 }
 
@@ -85,7 +102,7 @@ impl Backend for Fake {
         if self.built.insert(c.graph_id(Engine::Native)) {
             tokio::time::sleep(Duration::from_secs_f64(build)).await;
         }
-        let r = recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };
+        let r = self.recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };
         Ok(Some(metrics(&c, r.max(0.0), build)))
     }
     async fn paired(&mut self, configs: &[HnswConfig], rounds: usize) -> Result<Option<Paired>, String> {
@@ -93,10 +110,10 @@ impl Backend for Fake {
         let mut latency_us = Vec::new();
         let mut found = Vec::new();
         for c in configs {
-            let sq8 = if c.quantization == crate::params::Quantization::Sq8 {
-                self.sq8_factor
-            } else {
-                1.0
+            let sq8 = match c.quantization {
+                crate::params::Quantization::Sq8 => self.sq8_factor,
+                crate::params::Quantization::Sq4 => self.sq4_factor,
+                crate::params::Quantization::None => 1.0,
             };
             let base = cost(c) * 0.1 * sq8;
             let mut l = Vec::new();
@@ -108,7 +125,7 @@ impl Backend for Fake {
                 l.push(base * (1.0 + (q % 5) as f64 * 0.1) * (z * self.noise).exp());
             }
             latency_us.push(l);
-            found.push(vec![(recall(c) * 1000.0).round() as u32; n]);
+            found.push(vec![(self.recall(c) * 1000.0).round() as u32; n]);
         }
         Ok(Some(Paired {
             latency_us,
@@ -500,18 +517,22 @@ async fn the_confident_pick_is_the_same_run_after_run() {
 }
 
 /// The climb searches the quantization the paired comparison after its first trial shows
-/// faster, and says so in that trial's note; without a clear difference, or under a memory
-/// cap (where the codes' bytes could decide eligibility), it keeps f32.
+/// fastest among those finding as much, and says so in that trial's note; without a clear
+/// difference, or under a memory cap (where the codes' bytes could decide eligibility), it
+/// keeps f32.
 #[tokio::test(start_paused = true)]
 async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster() {
     use crate::params::Quantization;
-    for (factor, cap, want) in [
-        (1.0, None, Quantization::Sq8),  // the fake's SQ8 costs 0.8 of f32
-        (1.5, None, Quantization::None), // 1.2 of f32: narrow vectors
-        (1.0, Some(i64::MAX), Quantization::None),
+    // the fake's SQ8 costs 0.8 of f32 and SQ4 0.7, each times its factor
+    for (sq8, sq4, sq4_recall, cap, want) in [
+        (1.0, 1.0, 0.0, None, Quantization::Sq4),
+        (1.0, 1.5, 0.0, None, Quantization::Sq8),   // SQ4 1.05 of f32
+        (1.0, 1.0, -0.03, None, Quantization::Sq8), // SQ4 faster, but finds less
+        (1.5, 1.5, 0.0, None, Quantization::None),  // 1.2 and 1.05 of f32: narrow vectors
+        (1.0, 1.0, 0.0, Some(i64::MAX), Quantization::None),
     ] {
         let mut b = Fake::new(5);
-        b.sq8_factor = factor;
+        (b.sq8_factor, b.sq4_factor, b.sq4_recall) = (sq8, sq4, sq4_recall);
         let mut f = adaptive(0.95, None);
         f.max_memory_bytes = cap;
         let o = finished(run(&mut b, f, false).await);
@@ -519,19 +540,19 @@ async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster(
         assert_eq!(first.config.quantization, Quantization::None);
         match cap {
             None => assert!(
-                first.note.contains("quantization: sq8 against none"),
+                first.note.contains("sq8 against none") && first.note.contains("sq4 against none"),
                 "{}",
                 first.note
             ),
-            Some(_) => assert!(!first.note.contains("quantization:"), "{}", first.note),
+            Some(_) => assert!(!first.note.contains("quantization"), "{}", first.note),
         }
-        // without a choice, refinement still probes the other quantization
+        // without a choice, refinement still probes the other quantizations
         let climb = b.journal[1..]
             .iter()
             .filter(|t| cap.is_none() || !t.note.contains("refinement"));
         assert!(
             climb.clone().all(|t| t.config.quantization == want),
-            "factor {factor}: {:?}",
+            "{sq8} {sq4} {sq4_recall}: {:?}",
             b.journal.iter().map(|t| t.config).collect::<Vec<_>>()
         );
         if cap.is_none() {

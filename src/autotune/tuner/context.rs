@@ -133,13 +133,14 @@ impl Tuner {
             _ => ctx.tune.clone(),
         };
         let cached = ctx.cache.get(&config);
-        // the same links in the other quantization: only the codes differ, so a graph
-        // held under one is the other's without a build
+        // the same links in another quantization: only the codes differ, so a graph held
+        // under one is the others' without a build
         let twin = match cached {
             Some(_) => None,
-            None => ctx
-                .cache
-                .get(&config.with_quantization(config.quantization.other())),
+            None => config
+                .quantization
+                .twins()
+                .find_map(|q| ctx.cache.get(&config.with_quantization(q))),
         };
         let options = self.parts.build_options;
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);

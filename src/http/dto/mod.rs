@@ -51,9 +51,9 @@ macro_rules! wire_enum {
 pub(crate) use wire_enum;
 
 wire_enum! {
-    /// How a graph stores its vectors for the beam: `none` (f32) or `sq8` (u8 codes,
-    /// re-ranked on f32).
-    QuantizationOut from crate::params::Quantization { None, Sq8 }
+    /// How a graph stores its vectors for the beam: `none` (f32), `sq8` (u8 codes) or
+    /// `sq4` (4-bit codes), codes re-ranked on f32.
+    QuantizationOut from crate::params::Quantization { None, Sq8, Sq4 }
 }
 
 /// An HNSW config as every response carries it.
