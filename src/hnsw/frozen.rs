@@ -297,13 +297,18 @@ impl FrozenGraph {
             for &nb in &todo[..count.min(PREFETCH_AHEAD)] {
                 prefetch(nb);
             }
+            // the neighbours' distances first, all of them, then the heaps: no branch on a
+            // heap between two distances, so their loads and arithmetic overlap
+            let mut keys = [0f32; MAX_M0];
             for j in 0..count {
                 if let Some(&ahead) = todo[..count].get(j + PREFETCH_AHEAD) {
                     prefetch(ahead);
                 }
-                let nb = todo[j];
-                let dn = dist(nb);
-                *evals += 1;
+                keys[j] = dist(todo[j]);
+            }
+            *evals += count as u64;
+            for j in 0..count {
+                let (nb, dn) = (todo[j], keys[j]);
                 let worst = s.results.peek().map_or(f32::INFINITY, |c| c.0);
                 if s.results.len() < ef || dn < worst {
                     s.candidates.push(std::cmp::Reverse(Cand(dn, nb)));

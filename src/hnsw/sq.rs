@@ -264,21 +264,28 @@ impl Sq {
         let inv = 1.0 / alpha;
         let (mut qmin, mut bias, mut var_x, mut var_w, mut step2, mut qq) =
             (0f32, 0f32, 0f32, 0f32, 0f32, 0f32);
-        for (d, &x) in q.iter().enumerate().take(self.dims) {
-            let s = self.scale[d];
-            // round half away from zero by a truncating cast (`f32::round` is a libm call
-            // here, a tenth of a search's time at ef 40 when it ran once a dimension)
+        // one pass over zipped slices (no index, no bounds check): the compiler vectorises
+        // it; the rounding is half away from zero by a truncating cast (`f32::round` is a
+        // libm call here, a tenth of a search's time at ef 40 when it ran once a dimension)
+        let per_dim = q
+            .iter()
+            .zip(&self.scale)
+            .zip(&self.min)
+            .zip(self.code_mean.iter().zip(&self.code_var))
+            .zip(out.weights.iter_mut());
+        for ((((&x, &s), &lo), (&mean, &cvar)), w_out) in per_dim {
             let v = (x * s * inv).clamp(-limit, limit);
             let w = (v + 0.5f32.copysign(v)) as i32 as f32;
-            out.weights[d] = w as i8;
+            *w_out = w as i8;
             let e = alpha * w - x * s;
-            qmin += x * self.min[d];
-            bias += e * self.code_mean[d];
-            var_x += x * x * s * s / 12.0;
-            var_w += e * e * self.code_var[d];
-            step2 += s * s / 12.0;
+            qmin += x * lo;
+            bias += e * mean;
+            var_x += x * x * s * s;
+            var_w += e * e * cvar;
+            step2 += s * s;
             qq += x * x;
         }
+        let (var_x, step2) = (var_x / 12.0, step2 / 12.0);
         let l2 = self.metric == Metric::L2;
         let k = if l2 { 2.0 } else { 1.0 };
         out.gamma = k * alpha;
