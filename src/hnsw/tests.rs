@@ -599,3 +599,45 @@ fn stored_graphs_round_trip_and_refuse_anything_else() {
         }
     }
 }
+
+/// The linear pool keeps the `cap` best `(key, row)` in order, hands out the best
+/// unexpanded one (an entry inserted before the cursor comes next), and drops the worst
+/// when full — against a sorted reference on random keys with ties.
+#[test]
+fn the_pool_keeps_the_best_and_expands_in_order() {
+    use frozen::Pool;
+    let mut r = SplitMix64::new(4);
+    for cap in [1usize, 3, 10, 64] {
+        let mut pool = Pool::default();
+        pool.reset(cap);
+        let mut reference: Vec<Cand> = Vec::new();
+        let mut expanded: Vec<Cand> = Vec::new();
+        for step in 0..500 {
+            if step % 3 == 2 {
+                // the best unexpanded of the reference's cap best
+                let want = reference
+                    .iter()
+                    .take(cap)
+                    .find(|c| !expanded.contains(c))
+                    .copied();
+                let got = pool.pop();
+                assert_eq!(got, want, "cap {cap} step {step}");
+                if let Some(c) = got {
+                    expanded.push(c);
+                }
+            } else {
+                let c = Cand(r.below(50) as f32, r.below(1000) as u32);
+                if reference.contains(&c) {
+                    continue;
+                }
+                pool.insert(c);
+                reference.push(c);
+                reference.sort_unstable();
+                reference.truncate(cap);
+                expanded.retain(|e| reference.contains(e));
+            }
+            let held: Vec<Cand> = pool.iter().collect();
+            assert_eq!(held, reference, "cap {cap} step {step}");
+        }
+    }
+}
