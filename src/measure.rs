@@ -129,6 +129,7 @@ pub fn measure(
         distance_evals_per_query: evals as f64 / nq,
         search_latency_mean_us: mean,
         qps: if mean > 0.0 { 1e6 / mean } else { 0.0 },
+        recall_p10: recall_p10(&per_query),
         per_query_recall: per_query,
     })
 }
@@ -196,6 +197,13 @@ pub fn measure_paired(
     })
 }
 
+/// The 10th percentile (nearest rank) of per-query recall.
+pub fn recall_p10(per_query: &[f32]) -> f64 {
+    let mut v: Vec<f64> = per_query.iter().map(|&r| r as f64).collect();
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 10.0)
+}
+
 /// Per-query figures of configs measured interleaved on the same queries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Paired {
@@ -243,6 +251,23 @@ impl Paired {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tail figure: nearest rank over per-query recall (10 queries: the lowest; 20: the
+    /// second lowest), empty is 0.
+    #[test]
+    fn recall_p10_is_the_nearest_rank_tenth_percentile() {
+        let ten: Vec<f32> = (0..10).map(|i| 0.5 + 0.05 * i as f32).collect();
+        assert_eq!(recall_p10(&ten), 0.5);
+        let mut twenty: Vec<f32> = (0..20).map(|i| 1.0 - 0.01 * i as f32).collect();
+        twenty.reverse();
+        assert!(
+            (recall_p10(&twenty) - 0.82).abs() < 1e-6,
+            "{}",
+            recall_p10(&twenty)
+        );
+        assert_eq!(recall_p10(&[]), 0.0);
+        assert_eq!(recall_p10(&[1.0; 7]), 1.0);
+    }
 
     #[test]
     fn paired_recall_uses_the_same_slots() {

@@ -100,6 +100,11 @@ pub struct TrialMetrics {
     /// Single-thread queries per second (1e6 / mean µs).
     #[serde(default)]
     pub qps: f64,
+    /// 10th percentile of per-query recall (nearest rank): the tail a mean hides — one
+    /// query in ten finds this share of its neighbours or less. 0 in trials journaled
+    /// before it was measured.
+    #[serde(default)]
+    pub recall_p10: f64,
     /// Recall of each query measured, in query order: what the confident gate judges.
     /// Not journaled (the journal keeps the summary figures).
     #[serde(skip)]
@@ -380,6 +385,7 @@ mod tests {
                 distance_evals_per_query: 10.0,
                 search_latency_mean_us: 1.5,
                 qps: 666_666.0,
+                recall_p10: 1.0,
                 per_query_recall: Vec::new(),
             },
             validation: None,

@@ -37,10 +37,13 @@ async fn trials_and_journal() {
         "distance_evals_per_query",
         "search_latency_mean_us",
         "qps",
+        "recall_p10",
     ] {
         assert!(m[f].as_f64().is_some_and(|x| x >= 0.0), "{f}: {m:?}");
     }
     assert!(m["recall_ci_low"].as_f64() <= m["recall_at_k"].as_f64());
+    // the tail is at most the mean
+    assert!(m["recall_p10"].as_f64() <= m["recall_at_k"].as_f64());
     assert!(m["distance_evals_per_query"].as_f64().unwrap() >= 1.0);
     assert_eq!(t["validation"], Value::Null);
     assert_eq!(

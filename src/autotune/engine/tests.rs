@@ -81,6 +81,7 @@ fn metrics(c: &HnswConfig, recall: f64, build: f64) -> TrialMetrics {
         distance_evals_per_query: cost(c),
         search_latency_mean_us: cost(c) * 0.1,
         qps: 1.0,
+        recall_p10: (recall - 0.02f64.min(1.0 - recall).min(recall)).max(0.0),
         // 400 queries around the recall, a little spread: the confident gate's input
         per_query_recall: (0..400)
             .map(|q| {

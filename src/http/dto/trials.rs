@@ -61,6 +61,8 @@ pub struct MetricsOut {
     pub search_latency_mean_us: f64,
     /// Queries per second on one thread.
     pub qps: f64,
+    /// 10th percentile of per-query recall (nearest rank): the tail the mean hides.
+    pub recall_p10: f64,
 }
 
 impl From<&TrialMetrics> for MetricsOut {
@@ -79,6 +81,7 @@ impl From<&TrialMetrics> for MetricsOut {
             distance_evals_per_query: m.distance_evals_per_query,
             search_latency_mean_us: m.search_latency_mean_us,
             qps: m.qps,
+            recall_p10: m.recall_p10,
         }
     }
 }
