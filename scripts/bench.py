@@ -207,11 +207,13 @@ def runners(path, metric, levels):
     py = os.path.join(BENCH, "venv/bin/python")
     v = lambda *extra: [DRIVER, "inproc", "--data", path, "--metric", metric, "--efs", EFS, *extra]
     out = {"vectune native f32": (v(), {}), "vectune native sq8": (v("--quantization", "sq8"), {}),
+           "vectune native sq4": (v("--quantization", "sq4"), {}),
            "vectune hnsw_rs": (v("--engine", "hnsw_rs"), {})}
     # the kernels below the default, where the CPU has more than AVX2
     if levels[-1] not in ("scalar", "avx2"):
         out["vectune native f32 (avx2)"] = (v(), {"VECTUNE_SIMD": "avx2"})
         out["vectune native sq8 (avx2)"] = (v("--quantization", "sq8"), {"VECTUNE_SIMD": "avx2"})
+        out["vectune native sq4 (avx2)"] = (v("--quantization", "sq4"), {"VECTUNE_SIMD": "avx2"})
     for lib in PEERS:
         if lib == "glass" and subprocess.run([py, "-c", "import glass"], capture_output=True).returncode != 0:
             log("glass is absent (scripts/build_glass.sh could not build it): the run goes on without it")
@@ -286,7 +288,7 @@ def set_section(name, rounds, flat, quality=None):
     worst = min(a["recall_at_10"] - b["recall_at_10"] for a, b in zip(nat, hls))
     sqd = min(a["recall_at_10"] - b["recall_at_10"] for a, b in zip(sq, nat))
     lines += ["", f"Graph quality at seed 42 alone: native − hnswlib recall@10, worst ef: **{worst:+.4f}** (one seed's draw; the seed mean is below). "
-              f"sq8 − f32 recall@10 at the same ef, worst: **{sqd:+.4f}** (target ≥ −0.01; sq8 re-ranks max(ef, 2k) candidates). "
+              f"sq8 − f32 recall@10 at the same ef, worst: **{sqd:+.4f}** (target ≥ −0.01; sq8 re-ranks what its error bound requires of max(ef, k) candidates). "
               f"Serving memory: vectors {v['vector_bytes'] / 2**20:.1f} MiB + links {v['graph_bytes'] / 2**20:.1f} MiB "
               f"(sq8 adds its codes: {(rounds['vectune native sq8'][-1]['graph_bytes'] - v['graph_bytes']) / 2**20:.1f} MiB).",
               f"Exact ground truth ({v['queries']} queries, k=10, {v['threads']} threads): vectune {v['ground_truth_secs_all_threads']:.3f} s "
@@ -313,7 +315,7 @@ def report(res):
              "(peers: one call for all queries, so no per-call Python overhead; vectune: its in-process mean), per-call p50 beside it; "
              f"{ROUNDS} rounds with the libraries in rotating order, the minimum of each figure kept, every round printed (this machine drifts ±30 %). "
              "The figure at recall .95 is interpolated between neighbouring ef; a library whose lowest ef is already above .95 is given its lowest-ef figure "
-             "(sq8's beam is never below 2k = 20). vectune hnsw_rs at all cores is hnsw_rs's own parallel insert (not reproducible; the product builds it serially).", ""]
+             "(sq8 and sq4 search max(ef, k) and re-rank what their error bound requires). vectune hnsw_rs at all cores is hnsw_rs's own parallel insert (not reproducible; the product builds it serially).", ""]
     for name, r in res["sets"].items():
         lines += set_section(name, r["rounds"], r["flat"], r.get("quality"))
     at = res.get("autotune")
