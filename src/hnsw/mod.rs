@@ -227,7 +227,7 @@ impl SearchTask<'_> {
                     ),
                 }
                 s.beam.drain_sorted(&mut s.estimated);
-                rerank::<K, L2>(kernel, set, query, k, q, &s.estimated, &mut s.found, evals);
+                rerank::<K, L2>(kernel, set, query, k, &s.estimated, &mut s.found, evals);
                 return;
             }
         }
@@ -235,12 +235,15 @@ impl SearchTask<'_> {
     }
 }
 
-/// Re-ranks the beam's candidates (`estimated`, nearest estimate first) on the f32 rows
-/// into `found` (the `k` nearest exact keys, nearest first), stopping at the first candidate
-/// whose estimate minus its bound ([`QueryCodes::margin_at`]) is past the `k`-th exact key: every later one is at least
-/// as far by its estimate, so none of them can enter the result unless its estimate errs by
-/// more than the bound. At ef 40 on pydocs (sq8) this measures a fraction of the beam instead
-/// of all of it: each is a 1.5 KB row read from wherever it lies.
+/// Re-ranks the beam's candidates (`estimated`, nearest estimate first) on the f32 rows into
+/// `found` (the `k` nearest exact keys, nearest first), rows prefetched two ahead.
+///
+/// All of them: the codes' error model ([`QueryCodes::margin_at`]) would let it stop where
+/// an estimate minus its bound passes the `k`-th exact key (pydocs sq8 ef 40: 11 rows of 40,
+/// ~5 % of a search at .99), but fewer exact distances per query move the tuner's exact-work
+/// steering, and measured on pydocs (`scripts/tune_bench.sh --trust`) its climb then walked
+/// to m 8 graphs whose held-out recall missed .99 by .006 in 3 of 3 runs (0 of 3 with the
+/// whole beam re-ranked). It waits for a tuner whose steering survives that.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn rerank<K: Kernel, const L2: bool>(
@@ -248,7 +251,6 @@ fn rerank<K: Kernel, const L2: bool>(
     set: &VectorSet,
     query: &[f32],
     k: usize,
-    q: &QueryCodes,
     estimated: &[Cand],
     found: &mut Vec<Cand>,
     evals: &mut u64,
@@ -258,14 +260,7 @@ fn rerank<K: Kernel, const L2: bool>(
     for c in estimated.iter().take(2) {
         prefetch_lines(set.row(c.1 as usize).as_ptr() as *const u8, bytes);
     }
-    #[cfg(test)]
-    let full = tests::FULL_RERANK.with(|f| f.get());
-    #[cfg(not(test))]
-    let full = false;
     for (i, c) in estimated.iter().enumerate() {
-        if !full && found.len() >= k && c.0 - q.margin_at(c.0) > found[k - 1].0 {
-            break;
-        }
         if let Some(next) = estimated.get(i + 2) {
             prefetch_lines(set.row(next.1 as usize).as_ptr() as *const u8, bytes);
         }

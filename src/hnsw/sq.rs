@@ -10,11 +10,11 @@
 //! per query), so the inner loop is an exact integer dot product (VNNI / AVX2 `maddubs`,
 //! identical on every kernel).
 //!
-//! The key a code gives is an estimate of the exact rank key, with a per-query error bound
-//! ([`QueryCodes::margin`]): the beam orders candidates by it, and the final candidates
-//! are re-ranked on the f32 rows nearest estimate first, stopping where an estimate minus
-//! the bound can no longer beat the `k`-th exact key — the re-rank pays for what the result
-//! needs, not for the whole beam. What a search reports is exact.
+//! The key a code gives is an estimate of the exact rank key, centred, with a per-query
+//! model of its error ([`QueryCodes::margin_at`], checked against the measured error in the
+//! tests): the beam orders candidates by it and its final candidates are re-ranked on the f32
+//! rows, so what a search reports is exact. (The bound could stop the re-rank early; why it
+//! does not yet: `super::rerank`.)
 //!
 //! SQ8 rows are padded to a multiple of 64 bytes, SQ4 rows to a multiple of 64 dimensions
 //! (32 bytes; zero codes and zero weights add nothing), so the kernels need no tail.
