@@ -67,6 +67,16 @@ impl Quantization {
         Quantization::ALL.into_iter().filter(move |&q| q != self)
     }
 
+    /// Bits of codes a dimension holds beside the f32 row (0 for none): what a tie between
+    /// quantizations goes by — within the noise, the one that holds less.
+    pub fn code_bits(self) -> u32 {
+        match self {
+            Quantization::None => 0,
+            Quantization::Sq8 => 8,
+            Quantization::Sq4 => 4,
+        }
+    }
+
     /// The next value in the contract's order, wrapping: the agent's one-knob step.
     pub fn next(self) -> Quantization {
         let i = Quantization::ALL.iter().position(|&q| q == self).unwrap_or(0);

@@ -192,10 +192,12 @@ pub fn assurance_of(gate: Gate, c: &Candidate) -> Assurance {
 pub const TIE_MARGIN: f64 = 0.10;
 
 /// The winner among `pool` (the pick first, then its near-ties) by their interleaved
-/// comparison, `effect(a, b)` being b's latency over a's: the fastest, unless configs of its
-/// quantization are not shown slower than it by [`TIE_MARGIN`] — then the cheapest of those
-/// by [`cheapness`]. Deterministic but for gaps at the margin: no single clock reading, and
-/// no gap the next build could reverse, decides.
+/// comparison, `effect(a, b)` being b's latency over a's: the fastest, unless configs are not
+/// shown slower than it by [`TIE_MARGIN`] — then, among those, the quantization holding the
+/// fewest code bits (f32, then sq4, then sq8: exact work is not comparable across them, and
+/// a tie between sq4 and sq8 at 11.0 against 11.1 µs went either way run to run), and within
+/// it the cheapest by [`cheapness`]. Deterministic but for gaps at the margin: no single clock
+/// reading, and no gap the next build could reverse, decides.
 pub fn repick(pool: &[Candidate], effect: impl Fn(usize, usize) -> Effect) -> usize {
     if pool.is_empty() {
         return 0;
@@ -205,12 +207,9 @@ pub fn repick(pool: &[Candidate], effect: impl Fn(usize, usize) -> Effect) -> us
         .filter(|&(_, r)| r < 1.0)
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(0, |(i, _)| i);
-    let q = pool[fastest].config.quantization;
     (0..pool.len())
-        .filter(|&i| {
-            i == fastest || (pool[i].config.quantization == q && effect(fastest, i).low < 1.0 + TIE_MARGIN)
-        })
-        .min_by_key(|&i| (cheapness(&pool[i]), i))
+        .filter(|&i| i == fastest || effect(fastest, i).low < 1.0 + TIE_MARGIN)
+        .min_by_key(|&i| (pool[i].config.quantization.code_bits(), cheapness(&pool[i]), i))
         .unwrap_or(fastest)
 }
 
@@ -526,9 +525,17 @@ mod tests {
         // exact search work comes before memory
         pool[0].distance_evals_per_query = 250.0;
         assert_eq!(repick(&pool, effects(&[1.0, 0.98, 1.0, 1.02], 0.02)), 0);
-        // a tie in another quantization than the fastest's never takes it
+        // across quantizations a tie goes to the fewest code bits (exact work is not
+        // comparable across them): f32 over sq8 however little work the sq8 one does, sq4
+        // over sq8, and the faster beyond the margin still wins
         pool[0].config.quantization = crate::params::Quantization::Sq8;
         assert_eq!(repick(&pool, effects(&[1.0, 0.98, 1.0, 1.02], 0.02)), 3);
+        for c in pool.iter_mut() {
+            c.config.quantization = crate::params::Quantization::Sq8;
+        }
+        pool[2].config.quantization = crate::params::Quantization::Sq4;
+        assert_eq!(repick(&pool, effects(&[1.0, 0.98, 1.0, 1.02], 0.02)), 2);
+        assert_eq!(repick(&pool, effects(&[1.0, 0.98, 1.0, 0.8], 0.02)), 3);
         // slower beyond the margin never wins; alone, the pick stays
         assert_eq!(repick(&pool[1..3], effects(&[1.0, 1.3], 0.02)), 0);
         assert_eq!(repick(&pool[..1], effects(&[1.0], 0.02)), 0);

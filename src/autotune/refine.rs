@@ -19,8 +19,8 @@
 //! measures, and reports with [`Refiner::observe`].
 
 use crate::autotune::adaptive::{nearest, EC_LADDER, M_LADDER};
-use crate::params::HnswConfig;
 use crate::params::EF_SEARCH;
+use crate::params::{HnswConfig, Quantization};
 
 const MIN_EF_SEARCH: u32 = EF_SEARCH.0;
 const MAX_EF_SEARCH: u32 = EF_SEARCH.1;
@@ -147,16 +147,13 @@ impl Refiner {
         winner: HnswConfig,
         winner_cost: f64,
         failing_ef: Option<u32>,
-        other_quantization: bool,
+        twins: &[Quantization],
         built: &dyn Fn(&HnswConfig) -> bool,
     ) -> Refiner {
         // the other quantizations first (unless the climb chose between them already): on
         // wide vectors they move latency most (sq8 reads a quarter of the bytes per visited
         // node, sq4 an eighth), and they are never ladder neighbours the climb has seen
-        let mut probes = Vec::new();
-        if other_quantization {
-            probes.extend(winner.quantization.twins().map(|q| winner.with_quantization(q)));
-        }
+        let mut probes: Vec<HnswConfig> = twins.iter().map(|&q| winner.with_quantization(q)).collect();
         for ec in between(&EC_LADDER, winner.ef_construction) {
             probes.push(HnswConfig {
                 ef_construction: ec,
@@ -219,7 +216,6 @@ impl Refiner {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::params::Quantization;
 
     fn cfg(m: u32, ec: u32, ef: u32) -> HnswConfig {
         HnswConfig {
@@ -252,7 +248,8 @@ pub(crate) mod tests {
     }
 
     fn run(winner: HnswConfig, failing: Option<u32>, target: f64) -> (Vec<HnswConfig>, HnswConfig) {
-        let mut r = Refiner::new(winner, cost(&winner), failing, true, &|_| false);
+        let twins: Vec<_> = winner.quantization.twins().collect();
+        let mut r = Refiner::new(winner, cost(&winner), failing, &twins, &|_| false);
         let mut seen = Vec::new();
         let mut best = winner;
         while let Some(c) = r.next_config() {
@@ -272,7 +269,7 @@ pub(crate) mod tests {
     fn bisects_ef_between_rungs_to_the_least_passing_integer() {
         // at m16 ec80 the surface passes .95 from ef 20 on (3/(20·4·2.99) = .0125 ≤ .05)
         let w = cfg(16, 80, 27);
-        let mut r = Refiner::new(w, cost(&w), Some(22), true, &|_| true);
+        let mut r = Refiner::new(w, cost(&w), Some(22), &[Quantization::Sq8], &|_| true);
         let mut efs = Vec::new();
         while let Some(c) = r.next_config() {
             efs.push(c.ef_search);

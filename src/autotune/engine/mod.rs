@@ -282,8 +282,13 @@ impl<'a, B: Backend> Run<'a, B> {
             w.config,
             w.distance_evals_per_query,
             failing,
-            // a quantization the climb chose by a paired comparison is not probed again
-            self.climb_quantization.is_none(),
+            // the quantizations the climb compared by a paired comparison are not probed
+            // again; the others (sq4) are
+            &w.config
+                .quantization
+                .twins()
+                .filter(|q| self.climb_quantization.is_none() || !climb::CLIMBED.contains(q))
+                .collect::<Vec<_>>(),
             &|c| self.built(c),
         ))
     }

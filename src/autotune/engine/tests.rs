@@ -54,6 +54,15 @@ impl Fake {
 }
 
 impl Fake {
+    /// The latency factor of a config's quantization on top of the shared surface's cost.
+    fn factor(&self, c: &HnswConfig) -> f64 {
+        match c.quantization {
+            crate::params::Quantization::Sq8 => self.sq8_factor,
+            crate::params::Quantization::Sq4 => self.sq4_factor,
+            crate::params::Quantization::None => 1.0,
+        }
+    }
+
     /// The shared surface, with SQ4's recall moved by `sq4_recall`.
     fn recall(&self, c: &HnswConfig) -> f64 {
         recall(c)
@@ -100,23 +109,26 @@ impl Backend for Fake {
         }
         self.measured += 1;
         let build = self.build_secs * f64::from(c.m) * f64::from(c.ef_construction);
-        if self.built.insert(c.graph_id(Engine::Native)) {
+        // a twin in another quantization is derived from the links held, as the tuner does
+        let links = c.with_quantization(crate::params::Quantization::None);
+        if self.built.insert(links.graph_id(Engine::Native)) {
             tokio::time::sleep(Duration::from_secs_f64(build)).await;
         }
         let r = self.recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };
-        Ok(Some(metrics(&c, r.max(0.0), build)))
+        let mut m = metrics(&c, r.max(0.0), build);
+        let f = self.factor(&c);
+        m.search_latency_p50_us *= f;
+        m.search_latency_p95_us *= f;
+        m.search_latency_p99_us *= f;
+        m.search_latency_mean_us *= f;
+        Ok(Some(m))
     }
     async fn paired(&mut self, configs: &[HnswConfig], rounds: usize) -> Result<Option<Paired>, String> {
         let n = 100;
         let mut latency_us = Vec::new();
         let mut found = Vec::new();
         for c in configs {
-            let sq8 = match c.quantization {
-                crate::params::Quantization::Sq8 => self.sq8_factor,
-                crate::params::Quantization::Sq4 => self.sq4_factor,
-                crate::params::Quantization::None => 1.0,
-            };
-            let base = cost(c) * 0.1 * sq8;
+            let base = cost(c) * 0.1 * self.factor(c);
             let mut l = Vec::new();
             for q in 0..n {
                 let z: f64 = (0..12)
@@ -517,20 +529,21 @@ async fn the_confident_pick_is_the_same_run_after_run() {
     assert!(winners.iter().all(|w| *w == winners[0]), "{winners:?}");
 }
 
-/// The climb searches the quantization the paired comparison after its first trial shows
-/// fastest among those finding as much, and says so in that trial's note; without a clear
-/// difference, or under a memory cap (where the codes' bytes could decide eligibility), it
-/// keeps f32.
+/// The climb searches the quantization (f32 or sq8) the paired comparison after its first
+/// trial shows faster, and says so in that trial's note; without a clear difference, or
+/// under a memory cap (where the codes' bytes could decide eligibility), it keeps f32.
+/// Refinement then probes the winner's sq4 twin (no build), which wins where it serves the
+/// chosen graph faster.
 #[tokio::test(start_paused = true)]
 async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster() {
-    use crate::params::Quantization;
+    use crate::params::Quantization as Q;
     // the fake's SQ8 costs 0.8 of f32 and SQ4 0.7, each times its factor
-    for (sq8, sq4, sq4_recall, cap, want) in [
-        (1.0, 1.0, 0.0, None, Quantization::Sq4),
-        (1.0, 1.5, 0.0, None, Quantization::Sq8),   // SQ4 1.05 of f32
-        (1.0, 1.0, -0.03, None, Quantization::Sq8), // SQ4 faster, but finds less
-        (1.5, 1.5, 0.0, None, Quantization::None),  // 1.2 and 1.05 of f32: narrow vectors
-        (1.0, 1.0, 0.0, Some(i64::MAX), Quantization::None),
+    for (sq8, sq4, sq4_recall, cap, climb, winner) in [
+        (1.0, 1.0, 0.0, None, Q::Sq8, Some(Q::Sq4)),
+        (1.0, 1.5, 0.0, None, Q::Sq8, Some(Q::Sq8)), // SQ4 1.05 of f32
+        (1.0, 1.0, -0.03, None, Q::Sq8, None),       // SQ4 faster, but finds less
+        (1.5, 1.5, 0.0, None, Q::None, Some(Q::None)), // 1.2 and 1.05 of f32: narrow vectors
+        (1.0, 1.0, 0.0, Some(i64::MAX), Q::None, None),
     ] {
         let mut b = Fake::new(5);
         (b.sq8_factor, b.sq4_factor, b.sq4_recall) = (sq8, sq4, sq4_recall);
@@ -538,26 +551,38 @@ async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster(
         f.max_memory_bytes = cap;
         let o = finished(run(&mut b, f, false).await);
         let first = &b.journal[0];
-        assert_eq!(first.config.quantization, Quantization::None);
+        assert_eq!(first.config.quantization, Q::None);
         match cap {
             None => assert!(
-                first.note.contains("sq8 against none") && first.note.contains("sq4 against none"),
+                first.note.contains("sq8 against none") && !first.note.contains("sq4"),
                 "{}",
                 first.note
             ),
             Some(_) => assert!(!first.note.contains("quantization"), "{}", first.note),
         }
-        // without a choice, refinement still probes the other quantizations
-        let climb = b.journal[1..]
-            .iter()
-            .filter(|t| cap.is_none() || !t.note.contains("refinement"));
+        let climbed = b.journal[1..].iter().filter(|t| !t.note.contains("refinement"));
         assert!(
-            climb.clone().all(|t| t.config.quantization == want),
+            climbed.clone().all(|t| t.config.quantization == climb),
             "{sq8} {sq4} {sq4_recall}: {:?}",
-            b.journal.iter().map(|t| t.config).collect::<Vec<_>>()
+            b.journal
+                .iter()
+                .map(|t| (t.config, t.note.clone()))
+                .collect::<Vec<_>>()
         );
-        if cap.is_none() {
-            assert_eq!(o.winner.map(|w| w.config.quantization), Some(want));
+        // refinement probes the quantizations the climb did not compare
+        let refined: Vec<Q> = b
+            .journal
+            .iter()
+            .filter(|t| t.note.contains("refinement"))
+            .map(|t| t.config.quantization)
+            .collect();
+        assert!(refined.contains(&Q::Sq4), "{refined:?}");
+        if let Some(w) = winner {
+            assert_eq!(
+                o.winner.map(|w| w.config.quantization),
+                Some(w),
+                "{sq8} {sq4} {sq4_recall}"
+            );
         }
     }
 }
