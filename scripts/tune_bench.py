@@ -422,7 +422,7 @@ def main_trust(args):
         srv.call("POST", "/vectors/indexes/py/vectors?format=fvecs", raw=open(os.path.join(args.data, "base.fvecs"), "rb").read())
         queries = fvecs(os.path.join(args.data, "query.fvecs"))
         grid = [{"m": m, "ef_construction": ec, "ef_search": ef, "quantization": qz}
-                for m in TRUST_M for ec in TRUST_EC for ef in TRUST_EF for qz in ("none", "sq8")]
+                for m in TRUST_M for ec in TRUST_EC for ef in TRUST_EF for qz in ("none", "sq8", "sq4")]
         for tune_n, check_n in TRUST_SPLITS:
             tune, check = f"tune{tune_n}", f"check{check_n}"
             srv.call("POST", "/vectors/harness", {"name": tune, "index_name": "py", "k": 10,
