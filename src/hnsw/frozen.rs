@@ -9,10 +9,10 @@
 //!   from (rows in the same order), so serving memory is the vectors once plus the links.
 //!
 //! Search is standard HNSW: greedy descent through the upper layers, then a beam on layer 0,
-//! with a reusable generation-stamped visited array, by-value heaps and software prefetch of
-//! the vectors about to be compared. The beam is generic over the distance to a node, so the
-//! builder (f32 at any level), the f32 search and the SQ8 search share one loop, compiled
-//! per kernel ([`crate::kernels`]).
+//! with a reusable generation-stamped visited array, one sorted linear pool ([`Pool`]) and
+//! software prefetch of the vectors about to be compared. The beam is generic over the
+//! distance to a node, so the builder (f32 at any level), the f32 search and the searches on
+//! SQ8 / SQ4 codes share one loop, compiled per kernel ([`crate::kernels`]).
 
 use std::cmp::Ordering;
 
@@ -36,7 +36,7 @@ pub struct FrozenGraph {
     pub(crate) upper: Vec<u32>,
 }
 
-/// `(key, row)` ordered by key then row, so heaps are total orders without NaN (keys are
+/// `(key, row)` ordered by key then row, so the pool is a total order without NaN (keys are
 /// finite: vectors and queries are checked finite before they get here).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Cand(pub f32, pub u32);
