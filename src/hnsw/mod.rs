@@ -190,7 +190,6 @@ impl SearchTask<'_> {
             }
             Some(codes) => {
                 codes.prepare(query, &mut s.query);
-                let stride = codes.stride();
                 // the beam is what `ef_search` asks (at least k), no floor of 2·k, so ef
                 // 10…20 trade recall for work as on f32 (with the floor they were one search,
                 // .967 at 11.7 µs on pydocs, and a tuner could not ask for less). Re-ranking
@@ -199,32 +198,12 @@ impl SearchTask<'_> {
                 // buys nothing and costs 25 % — where it helps, a larger ef does the same
                 let q = &s.query;
                 match codes.bits() {
-                    Bits::Eight => layout.search_layers(
-                        ef.max(k),
-                        &mut s.beam,
-                        |x| {
-                            codes.key(
-                                x as usize,
-                                kernel.dot_u8i8(codes.codes(x as usize), &q.weights),
-                                q,
-                            )
-                        },
-                        |x| codes.prefetch(x as usize, stride),
-                        evals,
-                    ),
-                    Bits::Four => layout.search_layers(
-                        ef.max(k),
-                        &mut s.beam,
-                        |x| {
-                            codes.key(
-                                x as usize,
-                                kernel.dot_u4i8(codes.codes(x as usize), &q.weights),
-                                q,
-                            )
-                        },
-                        |x| codes.prefetch(x as usize, stride),
-                        evals,
-                    ),
+                    Bits::Eight => walk_codes(layout, codes, q, ef.max(k), &mut s.beam, evals, |c, w| {
+                        kernel.dot_u8i8(c, w)
+                    }),
+                    Bits::Four => walk_codes(layout, codes, q, ef.max(k), &mut s.beam, evals, |c, w| {
+                        kernel.dot_u4i8(c, w)
+                    }),
                 }
                 s.beam.drain_sorted(&mut s.estimated);
                 rerank::<K, L2>(kernel, set, query, k, &s.estimated, &mut s.found, evals);
@@ -235,13 +214,35 @@ impl SearchTask<'_> {
     }
 }
 
+/// The beam on codes, `dot` being the kernel's integer product of a row's codes and the
+/// query's weights (one per code width, inlined into the loop).
+#[inline(always)]
+fn walk_codes<D: Fn(&[u8], &[i8]) -> i32>(
+    layout: &FrozenGraph,
+    codes: &Sq,
+    q: &QueryCodes,
+    ef: usize,
+    beam: &mut Beam,
+    evals: &mut u64,
+    dot: D,
+) {
+    let stride = codes.stride();
+    layout.search_layers(
+        ef,
+        beam,
+        |x| codes.key(x as usize, dot(codes.codes(x as usize), &q.weights), q),
+        |x| codes.prefetch(x as usize, stride),
+        evals,
+    );
+}
+
 /// Re-ranks the beam's candidates (`estimated`, nearest estimate first) on the f32 rows into
 /// `found` (the `k` nearest exact keys, nearest first), rows prefetched two ahead.
 ///
 /// All of them: the codes' error model ([`QueryCodes::margin_at`]) would let it stop where
-/// an estimate minus its bound passes the `k`-th exact key (pydocs sq8 ef 40: 11 rows of 40,
-/// ~5 % of a search at .99), but fewer exact distances per query move the tuner's exact-work
-/// steering, and measured on pydocs (`scripts/tune_bench.sh --trust`) its climb then walked
+/// an estimate minus its bound passes the `k`-th exact key (pydocs sq8 ef 40: 11 rows of 40;
+/// 8–13 % of a search at ef 40–64, A/B on pydocs sq4), but fewer exact distances per query
+/// move the tuner's exact-work steering, and measured on pydocs (`scripts/tune_bench.sh --trust`) its climb then walked
 /// to m 8 graphs whose held-out recall missed .99 by .006 in 3 of 3 runs (0 of 3 with the
 /// whole beam re-ranked). It waits for a tuner whose steering survives that.
 #[allow(clippy::too_many_arguments)]
