@@ -160,7 +160,7 @@ impl Beam {
     }
 
     /// The pool, nearest first, copied into `out` (cleared first).
-    pub(crate) fn drain_sorted(&mut self, out: &mut Vec<Cand>) {
+    pub(crate) fn results_into(&self, out: &mut Vec<Cand>) {
         out.clear();
         out.extend(self.pool.iter());
     }

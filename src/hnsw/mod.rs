@@ -132,8 +132,6 @@ pub(crate) fn key<K: Kernel, const L2: bool>(kernel: K, a: &[f32], b: &[f32]) ->
 struct Scratch {
     beam: Beam,
     query: QueryCodes,
-    /// The beam's candidates by estimated key (searches on codes).
-    estimated: Vec<Cand>,
     found: Vec<Cand>,
 }
 
@@ -186,7 +184,7 @@ impl SearchTask<'_> {
                     |x| prefetch_lines(set.row(x as usize).as_ptr() as *const u8, bytes),
                     evals,
                 );
-                s.beam.drain_sorted(&mut s.found);
+                s.beam.results_into(&mut s.found);
             }
             Some(codes) => {
                 codes.prepare(query, &mut s.query);
@@ -205,9 +203,7 @@ impl SearchTask<'_> {
                         kernel.dot_u4i8(c, w)
                     }),
                 }
-                s.beam.drain_sorted(&mut s.estimated);
-                rerank::<K, L2>(kernel, set, query, k, &s.estimated, &mut s.found, evals);
-                return;
+                rerank::<K, L2>(kernel, set, query, s, evals);
             }
         }
         s.found.truncate(k);
@@ -236,43 +232,38 @@ fn walk_codes<D: Fn(&[u8], &[i8]) -> i32>(
     );
 }
 
-/// Re-ranks the beam's candidates (`estimated`, nearest estimate first) on the f32 rows into
-/// `found` (the `k` nearest exact keys, nearest first), rows prefetched two ahead.
+/// Re-ranks the beam's candidates (`s.beam`'s pool) on the f32 rows into `s.found`, nearest
+/// first, rows prefetched two ahead.
 ///
-/// All of them: the codes' error model ([`QueryCodes::margin_at`]) would let it stop where
-/// an estimate minus its bound passes the `k`-th exact key (pydocs sq8 ef 40: 11 rows of 40;
+/// All of them: the codes' error model ([`Sq::error_model`]) would let it stop where an
+/// estimate minus its bound passes the `k`-th exact key (pydocs sq8 ef 40: 11 rows of 40;
 /// 8–13 % of a search at ef 40–64, A/B on pydocs sq4), but fewer exact distances per query
-/// move the tuner's exact-work steering, and measured on pydocs (`scripts/tune_bench.sh --trust`) its climb then walked
-/// to m 8 graphs whose held-out recall missed .99 by .006 in 3 of 3 runs (0 of 3 with the
-/// whole beam re-ranked). It waits for a tuner whose steering survives that.
-#[allow(clippy::too_many_arguments)]
+/// move the tuner's exact-work steering, and measured on pydocs (`scripts/tune_bench.sh
+/// --trust`) its climb then walked to m 8 graphs whose held-out recall missed .99 by .006 in
+/// 3 of 3 runs (0 of 3 with the whole beam re-ranked). It waits for a tuner whose steering
+/// survives that.
 #[inline(always)]
 fn rerank<K: Kernel, const L2: bool>(
     kernel: K,
     set: &VectorSet,
     query: &[f32],
-    k: usize,
-    estimated: &[Cand],
-    found: &mut Vec<Cand>,
+    s: &mut Scratch,
     evals: &mut u64,
 ) {
-    found.clear();
     let bytes = set.dims() * 4;
-    for c in estimated.iter().take(2) {
-        prefetch_lines(set.row(c.1 as usize).as_ptr() as *const u8, bytes);
+    let row = |c: &Cand| set.row(c.1 as usize);
+    s.beam.results_into(&mut s.found);
+    for c in s.found.iter().take(2) {
+        prefetch_lines(row(c).as_ptr() as *const u8, bytes);
     }
-    for (i, c) in estimated.iter().enumerate() {
-        if let Some(next) = estimated.get(i + 2) {
-            prefetch_lines(set.row(next.1 as usize).as_ptr() as *const u8, bytes);
+    for i in 0..s.found.len() {
+        if let Some(next) = s.found.get(i + 2) {
+            prefetch_lines(row(next).as_ptr() as *const u8, bytes);
         }
-        let exact = Cand(key::<K, L2>(kernel, query, set.row(c.1 as usize)), c.1);
-        *evals += 1;
-        if found.len() < k || exact < found[k - 1] {
-            let at = found.partition_point(|x| *x < exact);
-            found.insert(at, exact);
-            found.truncate(k);
-        }
+        s.found[i].0 = key::<K, L2>(kernel, query, row(&s.found[i]));
     }
+    *evals += s.found.len() as u64;
+    s.found.sort_unstable();
 }
 
 impl Graph {
@@ -345,7 +336,7 @@ impl Graph {
 
     /// The `k` nearest rows to a prepared query (right length, finite, normalised for
     /// cosine; see [`VectorSet::prepare_query`]), nearest first. The candidate list is
-    /// `max(ef, k)` (on codes re-ranked exactly as far as the codes' error bound requires). `set` must be the set
+    /// `max(ef, k)` (on codes, all of it re-ranked exactly). `set` must be the set
     /// the graph was built from.
     pub fn search(&self, set: &VectorSet, query: &[f32], k: usize, ef: usize) -> Vec<Hit> {
         self.search_counted(set, query, k, ef, None)

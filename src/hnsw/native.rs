@@ -189,7 +189,7 @@ fn build_with<K: Kernel, const L2: bool>(kernel: K, t: &BuildTask<'_>) -> Frozen
             let mut levels = Vec::new();
             for lv in (0..=top.min(graph.max_level)).rev() {
                 graph.beam(lv, ep, d_ep, t.ef, beam, &mut dist, &prefetch, &mut evals);
-                beam.drain_sorted(&mut cands);
+                beam.results_into(&mut cands);
                 select(&cands, m, &mut chosen, &mut between);
                 if let Some(c) = chosen.first() {
                     (ep, d_ep) = (c.1, c.0);

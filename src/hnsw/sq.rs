@@ -10,11 +10,12 @@
 //! per query), so the inner loop is an exact integer dot product (VNNI / AVX2 `maddubs`,
 //! identical on every kernel).
 //!
-//! The key a code gives is an estimate of the exact rank key, centred, with a per-query
-//! model of its error ([`QueryCodes::margin_at`], checked against the measured error in the
-//! tests): the beam orders candidates by it and its final candidates are re-ranked on the f32
-//! rows, so what a search reports is exact. (The bound could stop the re-rank early; why it
-//! does not yet: `super::rerank`.)
+//! The key a code gives orders candidates: the beam walks by it and its final candidates
+//! are re-ranked on the f32 rows, so what a search reports is exact. How far a key can be
+//! from the exact one is modelled per query ([`Sq::error_model`], checked against the
+//! measured error in the tests) — what a re-rank stopped by a bound would need; the search
+//! does not use it yet (why: `super::rerank`), so it is computed only when asked, never in
+//! a search's preparation.
 //!
 //! SQ8 rows are padded to a multiple of 64 bytes, SQ4 rows to a multiple of 64 dimensions
 //! (32 bytes; zero codes and zero weights add nothing), so the kernels need no tail.
@@ -47,7 +48,7 @@ impl Bits {
     }
 }
 
-/// How many standard deviations of the modelled key error [`QueryCodes::margin`] spans:
+/// How many standard deviations of the modelled key error [`KeyError::margin_at`] spans:
 /// past 4σ a normal tail holds 3·10⁻⁵ of the candidates (the test measures the miss rate
 /// on random and clustered data).
 const BOUND_SIGMAS: f32 = 4.0;
@@ -77,10 +78,18 @@ pub struct Sq {
 pub struct QueryCodes {
     /// Quantised weights, one per (padded) dimension.
     pub weights: Vec<i8>,
-    /// Key = `bias[row] + offset - gamma · dot(codes[row], weights)`.
+    /// Key = `bias[row] - gamma · dot(codes[row], weights)`.
     pub gamma: f32,
-    /// The part of the key common to every row (`Σ q·min`, the weights' mean rounding).
-    pub offset: f32,
+    /// The weights' scale: weight `w_d` stands for `q_d·scale_d / alpha`.
+    alpha: f32,
+}
+
+/// The model of one query's key error ([`Sq::error_model`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeyError {
+    /// What turns a key into a centred estimate of the exact rank key: `Σ q·min`, the
+    /// weights' mean rounding and (l2) the mean squared rounding of a row.
+    offset: f32,
     l2: bool,
     /// `|q|²`.
     qq: f32,
@@ -89,17 +98,29 @@ pub struct QueryCodes {
     spread: f32,
 }
 
-impl QueryCodes {
-    /// Bound on `|estimated key - exact key|` ([`BOUND_SIGMAS`] σ of the modelled error)
-    /// for a candidate whose estimated key is `key`.
-    #[inline(always)]
-    pub fn margin_at(&self, key: f32) -> f32 {
+impl KeyError {
+    /// The estimate of the exact rank key a search's `key` stands for.
+    pub fn centre(&self, key: f32) -> f32 {
+        key + self.offset
+    }
+
+    /// Bound on `|estimate - exact key|` ([`BOUND_SIGMAS`] σ of the modelled error) for a
+    /// candidate whose estimate is `estimate`.
+    pub fn margin_at(&self, estimate: f32) -> f32 {
         if self.l2 {
-            (self.fixed + self.spread * (key + self.qq).max(0.0)).sqrt()
+            (self.fixed + self.spread * (estimate + self.qq).max(0.0)).sqrt()
         } else {
             self.fixed.sqrt()
         }
     }
+}
+
+/// Where dimension `d`'s 4-bit code sits in a row: its byte, and whether it is the high
+/// nibble (the layout of [`crate::kernels::Kernel::dot_u4i8`]).
+#[inline]
+fn nibble(d: usize) -> (usize, bool) {
+    let (chunk, j) = (d / 64, d % 64);
+    (32 * chunk + j % 32, j >= 32)
 }
 
 impl Sq {
@@ -107,15 +128,10 @@ impl Sq {
     pub fn encode(set: &VectorSet, n: usize, bits: Bits) -> Sq {
         let dims = set.dims();
         let n = n.min(set.len());
-        let (width, stride) = match bits {
-            Bits::Eight => {
-                let w = dims.div_ceil(64).max(1) * 64;
-                (w, w)
-            }
-            Bits::Four => {
-                let w = dims.div_ceil(64).max(1) * 64;
-                (w, w / 2)
-            }
+        let width = dims.div_ceil(64).max(1) * 64;
+        let stride = match bits {
+            Bits::Eight => width,
+            Bits::Four => width / 2,
         };
         let mut min = vec![f32::INFINITY; dims];
         let mut max = vec![f32::NEG_INFINITY; dims];
@@ -134,8 +150,12 @@ impl Sq {
         let mut codes = vec![0u8; n * stride];
         let mut sum = vec![0f64; dims];
         let mut sumsq = vec![0f64; dims];
+        let l2 = set.metric() == Metric::L2;
+        let mut norms = Vec::with_capacity(if l2 { n } else { 0 });
         for r in 0..n {
             let out = &mut codes[r * stride..(r + 1) * stride];
+            // |x̂|² of the decoded row, summed as the codes are made (l2's key needs it)
+            let mut norm = 0f32;
             for (d, &x) in set.row(r).iter().enumerate() {
                 let c = if scale[d] > 0.0 {
                     ((x - min[d]) / scale[d]).round().clamp(0.0, levels) as u8
@@ -144,14 +164,18 @@ impl Sq {
                 };
                 sum[d] += c as f64;
                 sumsq[d] += (c as f64) * (c as f64);
+                let decoded = min[d] + scale[d] * c as f32;
+                norm += decoded * decoded;
                 match bits {
                     Bits::Eight => out[d] = c,
                     Bits::Four => {
-                        let (chunk, j) = (d / 64, d % 64);
-                        let at = 32 * chunk + j % 32;
-                        out[at] |= if j < 32 { c } else { c << 4 };
+                        let (at, high) = nibble(d);
+                        out[at] |= if high { c << 4 } else { c };
                     }
                 }
+            }
+            if l2 {
+                norms.push(norm);
             }
         }
         let rows = n.max(1) as f64;
@@ -161,7 +185,7 @@ impl Sq {
             .zip(&sum)
             .map(|(q, s)| (q / rows - (s / rows) * (s / rows)).max(0.0) as f32)
             .collect();
-        let mut sq = Sq {
+        Sq {
             bits,
             dims,
             stride,
@@ -172,12 +196,8 @@ impl Sq {
             code_mean,
             code_var,
             codes,
-            norms: Vec::new(),
-        };
-        if sq.metric == Metric::L2 {
-            sq.norms = (0..n).map(|r| sq.decode(r).iter().map(|x| x * x).sum()).collect();
+            norms,
         }
-        sq
     }
 
     /// Bits a dimension.
@@ -217,12 +237,11 @@ impl Sq {
         match self.bits {
             Bits::Eight => row[d],
             Bits::Four => {
-                let (chunk, j) = (d / 64, d % 64);
-                let b = row[32 * chunk + j % 32];
-                if j < 32 {
-                    b & 15
+                let (at, high) = nibble(d);
+                if high {
+                    row[at] >> 4
                 } else {
-                    b >> 4
+                    row[at] & 15
                 }
             }
         }
@@ -241,17 +260,12 @@ impl Sq {
     }
 
     /// Folds a prepared query into the codes' space, in `out`'s reused buffer (no
-    /// allocation per search), with the model of its keys' error.
-    ///
-    /// Dot and cosine rank by `-q·x̂`: its error for a row is `-Σ q_d·δ_d + Σ e_d·c_d`,
-    /// with `δ_d = x̂_d - x_d` (uniform in half a step, variance `scale_d²/12`) and
-    /// `e_d = α·w_d - q_d·scale_d` the weights' rounding; the second term is split into its
-    /// mean over the rows (`Σ e_d·mean(c_d)`, folded into the offset, so the estimate is
-    /// centred) and its spread (`Σ e_d²·var(c_d)`). L2 ranks by `|x̂|² - 2q·x̂ = |q - x̂|² -
-    /// |q|²`, a true distance to the decoded row, whose error `2δ·(x - q) + |δ|²` shrinks
-    /// with the distance — the reason to keep it over `|x|² - 2q·x̂` (whose error does not:
-    /// it cost .06 recall at ef 10 on 48-d clusters) — so its bound depends on the
-    /// candidate's own estimated distance ([`QueryCodes::margin_at`]).
+    /// allocation per search): one pass over zipped slices (no index, no bounds check) the
+    /// compiler vectorises; the rounding is half away from zero by a truncating cast
+    /// (`f32::round` is a libm call here, a tenth of a search's time at ef 40 when it ran
+    /// once a dimension). L2 ranks by `|x̂|² - 2q·x̂ = |q - x̂|² - |q|²`, a true distance to
+    /// the decoded row, whose error shrinks with the distance (`|x|² - 2q·x̂`'s does not: it
+    /// cost .06 recall at ef 10 on 48-d clusters).
     pub fn prepare(&self, q: &[f32], out: &mut QueryCodes) {
         out.weights.clear();
         out.weights.resize(self.width, 0);
@@ -262,22 +276,39 @@ impl Sq {
         let limit = self.bits.max_weight();
         let alpha = if top > 0.0 { top / limit } else { 1.0 };
         let inv = 1.0 / alpha;
+        for ((&x, &s), w) in q.iter().zip(&self.scale).zip(out.weights.iter_mut()) {
+            let v = (x * s * inv).clamp(-limit, limit);
+            *w = (v + 0.5f32.copysign(v)) as i32 as i8;
+        }
+        // l2: |q - x̂|² = |q|² - 2·q·x̂ + |x̂|², ranked by |x̂|² - 2α·dot; dot/cosine: -α·dot
+        out.gamma = if self.metric == Metric::L2 {
+            2.0 * alpha
+        } else {
+            alpha
+        };
+        out.alpha = alpha;
+    }
+
+    /// The model of `q`'s key error, `codes` being `q` prepared ([`Sq::prepare`]).
+    ///
+    /// Dot and cosine rank by `-q·x̂`: its error for a row is `-Σ q_d·δ_d + Σ e_d·c_d`,
+    /// with `δ_d = x̂_d - x_d` (uniform in half a step, variance `scale_d²/12`) and
+    /// `e_d = α·w_d - q_d·scale_d` the weights' rounding; the second term is split into its
+    /// mean over the rows (`Σ e_d·mean(c_d)`, in the offset, so the estimate is centred) and
+    /// its spread (`Σ e_d²·var(c_d)`). L2's error `2δ·(x - q) + |δ|²` shrinks with the
+    /// distance, so its bound depends on the candidate's own estimated distance.
+    pub fn error_model(&self, q: &[f32], codes: &QueryCodes) -> KeyError {
+        let alpha = codes.alpha;
         let (mut qmin, mut bias, mut var_x, mut var_w, mut step2, mut qq) =
             (0f32, 0f32, 0f32, 0f32, 0f32, 0f32);
-        // one pass over zipped slices (no index, no bounds check): the compiler vectorises
-        // it; the rounding is half away from zero by a truncating cast (`f32::round` is a
-        // libm call here, a tenth of a search's time at ef 40 when it ran once a dimension)
         let per_dim = q
             .iter()
             .zip(&self.scale)
             .zip(&self.min)
             .zip(self.code_mean.iter().zip(&self.code_var))
-            .zip(out.weights.iter_mut());
-        for ((((&x, &s), &lo), (&mean, &cvar)), w_out) in per_dim {
-            let v = (x * s * inv).clamp(-limit, limit);
-            let w = (v + 0.5f32.copysign(v)) as i32 as f32;
-            *w_out = w as i8;
-            let e = alpha * w - x * s;
+            .zip(&codes.weights);
+        for ((((&x, &s), &lo), (&mean, &cvar)), &w) in per_dim {
+            let e = alpha * f32::from(w) - x * s;
             qmin += x * lo;
             bias += e * mean;
             var_x += x * x * s * s;
@@ -288,18 +319,22 @@ impl Sq {
         let (var_x, step2) = (var_x / 12.0, step2 / 12.0);
         let l2 = self.metric == Metric::L2;
         let k = if l2 { 2.0 } else { 1.0 };
-        out.gamma = k * alpha;
-        out.offset = -k * (qmin - bias) - if l2 { step2 } else { 0.0 };
-        out.l2 = l2;
-        out.qq = qq;
         let z2 = BOUND_SIGMAS * BOUND_SIGMAS;
-        if l2 {
+        KeyError {
+            offset: -k * (qmin - bias) - if l2 { step2 } else { 0.0 },
+            l2,
+            qq,
             // Var(2δ·(x - q)) ≈ 4·|x - q|²·mean(scale²)/12, the difference spread evenly
-            out.spread = z2 * 4.0 * step2 / self.dims.max(1) as f32;
-            out.fixed = z2 * 4.0 * var_w;
-        } else {
-            out.spread = 0.0;
-            out.fixed = z2 * (var_x + var_w);
+            spread: if l2 {
+                z2 * 4.0 * step2 / self.dims.max(1) as f32
+            } else {
+                0.0
+            },
+            fixed: if l2 {
+                z2 * 4.0 * var_w
+            } else {
+                z2 * (var_x + var_w)
+            },
         }
     }
 
@@ -309,12 +344,12 @@ impl Sq {
         crate::hnsw::frozen::prefetch_lines(self.codes(r).as_ptr(), stride);
     }
 
-    /// The estimated rank key of row `r` given the integer dot product of its codes and the
-    /// query's weights.
+    /// The rank key of row `r` on its codes, given the integer dot product of its codes and
+    /// the query's weights (up to a constant per query: [`KeyError::centre`]).
     #[inline(always)]
     pub fn key(&self, r: usize, dot: i32, q: &QueryCodes) -> f32 {
         let bias = self.norms.get(r).copied().unwrap_or(0.0);
-        bias + q.offset - q.gamma * dot as f32
+        bias - q.gamma * dot as f32
     }
 }
 
@@ -441,6 +476,7 @@ mod tests {
                             crate::distance::normalize(&mut query);
                         }
                         q.prepare(&query, &mut qc);
+                        let model = q.error_model(&query, &qc);
                         for row in 0..s.len() {
                             let exact = if metric == Metric::L2 {
                                 s.row(row).iter().map(|x| x * x).sum::<f32>()
@@ -448,13 +484,13 @@ mod tests {
                             } else {
                                 -crate::kernels::scalar_dot(&query, s.row(row))
                             };
-                            let est = q.key(row, dot(&q, row, &qc.weights), &qc);
+                            let est = model.centre(q.key(row, dot(&q, row, &qc.weights), &qc));
                             let err = est - exact;
-                            misses += (err.abs() > qc.margin_at(est)) as usize;
+                            misses += (err.abs() > model.margin_at(est)) as usize;
                             pairs += 1;
                             err_sum += err as f64;
                             sq_sum += (err as f64) * (err as f64);
-                            margin_sum += qc.margin_at(est) as f64;
+                            margin_sum += model.margin_at(est) as f64;
                         }
                     }
                     let rate = misses as f64 / pairs as f64;
