@@ -242,6 +242,15 @@ impl HnswConfig {
         HnswConfig { quantization, ..self }
     }
 
+    /// The links this config's graph has, whatever its quantization: graphs that share them
+    /// differ only by codes, which are derived from the vectors without a build.
+    pub fn links_id(&self, engine: Engine) -> GraphId {
+        GraphId {
+            quantization: Quantization::None,
+            ..self.graph_id(engine)
+        }
+    }
+
     /// The graph this config needs when built by `engine` (everything but `ef_search`).
     pub fn graph_id(&self, engine: Engine) -> GraphId {
         GraphId {
@@ -321,6 +330,22 @@ mod tests {
             .to_string();
         assert!(e.contains("m must be in 4..=64"), "{e}");
         assert!(serde_json::from_str::<HnswConfig>(r#"{"ef_construction": 0, "ef_search": 30}"#).is_err());
+    }
+
+    #[test]
+    fn the_links_identity_ignores_the_quantization_too() {
+        let a = HnswConfig::DEFAULT;
+        for q in Quantization::ALL {
+            assert_eq!(
+                a.with_quantization(q).links_id(Engine::Native),
+                a.links_id(Engine::Native)
+            );
+        }
+        assert_ne!(
+            HnswConfig { m: 8, ..a }.links_id(Engine::Native),
+            a.links_id(Engine::Native)
+        );
+        assert_ne!(a.links_id(Engine::HnswRs), a.links_id(Engine::Native));
     }
 
     #[test]

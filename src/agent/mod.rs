@@ -40,7 +40,7 @@ use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
 use crate::error::Classified;
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
-use crate::params::HnswConfig;
+use crate::params::{HnswConfig, Quantization};
 use crate::rng::SplitMix64;
 use canary::Verdict;
 pub use canary::{Action, Decision};
@@ -205,8 +205,12 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
             quantization: if rng.below(2) == 0 {
                 centre.quantization
             } else {
-                let twins: Vec<_> = centre.quantization.twins().collect();
-                twins[rng.below(twins.len())]
+                let twins = Quantization::ALL.len() - 1;
+                centre
+                    .quantization
+                    .twins()
+                    .nth(rng.below(twins))
+                    .unwrap_or(centre.quantization)
             },
             ..centre
         };

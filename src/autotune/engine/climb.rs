@@ -28,8 +28,8 @@ pub(super) const CLIMBED: [Quantization; 2] = [Quantization::None, Quantization:
 
 impl<B: Backend> Run<'_, B> {
     /// After the climb's first measurement (adaptive `min_latency` without a memory cap,
-    /// where the codes' bytes could decide eligibility): compares `first` with its twins in
-    /// the other quantizations and sets the climb's. Returns the journal note saying what
+    /// where the codes' bytes could decide eligibility): compares `first` with its twin in
+    /// the other quantization the climb may search ([`CLIMBED`]) and sets the climb's. Returns the journal note saying what
     /// the comparison showed; `None` when there was nothing to choose or the run was
     /// cancelled meanwhile (the next step sees the cancel).
     pub(super) async fn choose_quantization(
@@ -43,45 +43,33 @@ impl<B: Backend> Run<'_, B> {
         {
             return Ok(None);
         }
-        let mut configs = vec![first];
-        configs.extend(
-            first
-                .quantization
-                .twins()
-                .filter(|q| CLIMBED.contains(q))
-                .map(|q| first.with_quantization(q)),
-        );
-        let Some(p) = self.b.paired(&configs, ROUNDS).await? else {
+        // the other quantization the climb may search (f32 ↔ sq8)
+        let Some(q) = CLIMBED.into_iter().find(|&q| q != first.quantization) else {
             return Ok(None);
         };
-        // a twin wins when it is faster beyond the noise and finds as much (within a
-        // hundredth: coarser codes that lose recall at this config would be bought back by a
-        // larger ef, which the comparison did not measure); the fastest such twin
-        let base = p.recall(0).0;
-        let mut chosen = (first.quantization, 1.0);
-        let mut notes = Vec::new();
-        for (i, c) in configs.iter().enumerate().skip(1) {
-            let e = p.effect(0, i);
-            let recall = p.recall(i).0;
-            notes.push(format!(
-                "{} against {} {} (recall {:.4} vs {:.4})",
-                c.quantization.as_str(),
-                first.quantization.as_str(),
-                e.describe(),
-                recall,
-                base
-            ));
-            if e.high < 1.0 && recall >= base - RECALL_SLACK && e.ratio < chosen.1 {
-                chosen = (c.quantization, e.ratio);
-            }
-        }
-        let chosen = chosen.0;
+        let twin = first.with_quantization(q);
+        let Some(p) = self.b.paired(&[first, twin], ROUNDS).await? else {
+            return Ok(None);
+        };
+        // the twin wins when it is faster beyond the noise and finds as much (within a
+        // hundredth: codes that lose recall at this config would be bought back by a larger
+        // ef, which the comparison did not measure)
+        let (e, base, recall) = (p.effect(0, 1), p.recall(0).0, p.recall(1).0);
+        let chosen = if e.high < 1.0 && recall >= base - RECALL_SLACK {
+            q
+        } else {
+            first.quantization
+        };
         self.adaptive.set_quantization(chosen);
         self.climb_quantization = Some(chosen);
         Ok(Some(format!(
-            "; quantization at this config over {} queries, paired: {}; the climb searches {}",
+            "; quantization at this config over {} queries, paired: {} against {} {} (recall {:.4} vs {:.4}); the climb searches {}",
             p.slots.len(),
-            notes.join(", "),
+            q.as_str(),
+            first.quantization.as_str(),
+            e.describe(),
+            recall,
+            base,
             chosen.as_str()
         )))
     }

@@ -185,10 +185,11 @@ impl<'a, B: Backend> Run<'a, B> {
     }
 
     fn affordable(&self, c: &HnswConfig, left: f64) -> bool {
-        self.built(c)
-            || c.quantization
-                .twins()
-                .any(|q| self.built(&c.with_quantization(q)))
+        // links already built in any quantization cost no build: only codes are derived
+        let links = c.links_id(self.setup.engine);
+        self.candidates
+            .iter()
+            .any(|x| x.config.links_id(self.setup.engine) == links)
             || self.secs_per_unit * f64::from(c.m) * f64::from(c.ef_construction) <= left
     }
 

@@ -110,8 +110,7 @@ impl Backend for Fake {
         self.measured += 1;
         let build = self.build_secs * f64::from(c.m) * f64::from(c.ef_construction);
         // a twin in another quantization is derived from the links held, as the tuner does
-        let links = c.with_quantization(crate::params::Quantization::None);
-        if self.built.insert(links.graph_id(Engine::Native)) {
+        if self.built.insert(c.links_id(Engine::Native)) {
             tokio::time::sleep(Duration::from_secs_f64(build)).await;
         }
         let r = self.recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };

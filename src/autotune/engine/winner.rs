@@ -114,25 +114,25 @@ impl<B: Backend> Run<'_, B> {
         let Some(p) = self.b.paired(&configs, ROUNDS).await? else {
             return Ok(None);
         };
+        let reported = ties
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                let e = p.effect(0, j + 1);
+                NearTie {
+                    trial_id: t.trial_id,
+                    config: t.config,
+                    latency_vs_winner: e.describe(),
+                    ratio: e.ratio,
+                    low: e.low,
+                    high: e.high,
+                }
+            })
+            .collect();
         let mut pool = vec![w.clone()];
-        pool.extend(ties.iter().cloned());
-        self.compared = Some((pool, p.clone()));
-        Ok(Some(
-            ties.iter()
-                .enumerate()
-                .map(|(j, t)| {
-                    let e = p.effect(0, j + 1);
-                    NearTie {
-                        trial_id: t.trial_id,
-                        config: t.config,
-                        latency_vs_winner: e.describe(),
-                        ratio: e.ratio,
-                        low: e.low,
-                        high: e.high,
-                    }
-                })
-                .collect(),
-        ))
+        pool.extend(ties);
+        self.compared = Some((pool, p));
+        Ok(Some(reported))
     }
 
     /// Under the confident gate, the winner among the pick and its near-ties by their
