@@ -49,6 +49,17 @@ fn pick<T: Clone>(all: &[T], at: &[usize]) -> Vec<T> {
     at.iter().map(|&i| all[i].clone()).collect()
 }
 
+/// Where a measured graph came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GraphFrom {
+    /// The run's cache.
+    Held,
+    /// Another quantization's graph held by the run: its links, new codes (no build).
+    Derived,
+    /// A build.
+    Built,
+}
+
 impl RunContext {
     /// A journal trial of this run's index and harness.
     pub(super) fn trial(
@@ -147,42 +158,40 @@ impl Tuner {
         let tune = ctx.tune.clone();
         let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
-            let (graph, new) = match (cached, twin) {
-                (Some(g), _) => (g, None),
+            let (graph, source) = match (cached, twin) {
+                (Some(g), _) => (g, GraphFrom::Held),
                 (None, Some(t)) => {
                     let layout = t.frozen().clone();
                     let g = Graph::from_layout(layout, &set, config, t.engine(), t.build_time());
-                    (Arc::new(g), Some(false))
+                    (Arc::new(g), GraphFrom::Derived)
                 }
                 (None, None) => {
                     if cancel.is_cancelled() {
                         return None;
                     }
-                    (
-                        Arc::new(hnsw::build(&set, set.len(), config, options)),
-                        Some(true),
-                    )
+                    let g = hnsw::build(&set, set.len(), config, options);
+                    (Arc::new(g), GraphFrom::Built)
                 }
             };
             let brute = brute.unwrap_or_else(|| measure::brute_force_latency_us(&set, &tune.0, k));
             let (q, truth) = (&queries.0, &queries.1);
             let ef = config.ef_search as usize;
             let m = measure::measure(&set, &graph, ef, q, truth, k, brute, &cancel);
-            Some((graph, new, brute, m))
+            Some((graph, source, brute, m))
         })
         .await
         .map_err(TunerError::Task)?;
         drop(permit);
-        let Some((graph, new, brute, metrics)) = out else {
+        let Some((graph, source, brute, metrics)) = out else {
             return Ok(None);
         };
-        if let Some(built) = new {
-            if built {
-                if let Some(m) = &metrics {
-                    self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
-                }
-                ctx.builds += 1;
+        if source == GraphFrom::Built {
+            if let Some(m) = &metrics {
+                self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
             }
+            ctx.builds += 1;
+        }
+        if source != GraphFrom::Held {
             let bytes = graph.memory_bytes();
             ctx.cache.insert(&config, graph, bytes);
         }
