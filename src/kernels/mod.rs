@@ -164,7 +164,16 @@ pub trait Kernel: Copy + Send + Sync + 'static + sealed::Sealed {
     /// is 32 bytes: byte `j`'s low nibble is dimension `64c + j`, its high nibble dimension
     /// `64c + 32 + j` (one mask and one shift unpack 64 codes into two registers).
     fn dot_u4i8(self, codes: &[u8], weights: &[i8]) -> i32;
+    /// Fast-scan of one group of [`SCAN_GROUP`] 4-bit codes: `out[j] = Σ_s lut[16·s +
+    /// code(j, s)]` (u16, wrapping) over the `min(codes, lut) / 16` nibble groups. Group `s`
+    /// is 16 bytes at `16·s`: byte `j` holds code `j` in its low nibble and code `j + 16` in
+    /// its high one. Exact integer arithmetic: every level returns the same.
+    fn scan32(self, codes: &[u8], lut: &[u8], out: &mut [u16; SCAN_GROUP]);
 }
+
+/// Codes scored together by [`Kernel::scan32`]: a node's neighbours are padded to a
+/// multiple of it.
+pub const SCAN_GROUP: usize = 32;
 
 /// Largest magnitude of a query weight for [`Kernel::dot_u4i8`]: `2·15·127` fits an i16.
 pub const MAX_U4_WEIGHT: i8 = 127;
@@ -305,6 +314,22 @@ pub fn dot_u4i8_at(level: Level, codes: &[u8], weights: &[i8]) -> i32 {
     run_at(level, DotU4I8(codes, weights))
 }
 
+struct Scan<'a>(&'a [u8], &'a [u8]);
+impl Task for Scan<'_> {
+    type Output = [u16; SCAN_GROUP];
+    #[inline(always)]
+    fn run<K: Kernel>(self, k: K) -> [u16; SCAN_GROUP] {
+        let mut out = [0u16; SCAN_GROUP];
+        k.scan32(self.0, self.1, &mut out);
+        out
+    }
+}
+
+/// The fast-scan of one group with kernel `level` (tests, benches).
+pub fn scan32_at(level: Level, codes: &[u8], lut: &[u8]) -> [u16; SCAN_GROUP] {
+    run_at(level, Scan(codes, lut))
+}
+
 /// The 4 × 2 rank-key tile with kernel `level` (tests, benches).
 pub fn tile4x2_at(level: Level, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
     run_at(level, Tile(q, r, l2))
@@ -436,6 +461,43 @@ mod tests {
             for lv in supported() {
                 assert_eq!(dot_u4i8_at(lv, &codes, &weights), 15 * w as i32 * 1024, "{lv}");
             }
+        }
+    }
+
+    /// The fast-scan on every level against scalar, and scalar against a plain lookup:
+    /// odd and even group counts (the SIMD path pairs groups and finishes an odd one
+    /// alone), unequal slices, the largest entries.
+    #[test]
+    fn fast_scan_matches_scalar_on_every_level() {
+        let mut r = SplitMix64::new(11);
+        for nsub in [0usize, 1, 2, 3, 7, 8, 31, 32, 33, 96, 97, 255] {
+            let codes: Vec<u8> = (0..nsub * 16).map(|_| r.below(256) as u8).collect();
+            let top = if nsub > 200 { 255 } else { 1 + r.below(255) };
+            let lut: Vec<u8> = (0..nsub * 16).map(|_| r.below(top + 1) as u8).collect();
+            let mut want = [0u16; SCAN_GROUP];
+            for s in 0..nsub {
+                for j in 0..16 {
+                    let c = codes[s * 16 + j];
+                    want[j] += lut[s * 16 + (c & 15) as usize] as u16;
+                    want[j + 16] += lut[s * 16 + (c >> 4) as usize] as u16;
+                }
+            }
+            for lv in supported() {
+                assert_eq!(scan32_at(lv, &codes, &lut), want, "{lv} nsub {nsub}");
+                // a longer lut than codes (and the reverse) reads the common groups
+                if nsub > 0 {
+                    let short = &codes[..(nsub - 1) * 16];
+                    assert_eq!(
+                        scan32_at(lv, short, &lut),
+                        scan32_at(Level::Scalar, short, &lut[..(nsub - 1) * 16]),
+                        "{lv} nsub {nsub} ragged"
+                    );
+                }
+            }
+        }
+        let full = vec![0xffu8; 96 * 16];
+        for lv in supported() {
+            assert_eq!(scan32_at(lv, &full, &full), [96 * 255; SCAN_GROUP], "{lv}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! The portable kernels: the reference every SIMD kernel is tested against.
 
-use super::{same_len, Kernel, Level, Proof};
+use super::{same_len, Kernel, Level, Proof, SCAN_GROUP};
 
 /// Portable code, any CPU (a value only the dispatcher makes, like every kernel).
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +64,18 @@ pub fn dot_u4i8(codes: &[u8], weights: &[i8]) -> i32 {
     s
 }
 
+/// The fast-scan reference: one table lookup per code and nibble group.
+#[inline]
+pub fn scan32(codes: &[u8], lut: &[u8], out: &mut [u16; SCAN_GROUP]) {
+    *out = [0; SCAN_GROUP];
+    for (c, t) in codes.chunks_exact(16).zip(lut.chunks_exact(16)) {
+        for j in 0..16 {
+            out[j] = out[j].wrapping_add(t[(c[j] & 15) as usize] as u16);
+            out[j + 16] = out[j + 16].wrapping_add(t[(c[j] >> 4) as usize] as u16);
+        }
+    }
+}
+
 impl super::sealed::Sealed for Scalar {}
 
 impl Kernel for Scalar {
@@ -83,6 +95,10 @@ impl Kernel for Scalar {
     #[inline(always)]
     fn dot_u4i8(self, codes: &[u8], weights: &[i8]) -> i32 {
         dot_u4i8(codes, weights)
+    }
+    #[inline(always)]
+    fn scan32(self, codes: &[u8], lut: &[u8], out: &mut [u16; SCAN_GROUP]) {
+        scan32(codes, lut, out)
     }
     #[inline(always)]
     fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {

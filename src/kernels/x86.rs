@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{same_len, Kernel, Level, Proof};
+use super::{same_len, Kernel, Level, Proof, SCAN_GROUP};
 
 /// AVX2 + FMA (a value only the dispatcher makes, after checking the CPU).
 #[derive(Debug, Clone, Copy)]
@@ -409,11 +409,57 @@ unsafe fn dot_u4i8_avx2(codes: &[u8], weights: &[i8]) -> i32 {
     hsum256_epi32(acc)
 }
 
+/// # Safety
+/// AVX2 is available.
+///
+/// Two nibble groups per 256-bit step: lane 0 holds group `2p`'s 16 code bytes and its
+/// table, lane 1 group `2p + 1`'s, so one `pshufb` looks up 16 codes of each; the low
+/// nibbles are codes 0..16, the high ones 16..32. The u8 lookups are widened into u16
+/// accumulators by even and odd byte (mask, shift) and the two lanes summed at the end.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn scan32_avx2(codes: &[u8], lut: &[u8], out: &mut [u16; SCAN_GROUP]) {
+    let nsub = codes.len().min(lut.len()) / 16;
+    let (pc, pt) = (codes.as_ptr(), lut.as_ptr());
+    let nib = _mm256_set1_epi8(0x0f);
+    let even = _mm256_set1_epi16(0x00ff);
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut p = 0;
+    // SAFETY (loads): 32 bytes at `16p`, `p + 2 <= nsub`, within `16·nsub` of both slices.
+    while p + 2 <= nsub {
+        let v = _mm256_loadu_si256(pc.add(16 * p) as *const __m256i);
+        let t = _mm256_loadu_si256(pt.add(16 * p) as *const __m256i);
+        let lo = _mm256_shuffle_epi8(t, _mm256_and_si256(v, nib));
+        let hi = _mm256_shuffle_epi8(t, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
+        acc[0] = _mm256_add_epi16(acc[0], _mm256_and_si256(lo, even));
+        acc[1] = _mm256_add_epi16(acc[1], _mm256_srli_epi16(lo, 8));
+        acc[2] = _mm256_add_epi16(acc[2], _mm256_and_si256(hi, even));
+        acc[3] = _mm256_add_epi16(acc[3], _mm256_srli_epi16(hi, 8));
+        p += 2;
+    }
+    // lanes summed, then even and odd codes interleaved back into order
+    let fold = |a: __m256i| _mm_add_epi16(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    let (e0, o0, e1, o1) = (fold(acc[0]), fold(acc[1]), fold(acc[2]), fold(acc[3]));
+    let po = out.as_mut_ptr() as *mut __m128i;
+    // SAFETY (stores): `out` is 32 u16 = four 16-byte stores.
+    _mm_storeu_si128(po, _mm_unpacklo_epi16(e0, o0));
+    _mm_storeu_si128(po.add(1), _mm_unpackhi_epi16(e0, o0));
+    _mm_storeu_si128(po.add(2), _mm_unpacklo_epi16(e1, o1));
+    _mm_storeu_si128(po.add(3), _mm_unpackhi_epi16(e1, o1));
+    if p < nsub {
+        let (c, t) = (&codes[16 * p..16 * p + 16], &lut[16 * p..16 * p + 16]);
+        for j in 0..16 {
+            out[j] = out[j].wrapping_add(t[(c[j] & 15) as usize] as u16);
+            out[j + 16] = out[j + 16].wrapping_add(t[(c[j] >> 4) as usize] as u16);
+        }
+    }
+}
+
 /// One `Kernel` impl per level: safe methods, because the value is the proof of the
 /// level; each calls the level's `#[target_feature]` function, which inlines into the
 /// level's entry function (it has the same features) and from there into the task's loop.
 macro_rules! kernel {
-    ($ty:ty, $level:expr, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident, $u4:ident) => {
+    ($ty:ty, $level:expr, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident, $u4:ident, $scan:ident) => {
         impl super::sealed::Sealed for $ty {}
 
         impl Kernel for $ty {
@@ -440,6 +486,11 @@ macro_rules! kernel {
                 unsafe { $u4(codes, weights) }
             }
             #[inline(always)]
+            fn scan32(self, codes: &[u8], lut: &[u8], out: &mut [u16; SCAN_GROUP]) {
+                // SAFETY: as for `dot`.
+                unsafe { $scan(codes, lut, out) }
+            }
+            #[inline(always)]
             fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
                 let (q, r) = same_len(q, r);
                 // SAFETY: as for `dot`; every slice now has the same length.
@@ -456,7 +507,8 @@ kernel!(
     l2sq_avx2,
     dot_u8i8_avx2,
     tile_avx2,
-    dot_u4i8_avx2
+    dot_u4i8_avx2,
+    scan32_avx2
 );
 kernel!(
     Avx512,
@@ -465,7 +517,8 @@ kernel!(
     l2sq_avx512,
     dot_u8i8_avx512,
     tile512,
-    dot_u4i8_avx2
+    dot_u4i8_avx2,
+    scan32_avx2
 );
 kernel!(
     Avx512Vnni,
@@ -474,5 +527,6 @@ kernel!(
     l2sq_avx512,
     dot_u8i8_vnni,
     tile512,
-    dot_u4i8_avx2
+    dot_u4i8_avx2,
+    scan32_avx2
 );
