@@ -208,12 +208,14 @@ def runners(path, metric, levels):
     v = lambda *extra: [DRIVER, "inproc", "--data", path, "--metric", metric, "--efs", EFS, *extra]
     out = {"vectune native f32": (v(), {}), "vectune native sq8": (v("--quantization", "sq8"), {}),
            "vectune native sq4": (v("--quantization", "sq4"), {}),
+           "vectune native rabitq": (v("--quantization", "rabitq"), {}),
            "vectune hnsw_rs": (v("--engine", "hnsw_rs"), {})}
     # the kernels below the default, where the CPU has more than AVX2
     if levels[-1] not in ("scalar", "avx2"):
         out["vectune native f32 (avx2)"] = (v(), {"VECTUNE_SIMD": "avx2"})
         out["vectune native sq8 (avx2)"] = (v("--quantization", "sq8"), {"VECTUNE_SIMD": "avx2"})
         out["vectune native sq4 (avx2)"] = (v("--quantization", "sq4"), {"VECTUNE_SIMD": "avx2"})
+        out["vectune native rabitq (avx2)"] = (v("--quantization", "rabitq"), {"VECTUNE_SIMD": "avx2"})
     for lib in PEERS:
         if lib == "glass" and subprocess.run([py, "-c", "import glass"], capture_output=True).returncode != 0:
             log("glass is absent (scripts/build_glass.sh could not build it): the run goes on without it")
@@ -315,7 +317,7 @@ def report(res):
              "(peers: one call for all queries, so no per-call Python overhead; vectune: its in-process mean), per-call p50 beside it; "
              f"{ROUNDS} rounds with the libraries in rotating order, the minimum of each figure kept, every round printed (this machine drifts ±30 %). "
              "The figure at recall .95 is interpolated between neighbouring ef; a library whose lowest ef is already above .95 is given its lowest-ef figure "
-             "(sq8 and sq4 search max(ef, k) and re-rank what their error bound requires). vectune hnsw_rs at all cores is hnsw_rs's own parallel insert (not reproducible; the product builds it serially).", ""]
+             "(sq8 and sq4 search max(ef, k) and re-rank the beam exactly; rabitq measures each expanded node exactly from its block and re-ranks nothing). vectune hnsw_rs at all cores is hnsw_rs's own parallel insert (not reproducible; the product builds it serially).", ""]
     for name, r in res["sets"].items():
         lines += set_section(name, r["rounds"], r["flat"], r.get("quality"))
     at = res.get("autotune")

@@ -354,7 +354,7 @@ async fn job_lifecycle_cancel_and_interrupted_by_a_crash() {
     assert_eq!(s.terminate().code(), Some(0));
 }
 
-/// An sq8 (and an sq4) activation is stored; after a restart the same generation serves the
+/// An sq8 (and an sq4, and a rabitq) activation is stored; after a restart the same generation serves the
 /// stored graph (loaded, not rebuilt) and answers exactly as before.
 #[tokio::test]
 async fn a_restart_serves_the_stored_sq8_graph() {
@@ -364,6 +364,11 @@ async fn a_restart_serves_the_stored_sq8_graph() {
 #[tokio::test]
 async fn a_restart_serves_the_stored_sq4_graph() {
     a_restart_serves_the_stored_quantized_graph("sq4").await;
+}
+
+#[tokio::test]
+async fn a_restart_serves_the_stored_rabitq_graph() {
+    a_restart_serves_the_stored_quantized_graph("rabitq").await;
 }
 
 async fn a_restart_serves_the_stored_quantized_graph(quantization: &str) {

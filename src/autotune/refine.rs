@@ -25,11 +25,11 @@ use crate::params::{HnswConfig, Quantization};
 const MIN_EF_SEARCH: u32 = EF_SEARCH.0;
 const MAX_EF_SEARCH: u32 = EF_SEARCH.1;
 
-/// Refinement trials at most (beside the climb's).
-pub const MAX_TRIALS: usize = 24;
+/// Refinement trials at most (beside the climb's): about four a probed graph.
+pub const MAX_TRIALS: usize = 4 * MAX_PROBES;
 /// Graphs probed at most: the winner's twins in the other quantizations (derived from its
 /// links, no build) and four ladder neighbours.
-pub const MAX_PROBES: usize = 6;
+pub const MAX_PROBES: usize = Quantization::ALL.len() - 1 + 4;
 
 /// The least passing `ef_search` of one graph, searched over integers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -232,7 +232,7 @@ pub(crate) mod tests {
         let q = match c.quantization {
             Quantization::None => 1.0,
             Quantization::Sq8 => 0.995,
-            Quantization::Sq4 => 0.995,
+            Quantization::Sq4 | Quantization::Rabitq => 0.995,
         };
         q * (1.0 - 3.0 / (c.ef_search as f64 * (c.m as f64).sqrt() * (c.ef_construction as f64).powf(0.25)))
     }
@@ -244,6 +244,7 @@ pub(crate) mod tests {
                 Quantization::None => 1.0,
                 Quantization::Sq8 => 0.8,
                 Quantization::Sq4 => 0.7,
+                Quantization::Rabitq => 1.0,
             }
     }
 

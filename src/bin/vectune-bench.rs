@@ -47,7 +47,7 @@ enum Cmd {
         /// Skip the single-thread (serial) build, for very large sets.
         #[arg(long)]
         no_serial: bool,
-        /// `none` or `sq8`.
+        /// `none`, `sq8`, `sq4` or `rabitq`.
         #[arg(long, default_value = "none")]
         quantization: String,
         /// `native` or `hnsw_rs`.
@@ -361,7 +361,8 @@ fn quantization_of(s: &str) -> Quantization {
         "none" => Quantization::None,
         "sq8" => Quantization::Sq8,
         "sq4" => Quantization::Sq4,
-        other => panic!("--quantization none|sq8|sq4, not {other}"),
+        "rabitq" => Quantization::Rabitq,
+        other => panic!("--quantization none|sq8|sq4|rabitq, not {other}"),
     }
 }
 

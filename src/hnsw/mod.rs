@@ -14,6 +14,7 @@
 
 pub mod frozen;
 pub mod native;
+pub mod rabitq;
 pub mod reference;
 pub mod sq;
 pub mod store;
@@ -22,6 +23,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
+use rabitq::{QueryLut, Rabitq};
 use sq::{Bits, QueryCodes, Sq};
 
 use crate::params::{Engine, HnswConfig, Quantization};
@@ -73,6 +75,7 @@ pub struct Hit {
 pub struct Graph {
     layout: FrozenGraph,
     codes: Option<Sq>,
+    blocks: Option<Rabitq>,
     metric: Metric,
     dims: usize,
     config: HnswConfig,
@@ -132,6 +135,7 @@ pub(crate) fn key<K: Kernel, const L2: bool>(kernel: K, a: &[f32], b: &[f32]) ->
 struct Scratch {
     beam: Beam,
     query: QueryCodes,
+    lut: QueryLut,
     found: Vec<Cand>,
 }
 
@@ -174,6 +178,39 @@ impl SearchTask<'_> {
             evals,
         } = self;
         let layout = &graph.layout;
+        if let Some(blocks) = &graph.blocks {
+            blocks.prepare(query, &mut s.lut);
+            let mut exact = |x: u32| key::<K, L2>(kernel, query, set.row(x as usize));
+            let d_ep = exact(layout.entry);
+            *evals += 1;
+            let bytes = set.dims() * 4;
+            let prefetch = |x: u32| prefetch_lines(set.row(x as usize).as_ptr() as *const u8, bytes);
+            let start = layout.descend(
+                layout.entry,
+                d_ep,
+                layout.max_level,
+                0,
+                &mut exact,
+                &prefetch,
+                evals,
+            );
+            blocks.beam(
+                kernel,
+                &s.lut,
+                start,
+                ef.max(k),
+                &mut s.beam,
+                &mut s.found,
+                &|row: &[f32]| key::<K, L2>(kernel, query, row),
+                evals,
+            );
+            if s.found.len() > k {
+                s.found.select_nth_unstable(k);
+                s.found.truncate(k);
+            }
+            s.found.sort_unstable();
+            return;
+        }
         match &graph.codes {
             None => {
                 let bytes = set.dims() * 4;
@@ -281,10 +318,14 @@ impl Graph {
             Quantization::None => None,
             Quantization::Sq8 => Some(Sq::encode(set, layout.len(), Bits::Eight)),
             Quantization::Sq4 => Some(Sq::encode(set, layout.len(), Bits::Four)),
+            Quantization::Rabitq => None,
         };
+        let blocks = (config.quantization == Quantization::Rabitq)
+            .then(|| Rabitq::encode(set, &layout, config.seed, available_threads()));
         Graph {
             layout,
             codes,
+            blocks,
             metric: set.metric(),
             dims: set.dims(),
             config,
@@ -331,7 +372,9 @@ impl Graph {
     }
     /// Bytes of what serves beside the f32 rows: the links, and the codes with SQ8 / SQ4.
     pub fn memory_bytes(&self) -> usize {
-        self.layout.memory_bytes() + self.codes.as_ref().map_or(0, |c| c.memory_bytes())
+        self.layout.memory_bytes()
+            + self.codes.as_ref().map_or(0, |c| c.memory_bytes())
+            + self.blocks.as_ref().map_or(0, |b| b.memory_bytes())
     }
 
     /// The `k` nearest rows to a prepared query (right length, finite, normalised for

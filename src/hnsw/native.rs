@@ -182,8 +182,15 @@ fn build_with<K: Kernel, const L2: bool>(kernel: K, t: &BuildTask<'_>) -> Frozen
             let mut evals = 0u64;
             let top = level[node as usize] as usize;
             let d_ep = dist(graph.entry);
-            let (mut ep, mut d_ep) =
-                graph.descend(graph.entry, d_ep, graph.max_level, top, &mut dist, &mut evals);
+            let (mut ep, mut d_ep) = graph.descend(
+                graph.entry,
+                d_ep,
+                graph.max_level,
+                top,
+                &mut dist,
+                &prefetch,
+                &mut evals,
+            );
             let mut cands = Vec::new();
             let mut chosen = Vec::new();
             let mut levels = Vec::new();

@@ -16,7 +16,7 @@
 //! 8   u32 format version (2)       12  u32 metric (0 cosine, 1 l2, 2 dot)
 //! 16  u32 dims                     20  u32 m
 //! 24  u64 n                        32  u32 max_level       36  u32 entry
-//! 40  u32 ef_construction          44  u32 quantization (0 none, 1 sq8, 2 sq4)
+//! 40  u32 ef_construction          44  u32 quantization (0 none, 1 sq8, 2 sq4, 3 rabitq)
 //! 48  u64 seed
 //! 56  u32 engine (0 native, 1 hnsw_rs)                     60  u32 0
 //! 64  u64 len(layer0)   72  u64 len(upper_start)   80  u64 len(upper)
@@ -62,6 +62,7 @@ fn quantization_code(q: Quantization) -> u32 {
         Quantization::None => 0,
         Quantization::Sq8 => 1,
         Quantization::Sq4 => 2,
+        Quantization::Rabitq => 3,
     }
 }
 
@@ -162,6 +163,7 @@ pub fn decode(
         0 => Quantization::None,
         1 => Quantization::Sq8,
         2 => Quantization::Sq4,
+        3 => Quantization::Rabitq,
         _ => return Err(GraphStoreError::Structure("unknown quantization")),
     };
     let stored_engine = match u32_at(b, 56) {

@@ -132,6 +132,46 @@ fn sq4_recall_is_close_to_f32_and_distances_are_exact() {
     }
 }
 
+/// On wide clustered vectors (embedding-like) the blocks reach high recall, a little below
+/// f32's at the same `ef_search` (they buy it back with cheaper expansions), and what a
+/// search reports is exact (expanded nodes are measured on their f32 rows).
+#[test]
+fn rabitq_recall_is_close_to_f32_on_wide_vectors() {
+    for metric in [Metric::L2, Metric::Cosine] {
+        let set = clustered_set(3000, 96, metric, 12);
+        let qs = queries(&set, 100, 5);
+        let truth = ground_truth::exact(&set, &qs, 10).unwrap();
+        let f32g = build(&set, set.len(), cfg(100, 64, 16, 42), opts(Engine::Native, 2));
+        let rq = build(
+            &set,
+            set.len(),
+            cfg(100, 64, 16, 42).with_quantization(Quantization::Rabitq),
+            opts(Engine::Native, 2),
+        );
+        let (a, b) = (
+            recall(&f32g, &set, &qs, &truth, 64),
+            recall(&rq, &set, &qs, &truth, 64),
+        );
+        assert!(b >= 0.95 && b >= a - 0.05, "{metric:?}: f32 {a} rabitq {b}");
+        let wide = recall(&rq, &set, &qs, &truth, 200);
+        assert!(wide >= 0.99, "{metric:?}: rabitq at ef 200 {wide}");
+        for q in &qs {
+            for h in rq.search(&set, q, 10, 64) {
+                let exact = metric.key_to_distance(if metric == Metric::L2 {
+                    crate::kernels::scalar_l2sq(q, set.row(h.row as usize))
+                } else {
+                    -crate::kernels::scalar_dot(q, set.row(h.row as usize))
+                });
+                assert!(
+                    (h.distance - exact).abs() < 1e-4,
+                    "{metric:?}: {} vs {exact}",
+                    h.distance
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn every_metric_reaches_high_recall_against_exact_search() {
     for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
@@ -143,7 +183,18 @@ fn every_metric_reaches_high_recall_against_exact_search() {
                 let c = cfg(100, 64, 16, 42).with_quantization(q);
                 let g = build(&set, set.len(), c, opts(engine, 2));
                 let r = recall(&g, &set, &qs, &truth, 100);
-                assert!(r >= 0.95, "{metric:?} {engine:?} {q:?} recall {r}");
+                // RaBitQ's one bit a dimension estimates coarsely on 16 dimensions (its error
+                // is ~1/√P of the offsets, and random 16-d rows are all about as far): its
+                // recall on wide vectors is tested in `rabitq_recall_is_close_to_f32_on_wide_vectors`
+                // (0.95 l2 and cosine); on dot with rows of norms 1…7 it is coarser still
+                // (0.77: the error grows with the query's distance from the node, and the
+                // best products lie far out), a config the tuner measures and passes over
+                let floor = match (q, metric) {
+                    (Quantization::Rabitq, Metric::Dot) => 0.7,
+                    (Quantization::Rabitq, _) => 0.9,
+                    _ => 0.95,
+                };
+                assert!(r >= floor, "{metric:?} {engine:?} {q:?} recall {r}");
             }
         }
     }
@@ -254,6 +305,7 @@ fn every_stored_vector_finds_itself_first() {
         let set = random_set(1500, 12, metric, 4);
         for q in Quantization::ALL {
             for threads in [1, 3] {
+                let mut missed = 0;
                 let g = build(
                     &set,
                     set.len(),
@@ -271,9 +323,21 @@ fn every_stored_vector_finds_itself_first() {
                         assert!(hits[0].distance.abs() < 1e-4);
                     } else {
                         let best = ground_truth::exact(&set, &[set.row(row).to_vec()], 1).unwrap()[0][0];
-                        assert_eq!(hits[0].row, best, "dot {q:?} threads {threads} row {row}");
+                        if q == Quantization::Rabitq {
+                            // the best product may lie far from the row in the graph, and the
+                            // codes' error grows with the distance from query to node (see the
+                            // recall test): measured 273 of 1500 at ef 40
+                            missed += usize::from(hits[0].row != best);
+                        } else {
+                            assert_eq!(hits[0].row, best, "dot {q:?} threads {threads} row {row}");
+                        }
                     }
                 }
+                assert!(
+                    missed * 4 <= set.len(),
+                    "dot rabitq missed {missed} of {}",
+                    set.len()
+                );
             }
         }
     }

@@ -556,8 +556,8 @@ async fn a_config_and_its_sq8_twin_share_one_build() {
 
 /// An adaptive `min_latency` run measures which of f32 and sq8 serves faster before it
 /// climbs, and its first trial says what the paired comparison showed; every later config
-/// of the climb is in the chosen one, and refinement probes only the twin the comparison
-/// did not cover (sq4).
+/// of the climb is in the chosen one, and refinement probes only the twins the comparison
+/// did not cover (sq4, rabitq).
 #[tokio::test]
 async fn the_adaptive_climb_chooses_its_quantization_by_a_paired_comparison() {
     let app = TestApp::new().await;
@@ -584,8 +584,8 @@ async fn the_adaptive_climb_chooses_its_quantization_by_a_paired_comparison() {
     for t in trials.iter().skip(1) {
         let q = t["config"]["quantization"].as_str().unwrap();
         if t["note"].as_str().unwrap_or("").contains("refinement") {
-            // the comparison's loser is not probed again
-            assert!(q == chosen || q == "sq4", "{t:?}");
+            // the comparison's loser is not probed again; the twins it did not compare are
+            assert!(q == chosen || q == "sq4" || q == "rabitq", "{t:?}");
         } else {
             assert_eq!(q, chosen, "{t:?}");
         }

@@ -272,6 +272,11 @@ async fn sq4_trials_grids_and_activation() {
     quantized_trials_grids_and_activation("sq4").await;
 }
 
+#[tokio::test]
+async fn rabitq_trials_grids_and_activation() {
+    quantized_trials_grids_and_activation("rabitq").await;
+}
+
 async fn quantized_trials_grids_and_activation(quantization: &str) {
     let app = TestApp::new().await;
     app.seeded(400).await;
@@ -287,10 +292,15 @@ async fn quantized_trials_grids_and_activation(quantization: &str) {
     assert_eq!(s, StatusCode::OK, "{a:?}");
     assert_eq!(a["config"]["quantization"], quantization);
     // the codes' bytes: a byte a dimension (sq8) or half a byte (sq4), rows padded to 64
-    // dimensions, beside the links
+    // dimensions, beside the links; rabitq's 768-byte block a node (8 dimensions padded to
+    // 64: the row's line, 32 codes of 8 bytes, 32 × 2 factors, 33 words of ids in 3 lines)
     let extra = a["metrics"]["memory_bytes"].as_u64().unwrap()
         - f32_trial["metrics"]["memory_bytes"].as_u64().unwrap();
-    let per_row = if quantization == "sq8" { 64 } else { 32 };
+    let per_row = match quantization {
+        "sq8" => 64,
+        "sq4" => 32,
+        _ => 64 + 256 + 256 + 192,
+    };
     assert!((400 * per_row..400 * per_row + 8192).contains(&extra), "{extra}");
     let (_, b) = app.trial(trial(sq.clone())).await;
     assert_eq!(a["metrics"]["recall_at_k"], b["metrics"]["recall_at_k"]);

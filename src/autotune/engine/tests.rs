@@ -31,6 +31,8 @@ struct Fake {
     /// Latency and recall of SQ4 against the shared surface's.
     sq4_factor: f64,
     sq4_recall: f64,
+    /// RaBitQ's latency factor (1.0: as none).
+    rabitq_factor: f64,
 }
 
 impl Fake {
@@ -49,6 +51,7 @@ impl Fake {
             sq8_factor: 1.0,
             sq4_factor: 1.0,
             sq4_recall: 0.0,
+            rabitq_factor: 1.0,
         }
     }
 }
@@ -59,6 +62,7 @@ impl Fake {
         match c.quantization {
             crate::params::Quantization::Sq8 => self.sq8_factor,
             crate::params::Quantization::Sq4 => self.sq4_factor,
+            crate::params::Quantization::Rabitq => self.rabitq_factor,
             crate::params::Quantization::None => 1.0,
         }
     }
@@ -531,21 +535,22 @@ async fn the_confident_pick_is_the_same_run_after_run() {
 /// The climb searches the quantization (f32 or sq8) the paired comparison after its first
 /// trial shows faster, and says so in that trial's note; without a clear difference, or
 /// under a memory cap (where the codes' bytes could decide eligibility), it keeps f32.
-/// Refinement then probes the winner's sq4 twin (no build), which wins where it serves the
-/// chosen graph faster.
+/// Refinement then probes the winner's sq4 and rabitq twins (no build), each of which wins
+/// where it serves the chosen graph faster.
 #[tokio::test(start_paused = true)]
 async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster() {
     use crate::params::Quantization as Q;
-    // the fake's SQ8 costs 0.8 of f32 and SQ4 0.7, each times its factor
-    for (sq8, sq4, sq4_recall, cap, climb, winner) in [
-        (1.0, 1.0, 0.0, None, Q::Sq8, Some(Q::Sq4)),
-        (1.0, 1.5, 0.0, None, Q::Sq8, Some(Q::Sq8)), // SQ4 1.05 of f32
-        (1.0, 1.0, -0.03, None, Q::Sq8, None),       // SQ4 faster, but finds less
-        (1.5, 1.5, 0.0, None, Q::None, Some(Q::None)), // 1.2 and 1.05 of f32: narrow vectors
-        (1.0, 1.0, 0.0, Some(i64::MAX), Q::None, None),
+    // the fake's SQ8 costs 0.8 of f32, SQ4 0.7 and RaBitQ 1.0, each times its factor
+    for (sq8, sq4, sq4_recall, rabitq, cap, climb, winner) in [
+        (1.0, 1.0, 0.0, 1.0, None, Q::Sq8, Some(Q::Sq4)),
+        (1.0, 1.5, 0.0, 1.0, None, Q::Sq8, Some(Q::Sq8)), // SQ4 1.05 of f32
+        (1.0, 1.0, -0.03, 1.0, None, Q::Sq8, None),       // SQ4 faster, but finds less
+        (1.5, 1.5, 0.0, 1.0, None, Q::None, Some(Q::None)), // 1.2 and 1.05 of f32: narrow vectors
+        (1.0, 1.0, 0.0, 1.0, Some(i64::MAX), Q::None, None),
+        (1.0, 1.0, 0.0, 0.5, None, Q::Sq8, Some(Q::Rabitq)), // blocks: half of f32 (large sets)
     ] {
         let mut b = Fake::new(5);
-        (b.sq8_factor, b.sq4_factor, b.sq4_recall) = (sq8, sq4, sq4_recall);
+        (b.sq8_factor, b.sq4_factor, b.sq4_recall, b.rabitq_factor) = (sq8, sq4, sq4_recall, rabitq);
         let mut f = adaptive(0.95, None);
         f.max_memory_bytes = cap;
         let o = finished(run(&mut b, f, false).await);
@@ -575,7 +580,10 @@ async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster(
             .filter(|t| t.note.contains("refinement"))
             .map(|t| t.config.quantization)
             .collect();
-        assert!(refined.contains(&Q::Sq4), "{refined:?}");
+        assert!(
+            refined.contains(&Q::Sq4) && refined.contains(&Q::Rabitq),
+            "{refined:?}"
+        );
         if let Some(w) = winner {
             assert_eq!(
                 o.winner.map(|w| w.config.quantization),

@@ -52,8 +52,9 @@ pub(crate) use wire_enum;
 
 wire_enum! {
     /// How a graph stores its vectors for the beam: `none` (f32), `sq8` (u8 codes) or
-    /// `sq4` (4-bit codes), codes re-ranked on f32.
-    QuantizationOut from crate::params::Quantization { None, Sq8, Sq4 }
+    /// `sq4` (4-bit codes), codes re-ranked on f32, or `rabitq` (1-bit codes of each node's
+    /// neighbours in its block, exact distances of the expanded nodes).
+    QuantizationOut from crate::params::Quantization { None, Sq8, Sq4, Rabitq }
 }
 
 /// An HNSW config as every response carries it.

@@ -1,0 +1,505 @@
+//! RaBitQ blocks: each node's layer-0 neighbours as 1-bit RaBitQ codes of their offsets
+//! from the node, stored in one block per node and scored 32 at a time by a table lookup
+//! ([`Kernel::scan32`]).
+//!
+//! Why: on f32 or SQ rows an expansion reads each unvisited neighbour's row from wherever it
+//! lies (one random read per neighbour); here it reads the node's block — the codes of all
+//! its neighbours in one sequential run — and one SIMD pass scores them all. Only the node
+//! being expanded is measured exactly (its f32 row, prefetched while the previous block is
+//! scored), and the results hold exact keys only, so nothing is re-ranked at the end. This
+//! is SymphonyQG's layout (Gao et al., SIGMOD 2025) with RaBitQ's estimator (Gao & Long,
+//! SIGMOD 2024).
+//!
+//! The code of neighbour `v` in node `u`'s block quantizes the offset `r = R(v - u)` after a
+//! seeded rotation `R`: one bit a dimension, its sign. With `ō = sign(r)/√P` (P the padded
+//! width) RaBitQ's estimate of `⟨y, r⟩` for any `y` is `F·⟨ō, Ry⟩` with
+//! `F = |r| / ⟨ō, r/|r|⟩`, unbiased, with an error of `O(|r|·|y|/√P)`. The query's offset
+//! from the node, `y = q - u`, is what makes the error small (neighbours are near the node
+//! and the beam is near the query); and since `⟨ō, R(q - u)⟩ = ⟨ō, Rq⟩ - ⟨ō, Ru⟩`, the
+//! second term is a constant of the edge, so one table per query ([`QueryLut`], from `Rq`)
+//! serves every block: no per-expansion table. A neighbour's key then is
+//! `key(u) + B - A·⟨ō, Rq⟩` with two floats per edge (`A`, `B`, below) and `key(u)` exact.
+//!
+//! The rotation ([`Rotation`]) is random signs and a fast Hadamard transform on chunks of a
+//! power of two: orthogonal, so distances are unchanged, and O(P log P) a query.
+//!
+//! Block of a node, one 64-byte-aligned run: its f32 row; then `groups = ceil(m0 / 32)`
+//! groups of codes — group `g`, nibble group `s` (dimensions `4s..4s+4`, bit `t` = dimension
+//! `4s + t`) is 16 bytes at `16·(g·nsub + s)`, byte `j` = code of neighbour `32g + j` | code
+//! of `32g + 16 + j` << 4; then `A[32]`, `B[32]` per group; then the neighbour count and ids.
+//! Memory: about `4·dims + m0·(P/8 + 12)` bytes a node, each part rounded up to a line.
+//!
+//! Measured (BENCHMARKS.md): on 100k × 128 it serves ~1.45× faster than SQ4 at every recall
+//! (rows and SQ codes miss the cache there; a block is one sequential read); on pydocs
+//! (10k × 384, everything cached) SQ4 is faster — 1-bit estimates at 384 dimensions need a
+//! wider beam than 4-bit ones, and a block of 32 codes is read whether or not the
+//! neighbours were visited.
+
+use super::frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
+use crate::distance::Metric;
+use crate::kernels::{Kernel, SCAN_GROUP};
+use crate::rng::SplitMix64;
+use crate::vectors::VectorSet;
+
+/// Widest Hadamard chunk.
+const MAX_CHUNK: usize = 256;
+
+/// A seeded orthogonal map of `dims` into `padded` dimensions (a multiple of 64): random
+/// signs, then a normalised Hadamard transform on each chunk of a power of two.
+///
+/// Why this one: RaBitQ's error bound assumes a uniformly random rotation, so that no
+/// dimension carries much more of an offset than another (a sign bit is a poor code of a
+/// vector whose energy sits in a few dimensions). Signs and a Hadamard spread every
+/// dimension over its whole chunk at O(P log P) a query — 0.3 µs at 384 dimensions where a
+/// dense matrix costs ~20 µs, more than a search. Measured on pydocs (384-d) and the
+/// synthetic 100k × 128 set: three rounds with permutations across chunks (closer to a
+/// uniform rotation) find the same recall at every `ef_search` as one and cost ~3 µs a query
+/// more at 384 dimensions, so one round it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotation {
+    dims: usize,
+    padded: usize,
+    chunk: usize,
+    /// `padded` values ±1/√chunk (the Hadamard's normalisation folded in).
+    signs: Vec<f32>,
+}
+
+impl Rotation {
+    /// The rotation of `seed` for vectors of `dims`.
+    pub fn new(dims: usize, seed: u64) -> Rotation {
+        let padded = dims.div_ceil(64).max(1) * 64;
+        let mut chunk = 64;
+        while chunk * 2 <= MAX_CHUNK && padded.is_multiple_of(chunk * 2) {
+            chunk *= 2;
+        }
+        let mut rng = SplitMix64::new(seed ^ 0x5241_4249_5451_0001);
+        let scale = 1.0 / (chunk as f32).sqrt();
+        let signs = (0..padded)
+            .map(|_| if rng.next_u64() & 1 == 0 { scale } else { -scale })
+            .collect();
+        Rotation {
+            dims,
+            padded,
+            chunk,
+            signs,
+        }
+    }
+
+    /// Width of a rotated vector.
+    pub fn padded(&self) -> usize {
+        self.padded
+    }
+
+    /// `R x` into `out` (resized to `padded`).
+    pub fn apply(&self, x: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        out.extend(x.iter().take(self.dims).zip(&self.signs).map(|(v, s)| v * s));
+        out.resize(self.padded, 0.0);
+        for c in out.chunks_exact_mut(self.chunk) {
+            hadamard(c);
+        }
+    }
+}
+
+/// The unnormalised fast Walsh–Hadamard transform of a power-of-two slice, in place.
+#[inline]
+fn hadamard(x: &mut [f32]) {
+    let n = x.len();
+    let mut h = 1;
+    while h < n {
+        for pair in x.chunks_exact_mut(2 * h) {
+            let (a, b) = pair.split_at_mut(h);
+            for (u, v) in a.iter_mut().zip(b.iter_mut()) {
+                let (s, d) = (*u + *v, *u - *v);
+                *u = s;
+                *v = d;
+            }
+        }
+        h *= 2;
+    }
+}
+
+/// One cache line of a block: the blocks' storage, so every block starts 64-byte aligned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Where the parts of a node's block lie, in bytes from its start (each a multiple of 64).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Offsets {
+    /// The codes, after the f32 row.
+    codes: usize,
+    /// `A[32]`, `B[32]` per group, after the codes.
+    factors: usize,
+    /// The neighbour count, then the neighbour ids, after the factors.
+    ids: usize,
+    /// Lines a block.
+    lines: usize,
+}
+
+/// The rotation and every node's layer-0 block: its f32 row, the codes and factors of its
+/// neighbours and their ids, one contiguous run (SymphonyQG's row), so an expansion is one
+/// sequential read the hardware prefetcher follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rabitq {
+    rot: Rotation,
+    dims: usize,
+    /// Nibble groups a code: `padded / 4`.
+    nsub: usize,
+    /// Groups of [`SCAN_GROUP`] neighbours a block.
+    groups: usize,
+    at: Offsets,
+    blocks: Vec<Line>,
+}
+
+/// A query's table, reused across searches.
+#[derive(Debug, Default, Clone)]
+pub struct QueryLut {
+    lut: Vec<u8>,
+    rotated: Vec<f32>,
+    sums: Vec<f32>,
+    /// `⟨ō, Rq⟩ ≈ s0 + s1 · scan`.
+    s0: f32,
+    s1: f32,
+}
+
+impl Rabitq {
+    /// Rotates the first `layout.len()` rows of `set` and writes every node's block from
+    /// its layer-0 links. `threads` only splits the work: the result is the same for any.
+    pub fn encode(set: &VectorSet, layout: &FrozenGraph, seed: u64, threads: usize) -> Rabitq {
+        let n = layout.len().min(set.len());
+        let rot = Rotation::new(set.dims(), seed);
+        let p = rot.padded;
+        let threads = threads.max(1);
+        let per = n.div_ceil(threads).max(1);
+        let mut rotated = vec![0f32; n * p];
+        std::thread::scope(|scope| {
+            for (t, chunk) in rotated.chunks_mut(per * p).enumerate() {
+                let rot = &rot;
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, row) in chunk.chunks_exact_mut(p).enumerate() {
+                        rot.apply(set.row(t * per + i), &mut out);
+                        row.copy_from_slice(&out);
+                    }
+                });
+            }
+        });
+        let nsub = p / 4;
+        let groups = layout.m0.div_ceil(SCAN_GROUP).max(1);
+        let dims = set.dims();
+        let line = |bytes: usize| bytes.div_ceil(64) * 64;
+        let codes = line(dims * 4);
+        let factors = codes + line(groups * nsub * 16);
+        let ids = factors + groups * 2 * SCAN_GROUP * 4;
+        let at = Offsets {
+            codes,
+            factors,
+            ids,
+            lines: (ids + line(4 + groups * SCAN_GROUP * 4)) / 64,
+        };
+        let mut blocks = vec![Line([0; 64]); n * at.lines];
+        let l2 = set.metric() == Metric::L2;
+        std::thread::scope(|scope| {
+            for (t, chunk) in blocks.chunks_mut(per * at.lines).enumerate() {
+                let rotated = &rotated;
+                scope.spawn(move || {
+                    for (i, block) in chunk.chunks_exact_mut(at.lines).enumerate() {
+                        let u = t * per + i;
+                        let block = lines_mut(block);
+                        let ru = &rotated[u * p..(u + 1) * p];
+                        put_f32s(&mut block[..dims * 4], set.row(u));
+                        let nbs = layout.neighbours(u as u32, 0);
+                        put_u32(&mut block[at.ids..], nbs.len() as u32);
+                        for (slot, &v) in nbs.iter().enumerate() {
+                            put_u32(&mut block[at.ids + 4 + 4 * slot..], v);
+                            let Some(rv) = rotated.get(v as usize * p..(v as usize + 1) * p) else {
+                                continue;
+                            };
+                            let (a, b) = edge(ru, rv, l2, slot, &mut block[at.codes..at.factors], nsub);
+                            let (g, j) = (slot / SCAN_GROUP, slot % SCAN_GROUP);
+                            let f = at.factors + 4 * (g * 2 * SCAN_GROUP + j);
+                            put_f32s(&mut block[f..f + 4], &[a]);
+                            put_f32s(&mut block[f + 4 * SCAN_GROUP..f + 4 * SCAN_GROUP + 4], &[b]);
+                        }
+                    }
+                });
+            }
+        });
+        Rabitq {
+            rot,
+            dims,
+            nsub,
+            groups,
+            at,
+            blocks,
+        }
+    }
+
+    /// Node `node`'s block (empty past the end).
+    #[inline(always)]
+    fn block(&self, node: u32) -> &[u8] {
+        let at = node as usize * self.at.lines;
+        lines(self.blocks.get(at..at + self.at.lines).unwrap_or(&[]))
+    }
+
+    /// Bytes of one block.
+    pub fn block_bytes(&self) -> usize {
+        self.at.lines * 64
+    }
+
+    /// Bytes held: the blocks (each with a copy of its f32 row) and the rotation.
+    pub fn memory_bytes(&self) -> usize {
+        self.blocks.len() * 64 + self.rot.signs.len() * 4
+    }
+
+    /// The query's table: `Rq` cut into nibble groups, each group's 16 subset sums shifted
+    /// to start at 0 and quantised with one scale so the sum over every group fits the
+    /// kernel's u16.
+    pub fn prepare(&self, q: &[f32], out: &mut QueryLut) {
+        let QueryLut {
+            lut,
+            rotated,
+            sums,
+            s0,
+            s1,
+        } = out;
+        self.rot.apply(q, rotated);
+        let nsub = self.nsub;
+        sums.clear();
+        sums.resize(nsub * 16, 0.0);
+        let (mut bias, mut span, mut sum) = (0f32, 0f32, 0f32);
+        for (y, t) in rotated.chunks_exact(4).zip(sums.chunks_exact_mut(16)) {
+            for b in 1..16 {
+                let low = b & (b - 1);
+                t[b] = t[low] + y[(b ^ low).trailing_zeros() as usize];
+            }
+            let lo: f32 = y.iter().map(|v| v.min(0.0)).sum();
+            let hi: f32 = y.iter().map(|v| v.max(0.0)).sum();
+            t.iter_mut().for_each(|v| *v -= lo);
+            bias += lo;
+            span = span.max(hi - lo);
+            sum += y.iter().sum::<f32>();
+        }
+        let top = (u16::MAX as usize / nsub.max(1)).min(255) as f32;
+        let delta = if span > 0.0 { span / top } else { 1.0 };
+        let inv = 1.0 / delta;
+        lut.clear();
+        lut.extend(sums.iter().map(|v| (v * inv + 0.5).min(top) as u8));
+        let root = (self.rot.padded as f32).sqrt();
+        *s0 = (2.0 * bias - sum) / root;
+        *s1 = 2.0 * delta / root;
+    }
+
+    /// The estimated keys of group `g` of a block's neighbours into `keys`, from the exact
+    /// key `du` of the block's node: `du + B - A·⟨ō, Rq⟩` with `⟨ō, Rq⟩` from the query's
+    /// table (one fast-scan of the group's codes).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn score_group<K: Kernel>(
+        &self,
+        kernel: K,
+        lut: &QueryLut,
+        block: &[u8],
+        g: usize,
+        du: f32,
+        est: &mut [u16; SCAN_GROUP],
+        keys: &mut [f32; SCAN_GROUP],
+    ) {
+        let c = self.at.codes + g * self.nsub * 16;
+        kernel.scan32(&block[c..c + self.nsub * 16], &lut.lut, est);
+        let f = self.at.factors + g * 2 * SCAN_GROUP * 4;
+        let ab = f32s(&block[f..f + 2 * SCAN_GROUP * 4]);
+        let (a, b) = ab.split_at(SCAN_GROUP);
+        for j in 0..SCAN_GROUP {
+            keys[j] = du + b[j] - a[j] * (lut.s0 + lut.s1 * est[j] as f32);
+        }
+    }
+
+    /// The estimated keys of node `node`'s neighbours, in link order, to `each` (tests).
+    #[cfg(test)]
+    pub(crate) fn score<K: Kernel>(
+        &self,
+        kernel: K,
+        lut: &QueryLut,
+        node: u32,
+        du: f32,
+        mut each: impl FnMut(u32, f32),
+    ) {
+        let block = self.block(node);
+        let at = self.at.ids;
+        let count = u32s(&block[at..at + 4])[0] as usize;
+        let ids = u32s(&block[at + 4..at + 4 + 4 * count]);
+        let (mut est, mut keys) = ([0u16; SCAN_GROUP], [0f32; SCAN_GROUP]);
+        for (g, group) in ids.chunks(SCAN_GROUP).enumerate() {
+            self.score_group(kernel, lut, block, g, du, &mut est, &mut keys);
+            for (&nb, &key) in group.iter().zip(&keys) {
+                each(nb, key);
+            }
+        }
+    }
+
+    /// The beam on layer 0 from `(ep, d_ep)` (an exact key), run on estimated keys: a
+    /// neighbour enters the pool on its estimate, and a node popped is measured exactly
+    /// (`exact` of the f32 row in its block) before its neighbours are scored from that
+    /// exact key. `found` gets the exact keys of every expanded node (unsorted).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn beam<K: Kernel, E: Fn(&[f32]) -> f32>(
+        &self,
+        kernel: K,
+        lut: &QueryLut,
+        (ep, d_ep): (u32, f32),
+        ef: usize,
+        s: &mut Beam,
+        found: &mut Vec<Cand>,
+        exact: &E,
+        evals: &mut u64,
+    ) {
+        let n = self.blocks.len() / self.at.lines.max(1);
+        s.begin(n, ef);
+        found.clear();
+        let stamp = s.stamp;
+        if let Some(v) = s.visited.get_mut(ep as usize) {
+            *v = stamp;
+        }
+        s.pool.insert(Cand(d_ep, ep));
+        let at = self.at;
+        let bytes = at.lines * 64;
+        let mut est = [0u16; SCAN_GROUP];
+        let mut keys = [0f32; SCAN_GROUP];
+        let mut first = Some(d_ep);
+        let mut fetched = u32::MAX;
+        let fetch_next = |s: &Beam, fetched: &mut u32| {
+            if let Some(next) = s.pool.peek() {
+                if next != *fetched {
+                    *fetched = next;
+                    let b = self.block(next);
+                    prefetch_lines(b.as_ptr(), b.len().min(bytes));
+                }
+            }
+        };
+        while let Some(Cand(_, node)) = s.pool.pop() {
+            let block = self.block(node);
+            if block.is_empty() {
+                continue;
+            }
+            let du = match first.take() {
+                Some(d) => d,
+                None => {
+                    *evals += 1;
+                    exact(f32s(&block[..self.dims * 4]))
+                }
+            };
+            found.push(Cand(du, node));
+            // the block of the best candidate left, before this node's neighbours are scored:
+            // most often it is the next expansion, and its read overlaps this one's work
+            fetch_next(s, &mut fetched);
+            let count = (u32s(&block[at.ids..at.ids + 4])[0] as usize).min(self.groups * SCAN_GROUP);
+            let ids = u32s(&block[at.ids + 4..at.ids + 4 + 4 * count]);
+            *evals += count as u64;
+            for (g, group) in ids.chunks(SCAN_GROUP).enumerate() {
+                self.score_group(kernel, lut, block, g, du, &mut est, &mut keys);
+                for (&nb, &key) in group.iter().zip(&keys) {
+                    if s.pool.is_full() && key >= s.pool.worst() {
+                        continue;
+                    }
+                    let Some(seen) = s.visited.get_mut(nb as usize) else {
+                        continue;
+                    };
+                    if *seen == stamp {
+                        continue;
+                    }
+                    *seen = stamp;
+                    s.pool.insert(Cand(key, nb));
+                }
+                // and the new best's, if a neighbour displaced it
+                fetch_next(s, &mut fetched);
+            }
+        }
+    }
+}
+
+/// The bytes of consecutive lines.
+#[inline(always)]
+fn lines(l: &[Line]) -> &[u8] {
+    // SAFETY: `Line` is `repr(C)` over `[u8; 64]` with no padding (size 64 = align 64), so
+    // `l.len()` lines are `64·l.len()` initialised bytes at the same address, borrowed as long.
+    unsafe { std::slice::from_raw_parts(l.as_ptr() as *const u8, l.len() * 64) }
+}
+
+/// The bytes of consecutive lines, to write.
+fn lines_mut(l: &mut [Line]) -> &mut [u8] {
+    // SAFETY: as for `lines`; the borrow is unique, and any byte written is a valid `Line`.
+    unsafe { std::slice::from_raw_parts_mut(l.as_mut_ptr() as *mut u8, l.len() * 64) }
+}
+
+/// A block's bytes at a multiple of 4 from its start, as f32.
+#[inline(always)]
+fn f32s(b: &[u8]) -> &[f32] {
+    debug_assert_eq!(b.as_ptr() as usize % 4, 0);
+    // SAFETY: blocks start 64-byte aligned and every part of one starts at a multiple of 4
+    // (the offsets are multiples of 64, the slots 4 bytes), so the pointer is aligned for
+    // f32; `len / 4` f32 lie within the bytes; every bit pattern is a valid f32.
+    unsafe { std::slice::from_raw_parts(b.as_ptr() as *const f32, b.len() / 4) }
+}
+
+/// A block's bytes at a multiple of 4 from its start, as u32.
+#[inline(always)]
+fn u32s(b: &[u8]) -> &[u32] {
+    debug_assert_eq!(b.as_ptr() as usize % 4, 0);
+    // SAFETY: as for `f32s`; every bit pattern is a valid u32.
+    unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u32, b.len() / 4) }
+}
+
+/// Writes `v` as native-endian f32 bytes at the start of `out`.
+fn put_f32s(out: &mut [u8], v: &[f32]) {
+    for (o, x) in out.chunks_exact_mut(4).zip(v) {
+        o.copy_from_slice(&x.to_ne_bytes());
+    }
+}
+
+/// Writes `v` as native-endian bytes at the start of `out`.
+fn put_u32(out: &mut [u8], v: u32) {
+    out[..4].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// Writes the code of edge `ru → rv` (rotated rows) at `slot` of a node's code block and
+/// returns its factors `(A, B)`: a neighbour's key is `key(u) + B - A·⟨ō, Rq⟩`.
+///
+/// With `r = rv - ru`, `F = |r|²·√P / Σ|r_i|` and `c = ⟨ō, ru⟩`:
+/// l2: `|q - v|² = |q - u|² - 2⟨q - u, r⟩ + |r|²`, so `A = 2F`, `B = |r|² + 2F·c`;
+/// inner product: `-⟨q, v⟩ = -⟨q, u⟩ - ⟨q - u, r⟩ - ⟨u, r⟩`, so `A = F`, `B = F·c - ⟨u, r⟩`.
+/// A zero offset (a duplicate row) has `A = 0`: its key is the node's plus `B`.
+fn edge(ru: &[f32], rv: &[f32], l2: bool, slot: usize, block: &mut [u8], nsub: usize) -> (f32, f32) {
+    let (g, j) = (slot / SCAN_GROUP, slot % SCAN_GROUP);
+    let (mut norm2, mut l1, mut c, mut ur) = (0f32, 0f32, 0f32, 0f32);
+    for (s, (u4, v4)) in ru.chunks_exact(4).zip(rv.chunks_exact(4)).enumerate() {
+        let mut nibble = 0u8;
+        for t in 0..4 {
+            let d = v4[t] - u4[t];
+            norm2 += d * d;
+            l1 += d.abs();
+            ur += u4[t] * d;
+            if d > 0.0 {
+                nibble |= 1 << t;
+                c += u4[t];
+            } else {
+                c -= u4[t];
+            }
+        }
+        let at = 16 * (g * nsub + s) + j % 16;
+        block[at] |= if j < 16 { nibble } else { nibble << 4 };
+    }
+    let root = (ru.len() as f32).sqrt();
+    let f = if l1 > 0.0 { norm2 * root / l1 } else { 0.0 };
+    let c = c / root;
+    if l2 {
+        (2.0 * f, norm2 + 2.0 * f * c)
+    } else {
+        (f, f * c - ur)
+    }
+}
+
+#[cfg(test)]
+mod tests;
