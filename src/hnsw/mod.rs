@@ -180,11 +180,15 @@ impl SearchTask<'_> {
         let layout = &graph.layout;
         if let Some(blocks) = &graph.blocks {
             blocks.prepare(query, &mut s.lut);
-            let mut exact = |x: u32| key::<K, L2>(kernel, query, set.row(x as usize));
+            // the descent on the upper nodes' rows, kept together (every node it meets is
+            // one), each node's neighbours prefetched at once: measured on 100k × 128 at ef 10,
+            // −1.5 µs of ~13 (the descent was ~40 % of such a search, waiting on scattered rows)
+            let row = |x: u32| blocks.upper_row(x).unwrap_or_else(|| set.row(x as usize));
+            let mut exact = |x: u32| key::<K, L2>(kernel, query, row(x));
             let d_ep = exact(layout.entry);
             *evals += 1;
             let bytes = set.dims() * 4;
-            let prefetch = |x: u32| prefetch_lines(set.row(x as usize).as_ptr() as *const u8, bytes);
+            let prefetch = |x: u32| prefetch_lines(row(x).as_ptr() as *const u8, bytes);
             let start = layout.descend(
                 layout.entry,
                 d_ep,

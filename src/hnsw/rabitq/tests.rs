@@ -3,7 +3,7 @@
 use super::*;
 use crate::hnsw::tests::random_set;
 use crate::hnsw::{build, BuildOptions};
-use crate::kernels::{run_at, supported, Level, Task};
+use crate::kernels::{run_at, supported, Task};
 use crate::params::{HnswConfig, Quantization};
 
 /// `H x` by its definition (`H[i][j] = (-1)^popcount(i & j)`), O(n²).
@@ -171,7 +171,7 @@ fn estimates_are_unbiased_and_within_the_bound_on_every_level() {
 }
 
 /// A block holds the node's row, then its neighbours' codes, factors and ids; the ids are
-/// the layer-0 links, in order.
+/// the layer-0 links, in order; the nodes above layer 0 have their rows together too.
 #[test]
 fn a_block_holds_the_row_and_the_links() {
     let set = random_set(300, 40, Metric::L2, 4);
@@ -192,9 +192,15 @@ fn a_block_holds_the_row_and_the_links() {
         assert_eq!(u32s(&b[at + 4..at + 4 + 4 * nbs.len()]), nbs);
     }
     assert!(rq.block(set.len() as u32).is_empty());
+    let upper: Vec<u32> = (0..set.len() as u32)
+        .filter(|&x| g.frozen().upper_start[x as usize] != crate::hnsw::frozen::NONE)
+        .collect();
+    assert!(!upper.is_empty());
+    for x in 0..set.len() as u32 {
+        assert_eq!(rq.upper_row(x), upper.contains(&x).then(|| set.row(x as usize)));
+    }
     assert_eq!(
         rq.memory_bytes(),
-        set.len() * rq.block_bytes() + rq.rot.padded() * 4
+        set.len() * rq.block_bytes() + (upper.len() * 40 + set.len() + rq.rot.padded()) * 4
     );
-    let _ = Level::Scalar;
 }
