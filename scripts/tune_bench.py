@@ -422,7 +422,7 @@ def main_trust(args):
         srv.call("POST", "/vectors/indexes/py/vectors?format=fvecs", raw=open(os.path.join(args.data, "base.fvecs"), "rb").read())
         queries = fvecs(os.path.join(args.data, "query.fvecs"))
         grid = [{"m": m, "ef_construction": ec, "ef_search": ef, "quantization": qz}
-                for m in TRUST_M for ec in TRUST_EC for ef in TRUST_EF for qz in ("none", "sq8", "sq4")]
+                for m in TRUST_M for ec in TRUST_EC for ef in TRUST_EF for qz in ("none", "sq8", "sq4", "rabitq")]
         for tune_n, check_n in TRUST_SPLITS:
             tune, check = f"tune{tune_n}", f"check{check_n}"
             srv.call("POST", "/vectors/harness", {"name": tune, "index_name": "py", "k": 10,
@@ -480,7 +480,7 @@ def write_md_trust(res):
            f"Machine: {res['machine']}; kernel path avx2 on this CPU (no AVX-512). Data: pydocs-minilm-384, "
            "10k × 384, cosine, k = 10; the first n queries tune, the next ones check. vectune adaptive with "
            "defaults (gate `confident`), three runs per target. The oracle is the config of an exhaustive grid "
-           f"({len(TRUST_M)} m × {len(TRUST_EC)} ef_construction × {len(TRUST_EF)} ef_search × f32/sq8) "
+           f"({len(TRUST_M)} m × {len(TRUST_EC)} ef_construction × {len(TRUST_EF)} ef_search × f32/sq8/sq4/rabitq) "
            "measured on the check queries themselves with the lowest mean that holds the target there. Winner "
            "and oracle are re-measured on the check queries in 3 alternating rounds, same engine, one thread, "
            "a warm-up pass then each query timed (the in-process mean per single query, not a batch mean: "
