@@ -5,8 +5,9 @@
 //! ([`native`], the default: deterministic on any thread count, so trials build on every
 //! core and activation rebuilds exactly the graph a trial measured) or by the hnsw_rs
 //! reference ([`reference`], copied into the same layout). Either way one search code
-//! ([`frozen`]) answers, on f32 rows or on SQ8 / SQ4 codes ([`sq`]) with an exact re-rank, and
-//! every distance goes through the kernels chosen once per process ([`crate::kernels`]).
+//! ([`frozen`]) answers, on f32 rows or on SQ8 / SQ4 codes ([`sq`]) with an exact re-rank, or
+//! on RaBitQ blocks ([`rabitq`]: neighbours scored together, expanded nodes measured exactly),
+//! and every distance goes through the kernels chosen once per process ([`crate::kernels`]).
 //!
 //! Reported distances are exact: cosine indexes hold unit vectors and rank by `-a·b`, l2 by
 //! `|a-b|²`, dot by `-a·b`, each turned into the contract's distance by
@@ -70,7 +71,7 @@ pub struct Hit {
 }
 
 /// A graph over the first `len()` rows of one [`VectorSet`], with SQ8 or SQ4 codes of those rows
-/// when its config asks for them.
+/// or RaBitQ blocks of its nodes when its config asks for them.
 #[derive(Debug)]
 pub struct Graph {
     layout: FrozenGraph,
@@ -374,7 +375,8 @@ impl Graph {
     pub fn build_time(&self) -> Duration {
         self.build_time
     }
-    /// Bytes of what serves beside the f32 rows: the links, and the codes with SQ8 / SQ4.
+    /// Bytes of what serves beside the f32 rows: the links, and the codes with SQ8 / SQ4 or
+    /// the blocks with RaBitQ.
     pub fn memory_bytes(&self) -> usize {
         self.layout.memory_bytes()
             + self.codes.as_ref().map_or(0, |c| c.memory_bytes())
@@ -383,14 +385,15 @@ impl Graph {
 
     /// The `k` nearest rows to a prepared query (right length, finite, normalised for
     /// cosine; see [`VectorSet::prepare_query`]), nearest first. The candidate list is
-    /// `max(ef, k)` (on codes, all of it re-ranked exactly). `set` must be the set
-    /// the graph was built from.
+    /// `max(ef, k)` (on SQ codes, all of it re-ranked exactly; on RaBitQ blocks, the
+    /// expanded nodes measured exactly). `set` must be the set the graph was built from.
     pub fn search(&self, set: &VectorSet, query: &[f32], k: usize, ef: usize) -> Vec<Hit> {
         self.search_counted(set, query, k, ef, None)
     }
 
     /// [`Graph::search`] that also adds the number of distance computations to `counter`
-    /// (on codes: code distances plus the exact re-rank).
+    /// (on SQ codes: code distances plus the exact re-rank; on RaBitQ blocks: each expanded
+    /// node's neighbours scored, plus its exact distance).
     pub fn search_counted(
         &self,
         set: &VectorSet,

@@ -188,7 +188,7 @@ fn build_with<K: Kernel, const L2: bool>(kernel: K, t: &BuildTask<'_>) -> Frozen
                 graph.max_level,
                 top,
                 &mut dist,
-                &prefetch,
+                &|_| {},
                 &mut evals,
             );
             let mut cands = Vec::new();

@@ -404,11 +404,13 @@ impl Rabitq {
             }
         };
         while let Some(Cand(_, node)) = s.pool.pop() {
+            // the entry's exact key is known; every later node's is measured here
+            let known = first.take();
             let block = self.block(node);
             if block.is_empty() {
                 continue;
             }
-            let du = match first.take() {
+            let du = match known {
                 Some(d) => d,
                 None => {
                     *evals += 1;
