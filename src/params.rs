@@ -93,6 +93,15 @@ impl Quantization {
         }
     }
 
+    /// Whether two configs' exact work (distance evaluations per query) counts the same
+    /// thing, so the cheaper count is the cheaper search: the f32 and SQ beams count one
+    /// evaluation per visited neighbour (plus the re-rank), RaBitQ blocks every neighbour of
+    /// every expanded node (scored 32 at a time), so a block's count is not comparable with
+    /// theirs.
+    pub fn work_comparable(self, other: Quantization) -> bool {
+        (self == Quantization::Rabitq) == (other == Quantization::Rabitq)
+    }
+
     /// The next value in the contract's order, wrapping: the agent's one-knob step.
     pub fn next(self) -> Quantization {
         let i = Quantization::ALL.iter().position(|&q| q == self).unwrap_or(0);
@@ -346,6 +355,17 @@ mod tests {
             .to_string();
         assert!(e.contains("m must be in 4..=64"), "{e}");
         assert!(serde_json::from_str::<HnswConfig>(r#"{"ef_construction": 0, "ef_search": 30}"#).is_err());
+    }
+
+    #[test]
+    fn only_blocks_count_their_work_apart() {
+        use Quantization as Q;
+        for a in Q::ALL {
+            for b in Q::ALL {
+                let apart = (a == Q::Rabitq) != (b == Q::Rabitq);
+                assert_eq!(a.work_comparable(b), !apart, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Refiner {
     best_cost: f64,
     /// The best passing ef so far (where the next probe starts).
     best_ef: u32,
+    /// The quantization of the best so far (whose exact work `best_cost` counts).
+    best_quantization: Quantization,
     trials: usize,
 }
 
@@ -172,6 +174,7 @@ impl Refiner {
             probes,
             probed: 0,
             best_cost: winner_cost,
+            best_quantization: winner.quantization,
             best_ef: winner.ef_search,
             trials: 0,
         }
@@ -197,14 +200,25 @@ impl Refiner {
     }
 
     /// Reports a measurement of the config [`Refiner::next_config`] gave.
+    ///
+    /// Costs are compared only where they count the same work: a failing probe is abandoned
+    /// as too dear, and a passing one becomes the best, by exact work only against a best of
+    /// a comparable quantization (see [`Quantization::work_comparable`]). A RaBitQ twin
+    /// counts its whole neighbour lists scored as blocks, so against an SQ winner its count
+    /// says nothing about its speed (measured on 100k × 128: the rabitq twin failed at the
+    /// winner's ef by .004 at 10.2 µs against the sq8 winner's 15.0, and was abandoned on a
+    /// count twice the winner's); it walks up its ef like a failing graph of any kind, and
+    /// the final pick compares it by a paired clock.
     pub fn observe(&mut self, config: HnswConfig, passes: bool, cost: f64) {
         self.trials += 1;
-        if passes && cost < self.best_cost {
+        let comparable = config.quantization.work_comparable(self.best_quantization);
+        if passes && comparable && cost < self.best_cost {
             self.best_cost = cost;
             self.best_ef = config.ef_search;
+            self.best_quantization = config.quantization;
         }
         self.search
-            .observe(config.ef_search, passes, cost >= self.best_cost);
+            .observe(config.ef_search, passes, comparable && cost >= self.best_cost);
     }
 
     /// Graphs probed so far.
@@ -264,6 +278,28 @@ pub(crate) mod tests {
         }
         assert!(seen.len() <= MAX_TRIALS);
         (seen, best)
+    }
+
+    /// A RaBitQ twin that fails at the winner's ef is walked up whatever its count of
+    /// distance evaluations (blocks count whole neighbour lists); an SQ4 twin with the same
+    /// count is abandoned as too dear (its count is the same kind of work as the winner's).
+    #[test]
+    fn a_rabitq_twin_is_walked_up_whatever_its_count() {
+        let w = cfg(16, 80, 30).with_quantization(Quantization::Sq8);
+        for (twin, walked) in [(Quantization::Rabitq, true), (Quantization::Sq4, false)] {
+            let mut r = Refiner::new(w, 100.0, Some(29), &[twin], &|_| false);
+            let c = r.next_config().expect("the twin first");
+            assert_eq!((c.quantization, c.ef_search), (twin, 30));
+            r.observe(c, false, 1000.0);
+            let next = r.next_config().expect("more to probe");
+            assert_eq!(next.quantization == twin, walked, "{twin:?}: {next:?}");
+            if walked {
+                assert!(next.ef_search > 30, "{next:?}");
+                // and a passing block never becomes the cost the SQ probes are held to
+                r.observe(next, true, 900.0);
+                assert_eq!((r.best_cost, r.best_quantization), (100.0, Quantization::Sq8));
+            }
+        }
     }
 
     #[test]
