@@ -29,7 +29,7 @@
 //! of `32g + 16 + j` << 4; then `A[32]`, `B[32]` per group; then the neighbour count and ids.
 //! Memory: about `4·dims + m0·(P/8 + 12)` bytes a node, each part rounded up to a line.
 //!
-//! Measured (BENCHMARKS.md): on 100k × 128 it serves ~1.45× faster than SQ4 at every recall
+//! Measured (BENCHMARKS.md): on 100k × 128 it serves 1.45–2× faster than SQ4 at every recall
 //! (rows and SQ codes miss the cache there; a block is one sequential read); on pydocs
 //! (10k × 384, everything cached) SQ4 is faster — 1-bit estimates at 384 dimensions need a
 //! wider beam than 4-bit ones, and a block of 32 codes is read whether or not the
