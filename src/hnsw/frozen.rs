@@ -139,8 +139,8 @@ impl Pool {
 /// thread, for serving (thread-local) and building (one per worker).
 #[derive(Default)]
 pub(crate) struct Beam {
-    pub(crate) visited: Vec<u32>,
-    pub(crate) stamp: u32,
+    visited: Vec<u32>,
+    stamp: u32,
     pub(crate) pool: Pool,
 }
 
@@ -157,6 +157,19 @@ impl Beam {
             self.stamp = 1;
         }
         self.pool.reset(ef);
+    }
+
+    /// Marks `node` visited in this search; whether it was unvisited (a node past the
+    /// array — links a checksum could not vouch for — is never new).
+    #[inline(always)]
+    pub(crate) fn mark(&mut self, node: u32) -> bool {
+        match self.visited.get_mut(node as usize) {
+            Some(seen) if *seen != self.stamp => {
+                *seen = self.stamp;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The pool, nearest first, copied into `out` (cleared first).
@@ -360,8 +373,7 @@ impl FrozenGraph {
         evals: &mut u64,
     ) {
         s.begin(self.n, ef);
-        let stamp = s.stamp;
-        s.visited[ep as usize] = stamp;
+        s.mark(ep);
         s.pool.insert(Cand(d_ep, ep));
         while let Some(Cand(_, node)) = s.pool.pop() {
             // first the unvisited neighbours (marking them), then their distances with the
@@ -370,12 +382,9 @@ impl FrozenGraph {
             let mut todo = [0u32; MAX_M0];
             let mut count = 0;
             for &nb in self.neighbours(node, level).iter().take(MAX_M0) {
-                if let Some(seen) = s.visited.get_mut(nb as usize) {
-                    if *seen != stamp {
-                        *seen = stamp;
-                        todo[count] = nb;
-                        count += 1;
-                    }
+                if s.mark(nb) {
+                    todo[count] = nb;
+                    count += 1;
                 }
             }
             for &nb in &todo[..count.min(PREFETCH_AHEAD)] {

@@ -383,10 +383,7 @@ impl Rabitq {
         let n = self.blocks.len() / self.at.lines.max(1);
         s.begin(n, ef);
         found.clear();
-        let stamp = s.stamp;
-        if let Some(v) = s.visited.get_mut(ep as usize) {
-            *v = stamp;
-        }
+        s.mark(ep);
         s.pool.insert(Cand(d_ep, ep));
         let at = self.at;
         let bytes = at.lines * 64;
@@ -430,14 +427,9 @@ impl Rabitq {
                     if s.pool.is_full() && key >= s.pool.worst() {
                         continue;
                     }
-                    let Some(seen) = s.visited.get_mut(nb as usize) else {
-                        continue;
-                    };
-                    if *seen == stamp {
-                        continue;
+                    if s.mark(nb) {
+                        s.pool.insert(Cand(key, nb));
                     }
-                    *seen = stamp;
-                    s.pool.insert(Cand(key, nb));
                 }
                 // and the new best's, if a neighbour displaced it
                 fetch_next(s, &mut fetched);
