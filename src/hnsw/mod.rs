@@ -75,13 +75,24 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Graph {
     layout: FrozenGraph,
-    codes: Option<Sq>,
-    blocks: Option<Rabitq>,
+    reads: Reads,
     metric: Metric,
     dims: usize,
     config: HnswConfig,
     engine: Engine,
     build_time: Duration,
+}
+
+/// What a graph's beam reads besides the links: one of three, by its config's quantization
+/// (one field, so a graph cannot hold codes and blocks at once).
+#[derive(Debug)]
+enum Reads {
+    /// The f32 rows themselves.
+    Rows,
+    /// SQ8 / SQ4 codes of the rows, re-ranked on the rows.
+    Codes(Sq),
+    /// RaBitQ blocks of the nodes.
+    Blocks(Rabitq),
 }
 
 /// Hands memory freed by a build back to the OS. Builders allocate many short-lived blocks
@@ -179,45 +190,11 @@ impl SearchTask<'_> {
             evals,
         } = self;
         let layout = &graph.layout;
-        if let Some(blocks) = &graph.blocks {
-            blocks.prepare(query, &mut s.lut);
-            // the descent on the upper nodes' rows, kept together (every node it meets is
-            // one), each node's neighbours prefetched at once: measured on 100k × 128 at ef 10,
-            // −1.5 µs of ~13 (the descent was ~40 % of such a search, waiting on scattered rows)
-            let row = |x: u32| blocks.upper_row(x).unwrap_or_else(|| set.row(x as usize));
-            let mut exact = |x: u32| key::<K, L2>(kernel, query, row(x));
-            let d_ep = exact(layout.entry);
-            *evals += 1;
-            let bytes = set.dims() * 4;
-            let prefetch = |x: u32| prefetch_lines(row(x).as_ptr() as *const u8, bytes);
-            let start = layout.descend(
-                layout.entry,
-                d_ep,
-                layout.max_level,
-                0,
-                &mut exact,
-                &prefetch,
-                evals,
-            );
-            blocks.beam(
-                kernel,
-                &s.lut,
-                start,
-                ef.max(k),
-                &mut s.beam,
-                &mut s.found,
-                &|row: &[f32]| key::<K, L2>(kernel, query, row),
-                evals,
-            );
-            if s.found.len() > k {
-                s.found.select_nth_unstable(k);
-                s.found.truncate(k);
+        match &graph.reads {
+            Reads::Blocks(blocks) => {
+                walk_blocks::<K, L2>(kernel, layout, blocks, set, query, k, ef, s, evals);
             }
-            s.found.sort_unstable();
-            return;
-        }
-        match &graph.codes {
-            None => {
+            Reads::Rows => {
                 let bytes = set.dims() * 4;
                 layout.search_layers(
                     ef.max(k),
@@ -228,7 +205,7 @@ impl SearchTask<'_> {
                 );
                 s.beam.results_into(&mut s.found);
             }
-            Some(codes) => {
+            Reads::Codes(codes) => {
                 codes.prepare(query, &mut s.query);
                 // the beam is what `ef_search` asks (at least k), no floor of 2·k, so ef
                 // 10…20 trade recall for work as on f32 (with the floor they were one search,
@@ -250,6 +227,57 @@ impl SearchTask<'_> {
         }
         s.found.truncate(k);
     }
+}
+
+/// The search on RaBitQ blocks into `s.found` (the `k` nearest exact keys, nearest first):
+/// the descent on the upper nodes' rows, then [`Rabitq::beam`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn walk_blocks<K: Kernel, const L2: bool>(
+    kernel: K,
+    layout: &FrozenGraph,
+    blocks: &Rabitq,
+    set: &VectorSet,
+    query: &[f32],
+    k: usize,
+    ef: usize,
+    s: &mut Scratch,
+    evals: &mut u64,
+) {
+    blocks.prepare(query, &mut s.lut);
+    // the descent on the upper nodes' rows, kept together (every node it meets is one),
+    // each node's neighbours prefetched at once: measured on 100k × 128 at ef 10, −1.5 µs
+    // of ~13 (the descent was ~40 % of such a search, waiting on scattered rows)
+    let row = |x: u32| blocks.upper_row(x).unwrap_or_else(|| set.row(x as usize));
+    let mut exact = |x: u32| key::<K, L2>(kernel, query, row(x));
+    let d_ep = exact(layout.entry);
+    *evals += 1;
+    let bytes = set.dims() * 4;
+    let prefetch = |x: u32| prefetch_lines(row(x).as_ptr() as *const u8, bytes);
+    let start = layout.descend(
+        layout.entry,
+        d_ep,
+        layout.max_level,
+        0,
+        &mut exact,
+        &prefetch,
+        evals,
+    );
+    blocks.beam(
+        kernel,
+        &s.lut,
+        start,
+        ef.max(k),
+        &mut s.beam,
+        &mut s.found,
+        &|row: &[f32]| key::<K, L2>(kernel, query, row),
+        evals,
+    );
+    if s.found.len() > k {
+        s.found.select_nth_unstable(k);
+        s.found.truncate(k);
+    }
+    s.found.sort_unstable();
 }
 
 /// The beam on codes, `dot` being the kernel's integer product of a row's codes and the
@@ -319,18 +347,17 @@ impl Graph {
         engine: Engine,
         build_time: Duration,
     ) -> Graph {
-        let codes = match config.quantization {
-            Quantization::None => None,
-            Quantization::Sq8 => Some(Sq::encode(set, layout.len(), Bits::Eight)),
-            Quantization::Sq4 => Some(Sq::encode(set, layout.len(), Bits::Four)),
-            Quantization::Rabitq => None,
+        let reads = match config.quantization {
+            Quantization::None => Reads::Rows,
+            Quantization::Sq8 => Reads::Codes(Sq::encode(set, layout.len(), Bits::Eight)),
+            Quantization::Sq4 => Reads::Codes(Sq::encode(set, layout.len(), Bits::Four)),
+            Quantization::Rabitq => {
+                Reads::Blocks(Rabitq::encode(set, &layout, config.seed, available_threads()))
+            }
         };
-        let blocks = (config.quantization == Quantization::Rabitq)
-            .then(|| Rabitq::encode(set, &layout, config.seed, available_threads()));
         Graph {
             layout,
-            codes,
-            blocks,
+            reads,
             metric: set.metric(),
             dims: set.dims(),
             config,
@@ -345,7 +372,10 @@ impl Graph {
     }
     /// The SQ8 / SQ4 codes, if the config asks for them.
     pub fn codes(&self) -> Option<&Sq> {
-        self.codes.as_ref()
+        match &self.reads {
+            Reads::Codes(c) => Some(c),
+            _ => None,
+        }
     }
     /// The config it was built with.
     pub fn config(&self) -> HnswConfig {
@@ -379,8 +409,11 @@ impl Graph {
     /// the blocks with RaBitQ.
     pub fn memory_bytes(&self) -> usize {
         self.layout.memory_bytes()
-            + self.codes.as_ref().map_or(0, |c| c.memory_bytes())
-            + self.blocks.as_ref().map_or(0, |b| b.memory_bytes())
+            + match &self.reads {
+                Reads::Rows => 0,
+                Reads::Codes(c) => c.memory_bytes(),
+                Reads::Blocks(b) => b.memory_bytes(),
+            }
     }
 
     /// The `k` nearest rows to a prepared query (right length, finite, normalised for

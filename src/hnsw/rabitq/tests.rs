@@ -87,7 +87,9 @@ fn estimates_are_unbiased_and_within_the_bound_on_every_level() {
                 ..HnswConfig::DEFAULT
             };
             let g = build(&set, set.len(), cfg, BuildOptions::all_cores());
-            let rq = g.blocks.as_ref().expect("rabitq blocks");
+            let crate::hnsw::Reads::Blocks(rq) = &g.reads else {
+                panic!("rabitq blocks")
+            };
             let l2 = metric == Metric::L2;
             let key = |a: &[f32], b: &[f32]| {
                 if l2 {
@@ -180,7 +182,9 @@ fn a_block_holds_the_row_and_the_links() {
         ..HnswConfig::DEFAULT
     };
     let g = build(&set, set.len(), cfg, BuildOptions::all_cores());
-    let rq = g.blocks.as_ref().expect("rabitq blocks");
+    let crate::hnsw::Reads::Blocks(rq) = &g.reads else {
+        panic!("rabitq blocks")
+    };
     assert_eq!(rq.block_bytes() % 64, 0);
     for node in 0..set.len() as u32 {
         let b = rq.block(node);
