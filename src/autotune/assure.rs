@@ -194,7 +194,7 @@ pub const TIE_MARGIN: f64 = 0.10;
 /// The winner among `pool` (the pick first, then its near-ties) by their interleaved
 /// comparison, `effect(a, b)` being b's latency over a's: the fastest, unless configs are not
 /// shown slower than it by [`TIE_MARGIN`] — then, among those, the quantization holding the
-/// fewest code bits (f32, then sq4, then sq8: exact work is not comparable across them, and
+/// fewest code bits (f32, then sq4, sq8, rabitq: exact work is not comparable across them, and
 /// a tie between sq4 and sq8 at 11.0 against 11.1 µs went either way run to run), and within
 /// it the cheapest by [`cheapness`]. Deterministic but for gaps at the margin: no single clock
 /// reading, and no gap the next build could reverse, decides.
