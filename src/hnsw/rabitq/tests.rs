@@ -56,6 +56,23 @@ fn the_rotation_is_orthogonal_padded_and_seeded() {
     }
 }
 
+/// The default config's graph of `set` with RaBitQ blocks.
+fn rabitq_graph(set: &VectorSet) -> crate::hnsw::Graph {
+    let cfg = HnswConfig {
+        quantization: Quantization::Rabitq,
+        ..HnswConfig::DEFAULT
+    };
+    build(set, set.len(), cfg, BuildOptions::all_cores())
+}
+
+/// Its blocks.
+fn blocks(g: &crate::hnsw::Graph) -> &Rabitq {
+    match &g.reads {
+        crate::hnsw::Reads::Blocks(rq) => rq,
+        _ => panic!("rabitq blocks"),
+    }
+}
+
 /// Scores one node's block with kernel `level`.
 struct Score<'a> {
     rq: &'a Rabitq,
@@ -82,14 +99,8 @@ fn estimates_are_unbiased_and_within_the_bound_on_every_level() {
     for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
         for dims in [48usize, 128] {
             let set = random_set(600, dims, metric, 21);
-            let cfg = HnswConfig {
-                quantization: Quantization::Rabitq,
-                ..HnswConfig::DEFAULT
-            };
-            let g = build(&set, set.len(), cfg, BuildOptions::all_cores());
-            let crate::hnsw::Reads::Blocks(rq) = &g.reads else {
-                panic!("rabitq blocks")
-            };
+            let g = rabitq_graph(&set);
+            let rq = blocks(&g);
             let l2 = metric == Metric::L2;
             let key = |a: &[f32], b: &[f32]| {
                 if l2 {
@@ -177,14 +188,8 @@ fn estimates_are_unbiased_and_within_the_bound_on_every_level() {
 #[test]
 fn a_block_holds_the_row_and_the_links() {
     let set = random_set(300, 40, Metric::L2, 4);
-    let cfg = HnswConfig {
-        quantization: Quantization::Rabitq,
-        ..HnswConfig::DEFAULT
-    };
-    let g = build(&set, set.len(), cfg, BuildOptions::all_cores());
-    let crate::hnsw::Reads::Blocks(rq) = &g.reads else {
-        panic!("rabitq blocks")
-    };
+    let g = rabitq_graph(&set);
+    let rq = blocks(&g);
     assert_eq!(rq.block_bytes() % 64, 0);
     for node in 0..set.len() as u32 {
         let b = rq.block(node);
