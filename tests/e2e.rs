@@ -431,6 +431,65 @@ async fn a_restart_serves_the_stored_quantized_graph(quantization: &str) {
     assert!(s.terminate().success());
 }
 
+/// `build.engine = "native_sq8"` (the builder on SQ8 codes): an activation builds and stores
+/// the graph under that builder's name, a restart loads it instead of rebuilding, and a
+/// server set to `native` does not take the other builder's graph for its own (its restart
+/// builds and stores its own, beside it).
+#[tokio::test]
+async fn the_codes_builder_stores_its_own_graphs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let sq8 = [("VECTUNE_BUILD_ENGINE", "native_sq8")];
+    let s = TestServer::start_url(&store, &sq8);
+    let (st, _) = s
+        .create_index(json!({"name": "b8", "dims": 24, "metric": "l2"}))
+        .await;
+    assert_eq!(st, 201);
+    s.append_range("b8", 0..800, 24).await;
+    let (st, a) = s.activate("b8").await;
+    assert_eq!(st, 200, "{a}");
+    assert_eq!(a["loaded_from_store"], false);
+    let query = json!({"vector": vector(11, 24), "k": 10});
+    let (_, before) = s.search("b8", query.clone()).await;
+    assert_eq!(before["hits"][0]["id"], "v11");
+    assert!(s.terminate().success());
+    let graphs = || -> Vec<String> {
+        let mut g: Vec<String> = std::fs::read_dir(dir.path().join("indexes/b8/graphs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        g.sort();
+        g
+    };
+    let first = graphs();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].ends_with("-native_sq8.graph"), "{first:?}");
+
+    let s = TestServer::start_url(&store, &sq8);
+    let active = s.wait_active("b8").await;
+    assert_eq!(active["generation"], a["generation"]);
+    let (_, after) = s.search("b8", query.clone()).await;
+    assert_eq!(after["hits"], before["hits"]);
+    let (_, again) = s.activate("b8").await;
+    assert_eq!(again["loaded_from_store"], true, "{again}");
+    assert_eq!(graphs(), first, "loaded, not rebuilt");
+    assert!(s.terminate().success());
+
+    // on `native` the restart builds the native graph (the stored one is another
+    // builder's) and stores it beside; an activation then loads that one
+    let s = TestServer::start(dir.path());
+    s.wait_active("b8").await;
+    let both = graphs();
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert!(both.iter().any(|g| g.ends_with("-native.graph")), "{both:?}");
+    let (_, own) = s.activate("b8").await;
+    assert_eq!(own["loaded_from_store"], true, "{own}");
+    assert_eq!(graphs(), both);
+    let (_, hits) = s.search("b8", query).await;
+    assert_eq!(hits["hits"][0]["id"], "v11");
+    assert!(s.terminate().success());
+}
+
 /// `n` l2 vectors in 12 Gaussian clusters of `dims` dimensions (ids `v{i}`), seeded.
 fn clustered(n: usize, dims: usize) -> Vec<Vec<f32>> {
     let mut rng = vectune::rng::SplitMix64::new(11);

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! vectune-bench inproc --data DIR --metric cosine [--m 16] [--ec 100] [--efs 10,20,40,80,160]
-//! vectune-bench inproc ... [--quantization none|sq8] [--engine native|hnsw_rs]
+//! vectune-bench inproc ... [--quantization none|sq8] [--engine native|native_sq8|hnsw_rs]
 //! vectune-bench kernels
 //! vectune-bench http --base http://127.0.0.1:8080 --index NAME --data DIR [--efs ...]
 //! ```
@@ -50,7 +50,7 @@ enum Cmd {
         /// `none`, `sq8`, `sq4` or `rabitq`.
         #[arg(long, default_value = "none")]
         quantization: String,
-        /// `native` or `hnsw_rs`.
+        /// `native`, `native_sq8` or `hnsw_rs`.
         #[arg(long, default_value = "native")]
         engine: String,
         /// Seed of insertion order and levels.
@@ -126,7 +126,9 @@ fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
 /// build at 1 thread and its parallel insert above (benchmarks only).
 fn build_with(set: &VectorSet, cfg: HnswConfig, engine: Engine, threads: usize) -> Graph {
     match engine {
-        Engine::Native => hnsw::build(set, set.len(), cfg, BuildOptions { engine, threads }),
+        Engine::Native | Engine::NativeSq8 => {
+            hnsw::build(set, set.len(), cfg, BuildOptions { engine, threads })
+        }
         Engine::HnswRs => {
             let t = Instant::now();
             let layout = reference::build(set, set.len(), cfg, threads);
@@ -391,7 +393,7 @@ fn main() {
             &efs(&e),
             no_serial,
             quantization_of(&quantization),
-            Engine::parse(&engine).expect("--engine native|hnsw_rs"),
+            Engine::parse(&engine).expect("--engine native|native_sq8|hnsw_rs"),
             seed,
         ),
         Cmd::Http {

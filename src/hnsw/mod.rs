@@ -24,6 +24,7 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
+use native::BuildOn;
 use rabitq::{QueryLut, Rabitq};
 use sq::{Bits, QueryCodes, Sq};
 
@@ -114,13 +115,17 @@ pub fn build(set: &VectorSet, rows: usize, config: HnswConfig, opts: BuildOption
     let start = Instant::now();
     let n = rows.min(set.len());
     let layout = match opts.engine {
-        Engine::Native => native::build(
+        Engine::Native | Engine::NativeSq8 => native::build(
             set,
             n,
             config.m as usize,
             config.ef_construction as usize,
             config.seed,
             opts.threads,
+            match opts.engine {
+                Engine::NativeSq8 => BuildOn::Codes,
+                _ => BuildOn::Rows,
+            },
         ),
         Engine::HnswRs => reference::build(set, n, config, 1),
     };

@@ -70,6 +70,7 @@ fn engine_code(e: Engine) -> u32 {
     match e {
         Engine::Native => 0,
         Engine::HnswRs => 1,
+        Engine::NativeSq8 => 2,
     }
 }
 
@@ -169,6 +170,7 @@ pub fn decode(
     let stored_engine = match u32_at(b, 56) {
         0 => Engine::Native,
         1 => Engine::HnswRs,
+        2 => Engine::NativeSq8,
         _ => return Err(GraphStoreError::Structure("unknown engine")),
     };
     let stored = GraphId {

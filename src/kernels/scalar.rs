@@ -81,6 +81,10 @@ impl super::sealed::Sealed for Scalar {}
 impl Kernel for Scalar {
     const LEVEL: Level = Level::Scalar;
     #[inline(always)]
+    fn enter<T: super::Task>(self, task: T) -> T::Output {
+        task.run(self)
+    }
+    #[inline(always)]
     fn dot(self, a: &[f32], b: &[f32]) -> f32 {
         dot(a, b)
     }

@@ -459,7 +459,7 @@ unsafe fn scan32_avx2(codes: &[u8], lut: &[u8], out: &mut [u16; SCAN_GROUP]) {
 /// level; each calls the level's `#[target_feature]` function, which inlines into the
 /// level's entry function (it has the same features) and from there into the task's loop.
 macro_rules! kernel {
-    ($ty:ty, $level:expr, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident, $u4:ident, $scan:ident) => {
+    ($ty:ty, $level:expr, $enter:ident, $dot:ident, $l2sq:ident, $u8i8:ident, $tile:ident, $u4:ident, $scan:ident) => {
         impl super::sealed::Sealed for $ty {}
 
         impl Kernel for $ty {
@@ -491,6 +491,11 @@ macro_rules! kernel {
                 unsafe { $scan(codes, lut, out) }
             }
             #[inline(always)]
+            fn enter<T: super::Task>(self, task: T) -> T::Output {
+                // SAFETY: as for `dot`: the value proves the CPU has this level's features.
+                unsafe { super::$enter(task) }
+            }
+            #[inline(always)]
             fn tile4x2(self, q: [&[f32]; 4], r: [&[f32]; 2], l2: bool) -> [[f32; 2]; 4] {
                 let (q, r) = same_len(q, r);
                 // SAFETY: as for `dot`; every slice now has the same length.
@@ -503,6 +508,7 @@ macro_rules! kernel {
 kernel!(
     Avx2,
     Level::Avx2,
+    enter_avx2,
     dot_avx2,
     l2sq_avx2,
     dot_u8i8_avx2,
@@ -513,6 +519,7 @@ kernel!(
 kernel!(
     Avx512,
     Level::Avx512,
+    enter_avx512,
     dot_avx512,
     l2sq_avx512,
     dot_u8i8_avx512,
@@ -523,6 +530,7 @@ kernel!(
 kernel!(
     Avx512Vnni,
     Level::Avx512Vnni,
+    enter_avx512vnni,
     dot_avx512,
     l2sq_avx512,
     dot_u8i8_vnni,
