@@ -15,7 +15,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::ground_truth;
-use crate::hnsw::Graph;
+use crate::hnsw::{Graph, Knobs};
 use crate::stats::{percentile, ratio_interval, wilson_lower, wilson_upper, Effect};
 use crate::trials::TrialMetrics;
 use crate::vectors::VectorSet;
@@ -60,7 +60,7 @@ static MEASURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn measure(
     set: &VectorSet,
     graph: &Graph,
-    ef: usize,
+    knobs: Knobs,
     queries: &[Vec<f32>],
     truth: &[Vec<u32>],
     k: usize,
@@ -72,7 +72,7 @@ pub fn measure(
         if cancel.is_cancelled() {
             return None;
         }
-        std::hint::black_box(graph.search(set, q, k, ef));
+        std::hint::black_box(graph.search_with(set, q, k, knobs, None));
     }
     let mut lat = Vec::with_capacity(queries.len());
     let mut found = 0usize;
@@ -88,9 +88,9 @@ pub fn measure(
         for (r, run) in runs.iter_mut().enumerate() {
             let start = Instant::now();
             let h = if r == 0 {
-                graph.search_counted(set, q, k, ef, Some(&mut evals))
+                graph.search_with(set, q, k, knobs, Some(&mut evals))
             } else {
-                graph.search(set, q, k, ef)
+                graph.search_with(set, q, k, knobs, None)
             };
             *run = start.elapsed().as_secs_f64() * 1e6;
             if r == 0 {
@@ -141,7 +141,7 @@ pub fn measure(
 /// neighbours are counted on the first round. `None` when cancelled.
 pub fn measure_paired(
     set: &VectorSet,
-    graphs: &[(&Graph, usize)],
+    graphs: &[(&Graph, Knobs)],
     queries: &[Vec<f32>],
     truth: &[Vec<u32>],
     k: usize,
@@ -151,8 +151,8 @@ pub fn measure_paired(
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     let n = graphs.len();
     for q in queries {
-        for (g, ef) in graphs {
-            std::hint::black_box(g.search(set, q, k, *ef));
+        for (g, knobs) in graphs {
+            std::hint::black_box(g.search_with(set, q, k, *knobs, None));
         }
     }
     let rounds = rounds.max(1);
@@ -166,9 +166,9 @@ pub fn measure_paired(
             }
             for j in 0..n {
                 let gi = (j + r + qi) % n;
-                let (g, ef) = graphs[gi];
+                let (g, knobs) = graphs[gi];
                 let start = Instant::now();
-                let hits = g.search(set, q, k, ef);
+                let hits = g.search_with(set, q, k, knobs, None);
                 times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
                 if r == 0 {
                     let want = &truth[qi][..truth[qi].len().min(k)];

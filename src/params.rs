@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const EF_CONSTRUCTION: (u32, u32) = (10, 400);
 /// Bounds of `ef_search`.
 pub const EF_SEARCH: (u32, u32) = (10, 200);
+/// Bounds of `patience` (0 = off).
+pub const PATIENCE: (u32, u32) = (0, 500);
 /// Bounds of `m`. hnsw_rs calls `process::exit` above 256, so the bound is also a guard.
 pub const M: (u32, u32) = (4, 64);
 /// `m` when none is given.
@@ -151,7 +153,8 @@ impl Engine {
     }
 }
 
-/// What makes two configs the same graph: everything but `ef_search`, plus the engine.
+/// What makes two configs the same graph: everything but `ef_search` and `patience`, plus
+/// the engine.
 /// Stored-graph keys, the stored-graph header check, a run's graph cache and autotune's
 /// build grouping all compare this, so the rule lives here once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,6 +190,17 @@ pub struct HnswConfig {
     pub seed: u64,
     /// See [`Quantization`]; `none` unless asked for.
     pub quantization: Quantization,
+    /// Early termination of a query's beam on layer 0: it stops once the `k`-th best key
+    /// held has not improved for `patience` expansions in a row (0, the default: off, the
+    /// beam runs until no candidate is left, as HNSW does). A search-time knob like
+    /// `ef_search` (the same graph); with it a wide beam stops early on easy queries and
+    /// runs on where the top k still changes. Left out of a config's JSON when off.
+    #[serde(skip_serializing_if = "is_off")]
+    pub patience: u32,
+}
+
+fn is_off(patience: &u32) -> bool {
+    *patience == 0
 }
 
 /// The config as received, before its bounds are checked: the one raw form requests carry
@@ -210,6 +224,10 @@ pub struct RawHnswConfig {
     /// See [`HnswConfig::quantization`]; default `none` (also for `null`).
     #[serde(default)]
     pub quantization: Option<Quantization>,
+    /// See [`HnswConfig::patience`] (0..=500); default 0, off (also for `null`).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 500)]
+    pub patience: Option<i64>,
 }
 
 // the OpenAPI bounds above are these, written out (a test keeps them equal)
@@ -229,6 +247,7 @@ impl HnswConfig {
         m: DEFAULT_M,
         seed: DEFAULT_SEED,
         quantization: Quantization::None,
+        patience: 0,
     };
 
     /// Checks every bound.
@@ -239,6 +258,7 @@ impl HnswConfig {
             m: bounded("m", M, m)?,
             seed,
             quantization: Quantization::None,
+            patience: 0,
         })
     }
 
@@ -251,6 +271,15 @@ impl HnswConfig {
             raw.seed.unwrap_or(DEFAULT_SEED),
         )
         .map(|c| c.with_quantization(raw.quantization.unwrap_or_default()))
+        .and_then(|c| c.with_patience(raw.patience.unwrap_or(0)))
+    }
+
+    /// The same graph searched with another `patience` (bounds checked).
+    pub fn with_patience(self, patience: i64) -> Result<HnswConfig, ConfigError> {
+        Ok(HnswConfig {
+            patience: bounded("patience", PATIENCE, patience)?,
+            ..self
+        })
     }
 
     /// The same graph searched with another `ef_search` (bounds checked).
@@ -261,10 +290,15 @@ impl HnswConfig {
         })
     }
 
-    /// A short human form for reasons and logs: `m16/efC80/ef30/s42/none`.
+    /// A short human form for reasons and logs: `m16/efC80/ef30/s42/none`, and `/p20`
+    /// after it when `patience` is on.
     pub fn describe(&self) -> String {
+        let patience = match self.patience {
+            0 => String::new(),
+            p => format!("/p{p}"),
+        };
         format!(
-            "m{}/efC{}/ef{}/s{}/{}",
+            "m{}/efC{}/ef{}/s{}/{}{patience}",
             self.m,
             self.ef_construction,
             self.ef_search,
@@ -287,7 +321,8 @@ impl HnswConfig {
         }
     }
 
-    /// The graph this config needs when built by `engine` (everything but `ef_search`).
+    /// The graph this config needs when built by `engine` (everything but the search-time
+    /// knobs, `ef_search` and `patience`).
     pub fn graph_id(&self, engine: Engine) -> GraphId {
         GraphId {
             m: self.m,
@@ -310,6 +345,36 @@ impl TryFrom<RawHnswConfig> for HnswConfig {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `patience` is optional (0, off), bounded, left out of a config's JSON when off (so
+    /// every stored config reads back the same), a search-time knob (the same graph), and
+    /// named in the short form when on.
+    #[test]
+    fn patience_is_an_optional_search_time_knob() {
+        let raw: RawHnswConfig =
+            serde_json::from_str(r#"{"ef_construction": 80, "ef_search": 30, "patience": 20}"#).unwrap();
+        let c = HnswConfig::parse(&raw).unwrap();
+        assert_eq!(c.patience, 20);
+        assert_eq!(
+            c.graph_id(Engine::Native),
+            HnswConfig::DEFAULT.graph_id(Engine::Native)
+        );
+        assert_eq!(c.describe(), "m16/efC80/ef30/s42/none/p20");
+        assert_eq!(HnswConfig::DEFAULT.describe(), "m16/efC80/ef30/s42/none");
+        let json = serde_json::to_value(c).unwrap();
+        assert_eq!(json["patience"], 20);
+        assert_eq!(serde_json::from_value::<HnswConfig>(json).unwrap(), c);
+        let off = serde_json::to_value(HnswConfig::DEFAULT).unwrap();
+        assert!(off.get("patience").is_none(), "{off}");
+        for bad in [-1, 501] {
+            let e = HnswConfig::DEFAULT.with_patience(bad).unwrap_err();
+            assert_eq!((e.field, e.got), ("patience", bad));
+        }
+        assert_eq!(HnswConfig::DEFAULT.with_patience(500).unwrap().patience, 500);
+        let null: RawHnswConfig =
+            serde_json::from_str(r#"{"ef_construction": 80, "ef_search": 30, "patience": null}"#).unwrap();
+        assert_eq!(HnswConfig::parse(&null).unwrap(), HnswConfig::DEFAULT);
+    }
 
     #[test]
     fn defaults_fill_in() {

@@ -256,6 +256,7 @@ async fn scenario(v: &Vectune, fuse: &Fuse) -> Acked {
             m: Some(16),
             seed: None,
             quantization: None,
+            patience: None,
         }]),
         promote: Some("never".into()),
         ..Default::default()

@@ -169,6 +169,7 @@ impl Adaptive {
             ef_search: EF_LADDER[efi],
             seed: self.seed,
             quantization: self.quantization,
+            patience: 0,
         }
     }
 
@@ -376,6 +377,7 @@ mod tests {
                 ef_search: c.ef_search as i64,
                 seed: Some(c.seed),
                 quantization: None,
+                patience: None,
             })
             .is_ok());
             builds.insert((c.m, c.ef_construction));

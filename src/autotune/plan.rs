@@ -95,6 +95,7 @@ mod tests {
             m: None,
             seed: None,
             quantization: None,
+            patience: None,
         };
         let p = plan(Some(&[raw(1, 30), raw(40, 30), raw(40, 30), raw(40, 500)])).unwrap();
         assert_eq!(p.configs.len(), 1);

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use vectune::distance::Metric;
 use vectune::harness::ground_truth;
-use vectune::hnsw::{self, reference, BuildOptions, Graph};
+use vectune::hnsw::{self, reference, BuildOptions, Graph, Knobs};
 use vectune::params::{Engine, HnswConfig, Quantization};
 use vectune::stats::percentile;
 use vectune::vectors::VectorSet;
@@ -56,6 +56,9 @@ enum Cmd {
         /// Seed of insertion order and levels.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Early termination: expansions without a better k-th key (0: off).
+        #[arg(long, default_value_t = 0)]
+        patience: usize,
     },
     /// Print the kernel levels this CPU supports, lowest first (the last is the default).
     Kernels,
@@ -113,6 +116,17 @@ fn efs(s: &str) -> Vec<usize> {
     s.split(',').filter_map(|x| x.trim().parse().ok()).collect()
 }
 
+/// The 10th percentile of per-query recall@k.
+fn recall_p10(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
+    let mut per: Vec<f64> = found
+        .iter()
+        .zip(truth)
+        .map(|(f, t)| f.iter().filter(|x| t[..k].contains(x)).count() as f64 / k as f64)
+        .collect();
+    per.sort_by(f64::total_cmp);
+    percentile(&per, 10.0)
+}
+
 fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
     let hit: usize = found
         .iter()
@@ -148,6 +162,7 @@ fn inproc(
     quantization: Quantization,
     engine: Engine,
     seed: u64,
+    patience: usize,
 ) -> Value {
     let (set, queries, truth) = load(data, metric);
     let (n, dims) = (set.len(), set.dims());
@@ -187,8 +202,9 @@ fn inproc(
     for &ef in ef_list {
         let search = |g: &Graph| -> (Vec<Vec<u32>>, Vec<f64>, f64, u64) {
             // warm-up pass, then each query once
+            let knobs = Knobs { ef, patience };
             for q in &queries {
-                std::hint::black_box(g.search(&set, q, k, ef));
+                std::hint::black_box(g.search_with(&set, q, k, knobs, None));
             }
             let mut lat = Vec::with_capacity(queries.len());
             let mut found = Vec::with_capacity(queries.len());
@@ -196,7 +212,7 @@ fn inproc(
             let all = Instant::now();
             for q in &queries {
                 let t = Instant::now();
-                let hits = g.search_counted(&set, q, k, ef, Some(&mut evals));
+                let hits = g.search_with(&set, q, k, knobs, Some(&mut evals));
                 lat.push(t.elapsed().as_secs_f64() * 1e6);
                 found.push(hits.iter().map(|h| h.row).collect());
             }
@@ -212,7 +228,9 @@ fn inproc(
         };
         rows.push(json!({
             "ef_search": ef,
+            "patience": patience,
             "recall_at_10": recall(&found, &truth, k),
+            "recall_p10": recall_p10(&found, &truth, k),
             "recall_at_10_parallel_build": recall(&pfound, &truth, k),
             "p50_us": percentile(&lat, 50.0),
             "p99_us": percentile(&lat, 99.0),
@@ -385,6 +403,7 @@ fn main() {
             quantization,
             engine,
             seed,
+            patience,
         } => inproc(
             &data,
             Metric::parse(&metric).expect("metric"),
@@ -395,6 +414,7 @@ fn main() {
             quantization_of(&quantization),
             Engine::parse(&engine).expect("--engine native|native_sq8|hnsw_rs"),
             seed,
+            patience,
         ),
         Cmd::Http {
             base,

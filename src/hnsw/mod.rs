@@ -23,7 +23,7 @@ pub mod store;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
+use frozen::{prefetch_lines, Beam, Cand, FrozenGraph, Patience};
 use native::BuildOn;
 use rabitq::{QueryLut, Rabitq};
 use sq::{Bits, QueryCodes, Sq};
@@ -147,6 +147,31 @@ pub(crate) fn key<K: Kernel, const L2: bool>(kernel: K, a: &[f32], b: &[f32]) ->
     }
 }
 
+/// What a search is asked beside `k`: the beam width and the early-termination rule, the
+/// two search-time knobs of a config ([`HnswConfig::ef_search`], [`HnswConfig::patience`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Knobs {
+    /// The beam width (at least `k` is used).
+    pub ef: usize,
+    /// Expansions without a better `k`-th key before the beam stops (0: off).
+    pub patience: usize,
+}
+
+impl Knobs {
+    /// A beam of `ef`, no early termination.
+    pub fn ef(ef: usize) -> Knobs {
+        Knobs { ef, patience: 0 }
+    }
+
+    /// The knobs `config` searches with.
+    pub fn of(config: &HnswConfig) -> Knobs {
+        Knobs {
+            ef: config.ef_search as usize,
+            patience: config.patience as usize,
+        }
+    }
+}
+
 /// Per-thread search scratch.
 #[derive(Default)]
 struct Scratch {
@@ -166,6 +191,7 @@ struct SearchTask<'a> {
     query: &'a [f32],
     k: usize,
     ef: usize,
+    patience: usize,
     s: &'a mut Scratch,
     evals: &'a mut u64,
 }
@@ -191,18 +217,26 @@ impl SearchTask<'_> {
             query,
             k,
             ef,
+            patience,
             s,
             evals,
         } = self;
         let layout = &graph.layout;
+        let beam = (
+            ef.max(k),
+            Patience {
+                k,
+                expansions: patience,
+            },
+        );
         match &graph.reads {
             Reads::Blocks(blocks) => {
-                walk_blocks::<K, L2>(kernel, layout, blocks, set, query, k, ef, s, evals);
+                walk_blocks::<K, L2>(kernel, layout, blocks, set, query, k, beam, s, evals);
             }
             Reads::Rows => {
                 let bytes = set.dims() * 4;
                 layout.search_layers(
-                    ef.max(k),
+                    beam,
                     &mut s.beam,
                     |x| key::<K, L2>(kernel, query, set.row(x as usize)),
                     |x| prefetch_lines(set.row(x as usize).as_ptr() as *const u8, bytes),
@@ -220,10 +254,10 @@ impl SearchTask<'_> {
                 // buys nothing and costs 25 % — where it helps, a larger ef does the same
                 let q = &s.query;
                 match codes.bits() {
-                    Bits::Eight => walk_codes(layout, codes, q, ef.max(k), &mut s.beam, evals, |c, w| {
+                    Bits::Eight => walk_codes(layout, codes, q, beam, &mut s.beam, evals, |c, w| {
                         kernel.dot_u8i8(c, w)
                     }),
-                    Bits::Four => walk_codes(layout, codes, q, ef.max(k), &mut s.beam, evals, |c, w| {
+                    Bits::Four => walk_codes(layout, codes, q, beam, &mut s.beam, evals, |c, w| {
                         kernel.dot_u4i8(c, w)
                     }),
                 }
@@ -245,7 +279,7 @@ fn walk_blocks<K: Kernel, const L2: bool>(
     set: &VectorSet,
     query: &[f32],
     k: usize,
-    ef: usize,
+    beam: (usize, Patience),
     s: &mut Scratch,
     evals: &mut u64,
 ) {
@@ -272,7 +306,7 @@ fn walk_blocks<K: Kernel, const L2: bool>(
         kernel,
         &s.lut,
         start,
-        ef.max(k),
+        beam,
         &mut s.beam,
         &mut s.found,
         &|row: &[f32]| key::<K, L2>(kernel, query, row),
@@ -292,7 +326,7 @@ fn walk_codes<D: Fn(&[u8], &[i8]) -> i32>(
     layout: &FrozenGraph,
     codes: &Sq,
     q: &QueryCodes,
-    ef: usize,
+    ef: (usize, Patience),
     beam: &mut Beam,
     evals: &mut u64,
     dot: D,
@@ -440,6 +474,18 @@ impl Graph {
         ef: usize,
         counter: Option<&mut u64>,
     ) -> Vec<Hit> {
+        self.search_with(set, query, k, Knobs::ef(ef), counter)
+    }
+
+    /// [`Graph::search_counted`] with every search-time knob of a config ([`Knobs`]).
+    pub fn search_with(
+        &self,
+        set: &VectorSet,
+        query: &[f32],
+        k: usize,
+        Knobs { ef, patience }: Knobs,
+        counter: Option<&mut u64>,
+    ) -> Vec<Hit> {
         if self.is_empty() || k == 0 || query.len() != set.dims() || set.len() < self.len() {
             return Vec::new();
         }
@@ -452,6 +498,7 @@ impl Graph {
                 query,
                 k,
                 ef,
+                patience,
                 s: &mut s,
                 evals: &mut evals,
             });

@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::frozen::{prefetch_lines, Beam, Cand, FrozenGraph};
+use super::frozen::{prefetch_lines, Beam, Cand, FrozenGraph, Patience};
 use super::sq::{Bits, QueryCodes, Sq};
 use super::{key, MAX_LAYERS};
 use crate::distance::Metric;
@@ -395,7 +395,16 @@ impl<S: Space> Job<Worker<S::Query>, Linked> for Insert<'_, S> {
         let mut chosen = Vec::new();
         let mut levels = Vec::new();
         for lv in (0..=top.min(graph.max_level)).rev() {
-            graph.beam(lv, ep, d_ep, self.ef, beam, &mut dist, &prefetch, &mut evals);
+            graph.beam(
+                lv,
+                ep,
+                d_ep,
+                (self.ef, Patience::OFF),
+                beam,
+                &mut dist,
+                &prefetch,
+                &mut evals,
+            );
             beam.results_into(&mut cands);
             select(space, &cands, self.m, &mut chosen, kept);
             if let Some(c) = chosen.first() {

@@ -35,7 +35,7 @@
 //! wider beam than 4-bit ones, and a block of 32 codes is read whether or not the
 //! neighbours were visited.
 
-use super::frozen::{prefetch_lines, Beam, Cand, FrozenGraph, NONE};
+use super::frozen::{prefetch_lines, Beam, Cand, FrozenGraph, Patience, Watch, NONE};
 use crate::distance::Metric;
 use crate::kernels::{Kernel, SCAN_GROUP};
 use crate::rng::SplitMix64;
@@ -374,7 +374,7 @@ impl Rabitq {
         kernel: K,
         lut: &QueryLut,
         (ep, d_ep): (u32, f32),
-        ef: usize,
+        (ef, patience): (usize, Patience),
         s: &mut Beam,
         found: &mut Vec<Cand>,
         exact: &E,
@@ -382,6 +382,7 @@ impl Rabitq {
     ) {
         let n = self.blocks.len() / self.at.lines.max(1);
         s.begin(n, ef);
+        let mut watch = Watch::new(patience);
         found.clear();
         s.mark(ep);
         s.pool.insert(Cand(d_ep, ep));
@@ -433,6 +434,9 @@ impl Rabitq {
                 }
                 // and the new best's, if a neighbour displaced it
                 fetch_next(s, &mut fetched);
+            }
+            if watch.stop(&s.pool) {
+                break;
             }
         }
     }

@@ -4,6 +4,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::hnsw::Knobs;
 
 impl Vectune {
     /// Starts an activation as a job and answers at once (an unknown or empty index is
@@ -140,7 +141,11 @@ impl Vectune {
         };
         let q = live.vectors.prepare_query(vector)?;
         let ef_used = ef.max(k as u32);
-        let found = live.graph.search(&live.vectors, &q, k as usize, ef_used as usize);
+        let knobs = Knobs {
+            ef: ef_used as usize,
+            patience: config.patience as usize,
+        };
+        let found = live.graph.search_with(&live.vectors, &q, k as usize, knobs, None);
         self.sample_search(
             name,
             &live,

@@ -357,6 +357,68 @@ async fn quantized_trials_grids_and_activation(quantization: &str) {
     assert_eq!(hits["config"]["quantization"], quantization);
 }
 
+/// `patience` (early termination, a search-time knob): a trial with it shares the graph of
+/// the same config without it (one build in a grid of both), does no more work per query,
+/// is echoed in the config (left out when off), and is what the activated index searches
+/// with; out of bounds it is a `400` naming the field, nothing journaled.
+#[tokio::test]
+async fn patience_trials_grids_and_activation() {
+    let app = TestApp::new().await;
+    app.seeded(600).await;
+    app.autogen("q", 30, 10).await;
+    let trial = |config: Value| json!({"index_name": "idx", "harness": "q", "config": config});
+    let (s, full) = app
+        .trial(trial(json!({"ef_construction": 40, "ef_search": 80})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{full:?}");
+    assert!(
+        full["config"].get("patience").is_none(),
+        "off is left out: {full:?}"
+    );
+    let patient = json!({"ef_construction": 40, "ef_search": 80, "patience": 2});
+    let (s, p) = app.trial(trial(patient.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{p:?}");
+    assert_eq!(p["config"]["patience"], 2);
+    let work = |t: &Value| t["metrics"]["distance_evals_per_query"].as_f64().unwrap();
+    assert!(work(&p) < work(&full), "{} vs {}", work(&p), work(&full));
+    let (_, journal) = app.trials("idx", "").await;
+    let before = journal["trials"].as_array().unwrap().len();
+    for bad in [json!(-1), json!(501), json!("x"), json!(1.5)] {
+        let got = app
+            .trial(trial(
+                json!({"ef_construction": 40, "ef_search": 80, "patience": bad}),
+            ))
+            .await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{bad}: {:?}", got.1);
+        assert!(
+            got.1["error"]["message"].as_str().unwrap().contains("patience"),
+            "{:?}",
+            got.1
+        );
+    }
+    let (_, journal) = app.trials("idx", "").await;
+    assert_eq!(journal["trials"].as_array().unwrap().len(), before);
+    let (s, r) = app
+        .autotune(
+            json!({"index_name": "idx", "harness": "q", "promote": "always", "min_recall": 0.0,
+            "objective": "min_latency",
+            "grid": [patient, {"ef_construction": 40, "ef_search": 80, "patience": 3}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    assert_eq!(r["builds"], 1, "patience does not change the graph");
+    let (s, act) = app.activate("idx").await;
+    assert_eq!(s, StatusCode::OK, "{act:?}");
+    assert!(
+        act["config"]["patience"].as_u64().is_some_and(|p| p > 0),
+        "{act:?}"
+    );
+    let (s, hits) = app.search("idx", json!({"vector": vec_of(7), "k": 5})).await;
+    assert_eq!(s, StatusCode::OK, "{hits:?}");
+    assert_eq!(hits["hits"][0]["id"], "v7");
+    assert_eq!(hits["config"]["patience"], act["config"]["patience"]);
+}
+
 #[tokio::test]
 async fn the_pareto_frontier_takes_axes() {
     let app = TestApp::new().await;

@@ -178,6 +178,7 @@ fn raw(c: HnswConfig) -> RawHnswConfig {
         m: Some(c.m.into()),
         seed: Some(c.seed),
         quantization: Some(c.quantization),
+        patience: Some(c.patience.into()),
     }
 }
 

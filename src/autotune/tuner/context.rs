@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{Result, Tuner, TunerError};
 use crate::autotune::{split_queries, GraphCache};
 use crate::harness;
-use crate::hnsw::{self, Graph};
+use crate::hnsw::{self, Graph, Knobs};
 use crate::measure::{self, Paired};
 use crate::metrics::BuildPurpose;
 use crate::names::{HarnessName, IndexName};
@@ -175,8 +175,7 @@ impl Tuner {
             };
             let brute = brute.unwrap_or_else(|| measure::brute_force_latency_us(&set, &tune.0, k));
             let (q, truth) = (&queries.0, &queries.1);
-            let ef = config.ef_search as usize;
-            let m = measure::measure(&set, &graph, ef, q, truth, k, brute, &cancel);
+            let m = measure::measure(&set, &graph, Knobs::of(&config), q, truth, k, brute, &cancel);
             Some((graph, source, brute, m))
         })
         .await
@@ -213,7 +212,7 @@ impl Tuner {
                 return Ok(None);
             }
             match ctx.cache.get(c) {
-                Some(g) => graphs.push((g, c.ef_search as usize)),
+                Some(g) => graphs.push((g, Knobs::of(c))),
                 None => {
                     return Err(TunerError::Internal(
                         "a graph left the run cache while it was compared",
@@ -224,7 +223,7 @@ impl Tuner {
         let (set, k, cancel, tune) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.tune.clone());
         let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
-            let g: Vec<(&Graph, usize)> = graphs.iter().map(|(g, ef)| (&**g, *ef)).collect();
+            let g: Vec<(&Graph, Knobs)> = graphs.iter().map(|(g, knobs)| (&**g, *knobs)).collect();
             // a large harness is compared on an evenly spaced share of its queries: the
             // interval is tight long before, and the comparison stays seconds, not minutes
             let step = tune.0.len().div_ceil(PAIRED_MAX_QUERIES).max(1);

@@ -70,6 +70,11 @@ pub struct ConfigOut {
     pub seed: u64,
     /// Vector storage of the beam.
     pub quantization: QuantizationOut,
+    /// Early termination of the beam: expansions without a better k-th result before it
+    /// stops. Absent when off (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 500)]
+    pub patience: Option<u32>,
 }
 
 impl From<HnswConfig> for ConfigOut {
@@ -80,6 +85,7 @@ impl From<HnswConfig> for ConfigOut {
             m: c.m,
             seed: c.seed,
             quantization: c.quantization.into(),
+            patience: (c.patience > 0).then_some(c.patience),
         }
     }
 }
