@@ -225,6 +225,49 @@ def runners(path, metric, levels):
     return out
 
 
+MILLION_EFS = "10,15,20,30,40,60,80,120,160,200"
+MILLION_PEER_EFS = {"symqg": "10,20,30,40,60,80,120,160,240,320", "hnswlib": "10,20,40,60,80,120,160,240,320",
+                    "glass": "10,15,20,30,40,60,80,120,160,240"}
+
+
+def million_part(rounds):
+    """The same seeded generator scaled to 1M x 128 (issue 22 item 7): vectune rabitq and sq4
+    (built on SQ8 codes, the native_sq8 builder), SymphonyQG, glass when built, hnswlib;
+    builds at all cores only (1-thread builds of every library would add ~40 minutes),
+    `rounds` rounds alternating (each round ~20 minutes on 2 cores)."""
+    path = synth(n=1_000_000)
+    py = os.path.join(BENCH, "venv/bin/python")
+    v = lambda q: [DRIVER, "inproc", "--data", path, "--metric", "l2", "--efs", MILLION_EFS, "--no-serial",
+                   "--quantization", q, "--engine", "native_sq8"]
+    cmds = {"vectune rabitq (native_sq8 build)": v("rabitq"), "vectune sq4 (native_sq8 build)": v("sq4")}
+    for lib in ("symqg", "glass", "hnswlib"):
+        if lib == "glass" and subprocess.run([py, "-c", "import glass"], capture_output=True).returncode != 0:
+            log("glass is absent: the 1M run goes on without it")
+            continue
+        cmds[lib] = [py, os.path.join(ROOT, "scripts/bench_peers.py"), "--lib", lib, "--data", path, "--metric", "l2",
+                     "--efs", MILLION_PEER_EFS[lib], "--no-serial"]
+    names = list(cmds)
+    out = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            log(f"1M round {r + 1}: {n}")
+            res = json.loads(subprocess.run(cmds[n], check=True, capture_output=True, text=True).stdout)
+            out[n].append({"build_parallel_secs": res["build_parallel_secs"], "search": res["search"]})
+    return out
+
+
+def million_section(m):
+    lines = ["### The same generator at 1M × 128 (l2, 1,000 queries; builds at all cores only)", "",
+             "| library | batch mean µs at recall .90 | .95 | .99 | build, all cores s | every round at .95 |", "|---|---|---|---|---|---|"]
+    for name, rs in m.items():
+        at = {t: min((x for x in (interp(r["search"], target=t) for r in rs) if x is not None), default=None)
+              for t in (0.90, 0.95, 0.99)}
+        every = ", ".join(fmt(interp(r["search"], target=0.95)) for r in rs)
+        lines.append(f"| {name} | {fmt(at[0.90])} | {fmt(at[0.95])} | {fmt(at[0.99])} | "
+                     f"{min(r['build_parallel_secs'] for r in rs):.1f} | {every} |")
+    return lines + [""]
+
+
 def run_rounds(path, metric, levels):
     cmds = runners(path, metric, levels)
     names = list(cmds)
@@ -329,6 +372,8 @@ def report(res):
                   f"| today's ({at['baseline_commit']}) | {', '.join(f'{x:.2f}' for x in at['old'])} | {min(at['old']):.2f} |",
                   f"| this one (native, {os.cpu_count()} threads) | {', '.join(f'{x:.2f}' for x in at['new'])} | {min(at['new']):.2f} |",
                   "", f"→ **{min(at['new']) / min(at['old']):.2f}×** today's wall time. Winners: today {at['old_winner']}, now {at['new_winner']}.", ""]
+    if res.get("million"):
+        lines += million_section(res["million"])
     s = res.get("scale")
     if s:
         lines += ["### Scale run: synthetic 100k × 128 (L2) end to end over HTTP", "", "| stage | seconds | RSS MiB | peak RSS MiB | notes |", "|---|---|---|---|---|"]
@@ -417,6 +462,8 @@ def main():
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--baseline-bin", help="an earlier vectune binary to time the default autotune against")
     ap.add_argument("--baseline-commit", default="?")
+    ap.add_argument("--million", action="store_true",
+                    help="also the 1M x 128 set (the leaders, vectune rabitq/sq4, hnswlib; ~20 minutes a round)")
     ap.add_argument("--quality-only", action="store_true",
                     help="keep .bench/results.json's timings; (re)measure only the graph quality over seeds")
     a = ap.parse_args()
@@ -445,6 +492,8 @@ def main():
         json.dump(res, open(os.path.join(BENCH, "results.json"), "w"), indent=2)
     if a.baseline_bin:
         res["autotune"] = autotune_part(a.pydocs, a.baseline_bin, a.baseline_commit)
+    if a.million:
+        res["million"] = million_part(max(1, ROUNDS - 1))
     if not a.skip_synth and not a.skip_scale:
         res["scale"] = scale_part(synth())
     json.dump(res, open(os.path.join(BENCH, "results.json"), "w"), indent=2)

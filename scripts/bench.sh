@@ -3,7 +3,8 @@
 # reference), hnswlib, faiss (HNSWFlat and HNSW-SQ8 + refine), usearch, SymphonyQG (rabitqlib),
 # SVS and ScaNN on the same data and machine in one run, three
 # rounds alternating the libraries. Creates its own Python venv (.bench/venv) with the peers.
-# Takes ~30-40 minutes on 2 cores; --skip-synth for a pydocs-only run. To time the default
+# Takes ~30-40 minutes on 2 cores; --skip-synth for a pydocs-only run; --million adds the same
+# generator at 1M x 128 (the leaders, vectune rabitq/sq4, hnswlib; ~20 minutes a round). To time the default
 # autotune against an earlier build: --baseline-bin PATH --baseline-commit SHA.
 set -euo pipefail
 cd "$(dirname "$0")/.."

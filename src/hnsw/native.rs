@@ -15,6 +15,11 @@
 //! and hnswlib's neighbour heuristic (keep a candidate only if it is nearer to the node than
 //! to every neighbour kept so far) both to pick a new node's `m` links and to shrink a row
 //! that overflows its capacity (`2·m` on layer 0, `m` above).
+//!
+//! Distances come from a [`Space`]: the f32 rows, or ([`BuildOn::Codes`], the `native_sq8`
+//! engine) SQ8 codes of them, a quarter of the bytes a distance reads, as glass builds. The
+//! round's work items are structs run inside the kernel level on every thread
+//! ([`Kernel::enter`]), so the kernels inline in the workers as on the calling thread.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -178,7 +183,7 @@ impl<'a, K: Kernel, const L2: bool> Space for Rows<'a, K, L2> {
 }
 
 /// Distances on SQ8 codes: a node's f32 row folded into integer weights against every
-/// other node's codes, shifted to an estimate of the exact key ([`KeyError::exact`]).
+/// other node's codes, shifted to an estimate of the exact key ([`super::sq::KeyError::exact`]).
 struct Codes<'a, K> {
     kernel: K,
     set: &'a VectorSet,
