@@ -176,8 +176,12 @@ impl Refiner {
         // searched for its least passing ef like a graph, and kept only if it passes at
         // less work (it does less per ef, and needs a larger ef for the same recall)
         if winner.patience == 0 {
+            let after_twins = probes
+                .iter()
+                .take_while(|p| p.quantization != winner.quantization)
+                .count();
             probes.insert(
-                twins.len().min(probes.len()),
+                after_twins,
                 HnswConfig {
                     patience: PROBE_PATIENCE,
                     ..winner
@@ -349,6 +353,26 @@ pub(crate) mod tests {
             assert_eq!(best.patience > 0, kept, "saving {saving}: {best:?}");
             assert_eq!(r.best_cost, f(&best).1);
         }
+    }
+
+    /// With the twins built already (not probed again), the early-termination probe still
+    /// comes before the ladder neighbours, which cost a build each.
+    #[test]
+    fn patience_comes_before_the_ladder_when_the_twins_are_built() {
+        let w = cfg(16, 80, 40);
+        let twins: Vec<_> = w.quantization.twins().collect();
+        let mut r = Refiner::new(w, cost(&w), Some(39), &twins, &|p| {
+            p.quantization != w.quantization
+        });
+        let mut order = Vec::new();
+        while let Some(c) = r.next_config() {
+            if (c.m, c.ef_construction) != (16, 80) || c.patience > 0 {
+                order.push(c.patience > 0);
+            }
+            r.observe(c, recall(&c) >= 0.97, cost(&c));
+        }
+        assert_eq!(order.first(), Some(&true), "{order:?}");
+        assert!(order.iter().any(|p| !p), "the ladder follows: {order:?}");
     }
 
     /// A RaBitQ twin that fails at the winner's ef is walked up whatever its count of
