@@ -194,23 +194,31 @@ impl Watch {
 /// thread, for serving (thread-local) and building (one per worker).
 #[derive(Default)]
 pub(crate) struct Beam {
-    visited: Vec<u32>,
-    stamp: u32,
+    /// One bit a node (1M nodes: 125 KB, in L2; a u32 stamp a node was 4 MB, and its
+    /// misses 26 % of a search at 1M × 128), cleared word by word after each search.
+    visited: Vec<u64>,
+    /// Words of `visited` set in this search, to clear at the next.
+    touched: Vec<u32>,
+    /// Nodes in this search's graph.
+    n: usize,
     pub(crate) pool: Pool,
 }
 
 impl Beam {
-    /// Starts a new search over `n` nodes with a pool of `ef`: a new stamp instead of
-    /// clearing the array.
+    /// Starts a new search over `n` nodes with a pool of `ef`: clears only the words the
+    /// last search set.
     pub(crate) fn begin(&mut self, n: usize, ef: usize) {
-        if self.visited.len() < n {
-            self.visited.resize(n, 0);
+        let words = n.div_ceil(64);
+        if self.visited.len() < words {
+            self.visited.resize(words, 0);
         }
-        self.stamp = self.stamp.wrapping_add(1);
-        if self.stamp == 0 {
-            self.visited.iter_mut().for_each(|v| *v = 0);
-            self.stamp = 1;
+        for &w in &self.touched {
+            if let Some(v) = self.visited.get_mut(w as usize) {
+                *v = 0;
+            }
         }
+        self.touched.clear();
+        self.n = n;
         self.pool.reset(ef);
     }
 
@@ -218,9 +226,13 @@ impl Beam {
     /// array — links a checksum could not vouch for — is never new).
     #[inline(always)]
     pub(crate) fn mark(&mut self, node: u32) -> bool {
-        match self.visited.get_mut(node as usize) {
-            Some(seen) if *seen != self.stamp => {
-                *seen = self.stamp;
+        let (w, bit) = ((node >> 6) as usize, 1u64 << (node & 63));
+        match self.visited.get_mut(w) {
+            Some(word) if *word & bit == 0 && (node as usize) < self.n => {
+                if *word == 0 {
+                    self.touched.push(w as u32);
+                }
+                *word |= bit;
                 true
             }
             _ => false,
