@@ -122,9 +122,10 @@ pub fn build(set: &VectorSet, rows: usize, config: HnswConfig, opts: BuildOption
             config.ef_construction as usize,
             config.seed,
             opts.threads,
-            match opts.engine {
-                Engine::NativeSq8 => BuildOn::Codes,
-                _ => BuildOn::Rows,
+            if opts.engine == Engine::NativeSq8 {
+                BuildOn::Codes
+            } else {
+                BuildOn::Rows
             },
         ),
         Engine::HnswRs => reference::build(set, n, config, 1),

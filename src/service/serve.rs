@@ -143,7 +143,7 @@ impl Vectune {
         let ef_used = ef.max(k as u32);
         let knobs = Knobs {
             ef: ef_used as usize,
-            patience: config.patience as usize,
+            ..Knobs::of(&config)
         };
         let found = live.graph.search_with(&live.vectors, &q, k as usize, knobs, None);
         self.sample_search(
