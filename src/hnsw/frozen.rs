@@ -64,14 +64,26 @@ const EXPANDED: u32 = 1 << 31;
 /// of unpredictable branches, and the two heaps took two of them per accepted neighbour plus
 /// one per expansion (measured: a search whose evaluations were held fixed got 75 ns slower
 /// per unit of `ef`, all of it heap work).
-#[derive(Default)]
-pub(crate) struct Pool {
-    entries: Vec<(f32, u32)>,
+///
+/// `X` is a payload carried with each entry (nothing for most beams; the RaBitQ beam keeps
+/// each candidate's error bound beside its estimated key).
+pub(crate) struct Pool<X: Copy = ()> {
+    entries: Vec<(f32, u32, X)>,
     cap: usize,
     cursor: usize,
 }
 
-impl Pool {
+impl<X: Copy> Default for Pool<X> {
+    fn default() -> Self {
+        Pool {
+            entries: Vec::new(),
+            cap: 1,
+            cursor: 0,
+        }
+    }
+}
+
+impl<X: Copy> Pool<X> {
     /// Empties it, for at most `cap` entries.
     pub(crate) fn reset(&mut self, cap: usize) {
         self.entries.clear();
@@ -91,10 +103,11 @@ impl Pool {
         self.entries.last().map_or(f32::INFINITY, |e| e.0)
     }
 
-    /// Inserts `c` when there is room or it beats the last entry (which then falls out).
+    /// Inserts `c` with its payload when there is room or it beats the last entry (which
+    /// then falls out).
     #[inline(always)]
-    pub(crate) fn insert(&mut self, c: Cand) {
-        let cand = |e: &(f32, u32)| Cand(e.0, e.1 & !EXPANDED);
+    pub(crate) fn insert_with(&mut self, c: Cand, x: X) {
+        let cand = |e: &(f32, u32, X)| Cand(e.0, e.1 & !EXPANDED);
         if self.is_full() && self.entries.last().is_some_and(|e| cand(e) <= c) {
             return;
         }
@@ -102,13 +115,13 @@ impl Pool {
         if self.is_full() {
             self.entries.pop();
         }
-        self.entries.insert(at, (c.0, c.1));
+        self.entries.insert(at, (c.0, c.1, x));
         self.cursor = self.cursor.min(at);
     }
 
-    /// The best unexpanded entry, now marked expanded.
+    /// The best unexpanded entry and its payload, now marked expanded.
     #[inline(always)]
-    pub(crate) fn pop(&mut self) -> Option<Cand> {
+    pub(crate) fn pop_with(&mut self) -> Option<(Cand, X)> {
         while let Some(e) = self.entries.get(self.cursor) {
             if e.1 & EXPANDED == 0 {
                 break;
@@ -117,16 +130,22 @@ impl Pool {
         }
         let e = self.entries.get_mut(self.cursor)?;
         e.1 |= EXPANDED;
-        Some(Cand(e.0, e.1 & !EXPANDED))
+        Some((Cand(e.0, e.1 & !EXPANDED), e.2))
+    }
+
+    /// The best unexpanded entry and its payload, left as they are.
+    #[inline(always)]
+    pub(crate) fn peek_with(&self) -> Option<(Cand, X)> {
+        self.entries[self.cursor.min(self.entries.len())..]
+            .iter()
+            .find(|e| e.1 & EXPANDED == 0)
+            .map(|e| (Cand(e.0, e.1), e.2))
     }
 
     /// The best unexpanded entry's row, left as it is.
     #[inline(always)]
     pub(crate) fn peek(&self) -> Option<u32> {
-        self.entries[self.cursor.min(self.entries.len())..]
-            .iter()
-            .find(|e| e.1 & EXPANDED == 0)
-            .map(|e| e.1)
+        self.peek_with().map(|(c, _)| c.1)
     }
 
     /// The `k`-th best key held (`k` ≥ 1), +∞ while fewer are held.
@@ -138,6 +157,20 @@ impl Pool {
     /// The entries, nearest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Cand> + '_ {
         self.entries.iter().map(|e| Cand(e.0, e.1 & !EXPANDED))
+    }
+}
+
+impl Pool {
+    /// Inserts `c` when there is room or it beats the last entry (which then falls out).
+    #[inline(always)]
+    pub(crate) fn insert(&mut self, c: Cand) {
+        self.insert_with(c, ());
+    }
+
+    /// The best unexpanded entry, now marked expanded.
+    #[inline(always)]
+    pub(crate) fn pop(&mut self) -> Option<Cand> {
+        self.pop_with().map(|(c, ())| c)
     }
 }
 
@@ -174,7 +207,7 @@ impl Watch {
 
     /// After an expansion: whether the beam should stop now.
     #[inline(always)]
-    pub(crate) fn stop(&mut self, pool: &Pool) -> bool {
+    pub(crate) fn stop<X: Copy>(&mut self, pool: &Pool<X>) -> bool {
         if self.rule.expansions == 0 {
             return false;
         }
@@ -202,6 +235,11 @@ pub(crate) struct Beam {
     /// Nodes in this search's graph.
     n: usize,
     pub(crate) pool: Pool,
+    /// The RaBitQ beam's pool: each estimated key with its error bound.
+    pub(crate) bounded: Pool<f32>,
+    /// The `k` best exact keys met so far (the RaBitQ beam's threshold for skipping a
+    /// node's exact key), nearest first.
+    pub(crate) exact_best: Vec<f32>,
 }
 
 impl Beam {
@@ -220,6 +258,8 @@ impl Beam {
         self.touched.clear();
         self.n = n;
         self.pool.reset(ef);
+        self.bounded.reset(ef);
+        self.exact_best.clear();
     }
 
     /// Marks `node` visited in this search; whether it was unvisited (a node past the

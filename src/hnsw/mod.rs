@@ -307,7 +307,7 @@ fn walk_blocks<K: Kernel, const L2: bool>(
         kernel,
         &s.lut,
         start,
-        beam,
+        (k, beam.0, beam.1),
         &mut s.beam,
         &mut s.found,
         &|row: &[f32]| key::<K, L2>(kernel, query, row),

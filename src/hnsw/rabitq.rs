@@ -6,7 +6,8 @@
 //! lies (one random read per neighbour); here it reads the node's block — the codes of all
 //! its neighbours in one sequential run — and one SIMD pass scores them all. Only the node
 //! being expanded is measured exactly (its f32 row, prefetched while the previous block is
-//! scored), and the results hold exact keys only, so nothing is re-ranked at the end. This
+//! scored) — unless RaBitQ's error bound shows it cannot enter the top k ([`Rabitq::beam`])
+//! — and the results hold exact keys only, so nothing is re-ranked at the end. This
 //! is SymphonyQG's layout (Gao et al., SIGMOD 2025) with RaBitQ's estimator (Gao & Long,
 //! SIGMOD 2024).
 //!
@@ -156,7 +157,22 @@ pub struct Rabitq {
     upper_rows: Vec<f32>,
     /// Each node's row in `upper_rows`, [`NONE`] for a node on layer 0 only.
     upper_of: Vec<u32>,
+    /// The estimator's error bound a unit of `A·|q - u|` ([`Rabitq::beam`]):
+    /// `ε₀ · max √(1 - ⟨ō, r̂⟩²) / √(P - 1)` over every edge.
+    kappa: f32,
+    /// Keys are squared l2 distances (else negated inner products).
+    l2: bool,
+    /// The largest `|u|²` (1 for cosine's unit rows): `|q - u|² ≤ |q|² + max|u|² + 2d` for
+    /// an inner-product key `d = -⟨q, u⟩`.
+    max_norm2: f32,
+    /// Whether the beam skips the exact key of a node that cannot enter the top k (always,
+    /// but for tests comparing it with measuring every node).
+    skip_exact: bool,
 }
+
+/// RaBitQ's confidence parameter ε₀ (Gao & Long 2024 use 1.9: the estimate of `⟨ō, ŷ⟩` lies
+/// within `ε₀/√(P - 1)` of its mean but for a probability that falls like `exp(-ε₀²·c)`).
+const EPS0: f32 = 1.9;
 
 /// A query's table, reused across searches.
 #[derive(Debug, Default, Clone)]
@@ -167,6 +183,11 @@ pub struct QueryLut {
     /// `⟨ō, Rq⟩ ≈ s0 + s1 · scan`.
     s0: f32,
     s1: f32,
+    /// `|q|²`.
+    norm2: f32,
+    /// The table's rounding error in `⟨ō, Rq⟩` at the estimator's confidence:
+    /// `ε₀ · s1 · √(nsub / 12)` (each of `nsub` entries rounded, uniform within ±½).
+    rho: f32,
 }
 
 impl Rabitq {
@@ -211,10 +232,12 @@ impl Rabitq {
         advise_huge_pages(blocks.as_ptr() as *const u8, blocks.capacity() * 64);
         blocks.resize(n * at.lines, Line([0; 64]));
         let l2 = set.metric() == Metric::L2;
-        std::thread::scope(|scope| {
+        let spread = std::thread::scope(|scope| {
+            let mut workers = Vec::new();
             for (t, chunk) in blocks.chunks_mut(per * at.lines).enumerate() {
                 let rotated = &rotated;
-                scope.spawn(move || {
+                workers.push(scope.spawn(move || {
+                    let mut spread = 0f32;
                     for (i, block) in chunk.chunks_exact_mut(at.lines).enumerate() {
                         let u = t * per + i;
                         let block = lines_mut(block);
@@ -227,16 +250,25 @@ impl Rabitq {
                             let Some(rv) = rotated.get(v as usize * p..(v as usize + 1) * p) else {
                                 continue;
                             };
-                            let (a, b) = edge(ru, rv, l2, slot, &mut block[at.codes..at.factors], nsub);
+                            let (a, b, sine) = edge(ru, rv, l2, slot, &mut block[at.codes..at.factors], nsub);
+                            spread = spread.max(sine);
                             let (g, j) = (slot / SCAN_GROUP, slot % SCAN_GROUP);
                             let f = at.factors + 4 * (g * 2 * SCAN_GROUP + j);
                             put_f32s(&mut block[f..f + 4], &[a]);
                             put_f32s(&mut block[f + 4 * SCAN_GROUP..f + 4 * SCAN_GROUP + 4], &[b]);
                         }
                     }
-                });
+                    spread
+                }));
             }
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or(1.0))
+                .fold(0f32, f32::max)
         });
+        let max_norm2 = (0..n)
+            .map(|u| set.row(u).iter().map(|x| x * x).sum::<f32>())
+            .fold(0f32, f32::max);
         let mut upper_of = vec![NONE; n];
         let mut upper_rows = Vec::new();
         for (node, slot) in upper_of.iter_mut().enumerate() {
@@ -254,6 +286,10 @@ impl Rabitq {
             blocks,
             upper_rows,
             upper_of,
+            kappa: EPS0 * spread / ((p - 1) as f32).sqrt(),
+            l2,
+            max_norm2,
+            skip_exact: true,
         }
     }
 
@@ -292,6 +328,8 @@ impl Rabitq {
             sums,
             s0,
             s1,
+            norm2,
+            rho,
         } = out;
         self.rot.apply(q, rotated);
         let nsub = self.nsub;
@@ -318,11 +356,15 @@ impl Rabitq {
         let root = (self.rot.padded as f32).sqrt();
         *s0 = (2.0 * bias - sum) / root;
         *s1 = 2.0 * delta / root;
+        *norm2 = rotated.iter().map(|v| v * v).sum();
+        *rho = EPS0 * *s1 * (nsub as f32 / 12.0).sqrt();
     }
 
-    /// The estimated keys of group `g` of a block's neighbours into `keys`, from the exact
-    /// key `du` of the block's node: `du + B - A·⟨ō, Rq⟩` with `⟨ō, Rq⟩` from the query's
-    /// table (one fast-scan of the group's codes).
+    /// The estimated keys of group `g` of a block's neighbours into `keys`, from the key
+    /// `du` of the block's node: `du + B - A·⟨ō, Rq⟩` with `⟨ō, Rq⟩` from the query's
+    /// table (one fast-scan of the group's codes); and each key's error bound into `errs`:
+    /// `du_err + A·unit` (`du_err` that of `du`, 0 when exact; `unit` the bound a unit of
+    /// `A`, [`Rabitq::beam`]).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn score_group<K: Kernel>(
@@ -331,9 +373,10 @@ impl Rabitq {
         lut: &QueryLut,
         block: &[u8],
         g: usize,
-        du: f32,
+        (du, du_err, unit): (f32, f32, f32),
         est: &mut [u16; SCAN_GROUP],
         keys: &mut [f32; SCAN_GROUP],
+        errs: &mut [f32; SCAN_GROUP],
     ) {
         let c = self.at.codes + g * self.nsub * 16;
         kernel.scan32(&block[c..c + self.nsub * 16], &lut.lut, est);
@@ -342,10 +385,25 @@ impl Rabitq {
         let (a, b) = ab.split_at(SCAN_GROUP);
         for j in 0..SCAN_GROUP {
             keys[j] = du + b[j] - a[j] * (lut.s0 + lut.s1 * est[j] as f32);
+            errs[j] = du_err + a[j] * unit;
         }
     }
 
-    /// The estimated keys of node `node`'s neighbours, in link order, to `each` (tests).
+    /// The bound a unit of `A` on a neighbour's key error, around a node of key
+    /// `du ± du_err`: `κ·|q - u| + ρ`, with `|q - u|` at its largest within the bound.
+    #[inline(always)]
+    fn unit_error(&self, lut: &QueryLut, du: f32, du_err: f32) -> f32 {
+        let d = du + du_err;
+        let y2 = if self.l2 {
+            d
+        } else {
+            lut.norm2 + self.max_norm2 + 2.0 * d
+        };
+        self.kappa * y2.max(0.0).sqrt() + lut.rho
+    }
+
+    /// The estimated keys of node `node`'s neighbours and their error bounds, in link
+    /// order, to `each` (tests).
     #[cfg(test)]
     pub(crate) fn score<K: Kernel>(
         &self,
@@ -353,17 +411,27 @@ impl Rabitq {
         lut: &QueryLut,
         node: u32,
         du: f32,
-        mut each: impl FnMut(u32, f32),
+        mut each: impl FnMut(u32, f32, f32),
     ) {
         let block = self.block(node);
         let at = self.at.ids;
         let count = u32s(&block[at..at + 4])[0] as usize;
         let ids = u32s(&block[at + 4..at + 4 + 4 * count]);
-        let (mut est, mut keys) = ([0u16; SCAN_GROUP], [0f32; SCAN_GROUP]);
+        let (mut est, mut keys, mut errs) = ([0u16; SCAN_GROUP], [0f32; SCAN_GROUP], [0f32; SCAN_GROUP]);
+        let unit = self.unit_error(lut, du, 0.0);
         for (g, group) in ids.chunks(SCAN_GROUP).enumerate() {
-            self.score_group(kernel, lut, block, g, du, &mut est, &mut keys);
-            for (&nb, &key) in group.iter().zip(&keys) {
-                each(nb, key);
+            self.score_group(
+                kernel,
+                lut,
+                block,
+                g,
+                (du, 0.0, unit),
+                &mut est,
+                &mut keys,
+                &mut errs,
+            );
+            for ((&nb, &key), &err) in group.iter().zip(&keys).zip(&errs) {
+                each(nb, key, err);
             }
         }
     }
@@ -371,7 +439,22 @@ impl Rabitq {
     /// The beam on layer 0 from `(ep, d_ep)` (an exact key), run on estimated keys: a
     /// neighbour enters the pool on its estimate, and a node popped is measured exactly
     /// (`exact` of the f32 row in its block) before its neighbours are scored from that
-    /// exact key. `found` gets the exact keys of every expanded node (unsorted).
+    /// exact key. `found` gets the exact keys of the expanded nodes that may be among the
+    /// `k` nearest (unsorted).
+    ///
+    /// The error bound: every estimate carries a bound on its error (RaBitQ's, at
+    /// confidence [`EPS0`], plus the table's rounding). A node popped whose estimate minus
+    /// its bound already exceeds the k-th best exact key met cannot enter the top k, so its
+    /// exact key is skipped — its row is not read, nor prefetched — and its neighbours are
+    /// scored from its estimate, their bounds widened by its own. Late in a search most
+    /// expansions are such nodes (the beam holds `ef` ≥ `k`).
+    ///
+    /// Measured (BENCHMARKS.md, "Engine III, fifth step"): 1-bit estimates are wide, so the
+    /// bound lets through a fraction of the nodes an exact oracle would skip (9–20 % of the
+    /// expansions at ef 40–80 against ~55 % with est > k-th); search time is level on
+    /// 100k and 1M × 128 and up to 4 % lower on pydocs (384-d, where a row is 24 lines of a
+    /// block), recall@10 within −.0009. Kept because a row not read is the one saving that
+    /// grows with the width of the embeddings.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn beam<K: Kernel, E: Fn(&[f32]) -> f32>(
@@ -379,7 +462,7 @@ impl Rabitq {
         kernel: K,
         lut: &QueryLut,
         (ep, d_ep): (u32, f32),
-        (ef, patience): (usize, Patience),
+        (k, ef, patience): (usize, usize, Patience),
         s: &mut Beam,
         found: &mut Vec<Cand>,
         exact: &E,
@@ -387,63 +470,91 @@ impl Rabitq {
     ) {
         let n = self.blocks.len() / self.at.lines.max(1);
         s.begin(n, ef);
+        let k = k.max(1);
+        let mut best = std::mem::take(&mut s.exact_best);
         let mut watch = Watch::new(patience);
         found.clear();
         s.mark(ep);
-        s.pool.insert(Cand(d_ep, ep));
+        s.bounded.insert_with(Cand(d_ep, ep), 0.0);
         let at = self.at;
         let bytes = at.lines * 64;
         let mut est = [0u16; SCAN_GROUP];
         let mut keys = [0f32; SCAN_GROUP];
+        let mut errs = [0f32; SCAN_GROUP];
         let mut first = Some(d_ep);
         let mut fetched = u32::MAX;
-        let fetch_next = |s: &Beam, fetched: &mut u32| {
-            if let Some(next) = s.pool.peek() {
+        let skip = self.skip_exact;
+        // the k-th best exact key met, +∞ until k are met
+        let kth = |best: &Vec<f32>| best.get(k - 1).copied().unwrap_or(f32::INFINITY);
+        let fetch_next = |s: &Beam, fetched: &mut u32, kth: f32| {
+            if let Some((Cand(key, next), err)) = s.bounded.peek_with() {
                 if next != *fetched {
                     *fetched = next;
                     let b = self.block(next);
-                    prefetch_lines(b.as_ptr(), b.len().min(bytes));
+                    // a node whose exact key will be skipped needs its codes, not its row
+                    let from = if skip && key - err > kth { at.codes } else { 0 }.min(b.len());
+                    prefetch_lines(b[from..].as_ptr(), b.len().min(bytes) - from);
                 }
             }
         };
-        while let Some(Cand(_, node)) = s.pool.pop() {
+        while let Some((Cand(key, node), err)) = s.bounded.pop_with() {
             // the entry's exact key is known; every later node's is measured here
             let known = first.take();
             let block = self.block(node);
             if block.is_empty() {
                 continue;
             }
-            let du = match known {
-                Some(d) => d,
-                None => {
-                    *evals += 1;
-                    exact(f32s(&block[..self.dims * 4]))
+            let bar = kth(&best);
+            let (du, du_err) = match known {
+                None if skip && key - err > bar => (key, err),
+                _ => {
+                    let du = known.unwrap_or_else(|| {
+                        *evals += 1;
+                        exact(f32s(&block[..self.dims * 4]))
+                    });
+                    if du < bar || best.len() < k {
+                        let at = best.partition_point(|&b| b < du);
+                        best.insert(at, du);
+                        best.truncate(k);
+                    }
+                    found.push(Cand(du, node));
+                    (du, 0.0)
                 }
             };
-            found.push(Cand(du, node));
             // the block of the best candidate left, before this node's neighbours are scored:
             // most often it is the next expansion, and its read overlaps this one's work
-            fetch_next(s, &mut fetched);
+            fetch_next(s, &mut fetched, kth(&best));
             let count = (u32s(&block[at.ids..at.ids + 4])[0] as usize).min(self.groups * SCAN_GROUP);
             let ids = u32s(&block[at.ids + 4..at.ids + 4 + 4 * count]);
             *evals += count as u64;
+            let unit = self.unit_error(lut, du, du_err);
             for (g, group) in ids.chunks(SCAN_GROUP).enumerate() {
-                self.score_group(kernel, lut, block, g, du, &mut est, &mut keys);
-                for (&nb, &key) in group.iter().zip(&keys) {
-                    if s.pool.is_full() && key >= s.pool.worst() {
+                self.score_group(
+                    kernel,
+                    lut,
+                    block,
+                    g,
+                    (du, du_err, unit),
+                    &mut est,
+                    &mut keys,
+                    &mut errs,
+                );
+                for ((&nb, &key), &err) in group.iter().zip(&keys).zip(&errs) {
+                    if s.bounded.is_full() && key >= s.bounded.worst() {
                         continue;
                     }
                     if s.mark(nb) {
-                        s.pool.insert(Cand(key, nb));
+                        s.bounded.insert_with(Cand(key, nb), err);
                     }
                 }
                 // and the new best's, if a neighbour displaced it
-                fetch_next(s, &mut fetched);
+                fetch_next(s, &mut fetched, kth(&best));
             }
-            if watch.stop(&s.pool) {
+            if watch.stop(&s.bounded) {
                 break;
             }
         }
+        s.exact_best = best;
     }
 }
 
@@ -519,7 +630,12 @@ fn put_u32(out: &mut [u8], v: u32) {
 /// l2: `|q - v|² = |q - u|² - 2⟨q - u, r⟩ + |r|²`, so `A = 2F`, `B = |r|² + 2F·c`;
 /// inner product: `-⟨q, v⟩ = -⟨q, u⟩ - ⟨q - u, r⟩ - ⟨u, r⟩`, so `A = F`, `B = F·c - ⟨u, r⟩`.
 /// A zero offset (a duplicate row) has `A = 0`: its key is the node's plus `B`.
-fn edge(ru: &[f32], rv: &[f32], l2: bool, slot: usize, block: &mut [u8], nsub: usize) -> (f32, f32) {
+///
+/// The third value is `√(1 - ⟨ō, r̂⟩²)`, the edge's share of RaBitQ's error bound: the
+/// estimate of `⟨r, y⟩` errs by at most `F·√(1 - ⟨ō, r̂⟩²)·ε₀/√(P - 1)·|y|` (so, in units
+/// of `A`, by that bound over `F` times 2 for l2's key, 1 for inner products — `A`
+/// carries the same factor).
+fn edge(ru: &[f32], rv: &[f32], l2: bool, slot: usize, block: &mut [u8], nsub: usize) -> (f32, f32, f32) {
     let (g, j) = (slot / SCAN_GROUP, slot % SCAN_GROUP);
     let (mut norm2, mut l1, mut c, mut ur) = (0f32, 0f32, 0f32, 0f32);
     for (s, (u4, v4)) in ru.chunks_exact(4).zip(rv.chunks_exact(4)).enumerate() {
@@ -541,11 +657,13 @@ fn edge(ru: &[f32], rv: &[f32], l2: bool, slot: usize, block: &mut [u8], nsub: u
     }
     let root = (ru.len() as f32).sqrt();
     let f = if l1 > 0.0 { norm2 * root / l1 } else { 0.0 };
+    let cos = if l1 > 0.0 { l1 / (root * norm2.sqrt()) } else { 1.0 };
+    let sine = (1.0 - cos * cos).max(0.0).sqrt();
     let c = c / root;
     if l2 {
-        (2.0 * f, norm2 + 2.0 * f * c)
+        (2.0 * f, norm2 + 2.0 * f * c, sine)
     } else {
-        (f, f * c - ur)
+        (f, f * c - ur, sine)
     }
 }
 

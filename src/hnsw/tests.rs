@@ -27,7 +27,7 @@ pub(crate) fn random_set(n: usize, dims: usize, metric: Metric, seed: u64) -> Ve
 }
 
 /// Gaussian clusters: structured like embeddings, so recall figures are stable.
-fn clustered_set(n: usize, dims: usize, metric: Metric, seed: u64) -> VectorSet {
+pub(crate) fn clustered_set(n: usize, dims: usize, metric: Metric, seed: u64) -> VectorSet {
     let mut r = SplitMix64::new(seed);
     let mut gauss = move || {
         let u = ((r.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
