@@ -450,8 +450,8 @@ impl Rabitq {
     /// expansions are such nodes (the beam holds `ef` ≥ `k`).
     ///
     /// Measured (BENCHMARKS.md, "Engine III, fifth step"): 1-bit estimates are wide, so the
-    /// bound lets through a fraction of the nodes an exact oracle would skip (9–20 % of the
-    /// expansions at ef 40–80 against ~55 % with est > k-th); search time is level on
+    /// bound lets through a fraction of the nodes an exact oracle would skip (1–30 % of the
+    /// expansions at ef 20–80 against 26–63 % with est > k-th); search time is level on
     /// 100k and 1M × 128 and up to 4 % lower on pydocs (384-d, where a row is 24 lines of a
     /// block), recall@10 within −.0009. Kept because a row not read is the one saving that
     /// grows with the width of the embeddings.
