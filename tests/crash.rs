@@ -178,9 +178,12 @@ fn batch(from: usize, n: usize) -> Vec<NewVector> {
 #[derive(Debug, Default)]
 struct Acked {
     index: bool,
-    /// Vectors of the acknowledged batches, and of the one in flight.
+    /// Vectors stored after the acknowledged writes, and the change the one in flight makes
+    /// (an append adds, a delete takes away, an upsert both).
     vectors: usize,
-    in_flight_batch: Option<usize>,
+    in_flight_batch: Option<i64>,
+    /// Ids whose delete was acknowledged: never to come back.
+    deleted: Vec<String>,
     harness: bool,
     trials: Vec<uuid::Uuid>,
     /// The promoted trial after each acknowledged registry step, and after the one in flight.
@@ -214,11 +217,29 @@ async fn scenario(v: &Vectune, fuse: &Fuse) -> Acked {
     );
     a.index = true;
     for (from, n) in STEPS_VECTORS {
-        a.in_flight_batch = Some(n);
+        a.in_flight_batch = Some(n as i64);
         step!(v.append(&ix, batch(from, n)).await);
         a.in_flight_batch = None;
         a.vectors += n;
     }
+    // deletes (a tombstone, then a manifest) and an upsert (segment, tombstone, manifest)
+    a.in_flight_batch = Some(-2);
+    step!(v.delete_vectors(&ix, vec!["v3".into(), "v4".into()]).await);
+    a.in_flight_batch = None;
+    a.vectors -= 2;
+    a.deleted.extend(["v3".to_string(), "v4".to_string()]);
+    a.in_flight_batch = Some(-1);
+    step!(v.delete_vector(&ix, "v7".into()).await);
+    a.in_flight_batch = None;
+    a.vectors -= 1;
+    a.deleted.push("v7".to_string());
+    a.in_flight_batch = Some(1);
+    let mut up = batch(5, 1);
+    up[0].vector = vec_of(9005);
+    up.extend(batch(500, 1));
+    step!(v.upsert(&ix, up).await);
+    a.in_flight_batch = None;
+    a.vectors += 1;
     step!(v.autogen_harness(h.clone(), &ix, 20, 5, 42).await);
     a.harness = true;
     let mut ids = Vec::new();
@@ -314,7 +335,9 @@ async fn check_after_crash(inner: Arc<InMemory>, a: &Acked, at: usize) {
     }
     let view = got.unwrap_or_else(|e| panic!("crash at write {at}: acknowledged index lost: {e}"));
     let n = view.vectors as usize;
-    let ok = n == a.vectors || a.in_flight_batch.is_some_and(|b| n == a.vectors + b);
+    let ok = n == a.vectors
+        || a.in_flight_batch
+            .is_some_and(|b| n as i64 == a.vectors as i64 + b);
     assert!(
         ok,
         "crash at write {at}: {n} vectors, acknowledged {} (+{:?} in flight)",
@@ -325,6 +348,15 @@ async fn check_after_crash(inner: Arc<InMemory>, a: &Acked, at: usize) {
         v.activate(&ix)
             .await
             .unwrap_or_else(|e| panic!("crash at write {at}: stored vectors do not load: {e}"));
+        // an acknowledged delete is never undone: its vector finds other rows
+        for id in &a.deleted {
+            let i: usize = id[1..].parse().unwrap();
+            let found = v.search(&ix, &vec_of(i), 5, None).unwrap();
+            assert!(
+                found.hits.iter().all(|(hit, _)| hit != id),
+                "crash at write {at}: deleted {id} came back"
+            );
+        }
     }
     if a.harness {
         let h = HarnessName::parse("h".to_string()).unwrap();

@@ -63,13 +63,14 @@ async fn searches_during_an_activation_are_answered_by_the_previous_generation()
     let s = TestServer::start(dir.path());
     let dims = 48;
     s.new_index("big", dims, "l2").await;
-    s.append_range("big", 0..500, dims).await;
-    let (st, first) = s.activate("big").await;
-    assert_eq!((st, first["generation"].clone()), (200, json!(1)));
-    // grow the index so that the next build takes a while
-    for start in (500..24_500).step_by(6000) {
+    // big enough that a build takes a while
+    for start in (0..24_000).step_by(6000) {
         s.append_range("big", start..start + 6000, dims).await;
     }
+    let (st, first) = s.activate("big").await;
+    assert_eq!((st, first["generation"].clone()), (200, json!(1)));
+    // a few rows more: searched beside the graph, far below the refresh rule's share
+    s.append_range("big", 24_000..24_010, dims).await;
     let base = s.base.clone();
     let activation = tokio::spawn(async move {
         let r = reqwest::Client::new()
@@ -1327,5 +1328,92 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
     );
     assert_eq!(errors, 0, "every search and /health must be answered with 200");
     assert!(!search.is_empty() && !health.is_empty());
+    assert!(s.terminate().success());
+}
+
+/// Fresh writes under load, on the real binary: a writer appends rows one at a time and
+/// deletes some while four clients search. Every acknowledged append is the top hit of
+/// a search for its own vector sent right after the acknowledgement; no id whose delete
+/// was acknowledged before a search was sent is ever in that search's hits; nothing
+/// errs. The refresh rule (20 % of the generation) re-activates in the background
+/// during the run, so searches cross generation swaps too.
+#[tokio::test]
+async fn a_writer_appends_and_deletes_while_four_clients_search() {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Arc::new(TestServer::start(dir.path()));
+    let dims = 24;
+    s.new_index("live", dims, "l2").await;
+    s.append_range("live", 0..1000, dims).await;
+    assert_eq!(s.activate("live").await.0, 200);
+    let deleted: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut searchers = Vec::new();
+    for c in 0..4usize {
+        let (s, deleted, done) = (s.clone(), deleted.clone(), done.clone());
+        searchers.push(tokio::spawn(async move {
+            let mut checks = 0usize;
+            let mut i = c;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                // deleted before this search was sent: must not come back
+                let gone = deleted.lock().unwrap().clone();
+                let q = vector(i % 1400, dims);
+                let (st, r) = s.search("live", json!({"vector": q, "k": 10})).await;
+                assert_eq!(st, 200, "{r}");
+                for h in r["hits"].as_array().unwrap() {
+                    let id = h["id"].as_str().unwrap();
+                    assert!(
+                        !gone.contains(id),
+                        "{id} returned after its delete was acknowledged"
+                    );
+                    checks += 1;
+                }
+                i += 4;
+            }
+            checks
+        }));
+    }
+    let mut generations = HashSet::new();
+    for i in 1000..1300usize {
+        let id = format!("v{i}");
+        let (st, r) = s
+            .append(
+                "live",
+                json!({"vectors": [{"id": id, "vector": vector(i, dims)}]}),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+        let (st, r) = s.search("live", json!({"vector": vector(i, dims), "k": 1})).await;
+        assert_eq!(st, 200, "{r}");
+        assert_eq!(
+            r["hits"][0]["id"],
+            json!(id),
+            "an acknowledged append not found at once"
+        );
+        assert_eq!(r["hits"][0]["distance"], json!(0.0));
+        generations.insert(r["generation"].as_u64().unwrap());
+        if i % 3 == 0 {
+            // a base row and the row appended just now
+            for gone in [format!("v{}", i - 1000), id] {
+                let (st, r) = s.delete_vector("live", &gone).await;
+                assert_eq!(st, 204, "{r}");
+                deleted.lock().unwrap().insert(gone);
+            }
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut checks = 0;
+    for t in searchers {
+        checks += t.await.unwrap();
+    }
+    assert!(checks > 1000, "only {checks} hits checked");
+    assert!(
+        generations.len() >= 2,
+        "the refresh rule never re-activated: {generations:?}"
+    );
+    let (_, index) = s.get_index("live").await;
+    assert_eq!(index["vectors"], json!(1300 - 200));
+    let s = Arc::into_inner(s).expect("the only owner");
     assert!(s.terminate().success());
 }

@@ -205,6 +205,34 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // fresh writes on one instance are searched on the other within the sync bound:
+    // an append, a delete, an upsert the other way round
+    let (st, _) = a
+        .append(
+            "shared",
+            json!({"vectors": [{"id": "x1", "vector": vector(5000, 16)}]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        top(&a, vector(5000, 16)).await,
+        "x1",
+        "found at once where it was written"
+    );
+    let fresh_append = until(&b, vector(5000, 16), "x1", true).await;
+    assert_eq!(a.delete_vector("shared", "v3").await.0, 204);
+    let fresh_delete = until(&b, vector(3, 16), "v3", false).await;
+    let (st, _) = b
+        .upsert(
+            "shared",
+            json!({"vectors": [{"id": "v4", "vector": vector(6000, 16)}]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    until(&a, vector(6000, 16), "v4", true).await;
+    until(&a, vector(4, 16), "v4", false).await;
+    eprintln!("fresh writes across instances: an append searched on B after {fresh_append:?}, a delete after {fresh_delete:?}");
+
     // a deletion on A: B answers 404 within the bound
     assert_eq!(
         a.call(reqwest::Method::DELETE, "/vectors/indexes/shared", None)
@@ -221,6 +249,28 @@ async fn what_one_instance_writes_the_other_answers_and_both_serve_one_generatio
     );
     assert!(a.terminate().success());
     assert!(b.terminate().success());
+}
+
+/// The id of the top hit of a search of "shared" for `v`.
+async fn top(s: &TestServer, v: Vec<f32>) -> String {
+    let (st, r) = s.search("shared", json!({"vector": v, "k": 3})).await;
+    assert_eq!(st, 200, "{r}");
+    r["hits"][0]["id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Polls until the top hit for `v` is `want` (or, with `present` false, is not); how long.
+async fn until(s: &TestServer, v: Vec<f32>, want: &str, present: bool) -> Duration {
+    let t = Instant::now();
+    loop {
+        if (top(s, v.clone()).await == want) == present {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{want} (present: {present}) not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A slow async autotune on `s` (a few seconds of builds on two cores).

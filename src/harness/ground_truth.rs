@@ -58,7 +58,7 @@ pub fn exact_with_threads(
             got: q.len(),
         });
     }
-    let k = k.min(set.len());
+    let k = k.min(set.live());
     if queries.is_empty() || k == 0 {
         return Ok(vec![Vec::new(); queries.len()]);
     }
@@ -139,6 +139,8 @@ fn share<K: Kernel>(kernel: K, set: &VectorSet, queries: &[Vec<f32>], k: usize, 
     let l2 = metric == Metric::L2;
     let mut tops: Vec<TopK> = (0..queries.len()).map(|_| TopK::new(k)).collect();
     let n = set.len();
+    // deleted rows are never ground truth (a bit test a row only when there are any)
+    let dead = set.deleted() > 0;
     let mut start = 0;
     while start < n {
         let end = (start + ROW_BLOCK).min(n);
@@ -149,9 +151,16 @@ fn share<K: Kernel>(kernel: K, set: &VectorSet, queries: &[Vec<f32>], k: usize, 
             while row < end {
                 let r1 = if row + 1 < end { row + 1 } else { row };
                 let keys = kernel.tile4x2(q, [set.row(row), set.row(r1)], l2);
+                let (keep0, keep1) = if dead {
+                    (!set.is_deleted(row), r1 != row && !set.is_deleted(r1))
+                } else {
+                    (true, r1 != row)
+                };
                 for (j, top) in tops[qi * 4..qi * 4 + qs.len()].iter_mut().enumerate() {
-                    top.offer(keys[j][0], row as u32);
-                    if r1 != row {
+                    if keep0 {
+                        top.offer(keys[j][0], row as u32);
+                    }
+                    if keep1 {
                         top.offer(keys[j][1], r1 as u32);
                     }
                 }
@@ -177,6 +186,41 @@ mod tests {
             .collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         all.into_iter().take(k).map(|p| p.1).collect()
+    }
+
+    /// Deleted rows are never ground truth, on every kernel level.
+    #[test]
+    fn deleted_rows_are_left_out() {
+        let mut r = SplitMix64::new(12);
+        let (n, dims) = (300, 9);
+        let data: Vec<f32> = (0..n * dims)
+            .map(|_| r.below(2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let mut set = VectorSet::from_rows(
+                dims,
+                metric,
+                (0..n).map(|i| i.to_string()).collect(),
+                data.clone(),
+            );
+            for row in (0..n).step_by(2) {
+                set.delete_row(row);
+            }
+            let qs: Vec<Vec<f32>> = (0..12).map(|i| set.row(i * 7).to_vec()).collect();
+            let live: Vec<usize> = set.live_rows().collect();
+            for threads in [1, 3] {
+                let got = exact_with_threads(&set, &qs, 10, threads).unwrap();
+                for (q, found) in qs.iter().zip(&got) {
+                    let mut want: Vec<(f32, u32)> = live
+                        .iter()
+                        .map(|&i| (set.metric().distance(q, set.row(i)), i as u32))
+                        .collect();
+                    want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                    let want: Vec<u32> = want.into_iter().take(10).map(|p| p.1).collect();
+                    assert_eq!(found, &want, "{metric:?}");
+                }
+            }
+        }
     }
 
     proptest! {

@@ -230,16 +230,24 @@ impl Harnesses {
             return Err(HarnessError::NoQueries);
         }
         let set = indexes.vectors(index).await?;
-        let available = (set.len() as u64).min(MAX_QUERIES as u64);
+        let available = (set.live() as u64).min(MAX_QUERIES as u64);
         if count as u64 > available {
             return Err(HarnessError::TooManyQueries {
                 requested: count,
                 available,
             });
         }
+        // sampled among the vectors stored (with no deletes: the rows, as always)
+        let live: Vec<usize> = if set.deleted() == 0 {
+            Vec::new()
+        } else {
+            set.live_rows().collect()
+        };
+        let pick = |i: usize| if live.is_empty() { i } else { live[i] };
         let qs = SplitMix64::new(seed)
-            .sample(set.len(), count as usize)
+            .sample(set.live(), count as usize)
             .into_iter()
+            .map(pick)
             .map(|row| Query {
                 id: set.id(row).to_string(),
                 vector: set.row(row).to_vec(),

@@ -283,20 +283,27 @@ pub fn select_by(cands: &[(f32, u32)], m: usize, between: impl Fn(u32, u32) -> f
 #[inline(always)]
 fn build_with<K: Kernel, S: Space>(kernel: K, space: &S, t: &BuildTask<'_>) -> FrozenGraph {
     let (n, m) = (t.n, t.m);
-    let order = SplitMix64::new(t.seed).permutation(n);
-    let level_at = levels(n, m, t.seed);
+    // deleted rows are left out: they keep their place (level 0, no links), no node links
+    // to them, so no search reaches them; with no deletes this is the order it always was
+    let order: Vec<usize> = SplitMix64::new(t.seed)
+        .permutation(n)
+        .into_iter()
+        .filter(|&row| !t.set.is_deleted(row))
+        .collect();
+    let live = order.len();
+    let level_at = levels(live, m, t.seed);
     let mut level = vec![0u8; n];
     for (pos, &row) in order.iter().enumerate() {
         level[row] = level_at[pos];
     }
     let mut g = FrozenGraph::with_levels(&level, m);
-    if n == 0 {
+    if live == 0 {
         return g;
     }
     g.entry = order[0] as u32;
     g.max_level = level[order[0]] as usize;
     let mut workers: Vec<Worker<S::Query>> = (0..t.threads).map(|_| Worker::default()).collect();
-    for (start, end) in rounds(n).into_iter().skip(1) {
+    for (start, end) in rounds(live).into_iter().skip(1) {
         let batch = &order[start..end];
         // 1. every new node searches the graph as it stood at the round's start
         let insert = Insert {

@@ -80,7 +80,12 @@ fn build_hnsw(
         config.ef_construction as usize,
         GraphDistance(set.metric()),
     );
-    let order = SplitMix64::new(config.seed).permutation(n);
+    // deleted rows are left out (the freezer gives them level 0 and no links)
+    let order: Vec<usize> = SplitMix64::new(config.seed)
+        .permutation(n)
+        .into_iter()
+        .filter(|&row| !set.is_deleted(row))
+        .collect();
     if threads <= 1 {
         for row in order {
             hnsw.insert_slice((set.row(row), row));

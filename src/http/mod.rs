@@ -16,6 +16,7 @@ pub mod extract;
 pub mod layers;
 mod routes;
 pub mod ui;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +120,9 @@ fn api() -> OpenApiRouter<Vectune> {
         .routes(routes!(routes::create_index, routes::list_indexes))
         .routes(routes!(routes::get_index, routes::delete_index))
         .routes(routes!(routes::append))
+        .routes(routes!(writes::delete_vector))
+        .routes(routes!(writes::delete_vectors))
+        .routes(routes!(writes::get_refresh, writes::put_refresh))
         .routes(routes!(routes::activate))
         .routes(routes!(routes::get_monitor, routes::put_monitor))
         .routes(routes!(routes::search))

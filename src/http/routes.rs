@@ -139,7 +139,11 @@ pub async fn append(
             vector: x.vector,
         })
         .collect();
-    let (appended, total) = v.append(&name, batch).await?;
+    let (appended, total) = if params.upsert == Some(true) {
+        v.upsert(&name, batch).await?
+    } else {
+        v.append(&name, batch).await?
+    };
     Ok(Json(AppendOut::Json(Appended { appended, total })))
 }
 

@@ -774,6 +774,7 @@ mod tests {
                 build_time_secs: 0.5,
                 loaded_from_store: true,
                 memory_bytes: 100,
+                deleted: 0,
             },
         };
         let autotune = JobResult::Autotune(Box::new(AutotuneResult {

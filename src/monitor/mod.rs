@@ -213,8 +213,12 @@ impl LiveWindow {
 pub struct Sample {
     /// The index searched.
     pub index: IndexName,
-    /// The generation that answered (its vectors are what the exact search runs over).
+    /// The generation that answered.
     pub serving: Arc<ServingGraph>,
+    /// The vectors the search was answered over — the generation's rows, the rows
+    /// appended since (searched exactly beside the graph) less the rows deleted since —
+    /// what the exact re-check runs over.
+    pub vectors: Arc<crate::vectors::VectorSet>,
     /// The prepared query (normalised for cosine), when the monitor sampled it.
     pub monitored: Option<Vec<f32>>,
     /// The rows served, nearest first.

@@ -32,6 +32,7 @@ impl Vectune {
         self.inner.serving.remove(name);
         self.inner.journal.forget(name);
         self.inner.monitor.forget(name);
+        self.inner.refresh.forget(name);
         Ok(())
     }
 
@@ -39,7 +40,9 @@ impl Vectune {
     pub async fn append(&self, name: &IndexName, vectors: Vec<NewVector>) -> Result<(usize, u64)> {
         let index = self.inner.indexes.get(name)?;
         let batch = Batch::parse(index.meta(), vectors)?;
-        Ok(self.inner.indexes.append(&index, batch).await?)
+        let out = self.inner.indexes.append(&index, batch).await?;
+        self.after_write(name);
+        Ok(out)
     }
 
     /// Appends a binary body (fvecs or npy) with ids assigned from the index's total.
@@ -58,7 +61,9 @@ impl Vectune {
             .await
             .map_err(ServiceError::Task)?
             .map_err(VectorsError::from)?;
-        Ok(self.inner.indexes.append_rows(&index, data).await?)
+        let out = self.inner.indexes.append_rows(&index, data).await?;
+        self.after_write(name);
+        Ok(out)
     }
 
     /// Creates a harness from explicit queries.

@@ -85,6 +85,9 @@ pub enum ServiceError {
     /// From the live recall monitor.
     #[error(transparent)]
     Monitor(#[from] crate::monitor::MonitorError),
+    /// A refresh setting out of bounds.
+    #[error(transparent)]
+    Refresh(crate::serving::fresh::RefreshError),
 }
 
 impl crate::error::Classified for ServiceError {
@@ -114,6 +117,7 @@ impl crate::error::Classified for ServiceError {
             S::ShuttingDown => Class::new(K::ShuttingDown, "shutting_down"),
             S::Starting(_) => Class::new(K::Unavailable, "not_ready"),
             S::Monitor(m) => m.classify(),
+            S::Refresh(r) => r.classify(),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::monitor::{self, LiveStats, MonitorSettings, Sample};
 use crate::names::{HarnessName, IndexName};
 use crate::serving::ServingGraph;
 use crate::storage::keys;
+use crate::vectors::VectorSet;
 
 impl Vectune {
     /// The monitor settings of an index.
@@ -103,7 +104,7 @@ impl Vectune {
     pub(crate) fn sample_search(
         &self,
         index: &IndexName,
-        serving: &Arc<ServingGraph>,
+        (serving, vectors): (&Arc<ServingGraph>, &Arc<VectorSet>),
         prepared: &[f32],
         raw: &[f32],
         served: impl FnOnce() -> Vec<u32>,
@@ -116,6 +117,7 @@ impl Vectune {
         self.inner.monitor.offer(Sample {
             index: index.clone(),
             serving: serving.clone(),
+            vectors: vectors.clone(),
             monitored: monitored.then(|| prepared.to_vec()),
             served: if monitored { served() } else { Vec::new() },
             k,
@@ -125,9 +127,9 @@ impl Vectune {
 
     async fn handle(&self, s: Sample) {
         if let Some(q) = s.monitored {
-            let (serving, k) = (s.serving.clone(), s.k);
+            let (vectors, k) = (s.vectors.clone(), s.k);
             let exact = tokio::task::spawn_blocking(move || {
-                ground_truth::exact_with_threads(&serving.vectors, std::slice::from_ref(&q), k, 1)
+                ground_truth::exact_with_threads(&vectors, std::slice::from_ref(&q), k, 1)
             })
             .await;
             match exact {

@@ -8,6 +8,7 @@
 mod agents;
 mod data;
 mod error;
+mod fresh;
 mod live;
 mod ops;
 mod serve;
@@ -65,6 +66,8 @@ pub struct IndexView {
     pub active: Option<ActivationRecord>,
     /// Live recall of what serves, once the monitor has samples of it.
     pub live: Option<crate::monitor::LiveStats>,
+    /// Writes since what serves was built (with `active`).
+    pub fresh: Option<crate::serving::fresh::Fresh>,
 }
 
 /// A search answer.
@@ -115,6 +118,8 @@ pub(crate) struct Inner {
     shutdown: CancellationToken,
     /// Liveness, leases and what the other instances on the bucket wrote.
     fleet: Arc<Fleet>,
+    /// Each index's refresh settings, and the indexes being re-activated by the rule.
+    refresh: fresh::Refresh,
 }
 
 /// How the service is set up (the server's settings, in the core's terms).
@@ -217,6 +222,7 @@ impl Vectune {
                 agents,
                 monitor,
                 fleet,
+                refresh: fresh::Refresh::default(),
             }),
         };
         tokio::spawn(live::worker(Arc::downgrade(&me.inner), samples));
@@ -225,6 +231,7 @@ impl Vectune {
             weak.upgrade().map(|inner| Vectune { inner })
         }));
         me.load_live().await?;
+        me.load_refresh().await?;
         Ok(me)
     }
 
@@ -235,14 +242,16 @@ impl Vectune {
 
     fn view(&self, index: &Index) -> IndexView {
         let meta = index.meta();
+        let active = self.inner.serving.current(&meta.name).map(|g| g.record.clone());
         IndexView {
             name: meta.name.clone(),
             dims: meta.dims.get(),
             metric: meta.metric,
             vectors: index.total(),
             created_at: meta.created_at,
-            active: self.inner.serving.current(&meta.name).map(|g| g.record.clone()),
+            active: active.clone(),
             live: self.live(&meta.name),
+            fresh: active.map(|r| crate::serving::fresh::Fresh::since(&r, index.rows(), index.total())),
         }
     }
 }

@@ -59,7 +59,7 @@ impl Vectune {
 
     /// [`Vectune::activate`], stopping with `Cancelled` if `cancel` is raised before the
     /// new generation is swapped in.
-    async fn activate_with(
+    pub(super) async fn activate_with(
         &self,
         name: &IndexName,
         cancel: Option<&CancellationToken>,
@@ -67,7 +67,7 @@ impl Vectune {
         let index = self.inner.indexes.get(name)?;
         let config = self.activation_config(name).await?;
         let set = self.inner.indexes.vectors(&index).await?;
-        if set.is_empty() {
+        if set.live() == 0 {
             return Err(ServiceError::EmptyIndex(name.clone()));
         }
         let record = (self.inner.serving)
@@ -117,7 +117,9 @@ impl Vectune {
         })
     }
 
-    /// Searches the serving generation of `name`.
+    /// Searches the serving generation of `name`, with the writes made since it was built:
+    /// rows appended since are searched exactly beside its graph, rows deleted since are
+    /// never returned ([`crate::serving::fresh`]).
     pub fn search(
         &self,
         name: &IndexName,
@@ -125,7 +127,7 @@ impl Vectune {
         k: i64,
         ef_search: Option<i64>,
     ) -> Result<SearchResult> {
-        self.inner.indexes.get(name)?;
+        let index = self.inner.indexes.get(name)?;
         if !(1..=MAX_SEARCH_K).contains(&k) {
             return Err(ServiceError::InvalidK(k));
         }
@@ -139,16 +141,22 @@ impl Vectune {
             Some(ef) => config.with_ef_search(ef)?.ef_search,
             None => config.ef_search,
         };
-        let q = live.vectors.prepare_query(vector)?;
+        // the newest vectors this process holds: a superset of the generation's rows
+        let view = index
+            .current()
+            .filter(|v| v.len() >= live.vectors.len())
+            .unwrap_or_else(|| live.vectors.clone());
+        let q = view.prepare_query(vector)?;
         let ef_used = ef.max(k as u32);
         let knobs = Knobs {
             ef: ef_used as usize,
             ..Knobs::of(&config)
         };
-        let found = live.graph.search_with(&live.vectors, &q, k as usize, knobs, None);
+        let covered = (live.record.vectors as usize, live.record.deleted as usize);
+        let found = crate::serving::fresh::search(&live.graph, covered, &view, &q, k as usize, knobs);
         self.sample_search(
             name,
-            &live,
+            (&live, &view),
             &q,
             vector,
             || found.iter().map(|h| h.row).collect(),
@@ -156,7 +164,7 @@ impl Vectune {
         );
         let hits = found
             .into_iter()
-            .map(|h| (live.vectors.id(h.row as usize).to_string(), h.distance))
+            .map(|h| (view.id(h.row as usize).to_string(), h.distance))
             .collect();
         Ok(SearchResult {
             hits,

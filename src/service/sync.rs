@@ -90,6 +90,7 @@ impl Vectune {
         self.inner.serving.remove(name);
         self.inner.journal.forget(name);
         self.inner.monitor.forget(name);
+        self.inner.refresh.forget(name);
         self.inner.harnesses.drop_cache();
     }
 
@@ -106,7 +107,7 @@ impl Vectune {
         let Some(record) = self.inner.serving.newer_record(name, serving).await? else {
             return Ok(());
         };
-        if index.total() < record.vectors {
+        if index.rows() < record.vectors {
             return Ok(()); // its manifest shows up first; the next look follows
         }
         let set = self.inner.indexes.vectors(&index).await?;

@@ -11,6 +11,8 @@
 //! what served before; and the graph it served is stored, so the restart loads it instead
 //! (the native builder would rebuild the very same graph, only slower).
 
+pub mod fresh;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -85,6 +87,9 @@ pub struct ActivationRecord {
     /// Bytes of what serves: the f32 rows covered plus the frozen graph's links.
     #[serde(default)]
     pub memory_bytes: u64,
+    /// How many of `vectors` rows were deleted when the graph was built (left out of it).
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// A live generation: the graph, the vectors it was built from, and its record.
@@ -162,32 +167,36 @@ impl Serving {
     }
 
     /// The graph of the first `rows` rows of `set` under `config`: loaded from storage when
-    /// a sound graph of exactly those rows and that graph identity is stored, else built
-    /// (behind the build semaphore) and stored before it is returned; graphs of fewer rows
-    /// are then deleted (they can never serve again). Returns the graph, whether it was
-    /// loaded, and the seconds it took.
+    /// a sound graph of exactly those rows, `deleted` of them left out, and that graph
+    /// identity is stored, else built over the rows of the prefix not deleted now (behind
+    /// the build semaphore) and stored before it is returned; graphs of fewer rows, or of
+    /// as many with fewer deletes, are then deleted (they can never serve again). Returns
+    /// the graph, the deleted rows it leaves out, whether it was loaded, and the seconds it
+    /// took.
     pub async fn graph(
         &self,
         index: &IndexName,
         set: Arc<VectorSet>,
-        rows: usize,
+        (rows, deleted): (usize, u64),
         config: HnswConfig,
         still_there: StillThere<'_>,
-    ) -> Result<(Graph, bool, f64), ServingError> {
+    ) -> Result<(Graph, u64, bool, f64), ServingError> {
         let started = Instant::now();
         let options = self.options;
-        let key = keys::graph(index, rows as u64, config.graph_id(options.engine));
+        let key = keys::graph(index, rows as u64, deleted, config.graph_id(options.engine));
         if let Some(bytes) = self.storage.get(&key).await? {
             let set = set.clone();
             let decoded = blocking(move || store::decode(&bytes, &set, rows, config, options.engine)).await?;
             match decoded {
-                Ok(graph) => return Ok((graph, true, started.elapsed().as_secs_f64())),
+                Ok(graph) => return Ok((graph, deleted, true, started.elapsed().as_secs_f64())),
                 Err(e) => {
                     tracing::warn!(index = %index, key = %key, error = %e, "stored graph refused; rebuilding")
                 }
             }
         }
         let permit = self.builds.acquire().await.map_err(|_| ServingError::Closed)?;
+        let deleted = set.deleted_below(rows) as u64;
+        let key = keys::graph(index, rows as u64, deleted, config.graph_id(options.engine));
         let (graph, bytes) = blocking(move || {
             let graph = crate::hnsw::build(&set, rows, config, options);
             let bytes = store::encode(&graph);
@@ -201,11 +210,14 @@ impl Serving {
         }
         self.storage.put_overwrite(&key, bytes).await?;
         for old in self.storage.list(&keys::graphs(index)).await? {
-            if keys::graph_vectors_of(&old).is_some_and(|n| n < rows as u64) {
+            let stale = keys::graph_vectors_of(&old).is_some_and(|n| {
+                n < rows as u64 || (n == rows as u64 && keys::graph_deleted_of(&old) < deleted)
+            });
+            if stale {
                 self.storage.delete(&old).await?;
             }
         }
-        Ok((graph, false, started.elapsed().as_secs_f64()))
+        Ok((graph, deleted, false, started.elapsed().as_secs_f64()))
     }
 
     /// Produces the next generation of `index` over all of `set` with `config` and swaps it
@@ -227,8 +239,14 @@ impl Serving {
         if cancelled() {
             return Err(ServingError::Cancelled);
         }
-        let (graph, loaded, secs) = self
-            .graph(index, set.clone(), set.len(), config, still_there)
+        let (graph, deleted, loaded, secs) = self
+            .graph(
+                index,
+                set.clone(),
+                (set.len(), set.deleted() as u64),
+                config,
+                still_there,
+            )
             .await?;
         if cancelled() {
             return Err(ServingError::Cancelled);
@@ -246,6 +264,7 @@ impl Serving {
             build_time_secs: secs,
             loaded_from_store: loaded,
             memory_bytes: (graph.memory_bytes() + set.len() * set.dims() * 4) as u64,
+            deleted,
         };
         match write_record(&self.storage, index, &record).await {
             Ok(()) => {}
@@ -280,11 +299,11 @@ impl Serving {
         if self.current(index).is_some() {
             return Ok(false);
         }
-        let (graph, loaded, secs) = self
+        let (graph, _, loaded, secs) = self
             .graph(
                 index,
                 set.clone(),
-                record.vectors as usize,
+                (record.vectors as usize, record.deleted),
                 record.config,
                 still_there,
             )
@@ -321,7 +340,7 @@ impl Serving {
             return Ok(false);
         }
         let (config, engine) = (record.config, self.options.engine);
-        let key = keys::graph(index, record.vectors, config.graph_id(engine));
+        let key = keys::graph(index, record.vectors, record.deleted, config.graph_id(engine));
         let Some(bytes) = self.storage.get(&key).await? else {
             tracing::warn!(index = %index, generation = record.generation, key = %key,
                 "activation of another instance has no stored graph of this engine; not followed");

@@ -115,6 +115,11 @@ pub fn monitor(index: &IndexName) -> Path {
     index_prefix(index).join("monitor.json")
 }
 
+/// An index's refresh settings.
+pub fn refresh(index: &IndexName) -> Path {
+    index_prefix(index).join("refresh.json")
+}
+
 /// Root of all indexes (its children are the index names).
 pub fn indexes_root() -> Path {
     Path::from("indexes")
@@ -147,6 +152,13 @@ pub fn segment(index: &IndexName, id: Uuid) -> Path {
         .join(format!("{}.seg", id.simple()))
 }
 
+/// One tombstone object: rows of an index deleted by one write.
+pub fn tombstone(index: &IndexName, id: Uuid) -> Path {
+    index_prefix(index)
+        .join("tombstones")
+        .join(format!("{}.json", id.simple()))
+}
+
 /// Folder of the index's activation records.
 pub fn activations(index: &IndexName) -> Path {
     index_prefix(index).join("activations")
@@ -162,11 +174,19 @@ pub fn graphs(index: &IndexName) -> Path {
     index_prefix(index).join("graphs")
 }
 
-/// The stored graph of the first `vectors` vectors of an index with one graph identity
-/// ([`crate::params::HnswConfig::graph_id`]: `ef_search` does not change a graph).
-pub fn graph(index: &IndexName, vectors: u64, id: GraphId) -> Path {
+/// The stored graph of the first `vectors` rows of an index, `deleted` of them deleted
+/// when it was built (left out of it), with one graph identity
+/// ([`crate::params::HnswConfig::graph_id`]: `ef_search` does not change a graph). Rows are
+/// only ever deleted, never undeleted, so the count names the set. Without deletes the
+/// key is what it was before deletes existed.
+pub fn graph(index: &IndexName, vectors: u64, deleted: u64, id: GraphId) -> Path {
+    let dead = if deleted > 0 {
+        format!("-x{deleted}")
+    } else {
+        String::new()
+    };
     graphs(index).join(format!(
-        "{vectors:0VERSION_WIDTH$}-m{}-ec{}-s{}-{}-{}.graph",
+        "{vectors:0VERSION_WIDTH$}{dead}-m{}-ec{}-s{}-{}-{}.graph",
         id.m,
         id.ef_construction,
         id.seed,
@@ -183,6 +203,15 @@ pub fn graph_vectors_of(key: &Path) -> Option<u64> {
         return None;
     }
     count.parse().ok()
+}
+
+/// The deleted rows a stored graph's key says it leaves out (0 in keys without them).
+pub fn graph_deleted_of(key: &Path) -> u64 {
+    key.filename()
+        .and_then(|f| f.split('-').nth(1))
+        .and_then(|part| part.strip_prefix('x'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Folder of the index's trial journal.
@@ -256,7 +285,7 @@ mod tests {
         let id = Uuid::now_v7();
         assert_eq!(trial_id_of(&trial(&i, id)), Some(id));
         use crate::params::{Engine, HnswConfig, Quantization};
-        let g = graph(&i, 10_000, HnswConfig::DEFAULT.graph_id(Engine::Native));
+        let g = graph(&i, 10_000, 0, HnswConfig::DEFAULT.graph_id(Engine::Native));
         assert_eq!(
             g.as_ref(),
             "indexes/idx.v1/graphs/00000000000000010000-m16-ec80-s42-none-native.graph"
@@ -266,8 +295,19 @@ mod tests {
             .with_quantization(Quantization::Sq8)
             .graph_id(Engine::HnswRs);
         assert_eq!(
-            graph(&i, 5, sq).as_ref(),
+            graph(&i, 5, 0, sq).as_ref(),
             "indexes/idx.v1/graphs/00000000000000000005-m16-ec80-s42-sq8-hnsw_rs.graph"
+        );
+        let dead = graph(&i, 5, 2, sq);
+        assert_eq!(
+            dead.as_ref(),
+            "indexes/idx.v1/graphs/00000000000000000005-x2-m16-ec80-s42-sq8-hnsw_rs.graph"
+        );
+        assert_eq!(graph_vectors_of(&dead), Some(5));
+        assert_eq!((graph_deleted_of(&dead), graph_deleted_of(&g)), (2, 0));
+        assert_eq!(
+            tombstone(&i, id).as_ref(),
+            format!("indexes/idx.v1/tombstones/{}.json", id.simple())
         );
     }
 

@@ -61,6 +61,12 @@ pub enum VectorsError {
     /// An id already stored.
     #[error("vector id {0:?} is already stored in this index")]
     DuplicateStored(String),
+    /// A delete names an id that is not stored (or deleted already).
+    #[error("vector id {0:?} is not stored in this index")]
+    UnknownId(String),
+    /// The one vector a delete names is not stored (or deleted already).
+    #[error("vector {0:?} not found")]
+    VectorNotFound(String),
     /// `?format=` other than fvecs or npy.
     #[error("format must be fvecs or npy, got {0:?}")]
     InvalidFormat(String),
@@ -108,6 +114,8 @@ impl crate::error::Classified for VectorsError {
             V::ZeroVector { .. } => Class::invalid("zero_vector"),
             V::InvalidId { .. } => Class::invalid("invalid_id"),
             V::DuplicateInBatch(_) | V::DuplicateStored(_) => Class::invalid("duplicate_id"),
+            V::UnknownId(_) => Class::invalid("unknown_id"),
+            V::VectorNotFound(_) => Class::new(K::NotFound, "vector_not_found"),
             V::Storage(s) => s.classify(),
             V::CorruptSegment { .. } | V::MissingSegment(_) | V::Task(_) => Class::INTERNAL,
         }

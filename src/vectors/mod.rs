@@ -12,6 +12,7 @@ pub mod binary;
 mod error;
 pub mod segment;
 mod set;
+mod write;
 
 pub use error::{Result, VectorsError};
 pub use set::{QueryError, VectorSet};
@@ -85,14 +86,35 @@ struct SegmentRef {
     count: u64,
 }
 
-/// One immutable version of an index's contents.
+/// One immutable version of an index's contents: the segments (rows, in order) and the
+/// tombstones (rows deleted) written so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Manifest {
     version: u64,
+    /// Rows ever appended (deleted ones included): the next row's number.
     total: u64,
     segments: Vec<SegmentRef>,
     #[serde(default)]
     updated_at: Option<DateTime<Utc>>,
+    /// Tombstone objects, in the order they were written (`count`: rows each deletes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tombstones: Vec<SegmentRef>,
+    /// Rows deleted in all.
+    #[serde(default)]
+    deleted: u64,
+}
+
+impl Manifest {
+    fn live(&self) -> u64 {
+        self.total.saturating_sub(self.deleted)
+    }
+}
+
+/// The stored form of one delete (or the delete half of an upsert): the row numbers it
+/// removes. Rows, not ids: an id deleted may be appended again as a new row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tombstone {
+    rows: Vec<u64>,
 }
 
 /// One vector of a batch, as received.
@@ -189,14 +211,23 @@ pub fn check_vector(meta: &IndexMeta, id: &str, position: usize, v: &[f32]) -> R
 
 struct IndexState {
     manifest: Manifest,
+    /// The vectors of `cached.0`, with how many segments and tombstones of it they hold
+    /// (a newer manifest's lists extend those: only the new objects are read).
     cache: Option<Arc<VectorSet>>,
+    cached: (usize, usize),
 }
 
 /// One index: its definition, its current manifest and its cached vectors.
 pub struct Index {
     meta: IndexMeta,
     state: tokio::sync::Mutex<IndexState>,
+    /// Vectors stored now (rows not deleted).
     total: std::sync::atomic::AtomicU64,
+    /// Rows ever appended.
+    rows: std::sync::atomic::AtomicU64,
+    /// The newest vectors loaded, for readers that cannot wait on the index's lock
+    /// (searches: fresh rows and deletes since the serving generation).
+    current: arc_swap::ArcSwapOption<VectorSet>,
 }
 
 impl Index {
@@ -204,13 +235,27 @@ impl Index {
     pub fn meta(&self) -> &IndexMeta {
         &self.meta
     }
-    /// Vectors stored now.
+    /// Vectors stored now (deleted ones not counted).
     pub fn total(&self) -> u64 {
         self.total.load(std::sync::atomic::Ordering::Acquire)
     }
+    /// Rows ever appended (deleted ones counted): the next binary id.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// The newest vectors this process has loaded (appends and deletes of this process
+    /// included at once; other instances' after the fleet's sync adopts them), without
+    /// waiting: `None` until something loaded them.
+    pub fn current(&self) -> Option<Arc<VectorSet>> {
+        self.current.load_full()
+    }
+    fn adopt(&self, m: &Manifest) {
+        self.rows.store(m.total, std::sync::atomic::Ordering::Release);
+        self.total.store(m.live(), std::sync::atomic::Ordering::Release);
+    }
 }
 
-/// Appends that lose the manifest race to another instance are retried this many times
+/// Writes that lose the manifest race to another instance are retried this many times
 /// in all before answering `409`.
 const APPEND_ATTEMPTS: usize = 8;
 
@@ -321,8 +366,12 @@ impl Indexes {
         if m.version <= state.manifest.version {
             return Ok(false);
         }
-        index.total.store(m.total, std::sync::atomic::Ordering::Release);
+        index.adopt(&m);
         state.manifest = m;
+        // searches read the newest vectors without the lock: load what changed now
+        if state.cache.is_some() {
+            self.ensure_cache(index, &mut state).await?;
+        }
         Ok(true)
     }
 
@@ -398,13 +447,21 @@ impl Indexes {
     }
 
     async fn ensure_cache(&self, index: &Index, state: &mut IndexState) -> Result<Arc<VectorSet>> {
+        let m = &state.manifest;
         if let Some(c) = &state.cache {
-            if c.manifest_version == state.manifest.version {
+            if c.manifest_version == m.version {
                 return Ok(c.clone());
             }
         }
-        let mut raw = Vec::with_capacity(state.manifest.segments.len());
-        for s in &state.manifest.segments {
+        // a newer manifest extends the lists of the one cached: read only what is new
+        let (from_seg, from_tomb) = match &state.cache {
+            Some(_) if state.cached.0 <= m.segments.len() && state.cached.1 <= m.tombstones.len() => {
+                state.cached
+            }
+            _ => (0, 0),
+        };
+        let mut raw = Vec::new();
+        for s in &m.segments[from_seg..] {
             let key = keys::segment(&index.meta.name, s.id);
             let bytes = self
                 .storage
@@ -413,10 +470,28 @@ impl Indexes {
                 .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
             raw.push((key.to_string(), bytes));
         }
+        let mut dead = Vec::new();
+        for t in &m.tombstones[from_tomb..] {
+            let key = keys::tombstone(&index.meta.name, t.id);
+            let tomb = self
+                .storage
+                .get_json::<Tombstone>(&key)
+                .await?
+                .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
+            dead.extend(tomb.rows);
+        }
         let meta = index.meta.clone();
-        let version = state.manifest.version;
+        let version = m.version;
+        let base = if from_seg == 0 && from_tomb == 0 {
+            None
+        } else {
+            state.cache.clone()
+        };
         let set = blocking(move || -> Result<VectorSet> {
-            let mut set = VectorSet::empty(&meta);
+            let mut set = match base {
+                Some(b) => Arc::unwrap_or_clone(b),
+                None => VectorSet::empty(&meta),
+            };
             for (key, bytes) in raw {
                 let seg = segment::decode(&bytes).map_err(|source| VectorsError::CorruptSegment {
                     key: key.clone(),
@@ -430,142 +505,31 @@ impl Indexes {
                 }
                 set.push_rows(&seg.ids, &seg.data);
             }
+            for row in dead {
+                set.delete_row(row as usize);
+            }
             set.manifest_version = version;
             Ok(set)
         })
         .await??;
         let set = Arc::new(set);
+        state.cached = (m.segments.len(), m.tombstones.len());
         state.cache = Some(set.clone());
+        index.current.store(Some(set.clone()));
         Ok(set)
-    }
-
-    /// Appends a parsed batch: refused whole if any id is stored already; otherwise the
-    /// segment is written, then the next manifest, then the cache is updated.
-    pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
-        let mut state = index.state.lock().await;
-        let batch = Arc::new(batch);
-        // another instance may append between our read and our write: its manifest wins
-        // the version, we adopt it and go again (ids are checked against its vectors too)
-        for _ in 1..APPEND_ATTEMPTS {
-            match self.append_locked(index, &mut state, batch.clone()).await {
-                Err(VectorsError::Conflict(_)) => continue,
-                other => return other,
-            }
-        }
-        self.append_locked(index, &mut state, batch).await
-    }
-
-    /// Appends contiguous rows with ids assigned as decimal row numbers continuing from the
-    /// index's total (decided under the index's lock, so concurrent appends cannot hand out
-    /// the same id). Returns `(appended, total, first_id, last_id)`.
-    pub async fn append_rows(&self, index: &Index, data: Vec<f32>) -> Result<(usize, u64, String, String)> {
-        let dims = index.meta.dims.get();
-        let n = data.len() / dims;
-        let mut state = index.state.lock().await;
-        let ids_from =
-            |start: u64| -> Vec<String> { (start..start + n as u64).map(|i| i.to_string()).collect() };
-        let mut batch = Arc::new(Batch::from_rows(
-            &index.meta,
-            ids_from(state.manifest.total),
-            data,
-        )?);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // ids continue from the total of the manifest we write after
-            if let Some(b) = Arc::get_mut(&mut batch) {
-                b.ids = ids_from(state.manifest.total);
-            }
-            let (first, last) = (
-                batch.ids.first().cloned().unwrap_or_default(),
-                batch.ids.last().cloned().unwrap_or_default(),
-            );
-            match self.append_locked(index, &mut state, batch.clone()).await {
-                Err(VectorsError::Conflict(_)) if attempt < APPEND_ATTEMPTS => continue,
-                Err(e) => return Err(e),
-                Ok((appended, total)) => return Ok((appended, total, first, last)),
-            }
-        }
-    }
-
-    async fn append_locked(
-        &self,
-        index: &Index,
-        state: &mut IndexState,
-        batch: Arc<Batch>,
-    ) -> Result<(usize, u64)> {
-        let mut set = self.ensure_cache(index, state).await?;
-        if let Some(dup) = batch.ids.iter().find(|id| set.position(id).is_some()) {
-            return Err(VectorsError::DuplicateStored(dup.clone()));
-        }
-        let dims = index.meta.dims.get();
-        let seg_id = Uuid::now_v7();
-        let bytes = {
-            let batch = batch.clone();
-            blocking(move || segment::encode(dims, &batch.ids, &batch.data)).await?
-        };
-        let (ids, data) = (&batch.ids, &batch.data);
-        self.storage
-            .put_new(&keys::segment(&index.meta.name, seg_id), bytes)
-            .await?;
-        let mut next = state.manifest.clone();
-        next.version += 1;
-        next.total += ids.len() as u64;
-        next.segments.push(SegmentRef {
-            id: seg_id,
-            count: ids.len() as u64,
-        });
-        next.updated_at = Some(Utc::now());
-        match self
-            .storage
-            .put_json_new(&keys::manifest(&index.meta.name, next.version), &next)
-            .await
-        {
-            Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => {
-                // Another process appended first. Our segment stays unreferenced (harmless);
-                // drop our view so the next call re-reads the winner's manifest.
-                self.storage
-                    .delete(&keys::segment(&index.meta.name, seg_id))
-                    .await
-                    .ok();
-                if let Some((_, key)) = self
-                    .storage
-                    .latest_version(&keys::manifests(&index.meta.name))
-                    .await?
-                {
-                    if let Some(m) = self.storage.get_json::<Manifest>(&key).await? {
-                        index.total.store(m.total, std::sync::atomic::Ordering::Release);
-                        state.manifest = m;
-                    }
-                }
-                return Err(VectorsError::Conflict(index.meta.name.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let appended = ids.len();
-        {
-            let set = Arc::make_mut(&mut set);
-            set.push_rows(ids, data);
-            set.manifest_version = next.version;
-        }
-        state.cache = Some(set);
-        index
-            .total
-            .store(next.total, std::sync::atomic::Ordering::Release);
-        let total = next.total;
-        state.manifest = next;
-        Ok((appended, total))
     }
 }
 
 fn new_index(meta: IndexMeta, manifest: Manifest) -> Index {
     Index {
-        total: std::sync::atomic::AtomicU64::new(manifest.total),
+        total: std::sync::atomic::AtomicU64::new(manifest.live()),
+        rows: std::sync::atomic::AtomicU64::new(manifest.total),
+        current: arc_swap::ArcSwapOption::empty(),
         meta,
         state: tokio::sync::Mutex::new(IndexState {
             manifest,
             cache: None,
+            cached: (0, 0),
         }),
     }
 }
@@ -661,6 +625,94 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ix.vectors(&i).await.unwrap().len(), 0);
+    }
+
+    /// Deletes are all or none, durable (a reload sees them), never found again by id, and
+    /// the id may come back as a new row; upserts replace in one manifest; the counts hold
+    /// rows ever appended apart from vectors stored.
+    #[tokio::test]
+    async fn deletes_and_upserts_survive_reload_and_refusals_change_nothing() {
+        let (s, ix, i) = setup(Metric::L2).await;
+        let three = vec![v("a", &[1.0, 0.0]), v("b", &[2.0, 0.0]), v("c", &[3.0, 0.0])];
+        ix.append(&i, Batch::parse(i.meta(), three).unwrap())
+            .await
+            .unwrap();
+        let objects = s.list(&keys::indexes_root()).await.unwrap();
+        for bad in [
+            vec![],
+            vec!["a".to_string(), "a".to_string()],
+            vec!["a".to_string(), "zz".to_string()],
+        ] {
+            assert!(ix.delete_ids(&i, bad).await.is_err());
+        }
+        assert_eq!(
+            s.list(&keys::indexes_root()).await.unwrap(),
+            objects,
+            "a refusal wrote something"
+        );
+        assert_eq!((i.total(), i.rows()), (3, 3));
+        assert_eq!(ix.delete_ids(&i, vec!["b".into()]).await.unwrap(), (1, 2));
+        assert!(matches!(
+            ix.delete_ids(&i, vec!["b".into()]).await,
+            Err(VectorsError::UnknownId(ref id)) if id == "b"
+        ));
+        // b comes back as a new row; a is replaced by an upsert, c untouched
+        ix.append(&i, Batch::parse(i.meta(), vec![v("b", &[5.0, 0.0])]).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            ix.upsert(
+                &i,
+                Batch::parse(i.meta(), vec![v("a", &[7.0, 0.0]), v("d", &[8.0, 0.0])]).unwrap()
+            )
+            .await
+            .unwrap(),
+            (2, 4)
+        );
+        assert_eq!((i.total(), i.rows()), (4, 6));
+        let check = |set: &VectorSet| {
+            assert_eq!((set.len(), set.live(), set.deleted()), (6, 4, 2));
+            assert!(set.is_deleted(0) && set.is_deleted(1) && !set.is_deleted(2));
+            assert_eq!(set.position("a"), Some(4));
+            assert_eq!(set.position("b"), Some(3));
+            assert_eq!(set.row(4), &[7.0, 0.0]);
+            assert_eq!(set.live_rows().collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        };
+        check(&ix.vectors(&i).await.unwrap());
+        check(&i.current().expect("loaded"));
+        let again = Indexes::load(s.clone()).await.unwrap();
+        let i2 = again.get(&IndexName::parse("i").unwrap()).unwrap();
+        assert_eq!((i2.total(), i2.rows()), (4, 6));
+        check(&again.vectors(&i2).await.unwrap());
+        // binary ids continue from the rows ever appended: a deleted row's number is never reused
+        let (_, total, first, last) = again.append_rows(&i2, vec![1.0, 1.0]).await.unwrap();
+        assert_eq!((total, first.as_str(), last.as_str()), (5, "6", "6"));
+    }
+
+    /// Another registry over the same store adopts the writes by reading only the new
+    /// segments and tombstones into the vectors it holds.
+    #[tokio::test]
+    async fn a_second_registry_adopts_writes_incrementally() {
+        let (s, ix, i) = setup(Metric::L2).await;
+        ix.append(
+            &i,
+            Batch::parse(i.meta(), vec![v("a", &[1.0, 0.0]), v("b", &[2.0, 0.0])]).unwrap(),
+        )
+        .await
+        .unwrap();
+        let other = Indexes::load(s.clone()).await.unwrap();
+        let o = other.get(&IndexName::parse("i").unwrap()).unwrap();
+        assert_eq!(other.vectors(&o).await.unwrap().len(), 2);
+        ix.delete_ids(&i, vec!["a".into()]).await.unwrap();
+        ix.append(&i, Batch::parse(i.meta(), vec![v("c", &[3.0, 0.0])]).unwrap())
+            .await
+            .unwrap();
+        other.refresh().await.unwrap();
+        let seen = o.current().expect("reloaded on adoption");
+        assert_eq!((seen.len(), seen.live()), (3, 2));
+        assert_eq!(seen.position("a"), None);
+        assert_eq!(seen.position("c"), Some(2));
+        assert_eq!(o.total(), 2);
     }
 
     #[test]

@@ -44,6 +44,16 @@ impl Ids {
             .map(|&r| r as usize)
     }
 
+    /// Forgets row `row`'s id (the row was deleted): `position` no longer finds it, so the
+    /// id may be appended again (a new row).
+    fn forget(&mut self, row: usize) {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(self.get(row));
+        if let Ok(entry) = self.rows.find_entry(h, |&r| r as usize == row) {
+            entry.remove();
+        }
+    }
+
     fn push(&mut self, id: &str) {
         use std::hash::BuildHasher;
         let row = self.ends.len() as u32;
@@ -74,6 +84,10 @@ pub struct VectorSet {
     pub(super) ids: Ids,
     pub(super) data: Vec<f32>,
     pub(super) manifest_version: u64,
+    /// Deleted rows, one bit a row. Rows keep their place (graphs built before a delete
+    /// still refer to them; searches pass through them and never return them).
+    pub(super) deleted: Vec<u64>,
+    pub(super) deleted_count: usize,
 }
 
 impl VectorSet {
@@ -84,6 +98,8 @@ impl VectorSet {
             ids: Ids::default(),
             data: Vec::new(),
             manifest_version: 0,
+            deleted: Vec::new(),
+            deleted_count: 0,
         }
     }
 
@@ -95,12 +111,68 @@ impl VectorSet {
             ids: Ids::default(),
             data: Vec::new(),
             manifest_version: 0,
+            deleted: Vec::new(),
+            deleted_count: 0,
         };
         set.push_rows(&ids, &data);
         set
     }
 
-    pub(super) fn push_rows(&mut self, ids: &[String], data: &[f32]) {
+    /// Marks row `row` deleted (a row out of range or deleted already is left as it is);
+    /// whether it was live.
+    pub fn delete_row(&mut self, row: usize) -> bool {
+        if row >= self.len() || self.is_deleted(row) {
+            return false;
+        }
+        let w = row / 64;
+        if self.deleted.len() <= w {
+            self.deleted.resize(w + 1, 0);
+        }
+        self.deleted[w] |= 1 << (row % 64);
+        self.deleted_count += 1;
+        self.ids.forget(row);
+        true
+    }
+
+    /// Whether row `row` was deleted.
+    #[inline]
+    pub fn is_deleted(&self, row: usize) -> bool {
+        self.deleted
+            .get(row / 64)
+            .is_some_and(|w| w & (1 << (row % 64)) != 0)
+    }
+
+    /// Rows deleted (they still count in [`VectorSet::len`]).
+    pub fn deleted(&self) -> usize {
+        self.deleted_count
+    }
+
+    /// Deleted rows among the first `rows`.
+    pub fn deleted_below(&self, rows: usize) -> usize {
+        let full = rows / 64;
+        let mut n: usize = self
+            .deleted
+            .iter()
+            .take(full)
+            .map(|w| w.count_ones() as usize)
+            .sum();
+        if let Some(w) = self.deleted.get(full) {
+            n += (w & ((1u64 << (rows % 64)) - 1)).count_ones() as usize;
+        }
+        n
+    }
+
+    /// Rows not deleted: the index's vectors.
+    pub fn live(&self) -> usize {
+        self.len() - self.deleted_count
+    }
+
+    /// The rows not deleted, in order.
+    pub fn live_rows(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.len()).filter(|&r| !self.is_deleted(r))
+    }
+
+    pub(crate) fn push_rows(&mut self, ids: &[String], data: &[f32]) {
         let start = self.data.len();
         self.data.reserve_exact(data.len());
         self.data.extend_from_slice(data);
@@ -114,7 +186,7 @@ impl VectorSet {
         }
     }
 
-    /// Number of vectors.
+    /// Number of rows, deleted ones included (row numbers are stable).
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -142,7 +214,7 @@ impl VectorSet {
     pub fn id(&self, i: usize) -> &str {
         self.ids.get(i)
     }
-    /// Row number of an id.
+    /// Row number of an id (a deleted row's id is not found).
     pub fn position(&self, id: &str) -> Option<usize> {
         self.ids.position(id)
     }

@@ -56,6 +56,39 @@ pub trait Api {
         self.request("DELETE", &format!("/vectors/indexes/{index}"), None)
             .await
     }
+    /// `POST /vectors/indexes/{index}/vectors?upsert=true`.
+    async fn upsert(&self, index: impl Display, body: Value) -> (Self::Status, Value) {
+        self.request(
+            "POST",
+            &format!("/vectors/indexes/{index}/vectors?upsert=true"),
+            Some(body),
+        )
+        .await
+    }
+    /// `DELETE /vectors/indexes/{index}/vectors/{id}`.
+    async fn delete_vector(&self, index: impl Display, id: impl Display) -> (Self::Status, Value) {
+        self.request("DELETE", &format!("/vectors/indexes/{index}/vectors/{id}"), None)
+            .await
+    }
+    /// `POST /vectors/indexes/{index}/vectors/delete`.
+    async fn delete_vectors(&self, index: impl Display, body: Value) -> (Self::Status, Value) {
+        self.request(
+            "POST",
+            &format!("/vectors/indexes/{index}/vectors/delete"),
+            Some(body),
+        )
+        .await
+    }
+    /// `GET /vectors/indexes/{index}/refresh`.
+    async fn get_refresh(&self, index: impl Display) -> (Self::Status, Value) {
+        self.request("GET", &format!("/vectors/indexes/{index}/refresh"), None)
+            .await
+    }
+    /// `PUT /vectors/indexes/{index}/refresh`.
+    async fn put_refresh(&self, index: impl Display, body: Value) -> (Self::Status, Value) {
+        self.request("PUT", &format!("/vectors/indexes/{index}/refresh"), Some(body))
+            .await
+    }
     /// `POST /vectors/indexes/{index}/vectors` (JSON batch).
     async fn append(&self, index: impl Display, body: Value) -> (Self::Status, Value) {
         self.request("POST", &format!("/vectors/indexes/{index}/vectors"), Some(body))

@@ -12,3 +12,4 @@ mod jobs;
 mod monitor;
 mod ops;
 mod trials;
+mod writes;

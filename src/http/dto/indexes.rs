@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::ConfigOut;
+use super::{ConfigOut, FreshOut};
 use crate::monitor::{LiveStats, MonitorSettings};
 use crate::service::{Activation, IndexView, SearchResult};
+use crate::serving::fresh::Fresh;
 use crate::serving::ActivationRecord;
 
 /// `POST /vectors/indexes`.
@@ -58,6 +59,10 @@ pub struct AppendParams {
     /// `fvecs` or `npy` for a binary body (`application/octet-stream`); absent for JSON.
     #[serde(default)]
     pub format: Option<String>,
+    /// `true`: ids already stored are replaced (the old vector deleted, the new one
+    /// appended, in one batch). A binary body's ids are always new.
+    #[serde(default)]
+    pub upsert: Option<bool>,
 }
 
 /// Answer of a binary append.
@@ -92,17 +97,20 @@ pub struct ActiveOut {
     pub generation: u64,
     /// When it went live.
     pub activated_at: DateTime<Utc>,
-    /// Vectors it covers.
+    /// Vectors it covers (its graph's rows less those deleted before it was built).
     pub vectors: u64,
+    /// Writes since it was built, searched beside its graph until the next activation.
+    pub fresh: FreshOut,
 }
 
-impl From<&ActivationRecord> for ActiveOut {
-    fn from(r: &ActivationRecord) -> Self {
+impl ActiveOut {
+    fn of(r: &ActivationRecord, fresh: Option<Fresh>) -> Self {
         ActiveOut {
             config: r.config.into(),
             generation: r.generation,
             activated_at: r.activated_at,
-            vectors: r.vectors,
+            vectors: r.vectors.saturating_sub(r.deleted),
+            fresh: fresh.unwrap_or_default().into(),
         }
     }
 }
@@ -160,7 +168,7 @@ impl From<IndexView> for IndexOut {
             dims: v.dims,
             metric: v.metric.as_str(),
             vectors: v.vectors,
-            active: v.active.as_ref().map(ActiveOut::from),
+            active: v.active.as_ref().map(|r| ActiveOut::of(r, v.fresh)),
             live: v.live.map(LiveOut::from),
             created_at: v.created_at,
         }

@@ -14,6 +14,7 @@ pub mod harnesses;
 pub mod indexes;
 pub mod jobs;
 pub mod trials;
+pub mod writes;
 
 pub use agents::*;
 pub use autotune::*;
@@ -21,6 +22,7 @@ pub use harnesses::*;
 pub use indexes::*;
 pub use jobs::*;
 pub use trials::*;
+pub use writes::*;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -1,0 +1,352 @@
+//! Searching a generation together with the writes made since it was built.
+//!
+//! A generation's graph covers the first `record.vectors` rows of its index. Rows appended
+//! since (the *fresh* rows) are searched exactly, beside the graph, and merged by distance:
+//! an acknowledged append is found by the next search, whatever the graph. Rows deleted
+//! since stay in the graph — they still route a search, as hnswlib's `mark_deleted` nodes
+//! do — but are never returned; the graph is asked for more hits in proportion to the rows
+//! it holds that are deleted, and asked again, wider, if too few live ones come back.
+//! A re-activation (by hand, or by the refresh rule once the fresh rows pass a fraction of
+//! the generation) folds both into a new graph.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hnsw::{Graph, Hit, Knobs};
+use crate::vectors::VectorSet;
+
+/// `max_fresh_fraction` when an index sets none.
+pub const DEFAULT_MAX_FRESH_FRACTION: f64 = 0.2;
+
+/// When an index is re-activated by itself, stored per index (`refresh.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RefreshSettings {
+    /// Past this share of fresh writes — (inserted + deleted) / the generation's vectors —
+    /// the index is re-activated in the background with its promoted config.
+    pub max_fresh_fraction: f64,
+}
+
+impl Default for RefreshSettings {
+    fn default() -> Self {
+        RefreshSettings {
+            max_fresh_fraction: DEFAULT_MAX_FRESH_FRACTION,
+        }
+    }
+}
+
+/// A refresh setting out of bounds.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RefreshError {
+    /// Not within 0..=1.
+    #[error("max_fresh_fraction must be between 0 and 1, got {0}")]
+    Fraction(f64),
+}
+
+impl crate::error::Classified for RefreshError {
+    fn classify(&self) -> crate::error::Class {
+        crate::error::Class::invalid("invalid_refresh")
+    }
+}
+
+impl RefreshSettings {
+    /// Parses a PUT: a field left out keeps its current value.
+    pub fn parse(current: RefreshSettings, max_fresh_fraction: Option<f64>) -> Result<Self, RefreshError> {
+        match max_fresh_fraction {
+            None => Ok(current),
+            Some(f) if (0.0..=1.0).contains(&f) => Ok(RefreshSettings {
+                max_fresh_fraction: f,
+            }),
+            Some(f) => Err(RefreshError::Fraction(f)),
+        }
+    }
+
+    /// Whether a generation covering `vectors` live rows is due for a re-activation after
+    /// `fresh` writes since it was built.
+    pub fn due(&self, fresh: Fresh, vectors: u64) -> bool {
+        let writes = fresh.inserted + fresh.deleted;
+        writes > 0 && writes as f64 > self.max_fresh_fraction * vectors.max(1) as f64
+    }
+}
+
+/// The writes since a generation was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fresh {
+    /// Rows appended since.
+    pub inserted: u64,
+    /// Rows deleted since.
+    pub deleted: u64,
+}
+
+impl Fresh {
+    /// The writes since a generation of `record` (`vectors` rows, `deleted` of them left
+    /// out), for an index of `rows` rows ever appended, `live` of them not deleted.
+    pub fn since(record: &super::ActivationRecord, rows: u64, live: u64) -> Fresh {
+        Fresh {
+            inserted: rows.saturating_sub(record.vectors),
+            deleted: rows.saturating_sub(live).saturating_sub(record.deleted),
+        }
+    }
+}
+
+/// How many times a search whose graph hits were mostly deleted rows is asked again, each
+/// time twice as wide.
+const WIDEN: usize = 4;
+
+/// The `k` nearest live rows of `view` to the prepared query `q`: the graph's (over the
+/// first `rows` rows, `built_deleted` of which it left out when it was built), less the
+/// rows deleted since, merged with an exact scan of the rows from `rows` on. `view` holds
+/// every row the graph was built from (rows are append-only), so row numbers agree.
+pub fn search(
+    graph: &Graph,
+    (rows, built_deleted): (usize, usize),
+    view: &VectorSet,
+    q: &[f32],
+    k: usize,
+    knobs: Knobs,
+) -> Vec<Hit> {
+    let rows = rows.min(view.len());
+    // rows of the graph deleted after it was built: passed through, never returned
+    let stale = view.deleted_below(rows).saturating_sub(built_deleted);
+    let in_graph = rows.saturating_sub(built_deleted).max(1);
+    let mut hits = if stale == 0 {
+        graph.search_with(view, q, k, knobs, None)
+    } else {
+        // ask for as many more as the deleted share of the graph would take away
+        let live_share = (in_graph - stale.min(in_graph - 1)) as f64 / in_graph as f64;
+        let mut want = ((k as f64 / live_share).ceil() as usize + 1).min(in_graph);
+        let mut ef = ((knobs.ef as f64 / live_share).ceil() as usize).max(want);
+        let mut attempt = 0;
+        loop {
+            let mut found = graph.search_with(view, q, want, Knobs { ef, ..knobs }, None);
+            let asked = found.len();
+            found.retain(|h| !view.is_deleted(h.row as usize));
+            attempt += 1;
+            if found.len() >= k || asked < want || want >= in_graph || attempt >= WIDEN {
+                break found;
+            }
+            want = (want * 2).min(in_graph);
+            ef = (ef * 2).max(want);
+        }
+    };
+    if view.len() > rows {
+        hits.extend(scan(view, rows, q, k));
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+    }
+    hits.truncate(k);
+    hits
+}
+
+/// The `k` nearest live rows from `from` on, exactly.
+fn scan(view: &VectorSet, from: usize, q: &[f32], k: usize) -> Vec<Hit> {
+    let metric = view.metric();
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for row in from..view.len() {
+        if view.is_deleted(row) {
+            continue;
+        }
+        let key = metric.rank_key(q, view.row(row));
+        if best.len() == k && best.last().is_some_and(|w| w.0 <= key) {
+            continue;
+        }
+        let at = best.partition_point(|b| b.0 <= key);
+        best.insert(at, (key, row as u32));
+        best.truncate(k);
+    }
+    best.into_iter()
+        .map(|(key, row)| Hit {
+            row,
+            distance: metric.key_to_distance(key),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::Metric;
+    use crate::hnsw::{build, BuildOptions};
+    use crate::params::{HnswConfig, Quantization};
+    use crate::rng::SplitMix64;
+
+    fn rows(n: usize, dims: usize, seed: u64) -> Vec<f32> {
+        let mut r = SplitMix64::new(seed);
+        (0..n * dims)
+            .map(|_| r.below(2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    fn set_of(data: &[f32], dims: usize, metric: Metric, from: usize) -> VectorSet {
+        let n = data.len() / dims;
+        VectorSet::from_rows(
+            dims,
+            metric,
+            (from..from + n).map(|i| format!("v{i}")).collect(),
+            data.to_vec(),
+        )
+    }
+
+    fn exact(view: &VectorSet, q: &[f32], k: usize) -> Vec<u32> {
+        scan(view, 0, q, k).into_iter().map(|h| h.row).collect()
+    }
+
+    /// Rows appended after the build are found at once, at their exact distance, merged in
+    /// order with the graph's; rows deleted after it are never returned, and the live
+    /// nearest are still found (recall against the exact live top 10 within .05 of the
+    /// graph's own before the writes, every quantization; 1-bit codes at 16 dimensions
+    /// are coarse, so that baseline is the graph's, not a constant).
+    #[test]
+    fn fresh_rows_are_found_and_deleted_rows_never_returned() {
+        let dims = 16;
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            for quantization in [Quantization::None, Quantization::Sq8, Quantization::Rabitq] {
+                let base = rows(1500, dims, 3);
+                let built = set_of(&base, dims, metric, 0);
+                let config = HnswConfig {
+                    quantization,
+                    ..HnswConfig::DEFAULT
+                };
+                let graph = build(&built, built.len(), config, BuildOptions::all_cores());
+                // 500 rows appended, then 40 % of all rows deleted
+                let mut view = built.clone();
+                let more = rows(500, dims, 4);
+                view.push_rows(&(1500..2000).map(|i| format!("v{i}")).collect::<Vec<_>>(), &more);
+                let mut r = SplitMix64::new(9);
+                for _ in 0..800 {
+                    view.delete_row(r.below(view.len()));
+                }
+                let knobs = Knobs::of(&config);
+                // the graph's own recall on the rows it was built from, before any write
+                let (mut base_found, mut base_slots) = (0usize, 0usize);
+                for row in (0..1500).step_by(25) {
+                    let q = built.row(row).to_vec();
+                    let want = exact(&built, &q, 10);
+                    let hits = graph.search_with(&built, &q, 10, knobs, None);
+                    base_found += hits.iter().filter(|h| want.contains(&h.row)).count();
+                    base_slots += want.len();
+                }
+                let base = base_found as f64 / base_slots as f64;
+                let (mut found, mut slots) = (0usize, 0usize);
+                for i in 0..60 {
+                    // half the queries are fresh rows themselves: the row must come first
+                    let row = if i % 2 == 0 {
+                        1500 + r.below(500)
+                    } else {
+                        r.below(1500)
+                    };
+                    let q = view.row(row).to_vec();
+                    let hits = search(&graph, (1500, 0), &view, &q, 10, knobs);
+                    assert_eq!(hits.len(), 10, "{metric:?} {quantization:?}");
+                    assert!(
+                        hits.iter().all(|h| !view.is_deleted(h.row as usize)),
+                        "a deleted row returned"
+                    );
+                    assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+                    if !view.is_deleted(row) && metric != Metric::Dot {
+                        assert_eq!(
+                            hits[0].row as usize, row,
+                            "{metric:?} {quantization:?}: the row itself"
+                        );
+                    }
+                    let want = exact(&view, &q, 10);
+                    found += hits.iter().filter(|h| want.contains(&h.row)).count();
+                    slots += want.len();
+                }
+                let recall = found as f64 / slots as f64;
+                assert!(
+                    recall >= base - 0.05,
+                    "{metric:?} {quantization:?}: recall {recall}, before the writes {base}"
+                );
+            }
+        }
+    }
+
+    /// Settings: 0..=1 or refused; a field left out keeps its value; due strictly past the
+    /// fraction of the generation's vectors, never with no writes.
+    #[test]
+    fn refresh_settings_and_the_rule() {
+        let d = RefreshSettings::default();
+        assert_eq!(d.max_fresh_fraction, 0.2);
+        assert_eq!(RefreshSettings::parse(d, None), Ok(d));
+        assert_eq!(
+            RefreshSettings::parse(d, Some(1.0)).map(|s| s.max_fresh_fraction),
+            Ok(1.0)
+        );
+        assert_eq!(
+            RefreshSettings::parse(d, Some(0.0)).map(|s| s.max_fresh_fraction),
+            Ok(0.0)
+        );
+        for bad in [-0.1, 1.01, f64::NAN, f64::INFINITY] {
+            assert!(RefreshSettings::parse(d, Some(bad)).is_err(), "{bad}");
+        }
+        let f = |inserted, deleted| Fresh { inserted, deleted };
+        assert!(!d.due(f(20, 0), 100));
+        assert!(d.due(f(21, 0), 100));
+        assert!(d.due(f(11, 10), 100));
+        let zero = RefreshSettings {
+            max_fresh_fraction: 0.0,
+        };
+        assert!(!zero.due(f(0, 0), 100));
+        assert!(zero.due(f(0, 1), 100));
+        let record = crate::serving::ActivationRecord {
+            generation: 1,
+            config: HnswConfig::DEFAULT,
+            activated_at: chrono::Utc::now(),
+            vectors: 100,
+            build_time_secs: 0.0,
+            loaded_from_store: false,
+            memory_bytes: 0,
+            deleted: 5,
+        };
+        // 130 rows ever, 110 live: 30 appended since, 20 deleted in all, 15 of them since
+        assert_eq!(Fresh::since(&record, 130, 110), f(30, 15));
+        assert_eq!(Fresh::since(&record, 100, 95), f(0, 0));
+    }
+
+    /// With nothing appended or deleted since the build, it is the graph's own search.
+    #[test]
+    fn without_writes_it_is_the_graphs_search() {
+        let dims = 12;
+        let built = set_of(&rows(800, dims, 5), dims, Metric::L2, 0);
+        let graph = build(
+            &built,
+            built.len(),
+            HnswConfig::DEFAULT,
+            BuildOptions::all_cores(),
+        );
+        let knobs = Knobs::of(&HnswConfig::DEFAULT);
+        for row in (0..800).step_by(37) {
+            let q = built.row(row).to_vec();
+            assert_eq!(
+                search(&graph, (800, 0), &built, &q, 10, knobs),
+                graph.search_with(&built, &q, 10, knobs, None)
+            );
+        }
+    }
+
+    /// A graph built after deletes leaves the deleted rows out (no node links to them), so
+    /// a search of it returns none of them even before filtering, and counts them as built.
+    #[test]
+    fn a_graph_built_after_deletes_leaves_them_out() {
+        let dims = 12;
+        let mut set = set_of(&rows(900, dims, 6), dims, Metric::L2, 0);
+        for row in (0..900).step_by(3) {
+            set.delete_row(row);
+        }
+        for engine in [crate::params::Engine::Native, crate::params::Engine::HnswRs] {
+            let options = BuildOptions {
+                engine,
+                ..BuildOptions::all_cores()
+            };
+            let graph = build(&set, set.len(), HnswConfig::DEFAULT, options);
+            let knobs = Knobs::of(&HnswConfig::DEFAULT);
+            for row in (1..900).step_by(7) {
+                let q = set.row(row).to_vec();
+                let hits = graph.search_with(&set, &q, 10, knobs, None);
+                assert!(
+                    hits.iter().all(|h| h.row % 3 != 0),
+                    "{engine:?}: a left-out row found"
+                );
+                assert_eq!(search(&graph, (900, 300), &set, &q, 10, knobs), hits);
+            }
+        }
+    }
+}

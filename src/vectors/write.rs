@@ -1,0 +1,214 @@
+//! Writes to an index: appends, upserts and deletes, each one manifest.
+//!
+//! A write stores its new objects first — the segment of new rows, the tombstone of the
+//! rows it deletes — then the next manifest naming them, created only if that version is
+//! still free. A crash before the manifest leaves unreferenced objects and nothing visible;
+//! after it, the whole write. Deletes are rows, not ids: rows keep their numbers (graphs
+//! built before still refer to them, searches pass through them and never return them),
+//! and an id deleted may be appended again as a new row.
+
+use super::*;
+
+impl Indexes {
+    /// Appends a parsed batch: refused whole if any id is stored already; otherwise the
+    /// segment is written, then the next manifest, then the cache is updated.
+    pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
+        self.write(index, Write::Append { batch, upsert: false }).await
+    }
+
+    /// Appends a parsed batch replacing the ids already stored (each old row deleted, the
+    /// new one appended), in one manifest: readers see all of it or none.
+    pub async fn upsert(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
+        self.write(index, Write::Append { batch, upsert: true }).await
+    }
+
+    /// Deletes the vectors of `ids`, all or none: an empty list, a repeated id or one not
+    /// stored refuses the whole request. Durable (a tombstone object, then the next
+    /// manifest) before it returns `(deleted, total)`.
+    pub async fn delete_ids(&self, index: &Index, ids: Vec<String>) -> Result<(usize, u64)> {
+        if ids.is_empty() {
+            return Err(VectorsError::EmptyBatch);
+        }
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        for id in &ids {
+            if !seen.insert(id.as_str()) {
+                return Err(VectorsError::DuplicateInBatch(id.clone()));
+            }
+        }
+        self.write(index, Write::Delete(ids)).await
+    }
+
+    async fn write(&self, index: &Index, write: Write) -> Result<(usize, u64)> {
+        let mut state = index.state.lock().await;
+        let write = Arc::new(write);
+        // another instance may write between our read and our write: its manifest wins
+        // the version, we adopt it and go again (ids are checked against its vectors too)
+        for _ in 1..APPEND_ATTEMPTS {
+            match self.write_locked(index, &mut state, write.clone()).await {
+                Err(VectorsError::Conflict(_)) => continue,
+                other => return other,
+            }
+        }
+        self.write_locked(index, &mut state, write).await
+    }
+
+    /// Appends contiguous rows with ids assigned as decimal row numbers continuing from the
+    /// index's rows ever appended (decided under the index's lock, so concurrent appends
+    /// cannot hand out the same id, and a deleted row's number is never handed out again).
+    /// Returns `(appended, total, first_id, last_id)`.
+    pub async fn append_rows(&self, index: &Index, data: Vec<f32>) -> Result<(usize, u64, String, String)> {
+        let dims = index.meta.dims.get();
+        let n = data.len() / dims;
+        let mut state = index.state.lock().await;
+        let ids_from =
+            |start: u64| -> Vec<String> { (start..start + n as u64).map(|i| i.to_string()).collect() };
+        let batch = Batch::from_rows(&index.meta, ids_from(state.manifest.total), data)?;
+        let mut write = Arc::new(Write::Append { batch, upsert: false });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // ids continue from the total of the manifest we write after
+            if let Some(Write::Append { batch, .. }) = Arc::get_mut(&mut write) {
+                batch.ids = ids_from(state.manifest.total);
+            }
+            let (first, last) = match &*write {
+                Write::Append { batch, .. } => (
+                    batch.ids.first().cloned().unwrap_or_default(),
+                    batch.ids.last().cloned().unwrap_or_default(),
+                ),
+                Write::Delete(_) => (String::new(), String::new()),
+            };
+            match self.write_locked(index, &mut state, write.clone()).await {
+                Err(VectorsError::Conflict(_)) if attempt < APPEND_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+                Ok((appended, total)) => return Ok((appended, total, first, last)),
+            }
+        }
+    }
+
+    /// One write under the index's lock: the new segment and the tombstone (the rows it
+    /// deletes) stored first, then the next manifest naming them with `PutMode::Create`
+    /// (a crash before it leaves unreferenced objects, never half a write), then the cache.
+    /// Returns `(rows appended or deleted, vectors stored)`.
+    async fn write_locked(
+        &self,
+        index: &Index,
+        state: &mut IndexState,
+        write: Arc<Write>,
+    ) -> Result<(usize, u64)> {
+        let mut set = self.ensure_cache(index, state).await?;
+        let name = &index.meta.name;
+        let (batch, dead): (Option<&Batch>, Vec<u64>) = match &*write {
+            Write::Append { batch, upsert: false } => {
+                if let Some(dup) = batch.ids.iter().find(|id| set.position(id).is_some()) {
+                    return Err(VectorsError::DuplicateStored(dup.clone()));
+                }
+                (Some(batch), Vec::new())
+            }
+            Write::Append { batch, upsert: true } => (
+                Some(batch),
+                batch
+                    .ids
+                    .iter()
+                    .filter_map(|id| set.position(id))
+                    .map(|r| r as u64)
+                    .collect(),
+            ),
+            Write::Delete(ids) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    match set.position(id) {
+                        Some(r) => rows.push(r as u64),
+                        None => return Err(VectorsError::UnknownId(id.clone())),
+                    }
+                }
+                (None, rows)
+            }
+        };
+        let mut next = state.manifest.clone();
+        next.version += 1;
+        next.updated_at = Some(Utc::now());
+        let mut written = Vec::new();
+        if let Some(batch) = batch {
+            let dims = index.meta.dims.get();
+            let seg_id = Uuid::now_v7();
+            let bytes = {
+                let write = write.clone();
+                blocking(move || match &*write {
+                    Write::Append { batch, .. } => segment::encode(dims, &batch.ids, &batch.data),
+                    Write::Delete(_) => bytes::Bytes::new(),
+                })
+                .await?
+            };
+            let key = keys::segment(name, seg_id);
+            self.storage.put_new(&key, bytes).await?;
+            written.push(key);
+            next.total += batch.len() as u64;
+            next.segments.push(SegmentRef {
+                id: seg_id,
+                count: batch.len() as u64,
+            });
+        }
+        if !dead.is_empty() {
+            let tomb_id = Uuid::now_v7();
+            let key = keys::tombstone(name, tomb_id);
+            self.storage
+                .put_json_new(&key, &Tombstone { rows: dead.clone() })
+                .await?;
+            written.push(key);
+            next.deleted += dead.len() as u64;
+            next.tombstones.push(SegmentRef {
+                id: tomb_id,
+                count: dead.len() as u64,
+            });
+        }
+        match self
+            .storage
+            .put_json_new(&keys::manifest(name, next.version), &next)
+            .await
+        {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => {
+                // Another process wrote first. Our objects stay unreferenced (harmless, and
+                // removed here); drop our view so the next call re-reads the winner's manifest.
+                for key in &written {
+                    self.storage.delete(key).await.ok();
+                }
+                if let Some((_, key)) = self.storage.latest_version(&keys::manifests(name)).await? {
+                    if let Some(m) = self.storage.get_json::<Manifest>(&key).await? {
+                        index.adopt(&m);
+                        state.manifest = m;
+                    }
+                }
+                return Err(VectorsError::Conflict(name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let changed = batch.map_or(dead.len(), Batch::len);
+        {
+            let set = Arc::make_mut(&mut set);
+            for &row in &dead {
+                set.delete_row(row as usize);
+            }
+            if let Some(batch) = batch {
+                set.push_rows(&batch.ids, &batch.data);
+            }
+            set.manifest_version = next.version;
+        }
+        state.cached = (next.segments.len(), next.tombstones.len());
+        state.cache = Some(set.clone());
+        index.current.store(Some(set));
+        index.adopt(&next);
+        let total = next.live();
+        state.manifest = next;
+        Ok((changed, total))
+    }
+}
+
+/// One write of [`Indexes::write`].
+enum Write {
+    /// New rows; with `upsert`, ids already stored are deleted in the same manifest.
+    Append { batch: Batch, upsert: bool },
+    /// Rows deleted by id.
+    Delete(Vec<String>),
+}
