@@ -281,6 +281,9 @@ pub struct AgentRecord {
     pub runs: u64,
     /// Vectors of the index at its last run (growth is measured from there).
     pub vectors_at_last_run: Option<u64>,
+    /// Writes (rows appended plus deleted) the index had taken at its last run.
+    #[serde(default)]
+    pub writes_at_last_run: Option<u64>,
     /// Its decisions, newest first (the last [`DECISIONS_KEPT`]).
     #[serde(default)]
     pub decisions: Vec<Decision>,
@@ -297,6 +300,7 @@ impl AgentRecord {
             last_run_at: None,
             runs: 0,
             vectors_at_last_run: None,
+            writes_at_last_run: None,
             decisions: Vec::new(),
             rejected: Vec::new(),
         }

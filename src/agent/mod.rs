@@ -85,6 +85,11 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
     type Error: Classified + Send + Sync + 'static;
     /// Vectors in the index now; `None` once it is gone.
     fn vectors(&self, index: &IndexName) -> Option<u64>;
+    /// Writes the index has taken so far — rows appended plus rows deleted, a count that
+    /// only grows — for the growth wake; an index that never deletes counts its vectors.
+    fn writes(&self, index: &IndexName) -> Option<u64> {
+        self.vectors(index)
+    }
     /// The config that serves or would: the centre of exploitation.
     fn incumbent(&self, index: &IndexName) -> impl Future<Output = Option<HnswConfig>> + Send;
     /// How long ago each of the agent's trials of the last hour was created.
@@ -255,8 +260,14 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
             let Some(total) = backend.vectors(&index) else {
                 return;
             };
-            let base = shared.record().vectors_at_last_run;
-            let grown = base.is_some_and(|b| total as f64 > b as f64 * (1.0 + cfg.retune_on_growth));
+            let record = shared.record();
+            let base = record.vectors_at_last_run;
+            // growth counts inserts and deletes: the writes since the last run against its
+            // vectors (records from before writes were kept compare vector counts)
+            let grown = match (base, record.writes_at_last_run, backend.writes(&index)) {
+                (Some(b), Some(w0), Some(w)) => w.saturating_sub(w0) as f64 > b as f64 * cfg.retune_on_growth,
+                _ => base.is_some_and(|b| total as f64 > b as f64 * (1.0 + cfg.retune_on_growth)),
+            };
             let live = backend.live(&index);
             let drift = last_end.is_some()
                 && canary::drifted(live, cfg.canary_queries as usize, cfg.target())
@@ -304,7 +315,7 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
                 break;
             }
         }
-        let Some(vectors) = backend.vectors(&index) else {
+        let (Some(vectors), writes) = (backend.vectors(&index), backend.writes(&index)) else {
             return;
         };
         shared.set_state(AgentState::Running);
@@ -360,6 +371,7 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
             r.last_run_at = Some(Utc::now());
             r.runs += 1;
             r.vectors_at_last_run = Some(vectors);
+            r.writes_at_last_run = writes;
             r.clone()
         };
         backend.persist(&index, &record).await;
@@ -484,6 +496,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct Fake {
         vectors: Arc<AtomicU64>,
+        /// Writes so far when set (non-zero); else the vectors.
+        writes: Arc<AtomicU64>,
         /// (when, how many trials) of each run
         runs: Arc<Mutex<Vec<(Instant, usize)>>>,
         persisted: Arc<Mutex<Vec<AgentRecord>>>,
@@ -514,6 +528,12 @@ mod tests {
 
         fn vectors(&self, _: &IndexName) -> Option<u64> {
             Some(self.vectors.load(Ordering::Relaxed))
+        }
+        fn writes(&self, _: &IndexName) -> Option<u64> {
+            match self.writes.load(Ordering::Relaxed) {
+                0 => Some(self.vectors.load(Ordering::Relaxed)),
+                w => Some(w),
+            }
         }
         async fn incumbent(&self, _: &IndexName) -> Option<HnswConfig> {
             self.promoted.lock().unwrap().last().copied()
@@ -677,6 +697,28 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(run_times(&fake, t0), vec![0, 20], "woken within a poll");
         assert_eq!(shared.record().vectors_at_last_run, Some(1200));
+        shared.stop();
+    }
+
+    /// Deletes wake it too: the index shrinks, but the writes since the last run pass
+    /// `retune_on_growth` of its vectors.
+    #[tokio::test(start_paused = true)]
+    async fn deletes_count_as_growth() {
+        let fake = Fake::default();
+        fake.writes.store(1000, Ordering::Relaxed);
+        let (shared, t0) = start(&fake, config(600.0, 1000));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // 50 deleted: 5 % of the writes
+        fake.vectors.store(950, Ordering::Relaxed);
+        fake.writes.store(1050, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(run_times(&fake, t0), vec![0]);
+        // 150 deleted in all: the vectors shrank, the writes grew by 15 %
+        fake.vectors.store(850, Ordering::Relaxed);
+        fake.writes.store(1150, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(run_times(&fake, t0), vec![0, 20], "woken within a poll");
+        assert_eq!(shared.record().writes_at_last_run, Some(1150));
         shared.stop();
     }
 

@@ -58,6 +58,12 @@ impl AgentBackend for Vectune {
         self.inner.indexes.get(index).ok().map(|i| i.total())
     }
 
+    fn writes(&self, index: &IndexName) -> Option<u64> {
+        // rows ever appended, plus rows deleted (rows - vectors stored)
+        let i = self.inner.indexes.get(index).ok()?;
+        Some(i.rows() + i.rows().saturating_sub(i.total()))
+    }
+
     async fn incumbent(&self, index: &IndexName) -> Option<HnswConfig> {
         self.inner
             .registry
