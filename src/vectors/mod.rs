@@ -10,6 +10,7 @@
 
 pub mod binary;
 mod error;
+mod rows;
 pub mod segment;
 mod set;
 mod write;
@@ -482,6 +483,10 @@ impl Indexes {
         }
         let meta = index.meta.clone();
         let version = m.version;
+        let added = m.segments[from_seg..]
+            .iter()
+            .map(|s| s.count as usize)
+            .sum::<usize>();
         let base = if from_seg == 0 && from_tomb == 0 {
             None
         } else {
@@ -492,6 +497,7 @@ impl Indexes {
                 Some(b) => Arc::unwrap_or_clone(b),
                 None => VectorSet::empty(&meta),
             };
+            set.reserve(added);
             for (key, bytes) in raw {
                 let seg = segment::decode(&bytes).map_err(|source| VectorsError::CorruptSegment {
                     key: key.clone(),

@@ -4,6 +4,7 @@
 
 use crate::distance::{normalize, Metric};
 
+use super::rows::Rows;
 use super::IndexMeta;
 
 /// Ids stored compactly: one string buffer with end offsets, and a hash table of row
@@ -82,7 +83,7 @@ pub struct VectorSet {
     pub(super) dims: usize,
     pub(super) metric: Metric,
     pub(super) ids: Ids,
-    pub(super) data: Vec<f32>,
+    pub(super) data: Rows,
     pub(super) manifest_version: u64,
     /// Deleted rows, one bit a row. Rows keep their place (graphs built before a delete
     /// still refer to them; searches pass through them and never return them).
@@ -96,7 +97,7 @@ impl VectorSet {
             dims: meta.dims.get(),
             metric: meta.metric,
             ids: Ids::default(),
-            data: Vec::new(),
+            data: Rows::default(),
             manifest_version: 0,
             deleted: Vec::new(),
             deleted_count: 0,
@@ -109,7 +110,7 @@ impl VectorSet {
             dims,
             metric,
             ids: Ids::default(),
-            data: Vec::new(),
+            data: Rows::default(),
             manifest_version: 0,
             deleted: Vec::new(),
             deleted_count: 0,
@@ -173,17 +174,22 @@ impl VectorSet {
     }
 
     pub(crate) fn push_rows(&mut self, ids: &[String], data: &[f32]) {
-        let start = self.data.len();
-        self.data.reserve_exact(data.len());
-        self.data.extend_from_slice(data);
-        if self.metric == Metric::Cosine {
-            self.data[start..].chunks_exact_mut(self.dims).for_each(|r| {
-                normalize(r);
-            });
-        }
+        let (dims, cosine) = (self.dims, self.metric == Metric::Cosine);
+        self.data.extend(data, |rows| {
+            if cosine {
+                rows.chunks_exact_mut(dims).for_each(|r| {
+                    normalize(r);
+                });
+            }
+        });
         for id in ids {
             self.ids.push(id);
         }
+    }
+
+    /// Makes room for `rows` more rows at once (a load that knows its size).
+    pub(super) fn reserve(&mut self, rows: usize) {
+        self.data.reserve(rows * self.dims);
     }
 
     /// Number of rows, deleted ones included (row numbers are stable).
@@ -204,11 +210,11 @@ impl VectorSet {
     }
     /// All rows, contiguous.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        self.data.as_slice()
     }
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dims..(i + 1) * self.dims]
+        &self.data.as_slice()[i * self.dims..(i + 1) * self.dims]
     }
     /// Id of row `i`.
     pub fn id(&self, i: usize) -> &str {

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Fresh writes over HTTP against the release binary (issue "fresh writes").
+
+    .bench/venv/bin/python scripts/fresh_bench.py --data DIR [--metric l2|cosine]
+
+DIR holds base.fvecs and query.fvecs (the synthetic 100k x 128 set of scripts/bench.py, or
+../shared/data/pydocs-minilm-384). numpy computes exact ground truth. Measures, on one
+instance over a temp-dir store:
+
+1. append -> visible: single-row JSON appends, each followed at once by a search for its
+   own vector; the append's round trip (ms, p50/p99) and whether that next search found it;
+2. search p50 idle against p50 while a writer appends single rows at a paced 1,000/s
+   (the rate it reached is reported: a writer that cannot keep up says so);
+3. recall@10 after +50 % rows appended without re-activation, against the same index
+   re-activated (a fresh build over all of them);
+4. recall@10 after 30 % of the rows deleted, before re-activation, against after it; and
+   every hit of those searches (k = 100) checked against the deleted ids.
+
+Prints one JSON object; the figures go to BENCHMARKS.md by hand.
+"""
+import argparse, json, os, random, signal, socket, statistics, subprocess, tempfile, threading, time
+import urllib.request
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target/release/vectune")
+
+
+def fvecs(path):
+    a = np.fromfile(path, dtype=np.int32)
+    d = a[0]
+    return a.reshape(-1, d + 1)[:, 1:].view(np.float32).copy()
+
+
+def fvecs_bytes(x):
+    n, d = x.shape
+    out = np.empty((n, d + 1), dtype=np.int32)
+    out[:, 0] = d
+    out[:, 1:] = x.view(np.int32)
+    return out.tobytes()
+
+
+class Server:
+    def __init__(self, store):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}", "--store", store],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                self.call("GET", "/health")
+                return
+            except OSError:
+                time.sleep(0.02)
+
+    def call(self, method, path, body=None, raw=None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
+        with urllib.request.urlopen(req, timeout=7200) as r:
+            return json.loads(r.read() or b"null")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=120)
+
+
+def exact(base, live, queries, metric, k):
+    """Exact top-k row numbers among the rows with live[row] True."""
+    idx = np.nonzero(live)[0]
+    x = base[idx]
+    if metric == "cosine":
+        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+        d = -qn @ xn.T
+    else:
+        d = (queries ** 2).sum(1)[:, None] - 2 * queries @ x.T + (x ** 2).sum(1)[None, :]
+    top = np.argpartition(d, k, axis=1)[:, :k]
+    return [set(idx[t].tolist()) for t in top]
+
+
+def recall(srv, index, queries, truth, k=10, check=None):
+    found, checked = 0, 0
+    for q, t in zip(queries, truth):
+        hits = srv.call("POST", f"/vectors/search/{index}", {"vector": q.tolist(), "k": k})["hits"]
+        ids = [int(h["id"]) for h in hits]
+        if check is not None:
+            bad = [i for i in ids if i in check]
+            assert not bad, f"deleted ids returned: {bad}"
+            checked += len(ids)
+        found += len(set(ids[:10]) & t)
+    return found / (10 * len(queries)), checked
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--metric", default="l2")
+    ap.add_argument("--appends", type=int, default=300)
+    args = ap.parse_args()
+    base = fvecs(os.path.join(args.data, "base.fvecs"))
+    queries = fvecs(os.path.join(args.data, "query.fvecs"))
+    n, dims = base.shape
+    out = {"set": os.path.basename(args.data.rstrip("/")), "n": n, "dims": dims}
+    store = tempfile.mkdtemp(prefix="vectune-fresh-", dir=os.path.join(ROOT, ".bench"))
+    srv = Server(store)
+    try:
+        # 1 and 2 on the whole set
+        srv.call("POST", "/vectors/indexes", {"name": "f", "dims": int(dims), "metric": args.metric})
+        srv.call("POST", "/vectors/indexes/f/vectors?format=fvecs", raw=fvecs_bytes(base))
+        srv.call("PUT", "/vectors/indexes/f/refresh", {"max_fresh_fraction": 1.0})
+        srv.call("POST", "/vectors/indexes/f/activate")
+        rng = np.random.default_rng(7)
+        lat, seen = [], 0
+        for i in range(args.appends):
+            v = (base[rng.integers(n)] + rng.normal(0, 0.01, dims).astype(np.float32)).tolist()
+            t = time.perf_counter()
+            srv.call("POST", "/vectors/indexes/f/vectors", {"vectors": [{"id": f"a{i}", "vector": v}]})
+            lat.append((time.perf_counter() - t) * 1e3)
+            hits = srv.call("POST", "/vectors/search/f", {"vector": v, "k": 1})["hits"]
+            seen += hits[0]["id"] == f"a{i}"
+        lat.sort()
+        out["append_ms_p50"] = lat[len(lat) // 2]
+        out["append_ms_p99"] = lat[int(len(lat) * 0.99) - 1]
+        out["append_visible_next_search"] = f"{seen}/{args.appends}"
+
+        def searches(secs):
+            t_end, xs = time.perf_counter() + secs, []
+            i = 0
+            while time.perf_counter() < t_end:
+                q = queries[i % len(queries)].tolist()
+                t = time.perf_counter()
+                srv.call("POST", "/vectors/search/f", {"vector": q, "k": 10})
+                xs.append((time.perf_counter() - t) * 1e6)
+                i += 1
+            return statistics.median(xs)
+
+        idle = [searches(3)]
+        stop, wrote = threading.Event(), [0]
+
+        def writer():
+            t0, i = time.perf_counter(), 0
+            while not stop.is_set():
+                v = base[(i * 7919) % n].tolist()
+                srv.call("POST", "/vectors/indexes/f/vectors", {"vectors": [{"id": f"s{i}", "vector": v}]})
+                i += 1
+                wrote[0] = i
+                ahead = t0 + i / 1000.0 - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+
+        w = threading.Thread(target=writer)
+        t = time.perf_counter()
+        w.start()
+        busy = searches(3)
+        stop.set()
+        w.join()
+        rate = wrote[0] / (time.perf_counter() - t)
+        idle.append(searches(3))
+        out["search_p50_us_idle"] = min(idle)
+        out["search_p50_us_during_appends"] = busy
+        out["append_rate_reached_per_s"] = rate
+        srv.call("DELETE", "/vectors/indexes/f")
+
+        # 3: two thirds built, the last third (+50 %) appended
+        cut = (2 * n) // 3
+        srv.call("POST", "/vectors/indexes", {"name": "g", "dims": int(dims), "metric": args.metric})
+        srv.call("POST", "/vectors/indexes/g/vectors?format=fvecs", raw=fvecs_bytes(base[:cut]))
+        srv.call("PUT", "/vectors/indexes/g/refresh", {"max_fresh_fraction": 1.0})
+        srv.call("POST", "/vectors/indexes/g/activate")
+        srv.call("POST", "/vectors/indexes/g/vectors?format=fvecs", raw=fvecs_bytes(base[cut:]))
+        live = np.ones(n, dtype=bool)
+        truth = exact(base, live, queries, args.metric, 10)
+        out["recall_after_50pct_appended"] = recall(srv, "g", queries, truth)[0]
+        srv.call("POST", "/vectors/indexes/g/activate")
+        out["recall_fresh_build_all"] = recall(srv, "g", queries, truth)[0]
+
+        # 4: 30 % deleted
+        dead = random.Random(3).sample(range(n), int(0.3 * n))
+        for i in range(0, len(dead), 5000):
+            srv.call("POST", "/vectors/indexes/g/vectors/delete", {"ids": [str(r) for r in dead[i:i + 5000]]})
+        live[dead] = False
+        truth = exact(base, live, queries, args.metric, 10)
+        gone = set(dead)
+        r_before, c1 = recall(srv, "g", queries, truth, k=100, check=gone)
+        out["recall_after_30pct_deleted"] = r_before
+        srv.call("POST", "/vectors/indexes/g/activate")
+        r_after, c2 = recall(srv, "g", queries, truth, k=100, check=gone)
+        out["recall_fresh_build_after_deletes"] = r_after
+        out["deleted_id_checks"] = c1 + c2
+        out["deleted_ids_returned"] = 0
+    finally:
+        srv.stop()
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
