@@ -229,6 +229,8 @@ pub struct Index {
     /// The newest vectors loaded, for readers that cannot wait on the index's lock
     /// (searches: fresh rows and deletes since the serving generation).
     current: arc_swap::ArcSwapOption<VectorSet>,
+    /// Appends waiting for the index's lock: its next holder commits them together.
+    pending: std::sync::Mutex<Vec<write::Pending>>,
 }
 
 impl Index {
@@ -531,6 +533,7 @@ fn new_index(meta: IndexMeta, manifest: Manifest) -> Index {
         total: std::sync::atomic::AtomicU64::new(manifest.live()),
         rows: std::sync::atomic::AtomicU64::new(manifest.total),
         current: arc_swap::ArcSwapOption::empty(),
+        pending: std::sync::Mutex::new(Vec::new()),
         meta,
         state: tokio::sync::Mutex::new(IndexState {
             manifest,
@@ -719,6 +722,63 @@ mod tests {
         assert_eq!(seen.position("a"), None);
         assert_eq!(seen.position("c"), Some(2));
         assert_eq!(o.total(), 2);
+    }
+
+    /// Concurrent appends are committed in groups, each batch still all-or-nothing on its
+    /// own: of two batches naming one id exactly one lands (the other's second row with
+    /// it), every other batch lands, and the answers' totals are never below their own
+    /// batch's rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_are_grouped_and_each_stays_whole() {
+        let (s, ix, i) = setup(Metric::L2).await;
+        let ix = Arc::new(ix);
+        let mut tasks = Vec::new();
+        for t in 0..40usize {
+            let (ix, i) = (ix.clone(), i.clone());
+            tasks.push(tokio::spawn(async move {
+                // batch 39 names t0 too: it clashes with batch 0
+                let first = if t == 39 {
+                    "t0".to_string()
+                } else {
+                    format!("t{t}")
+                };
+                let b = Batch::parse(
+                    i.meta(),
+                    vec![v(&first, &[t as f32, 1.0]), v(&format!("u{t}"), &[t as f32, 2.0])],
+                )
+                .unwrap();
+                ix.append(&i, b).await
+            }));
+        }
+        let mut refused = Vec::new();
+        for (t, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                Ok((n, total)) => assert!(n == 2 && total >= 2),
+                Err(VectorsError::DuplicateStored(id)) => {
+                    assert_eq!(id, "t0");
+                    refused.push(t);
+                }
+                Err(e) => panic!("batch {t}: {e}"),
+            }
+        }
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0] == 0 || refused[0] == 39);
+        assert_eq!(i.total(), 78);
+        let set = ix.vectors(&i).await.unwrap();
+        let lost = format!("u{}", refused[0]);
+        assert_eq!(set.position(&lost), None, "a refused batch half stored");
+        for t in (0..40).filter(|&t| t != refused[0]) {
+            assert!(set.position(&format!("u{t}")).is_some());
+        }
+        let manifests = s
+            .list(&keys::manifests(&IndexName::parse("i").unwrap()))
+            .await
+            .unwrap();
+        assert!(manifests.len() <= 39, "{} manifests", manifests.len());
+        // a reload reads the same
+        let again = Indexes::load(s.clone()).await.unwrap();
+        let i2 = again.get(&IndexName::parse("i").unwrap()).unwrap();
+        assert_eq!(again.vectors(&i2).await.unwrap().live(), 78);
     }
 
     #[test]

@@ -6,14 +6,139 @@
 //! after it, the whole write. Deletes are rows, not ids: rows keep their numbers (graphs
 //! built before still refer to them, searches pass through them and never return them),
 //! and an id deleted may be appended again as a new row.
+//!
+//! Appends that arrive while another write holds the index are committed together by the
+//! next holder (group commit): one segment and one manifest for all of them, each still
+//! all-or-nothing on its own (a batch whose id is stored, or taken by an earlier batch of
+//! the group, is refused alone). A durable write is a few fsyncs whatever its size, so a
+//! stream of small appends from many clients costs a few fsyncs a group, not a few each.
 
 use super::*;
 
+/// An append waiting for the index's lock, and where its answer goes.
+pub(super) struct Pending {
+    batch: Batch,
+    done: tokio::sync::oneshot::Sender<Result<(usize, u64)>>,
+}
+
 impl Indexes {
     /// Appends a parsed batch: refused whole if any id is stored already; otherwise the
-    /// segment is written, then the next manifest, then the cache is updated.
+    /// segment is written, then the next manifest, then the cache is updated — together with
+    /// the other appends waiting for the index at that moment. Returns `(appended, total)`.
     pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
-        self.write(index, Write::Append { batch, upsert: false }).await
+        let (done, answer) = tokio::sync::oneshot::channel();
+        lock_pending(index).push(Pending { batch, done });
+        {
+            // whoever holds the index next commits every append waiting, ours included
+            // (unless a holder before took it already)
+            let mut state = index.state.lock().await;
+            let group = std::mem::take(&mut *lock_pending(index));
+            if !group.is_empty() {
+                self.commit_group(index, &mut state, group).await;
+            }
+        }
+        // no answer: the holder that took ours was cancelled mid-commit (its client went
+        // away); whether the group landed is unknown, so this is not acknowledged — retry
+        answer
+            .await
+            .unwrap_or(Err(VectorsError::Conflict(index.meta.name.clone())))
+    }
+
+    /// Commits a group of appends as one write: each batch checked against the stored ids
+    /// and those of the batches before it, the refused answered alone, the rest stored as
+    /// one segment. If that write fails, each batch is tried alone, so every caller gets its
+    /// own answer.
+    async fn commit_group(&self, index: &Index, state: &mut IndexState, group: Vec<Pending>) {
+        let set = match self.ensure_cache(index, state).await {
+            Ok(s) => s,
+            Err(e) => {
+                let name = index.meta.name.clone();
+                let mut first = Some(e);
+                for p in group {
+                    let e = first
+                        .take()
+                        .unwrap_or_else(|| VectorsError::Conflict(name.clone()));
+                    p.done.send(Err(e)).ok();
+                }
+                return;
+            }
+        };
+        let mut taken: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut accepted = Vec::with_capacity(group.len());
+        for p in &group {
+            let clash = p
+                .batch
+                .ids
+                .iter()
+                .find(|id| set.position(id).is_some() || taken.contains(id.as_str()));
+            match clash {
+                Some(id) => accepted.push(Err(id.clone())),
+                None => {
+                    taken.extend(p.batch.ids.iter().map(String::as_str));
+                    accepted.push(Ok(()));
+                }
+            }
+        }
+        let ok: Vec<&Batch> = group
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, a)| a.is_ok())
+            .map(|(p, _)| &p.batch)
+            .collect();
+        let combined = Batch {
+            ids: ok.iter().flat_map(|b| b.ids.iter().cloned()).collect(),
+            data: ok.iter().flat_map(|b| b.data.iter().copied()).collect(),
+        };
+        drop(taken);
+        let outcome = if combined.is_empty() {
+            None
+        } else {
+            Some(
+                self.write_retrying(
+                    index,
+                    state,
+                    Write::Append {
+                        batch: combined,
+                        upsert: false,
+                    },
+                )
+                .await,
+            )
+        };
+        match outcome {
+            Some(Err(_)) => {
+                // each alone: its own success or its own error
+                for (p, a) in group.into_iter().zip(accepted) {
+                    let answer = match a {
+                        Err(id) => Err(VectorsError::DuplicateStored(id)),
+                        Ok(()) => {
+                            let n = p.batch.len();
+                            self.write_retrying(
+                                index,
+                                state,
+                                Write::Append {
+                                    batch: p.batch,
+                                    upsert: false,
+                                },
+                            )
+                            .await
+                            .map(|(_, total)| (n, total))
+                        }
+                    };
+                    p.done.send(answer).ok();
+                }
+            }
+            _ => {
+                let total = index.total();
+                for (p, a) in group.into_iter().zip(accepted) {
+                    let answer = match a {
+                        Err(id) => Err(VectorsError::DuplicateStored(id)),
+                        Ok(()) => Ok((p.batch.len(), total)),
+                    };
+                    p.done.send(answer).ok();
+                }
+            }
+        }
     }
 
     /// Appends a parsed batch replacing the ids already stored (each old row deleted, the
@@ -40,16 +165,25 @@ impl Indexes {
 
     async fn write(&self, index: &Index, write: Write) -> Result<(usize, u64)> {
         let mut state = index.state.lock().await;
+        self.write_retrying(index, &mut state, write).await
+    }
+
+    async fn write_retrying(
+        &self,
+        index: &Index,
+        state: &mut IndexState,
+        write: Write,
+    ) -> Result<(usize, u64)> {
         let write = Arc::new(write);
         // another instance may write between our read and our write: its manifest wins
         // the version, we adopt it and go again (ids are checked against its vectors too)
         for _ in 1..APPEND_ATTEMPTS {
-            match self.write_locked(index, &mut state, write.clone()).await {
+            match self.write_locked(index, state, write.clone()).await {
                 Err(VectorsError::Conflict(_)) => continue,
                 other => return other,
             }
         }
-        self.write_locked(index, &mut state, write).await
+        self.write_locked(index, state, write).await
     }
 
     /// Appends contiguous rows with ids assigned as decimal row numbers continuing from the
@@ -211,4 +345,8 @@ enum Write {
     Append { batch: Batch, upsert: bool },
     /// Rows deleted by id.
     Delete(Vec<String>),
+}
+
+fn lock_pending(index: &Index) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+    index.pending.lock().unwrap_or_else(|p| p.into_inner())
 }
