@@ -135,6 +135,20 @@ async fn appends_deletes_and_upserts_are_seen_by_the_next_search() {
     }
 }
 
+/// A delete body over the JSON limit is 413 and deletes nothing.
+#[tokio::test]
+async fn a_delete_body_over_the_limit_is_refused_whole() {
+    let app = TestApp::with_limit(4096).await;
+    app.seeded(10).await;
+    let ids: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+    assert_error(
+        &app.delete_vectors("idx", json!({ "ids": ids })).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert_eq!(app.get_index("idx").await.1["vectors"], json!(10));
+}
+
 #[tokio::test]
 async fn the_refresh_rule_reactivates_by_itself() {
     let app = TestApp::new().await;
