@@ -12,7 +12,8 @@ instance over a temp-dir store:
 2. search p50 idle against p50 while `--writers` threads append single rows at a paced
    1,000/s between them (the rate reached is reported: writers that cannot keep up say so);
 3. recall@10 after +50 % rows appended without re-activation, against the same index
-   re-activated (a fresh build over all of them);
+   re-activated (a fresh build over all of them), and the search p50 of each (the fresh
+   rows are scanned exactly: that scan's cost);
 4. recall@10 after 30 % of the rows deleted, before re-activation, against after it; and
    every hit of those searches (k = 100) checked against the deleted ids.
 
@@ -93,6 +94,18 @@ def recall(srv, index, queries, truth, k=10, check=None):
             checked += len(ids)
         found += len(set(ids[:10]) & t)
     return found / (10 * len(queries)), checked
+
+
+def p50(srv, index, queries):
+    """Median round trip (µs) of a search per query, after one warm-up pass."""
+    xs = []
+    for rep in range(2):
+        for q in queries:
+            t = time.perf_counter()
+            srv.call("POST", f"/vectors/search/{index}", {"vector": q.tolist(), "k": 10})
+            if rep:
+                xs.append((time.perf_counter() - t) * 1e6)
+    return statistics.median(xs)
 
 
 def writer(base_url, rows, w, writers, stop, wrote):
@@ -188,8 +201,10 @@ def main():
         live = np.ones(n, dtype=bool)
         truth = exact(base, live, queries, args.metric, 10)
         out["recall_after_50pct_appended"] = recall(srv, "g", queries, truth)[0]
+        out["search_p50_us_with_50pct_fresh"] = p50(srv, "g", queries)
         srv.call("POST", "/vectors/indexes/g/activate")
         out["recall_fresh_build_all"] = recall(srv, "g", queries, truth)[0]
+        out["search_p50_us_after_reactivation"] = p50(srv, "g", queries)
 
         # 4: 30 % deleted
         dead = random.Random(3).sample(range(n), int(0.3 * n))
