@@ -121,7 +121,10 @@ fn api() -> OpenApiRouter<Vectune> {
         .routes(routes!(routes::get_index, routes::delete_index))
         .routes(routes!(routes::append))
         .routes(routes!(writes::delete_vector))
-        .routes(routes!(writes::delete_vectors))
+        .routes(routes!(
+            writes::delete_vectors,
+            writes::delete_vector_named_delete
+        ))
         .routes(routes!(writes::get_refresh, writes::put_refresh))
         .routes(routes!(routes::activate))
         .routes(routes!(routes::get_monitor, routes::put_monitor))

@@ -26,6 +26,20 @@ pub async fn delete_vector(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes the vector whose id is `delete`: its path is the bulk delete's (`POST` there
+/// deletes many), so `DELETE …/vectors/{id}` with that id lands here.
+#[utoipa::path(delete, path = "/vectors/indexes/{index}/vectors/delete", tag = "indexes",
+    params(("index" = String, Path, description = "index name", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")),
+    responses((status = 204, description = "deleted"), (status = "4XX", body = ErrorBody, description = "Refused, nothing changed: bad input 400, no or wrong token 401, read-only token 403, unknown index or vector 404, conflict 409, too large 413, unusable 422"),
+        (status = 503, body = ErrorBody, description = "Not now, nothing changed: not_ready, overloaded with Retry-After, timeout or shutting_down")))]
+pub async fn delete_vector_named_delete(
+    State(v): State<Vectune>,
+    IndexPath(name): IndexPath,
+) -> ApiResult<StatusCode> {
+    v.delete_vector(&name, "delete".to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Deletes vectors, all or none (an empty list, a repeated id or one not stored: `400`,
 /// nothing deleted).
 #[utoipa::path(post, path = "/vectors/indexes/{index}/vectors/delete", tag = "indexes",

@@ -91,6 +91,21 @@ async fn appends_deletes_and_upserts_are_seen_by_the_next_search() {
     assert_eq!(index["vectors"], json!(58));
     assert_eq!(index["active"]["fresh"], json!({"inserted": 1, "deleted": 3}));
 
+    // an id that is the bulk route's last segment is deleted by its own DELETE too
+    let (s, _) = app
+        .append(
+            "idx",
+            json!({"vectors": [{"id": "delete", "vector": vec_of(4000)}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(app.delete_vector("idx", "delete").await.0, StatusCode::NO_CONTENT);
+    assert_error(
+        &app.delete_vector("idx", "delete").await,
+        StatusCode::NOT_FOUND,
+        "vector_not_found",
+    );
+
     // a deleted id may be appended again
     let (s, _) = app
         .append("idx", json!({"vectors": [{"id": "v1", "vector": vec_of(1)}]}))
