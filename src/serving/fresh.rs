@@ -135,7 +135,9 @@ pub fn search(
     hits
 }
 
-/// The `k` nearest live rows from `from` on, exactly.
+/// The `k` nearest live rows from `from` on, exactly. (Each distance goes through the
+/// dispatched kernel: measured 20 ns a 128-d row, where the same loop compiled as a kernel
+/// `Task` took 25 ns.)
 fn scan(view: &VectorSet, from: usize, q: &[f32], k: usize) -> Vec<Hit> {
     let metric = view.metric();
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
@@ -184,8 +186,14 @@ mod tests {
         )
     }
 
+    /// The exact live top k by the metric's own distance, sorted naively (the reference).
     fn exact(view: &VectorSet, q: &[f32], k: usize) -> Vec<u32> {
-        scan(view, 0, q, k).into_iter().map(|h| h.row).collect()
+        let mut all: Vec<(f32, u32)> = view
+            .live_rows()
+            .map(|r| (view.metric().distance(q, view.row(r)), r as u32))
+            .collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.into_iter().take(k).map(|p| p.1).collect()
     }
 
     /// Rows appended after the build are found at once, at their exact distance, merged in
@@ -299,6 +307,38 @@ mod tests {
         // 130 rows ever, 110 live: 30 appended since, 20 deleted in all, 15 of them since
         assert_eq!(Fresh::since(&record, 130, 110), f(30, 15));
         assert_eq!(Fresh::since(&record, 100, 95), f(0, 0));
+    }
+
+    /// The scan of fresh rows is the exact top k of the rows from `from` on, deleted ones
+    /// left out, at the metric's distance.
+    #[test]
+    fn the_scan_is_exact() {
+        let dims = 10;
+        for metric in [Metric::L2, Metric::Cosine, Metric::Dot] {
+            let mut view = set_of(&rows(700, dims, 11), dims, metric, 0);
+            for row in (0..700).step_by(5) {
+                view.delete_row(row);
+            }
+            let q = view.prepare_query(&rows(1, dims, 12)).unwrap();
+            let got = scan(&view, 200, &q, 15);
+            let mut want: Vec<(f32, u32)> = view
+                .live_rows()
+                .filter(|&r| r >= 200)
+                .map(|r| (metric.distance(&q, view.row(r)), r as u32))
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            assert_eq!(
+                got.iter().map(|h| h.row).collect::<Vec<_>>(),
+                want.iter().take(15).map(|w| w.1).collect::<Vec<_>>(),
+                "{metric:?}"
+            );
+            for (h, w) in got.iter().zip(&want) {
+                assert!(
+                    (h.distance - w.0).abs() <= 1e-4 * w.0.abs().max(1.0),
+                    "{metric:?}"
+                );
+            }
+        }
     }
 
     /// With nothing appended or deleted since the build, it is the graph's own search.
