@@ -106,15 +106,20 @@ impl Vectune {
     /// Loads stored refresh settings (start-up).
     pub(super) async fn load_refresh(&self) -> Result<()> {
         for index in self.inner.indexes.list() {
-            let name = index.meta().name.clone();
-            if let Some(s) = self
-                .inner
-                .storage
-                .get_json::<RefreshSettings>(&keys::refresh(&name))
-                .await?
-            {
-                self.inner.refresh.set(&name, s);
-            }
+            self.follow_refresh(&index.meta().name).await?;
+        }
+        Ok(())
+    }
+
+    /// Adopts the stored refresh settings of `name` (another instance may have set them).
+    pub(super) async fn follow_refresh(&self, name: &IndexName) -> Result<()> {
+        if let Some(s) = self
+            .inner
+            .storage
+            .get_json::<RefreshSettings>(&keys::refresh(name))
+            .await?
+        {
+            self.inner.refresh.set(name, s);
         }
         Ok(())
     }

@@ -78,6 +78,7 @@ impl Vectune {
             let name = index.meta().name.clone();
             self.follow_activation(&name).await?;
             self.follow_agent(&name).await?;
+            self.follow_refresh(&name).await?;
         }
         self.inner.jobs.take_cancel_markers().await?;
         Ok(())

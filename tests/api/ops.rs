@@ -620,6 +620,31 @@ async fn two_services_over_one_store_behave_as_one() {
         .metrics_text()
         .contains("vectune_fleet_activation_pickups_total 1"));
 
+    // fresh writes on A are searched on B after its sync; refresh settings too
+    let (s, _) = a
+        .append(
+            "idx",
+            json!({"vectors": [{"id": "fresh", "vector": vec_of(9000)}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(a.delete_vector("idx", "v7").await.0, StatusCode::NO_CONTENT);
+    let (s, _) = a.put_refresh("idx", json!({"max_fresh_fraction": 0.9})).await;
+    assert_eq!(s, StatusCode::OK);
+    vb.sync_once().await.unwrap();
+    let (_, r) = b.search("idx", json!({"vector": vec_of(9000), "k": 1})).await;
+    assert_eq!(r["hits"][0]["id"], json!("fresh"));
+    let (_, r) = b.search("idx", json!({"vector": vec_of(7), "k": 5})).await;
+    assert!(
+        r["hits"].as_array().unwrap().iter().all(|h| h["id"] != "v7"),
+        "{r}"
+    );
+    assert_eq!(b.get_refresh("idx").await.1, json!({"max_fresh_fraction": 0.9}));
+    assert_eq!(
+        b.get_index("idx").await.1["active"]["fresh"],
+        json!({"inserted": 1, "deleted": 1})
+    );
+
     // deleted on B: gone on A after its sync
     assert_eq!(b.delete_index("idx").await.0, StatusCode::NO_CONTENT);
     va.sync_once().await.unwrap();
