@@ -19,13 +19,12 @@ instance over a temp-dir store:
 
 Prints one JSON object; the figures go to BENCHMARKS.md by hand.
 """
-import argparse, json, multiprocessing, os, random, signal, socket, statistics, subprocess, tempfile, time
+import argparse, json, multiprocessing, os, random, statistics, tempfile, time
 import urllib.request
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/vectune")
+from tune_bench import ROOT, Server
 
 
 def fvecs(path):
@@ -40,33 +39,6 @@ def fvecs_bytes(x):
     out[:, 0] = d
     out[:, 1:] = x.view(np.int32)
     return out.tobytes()
-
-
-class Server:
-    def __init__(self, store):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen([BIN, "serve", "--bind", f"127.0.0.1:{port}", "--store", store],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while True:
-            try:
-                self.call("GET", "/health")
-                return
-            except OSError:
-                time.sleep(0.02)
-
-    def call(self, method, path, body=None, raw=None):
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        req.add_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
-        with urllib.request.urlopen(req, timeout=7200) as r:
-            return json.loads(r.read() or b"null")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=120)
 
 
 def exact(base, live, queries, metric, k):
