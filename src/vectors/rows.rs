@@ -10,10 +10,10 @@
 
 use std::sync::{Arc, Mutex};
 
-/// One allocation of `cap` floats, the first `filled` of them written (and never written
+/// One allocation of `cap` values, the first `filled` of them written (and never written
 /// again).
-struct Buf {
-    ptr: *mut f32,
+struct Buf<T> {
+    ptr: *mut T,
     cap: usize,
     /// Floats written so far: appends go here, readers never look.
     filled: Mutex<usize>,
@@ -24,24 +24,24 @@ struct Buf {
 // published to other threads through whatever shared it — an `Arc`, a lock — with release /
 // acquire order); writes only go to floats at or past `filled`, under `filled`'s lock, which
 // no `Rows` can read. So no float is read and written at once.
-unsafe impl Send for Buf {}
+unsafe impl<T: Send + Sync> Send for Buf<T> {}
 // SAFETY: as above: shared references only read the written prefix.
-unsafe impl Sync for Buf {}
+unsafe impl<T: Send + Sync> Sync for Buf<T> {}
 
-impl Buf {
-    fn new(cap: usize) -> Buf {
-        // zeroed: a large allocation is mapped lazily, so the spare capacity costs address
-        // space, not memory, until it is written
-        let boxed: Box<[f32]> = vec![0f32; cap].into_boxed_slice();
+impl<T: Copy + Default> Buf<T> {
+    fn new(cap: usize) -> Buf<T> {
+        // zero values (f32, u8, u64 here): a large zeroed allocation is mapped lazily, so
+        // the spare capacity costs address space, not memory, until it is written
+        let boxed: Box<[T]> = vec![T::default(); cap].into_boxed_slice();
         Buf {
-            ptr: Box::into_raw(boxed) as *mut f32,
+            ptr: Box::into_raw(boxed) as *mut T,
             cap,
             filled: Mutex::new(0),
         }
     }
 }
 
-impl Drop for Buf {
+impl<T> Drop for Buf<T> {
     fn drop(&mut self) {
         // SAFETY: `ptr` and `cap` are the box made in `Buf::new`, released only here.
         unsafe {
@@ -52,39 +52,50 @@ impl Drop for Buf {
     }
 }
 
-/// A prefix of a shared, append-only allocation of floats: cheap to clone, and appending
-/// to the newest clone writes in place.
-#[derive(Clone)]
-pub(crate) struct Rows {
-    buf: Arc<Buf>,
+/// A prefix of a shared, append-only allocation: cheap to clone, and appending to the
+/// newest clone writes in place. Rows of floats, and the ids' bytes and offsets.
+pub(crate) struct Shared<T> {
+    buf: Arc<Buf<T>>,
     len: usize,
 }
 
-impl Default for Rows {
-    fn default() -> Rows {
-        Rows {
+/// An index's rows: floats, row after row.
+pub(crate) type Rows = Shared<f32>;
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            buf: self.buf.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<T: Copy + Default> Default for Shared<T> {
+    fn default() -> Shared<T> {
+        Shared {
             buf: Arc::new(Buf::new(0)),
             len: 0,
         }
     }
 }
 
-impl std::fmt::Debug for Rows {
+impl<T> std::fmt::Debug for Shared<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Rows({} floats of {})", self.len, self.buf.cap)
+        write!(f, "Shared({} of {})", self.len, self.buf.cap)
     }
 }
 
-impl Rows {
-    /// The floats of this prefix.
+impl<T: Copy + Default> Shared<T> {
+    /// The values of this prefix.
     #[inline(always)]
-    pub(crate) fn as_slice(&self) -> &[f32] {
+    pub(crate) fn as_slice(&self) -> &[T] {
         // SAFETY: the first `len` floats of the allocation were written before this `Rows`
         // existed and are never written again (see `Buf`); `len <= cap`.
         unsafe { std::slice::from_raw_parts(self.buf.ptr, self.len) }
     }
 
-    /// Floats held.
+    /// Values held.
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -93,7 +104,7 @@ impl Rows {
     /// other `Rows` can see them). In place when this is the newest prefix of its
     /// allocation and there is room; otherwise into a new allocation (twice the size, or
     /// what it needs), leaving every other `Rows` reading the old one.
-    pub(crate) fn extend(&mut self, data: &[f32], fix: impl FnOnce(&mut [f32])) {
+    pub(crate) fn extend(&mut self, data: &[T], fix: impl FnOnce(&mut [T])) {
         if data.is_empty() {
             return;
         }
@@ -137,9 +148,9 @@ impl Rows {
         self.buf = Arc::new(next);
     }
 
-    /// Whether two `Rows` share one allocation (tests).
+    /// Whether two prefixes share one allocation (tests).
     #[cfg(test)]
-    fn shares(&self, other: &Rows) -> bool {
+    fn shares(&self, other: &Shared<T>) -> bool {
         Arc::ptr_eq(&self.buf, &other.buf)
     }
 }
