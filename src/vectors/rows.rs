@@ -100,48 +100,51 @@ impl<T: Copy + Default> Shared<T> {
         self.len
     }
 
-    /// Appends `data`, then lets `fix` change the appended floats in place (before any
-    /// other `Rows` can see them). In place when this is the newest prefix of its
-    /// allocation and there is room; otherwise into a new allocation (twice the size, or
-    /// what it needs), leaving every other `Rows` reading the old one.
+    /// Appends `data`, then lets `fix` change the appended values in place (before any
+    /// other prefix can see them). In place when this is the newest prefix of its
+    /// allocation and there is room; otherwise this prefix first moves to a new allocation
+    /// (twice the size, or what it needs), leaving every other prefix reading the old one.
     pub(crate) fn extend(&mut self, data: &[T], fix: impl FnOnce(&mut [T])) {
         if data.is_empty() {
             return;
         }
         let need = self.len + data.len();
-        {
+        loop {
+            self.room_for(data.len(), self.buf.cap.saturating_mul(2).max(1024));
             let mut filled = self.buf.filled.lock().unwrap_or_else(|p| p.into_inner());
-            if *filled == self.len && need <= self.buf.cap {
-                // SAFETY: floats `len..need` lie at or past `filled`, so no `Rows` reads
-                // them, and `filled`'s lock keeps any other writer out; `need <= cap`.
-                let out = unsafe { std::slice::from_raw_parts_mut(self.buf.ptr.add(self.len), data.len()) };
-                out.copy_from_slice(data);
-                fix(out);
-                *filled = need;
-                self.len = need;
-                return;
+            if *filled != self.len || need > self.buf.cap {
+                // another prefix of the allocation wrote since `room_for` looked: move
+                continue;
             }
-        }
-        let cap = need.max(self.buf.cap.saturating_mul(2)).max(1024);
-        let next = Buf::new(cap);
-        // SAFETY: `next` is new and not shared yet: these are its only references.
-        let out = unsafe { std::slice::from_raw_parts_mut(next.ptr, need) };
-        out[..self.len].copy_from_slice(self.as_slice());
-        out[self.len..].copy_from_slice(data);
-        fix(&mut out[self.len..]);
-        *next.filled.lock().unwrap_or_else(|p| p.into_inner()) = need;
-        self.buf = Arc::new(next);
-        self.len = need;
-    }
-
-    /// Makes room for `extra` more floats at once (a load that knows its size).
-    pub(crate) fn reserve(&mut self, extra: usize) {
-        let filled = *self.buf.filled.lock().unwrap_or_else(|p| p.into_inner());
-        if filled == self.len && self.len + extra <= self.buf.cap {
+            // SAFETY: checked under `filled`'s lock: this is the newest prefix and
+            // `need <= cap`, so values `len..need` lie at or past `filled` — no prefix reads
+            // them, and the lock keeps any other writer out until `filled` moves past them.
+            let out = unsafe { std::slice::from_raw_parts_mut(self.buf.ptr.add(self.len), data.len()) };
+            out.copy_from_slice(data);
+            fix(out);
+            *filled = need;
+            drop(filled);
+            self.len = need;
             return;
         }
-        let next = Buf::new(self.len + extra);
-        // SAFETY: `next` is new and not shared yet.
+    }
+
+    /// Makes room for `extra` more values at once (a load that knows its size).
+    pub(crate) fn reserve(&mut self, extra: usize) {
+        self.room_for(extra, 0);
+    }
+
+    /// Leaves this the newest prefix of an allocation with room for `extra` more values:
+    /// as it is when it already is, else moved (its values copied) to a new allocation of
+    /// at least `at_least` values.
+    fn room_for(&mut self, extra: usize, at_least: usize) {
+        let need = self.len + extra;
+        let filled = *self.buf.filled.lock().unwrap_or_else(|p| p.into_inner());
+        if filled == self.len && need <= self.buf.cap {
+            return;
+        }
+        let next = Buf::new(need.max(at_least));
+        // SAFETY: `next` is new and not shared yet: this is its only reference.
         let out = unsafe { std::slice::from_raw_parts_mut(next.ptr, self.len) };
         out.copy_from_slice(self.as_slice());
         *next.filled.lock().unwrap_or_else(|p| p.into_inner()) = self.len;
@@ -189,6 +192,36 @@ mod tests {
         assert_eq!(a.as_slice(), &want[..]);
         assert_eq!(a.len(), want.len());
         assert_eq!(old.as_slice(), &[1.0, 2.0]);
+    }
+
+    /// Two clones of one prefix extended at once on two threads: each ends with exactly its
+    /// own values (the one that loses the race moves to an allocation of its own).
+    #[test]
+    fn two_writers_of_one_prefix_never_write_over_each_other() {
+        for _ in 0..50 {
+            let mut base = Rows::default();
+            base.reserve(1 << 16);
+            base.extend(&[0.5], |_| {});
+            let (a, b) = std::thread::scope(|s| {
+                let run = |v: f32| {
+                    let mut mine = base.clone();
+                    move || {
+                        for _ in 0..2000 {
+                            mine.extend(&[v], |_| {});
+                        }
+                        mine
+                    }
+                };
+                let (ta, tb) = (s.spawn(run(1.0)), s.spawn(run(2.0)));
+                (ta.join().unwrap(), tb.join().unwrap())
+            });
+            for (rows, v) in [(&a, 1.0), (&b, 2.0)] {
+                assert_eq!(rows.as_slice()[0], 0.5);
+                assert!(rows.as_slice()[1..].iter().all(|&x| x == v));
+                assert_eq!(rows.len(), 2001);
+            }
+            assert_eq!(base.as_slice(), &[0.5]);
+        }
     }
 
     /// Readers on other threads see their prefix whole while a writer appends.
