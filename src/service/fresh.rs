@@ -124,23 +124,14 @@ impl Vectune {
         Ok(())
     }
 
-    /// The writes since `name`'s serving generation, if it has one.
-    pub fn fresh(&self, name: &IndexName) -> Option<Fresh> {
-        let index = self.inner.indexes.get(name).ok()?;
-        let live = self.inner.serving.current(name)?;
-        Some(Fresh::since(&live.record, index.rows(), index.total()))
-    }
-
     /// After a write: re-activates `name` in the background, with its promoted config, if
     /// the writes since its generation passed the rule (one such activation at a time; a
     /// failure is logged and the next write tries again).
     pub(super) fn after_write(&self, name: &IndexName) {
-        let Some(live) = self.inner.serving.current(name) else {
+        let (Ok(index), Some(live)) = (self.inner.indexes.get(name), self.inner.serving.current(name)) else {
             return;
         };
-        let Some(fresh) = self.fresh(name) else {
-            return;
-        };
+        let fresh = Fresh::since(&live.record, index.rows(), index.total());
         let covered = live.record.vectors.saturating_sub(live.record.deleted);
         if !self.inner.refresh.get(name).due(fresh, covered) || !self.inner.refresh.start(name) {
             return;
