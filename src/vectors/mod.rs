@@ -9,6 +9,7 @@
 //! never re-read storage.
 
 pub mod binary;
+mod compact;
 mod error;
 mod rows;
 pub mod segment;
@@ -27,6 +28,8 @@ use uuid::Uuid;
 
 use crate::distance::Metric;
 use crate::names::IndexName;
+use object_store::path::Path;
+
 use crate::storage::{keys, Storage, StorageError};
 
 /// Largest dimension accepted. Past this a single vector is over 16 KiB and HNSW is the
@@ -212,10 +215,14 @@ pub fn check_vector(meta: &IndexMeta, id: &str, position: usize, v: &[f32]) -> R
 
 struct IndexState {
     manifest: Manifest,
-    /// The vectors of `cached.0`, with how many segments and tombstones of it they hold
-    /// (a newer manifest's lists extend those: only the new objects are read).
+    /// The vectors of `cached.0`, with how many rows and tombstoned rows of it they hold (a
+    /// newer manifest's rows and tombstones extend those, possibly merged into bigger
+    /// objects: only the objects holding something new are read, and only that part used).
     cache: Option<Arc<VectorSet>>,
-    cached: (usize, usize),
+    cached: (usize, u64),
+    /// Objects replaced by merges, with the manifest version that replaced them: deleted
+    /// when that version's last predecessor is pruned ([`compact`]).
+    replaced: std::collections::VecDeque<(u64, Vec<Path>)>,
 }
 
 /// One index: its definition, its current manifest and its cached vectors.
@@ -456,40 +463,48 @@ impl Indexes {
                 return Ok(c.clone());
             }
         }
-        // a newer manifest extends the lists of the one cached: read only what is new
-        let (from_seg, from_tomb) = match &state.cache {
-            Some(_) if state.cached.0 <= m.segments.len() && state.cached.1 <= m.tombstones.len() => {
-                state.cached
-            }
+        // a newer manifest extends the rows and tombstones of the one cached (merged objects
+        // may hold some of both): read only the objects holding something new
+        let (from_row, from_dead) = match &state.cache {
+            Some(_) if state.cached.0 as u64 <= m.total && state.cached.1 <= m.deleted => state.cached,
             _ => (0, 0),
         };
         let mut raw = Vec::new();
-        for s in &m.segments[from_seg..] {
-            let key = keys::segment(&index.meta.name, s.id);
-            let bytes = self
-                .storage
-                .get(&key)
-                .await?
-                .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
-            raw.push((key.to_string(), bytes));
+        let mut start = 0usize;
+        for s in &m.segments {
+            let end = start + s.count as usize;
+            if end > from_row {
+                let key = keys::segment(&index.meta.name, s.id);
+                let bytes = self
+                    .storage
+                    .get(&key)
+                    .await?
+                    .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
+                // rows of this object the cache holds already
+                raw.push((key.to_string(), bytes, from_row.saturating_sub(start)));
+            }
+            start = end;
         }
         let mut dead = Vec::new();
-        for t in &m.tombstones[from_tomb..] {
-            let key = keys::tombstone(&index.meta.name, t.id);
-            let tomb = self
-                .storage
-                .get_json::<Tombstone>(&key)
-                .await?
-                .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
-            dead.extend(tomb.rows);
+        let mut start = 0u64;
+        for t in &m.tombstones {
+            let end = start + t.count;
+            if end > from_dead {
+                let key = keys::tombstone(&index.meta.name, t.id);
+                let tomb = self
+                    .storage
+                    .get_json::<Tombstone>(&key)
+                    .await?
+                    .ok_or_else(|| VectorsError::MissingSegment(key.to_string()))?;
+                let skip = from_dead.saturating_sub(start) as usize;
+                dead.extend(tomb.rows.into_iter().skip(skip));
+            }
+            start = end;
         }
         let meta = index.meta.clone();
         let version = m.version;
-        let added = m.segments[from_seg..]
-            .iter()
-            .map(|s| s.count as usize)
-            .sum::<usize>();
-        let base = if from_seg == 0 && from_tomb == 0 {
+        let added = (m.total as usize).saturating_sub(from_row);
+        let base = if from_row == 0 && from_dead == 0 {
             None
         } else {
             state.cache.clone()
@@ -500,18 +515,18 @@ impl Indexes {
                 None => VectorSet::empty(&meta),
             };
             set.reserve(added);
-            for (key, bytes) in raw {
+            for (key, bytes, skip) in raw {
                 let seg = segment::decode(&bytes).map_err(|source| VectorsError::CorruptSegment {
                     key: key.clone(),
                     source,
                 })?;
-                if seg.dims != set.dims {
+                if seg.dims != set.dims || skip > seg.ids.len() {
                     return Err(VectorsError::CorruptSegment {
                         key,
                         source: segment::SegmentError::Magic,
                     });
                 }
-                set.push_rows(&seg.ids, &seg.data);
+                set.push_rows(&seg.ids[skip..], &seg.data[skip * seg.dims..]);
             }
             for row in dead {
                 set.delete_row(row as usize);
@@ -521,7 +536,7 @@ impl Indexes {
         })
         .await??;
         let set = Arc::new(set);
-        state.cached = (m.segments.len(), m.tombstones.len());
+        state.cached = (set.len(), set.deleted() as u64);
         state.cache = Some(set.clone());
         index.current.store(Some(set.clone()));
         Ok(set)
@@ -539,6 +554,7 @@ fn new_index(meta: IndexMeta, manifest: Manifest) -> Index {
             manifest,
             cache: None,
             cached: (0, 0),
+            replaced: std::collections::VecDeque::new(),
         }),
     }
 }

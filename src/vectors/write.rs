@@ -262,10 +262,9 @@ impl Indexes {
         let mut next = state.manifest.clone();
         next.version += 1;
         next.updated_at = Some(Utc::now());
-        let mut written = Vec::new();
+        let mut stored = compact::Stored::default();
         if let Some(batch) = batch {
             let dims = index.meta.dims.get();
-            let seg_id = Uuid::now_v7();
             let bytes = {
                 let write = write.clone();
                 blocking(move || match &*write {
@@ -274,40 +273,40 @@ impl Indexes {
                 })
                 .await?
             };
-            let key = keys::segment(name, seg_id);
-            self.storage.put_new(&key, bytes).await?;
-            written.push(key);
             next.total += batch.len() as u64;
-            next.segments.push(SegmentRef {
-                id: seg_id,
-                count: batch.len() as u64,
-            });
+            let stored_so_far = self
+                .store_segment(name, dims, &mut next, bytes, batch.len() as u64, &mut stored)
+                .await;
+            if let Err(e) = stored_so_far {
+                self.forget(&stored.written).await;
+                return Err(e);
+            }
         }
         if !dead.is_empty() {
-            let tomb_id = Uuid::now_v7();
-            let key = keys::tombstone(name, tomb_id);
-            self.storage
-                .put_json_new(&key, &Tombstone { rows: dead.clone() })
-                .await?;
-            written.push(key);
             next.deleted += dead.len() as u64;
-            next.tombstones.push(SegmentRef {
-                id: tomb_id,
-                count: dead.len() as u64,
-            });
+            if let Err(e) = self
+                .store_tombstone(name, &mut next, dead.clone(), &mut stored)
+                .await
+            {
+                self.forget(&stored.written).await;
+                return Err(e);
+            }
         }
-        match self
+        let created = match self
             .storage
             .put_json_new(&keys::manifest(name, next.version), &next)
             .await
         {
+            Ok(()) => self.after_create(name, state, next.version).await,
+            Err(StorageError::AlreadyExists { .. }) => Err(VectorsError::Conflict(name.clone())),
+            Err(e) => Err(e.into()),
+        };
+        match created {
             Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => {
+            Err(VectorsError::Conflict(_)) => {
                 // Another process wrote first. Our objects stay unreferenced (harmless, and
                 // removed here); drop our view so the next call re-reads the winner's manifest.
-                for key in &written {
-                    self.storage.delete(key).await.ok();
-                }
+                self.forget(&stored.written).await;
                 if let Some((_, key)) = self.storage.latest_version(&keys::manifests(name)).await? {
                     if let Some(m) = self.storage.get_json::<Manifest>(&key).await? {
                         index.adopt(&m);
@@ -316,7 +315,10 @@ impl Indexes {
                 }
                 return Err(VectorsError::Conflict(name.clone()));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
+        }
+        if !stored.replaced.is_empty() {
+            state.replaced.push_back((next.version, stored.replaced));
         }
         let changed = batch.map_or(dead.len(), Batch::len);
         {
@@ -329,13 +331,23 @@ impl Indexes {
             }
             set.manifest_version = next.version;
         }
-        state.cached = (next.segments.len(), next.tombstones.len());
+        state.cached = (set.len(), set.deleted() as u64);
         state.cache = Some(set.clone());
         index.current.store(Some(set));
         index.adopt(&next);
         let total = next.live();
         state.manifest = next;
         Ok((changed, total))
+    }
+}
+
+impl Indexes {
+    /// Deletes objects a write stored but no manifest names (best effort: what is left is
+    /// unreferenced garbage, never visible).
+    async fn forget(&self, keys: &[Path]) {
+        for key in keys {
+            self.storage.delete(key).await.ok();
+        }
     }
 }
 
