@@ -406,6 +406,33 @@ impl Graph {
         }
     }
 
+    /// This graph extended to the first `rows` rows of `set` by inserting the rows after it
+    /// ([`native::extend`]: hnswlib's `add_items`, not a rebuild), its codes or blocks
+    /// recomputed for the rows it then covers. `None` for the hnsw_rs reference engine,
+    /// whose graphs only a build of that engine may produce.
+    pub fn extended(&self, set: &VectorSet, rows: usize, opts: BuildOptions) -> Option<Graph> {
+        let on = match self.engine {
+            Engine::Native => BuildOn::Rows,
+            Engine::NativeSq8 => BuildOn::Codes,
+            Engine::HnswRs => return None,
+        };
+        let start = Instant::now();
+        let layout = native::extend(
+            set,
+            &self.layout,
+            rows,
+            self.config.ef_construction as usize,
+            self.config.seed,
+            opts.threads,
+            on,
+        );
+        let graph = Graph::from_layout(layout, set, self.config, self.engine, Duration::ZERO);
+        Some(Graph {
+            build_time: start.elapsed(),
+            ..graph
+        })
+    }
+
     /// The links.
     pub fn frozen(&self) -> &FrozenGraph {
         &self.layout

@@ -31,6 +31,9 @@ use crate::kernels::{self, Kernel, Task};
 use crate::rng::SplitMix64;
 use crate::vectors::VectorSet;
 
+mod extend;
+pub use extend::extend;
+
 /// Largest round, as a fraction of `n`: nodes of one round do not see each other, so a
 /// round must stay small beside the graph it searches.
 pub const MAX_ROUND_FRACTION: f64 = 0.02;
@@ -115,6 +118,7 @@ pub fn build_at(
             seed,
             threads: threads.max(1),
             on,
+            base: None,
         },
     )
 }
@@ -127,6 +131,8 @@ struct BuildTask<'a> {
     seed: u64,
     threads: usize,
     on: BuildOn,
+    /// A graph of a prefix of the rows to extend instead of building from nothing.
+    base: Option<&'a FrozenGraph>,
 }
 
 impl Task for BuildTask<'_> {
@@ -282,6 +288,9 @@ pub fn select_by(cands: &[(f32, u32)], m: usize, between: impl Fn(u32, u32) -> f
 
 #[inline(always)]
 fn build_with<K: Kernel, S: Space>(kernel: K, space: &S, t: &BuildTask<'_>) -> FrozenGraph {
+    if let Some(base) = t.base {
+        return extend::extend_with(kernel, space, t, base);
+    }
     let (n, m) = (t.n, t.m);
     // deleted rows are left out: they keep their place (level 0, no links), no node links
     // to them, so no search reaches them; with no deletes this is the order it always was
@@ -302,15 +311,33 @@ fn build_with<K: Kernel, S: Space>(kernel: K, space: &S, t: &BuildTask<'_>) -> F
     }
     g.entry = order[0] as u32;
     g.max_level = level[order[0]] as usize;
+    insert_rounds(kernel, space, &mut g, &order, &rounds(live)[1..], &level, t);
+    g
+}
+
+/// Inserts the nodes `order[start..end]` of each round into `g`, as [`build_with`] does:
+/// each round's nodes search the graph as it stood at the round's start, then forward
+/// links, then reverse links grouped by target, then a new top becomes the entry.
+#[inline(always)]
+fn insert_rounds<K: Kernel, S: Space>(
+    kernel: K,
+    space: &S,
+    g: &mut FrozenGraph,
+    order: &[usize],
+    rounds: &[(usize, usize)],
+    level: &[u8],
+    t: &BuildTask<'_>,
+) {
+    let m = t.m;
     let mut workers: Vec<Worker<S::Query>> = (0..t.threads).map(|_| Worker::default()).collect();
-    for (start, end) in rounds(live).into_iter().skip(1) {
+    for &(start, end) in rounds {
         let batch = &order[start..end];
         // 1. every new node searches the graph as it stood at the round's start
         let insert = Insert {
             space,
-            graph: &g,
+            graph: g,
             batch,
-            level: &level,
+            level,
             ef: t.ef,
             m,
         };
@@ -342,7 +369,7 @@ fn build_with<K: Kernel, S: Space>(kernel: K, space: &S, t: &BuildTask<'_>) -> F
         }
         let shrink = Shrink {
             space,
-            graph: &g,
+            graph: g,
             reverse: &reverse,
             groups: &groups,
         };
@@ -358,7 +385,6 @@ fn build_with<K: Kernel, S: Space>(kernel: K, space: &S, t: &BuildTask<'_>) -> F
             }
         }
     }
-    g
 }
 
 /// Work [`parallel`] hands out by item number: a struct with an `#[inline(always)]`

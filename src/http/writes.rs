@@ -80,5 +80,9 @@ pub async fn put_refresh(
     IndexPath(name): IndexPath,
     ApiJson(req): ApiJson<RefreshIn>,
 ) -> ApiResult<Json<RefreshOut>> {
-    Ok(Json(v.set_refresh(&name, req.max_fresh_fraction).await?.into()))
+    Ok(Json(
+        v.set_refresh(&name, req.max_fresh_fraction, req.fold_in_rows)
+            .await?
+            .into(),
+    ))
 }

@@ -775,6 +775,7 @@ mod tests {
                 loaded_from_store: true,
                 memory_bytes: 100,
                 deleted: 0,
+                folded_from: Some(8),
             },
         };
         let autotune = JobResult::Autotune(Box::new(AutotuneResult {

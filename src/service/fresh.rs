@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+use super::error::serving_error;
 use super::*;
 use crate::serving::fresh::{Fresh, RefreshSettings};
 use crate::storage::keys;
@@ -90,9 +91,10 @@ impl Vectune {
         &self,
         name: &IndexName,
         max_fresh_fraction: Option<f64>,
+        fold_in_rows: Option<i64>,
     ) -> Result<RefreshSettings> {
         self.inner.indexes.get(name)?;
-        let s = RefreshSettings::parse(self.inner.refresh.get(name), max_fresh_fraction)
+        let s = RefreshSettings::parse(self.inner.refresh.get(name), max_fresh_fraction, fold_in_rows)
             .map_err(ServiceError::Refresh)?;
         self.inner
             .storage
@@ -125,27 +127,51 @@ impl Vectune {
     }
 
     /// After a write: re-activates `name` in the background, with its promoted config, if
-    /// the writes since its generation passed the rule (one such activation at a time; a
-    /// failure is logged and the next write tries again).
+    /// the writes since its generation passed the rule; else, once `fold_in_rows` rows were
+    /// appended since it, folds them into its graph by insertion (one such job at a time
+    /// per index; a failure is logged and the next write tries again).
     pub(super) fn after_write(&self, name: &IndexName) {
         let (Ok(index), Some(live)) = (self.inner.indexes.get(name), self.inner.serving.current(name)) else {
             return;
         };
         let fresh = Fresh::since(&live.record, index.rows(), index.total());
         let covered = live.record.vectors.saturating_sub(live.record.deleted);
-        if !self.inner.refresh.get(name).due(fresh, covered) || !self.inner.refresh.start(name) {
+        let rule = self.inner.refresh.get(name);
+        let rebuild = rule.due(fresh, covered);
+        if !(rebuild || rule.fold_due(fresh)) || !self.inner.refresh.start(name) {
             return;
         }
         let (me, name) = (self.clone(), name.clone());
         tokio::spawn(async move {
-            tracing::info!(index = %name, inserted = fresh.inserted, deleted = fresh.deleted,
-                "refresh: the writes since the generation passed max_fresh_fraction; re-activating");
-            let shutdown = me.inner.shutdown.clone();
-            match me.activate_with(&name, Some(&shutdown)).await {
-                Ok(a) => tracing::info!(index = %name, generation = a.record.generation, "refresh: serving"),
-                Err(e) => tracing::warn!(index = %name, error = %e, "refresh: re-activation failed"),
+            if rebuild {
+                tracing::info!(index = %name, inserted = fresh.inserted, deleted = fresh.deleted,
+                    "refresh: the writes since the generation passed max_fresh_fraction; re-activating");
+                let shutdown = me.inner.shutdown.clone();
+                match me.activate_with(&name, Some(&shutdown)).await {
+                    Ok(a) => {
+                        tracing::info!(index = %name, generation = a.record.generation, "refresh: serving")
+                    }
+                    Err(e) => tracing::warn!(index = %name, error = %e, "refresh: re-activation failed"),
+                }
+            } else if let Err(e) = me.fold_in(&name).await {
+                tracing::warn!(index = %name, error = %e, "fold-in failed");
             }
             me.inner.refresh.end(&name);
         });
+    }
+
+    /// Inserts the rows appended since the serving generation into a copy of its graph and
+    /// serves that as the next generation (see [`crate::serving::Serving::fold_in`]).
+    pub async fn fold_in(&self, name: &IndexName) -> Result<Option<crate::serving::ActivationRecord>> {
+        let index = self.inner.indexes.get(name)?;
+        let set = self.inner.indexes.vectors(&index).await?;
+        let record = (self.inner.serving)
+            .fold_in(name, set, &|| self.inner.indexes.get(name).is_ok())
+            .await
+            .map_err(|e| serving_error(name, e))?;
+        if let Some(r) = &record {
+            (self.inner.metrics).build(crate::metrics::BuildPurpose::activation, r.build_time_secs);
+        }
+        Ok(record)
     }
 }

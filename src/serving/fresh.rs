@@ -6,8 +6,10 @@
 //! since stay in the graph — they still route a search, as hnswlib's `mark_deleted` nodes
 //! do — but are never returned; the graph is asked for more hits in proportion to the rows
 //! it holds that are deleted, and asked again, wider, if too few live ones come back.
-//! A re-activation (by hand, or by the refresh rule once the fresh rows pass a fraction of
-//! the generation) folds both into a new graph.
+//! Appended rows are folded into the graph by insertion once `fold_in_rows` of them wait
+//! ([`super::Serving::fold_in`]: the next generation is the same graph with them inserted,
+//! so the exact scan stays short); a re-activation (by hand, or by the refresh rule once
+//! the writes since a build pass a fraction of it) rebuilds, leaving deleted rows out.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,14 @@ use crate::vectors::VectorSet;
 
 /// `max_fresh_fraction` when an index sets none.
 pub const DEFAULT_MAX_FRESH_FRACTION: f64 = 0.2;
+/// `fold_in_rows` when an index sets none.
+pub const DEFAULT_FOLD_IN_ROWS: u64 = 2_000;
+/// Largest `fold_in_rows` accepted.
+pub const MAX_FOLD_IN_ROWS: u64 = 10_000_000;
+
+fn default_fold_in_rows() -> u64 {
+    DEFAULT_FOLD_IN_ROWS
+}
 
 /// When an index is re-activated by itself, stored per index (`refresh.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -23,12 +33,18 @@ pub struct RefreshSettings {
     /// Past this share of fresh writes — (inserted + deleted) / the generation's vectors —
     /// the index is re-activated in the background with its promoted config.
     pub max_fresh_fraction: f64,
+    /// Once this many rows were appended since the serving generation (and the fraction is
+    /// not passed), they are inserted into a copy of its graph, swapped in as the next
+    /// generation; 0 never folds (the scan grows until the fraction is passed).
+    #[serde(default = "default_fold_in_rows")]
+    pub fold_in_rows: u64,
 }
 
 impl Default for RefreshSettings {
     fn default() -> Self {
         RefreshSettings {
             max_fresh_fraction: DEFAULT_MAX_FRESH_FRACTION,
+            fold_in_rows: DEFAULT_FOLD_IN_ROWS,
         }
     }
 }
@@ -39,6 +55,9 @@ pub enum RefreshError {
     /// Not within 0..=1.
     #[error("max_fresh_fraction must be between 0 and 1, got {0}")]
     Fraction(f64),
+    /// Not within 0..=[`MAX_FOLD_IN_ROWS`].
+    #[error("fold_in_rows must be between 0 and {MAX_FOLD_IN_ROWS}, got {0}")]
+    FoldInRows(i64),
 }
 
 impl crate::error::Classified for RefreshError {
@@ -49,14 +68,30 @@ impl crate::error::Classified for RefreshError {
 
 impl RefreshSettings {
     /// Parses a PUT: a field left out keeps its current value.
-    pub fn parse(current: RefreshSettings, max_fresh_fraction: Option<f64>) -> Result<Self, RefreshError> {
-        match max_fresh_fraction {
-            None => Ok(current),
-            Some(f) if (0.0..=1.0).contains(&f) => Ok(RefreshSettings {
-                max_fresh_fraction: f,
-            }),
-            Some(f) => Err(RefreshError::Fraction(f)),
-        }
+    pub fn parse(
+        current: RefreshSettings,
+        max_fresh_fraction: Option<f64>,
+        fold_in_rows: Option<i64>,
+    ) -> Result<Self, RefreshError> {
+        let max_fresh_fraction = match max_fresh_fraction {
+            None => current.max_fresh_fraction,
+            Some(f) if (0.0..=1.0).contains(&f) => f,
+            Some(f) => return Err(RefreshError::Fraction(f)),
+        };
+        let fold_in_rows = match fold_in_rows {
+            None => current.fold_in_rows,
+            Some(n) if (0..=MAX_FOLD_IN_ROWS as i64).contains(&n) => n as u64,
+            Some(n) => return Err(RefreshError::FoldInRows(n)),
+        };
+        Ok(RefreshSettings {
+            max_fresh_fraction,
+            fold_in_rows,
+        })
+    }
+
+    /// Whether the rows appended since a generation are due to be folded into its graph.
+    pub fn fold_due(&self, fresh: Fresh) -> bool {
+        self.fold_in_rows > 0 && fresh.inserted >= self.fold_in_rows
     }
 
     /// Whether a generation covering `vectors` live rows is due for a re-activation after
@@ -273,27 +308,49 @@ mod tests {
     fn refresh_settings_and_the_rule() {
         let d = RefreshSettings::default();
         assert_eq!(d.max_fresh_fraction, 0.2);
-        assert_eq!(RefreshSettings::parse(d, None), Ok(d));
+        assert_eq!(d.fold_in_rows, DEFAULT_FOLD_IN_ROWS);
+        assert_eq!(RefreshSettings::parse(d, None, None), Ok(d));
         assert_eq!(
-            RefreshSettings::parse(d, Some(1.0)).map(|s| s.max_fresh_fraction),
+            RefreshSettings::parse(d, Some(1.0), None).map(|s| s.max_fresh_fraction),
             Ok(1.0)
         );
         assert_eq!(
-            RefreshSettings::parse(d, Some(0.0)).map(|s| s.max_fresh_fraction),
+            RefreshSettings::parse(d, Some(0.0), None).map(|s| s.max_fresh_fraction),
             Ok(0.0)
         );
         for bad in [-0.1, 1.01, f64::NAN, f64::INFINITY] {
-            assert!(RefreshSettings::parse(d, Some(bad)).is_err(), "{bad}");
+            assert!(RefreshSettings::parse(d, Some(bad), None).is_err(), "{bad}");
         }
+        // fold_in_rows: 0 (never) ..= the bound; the other field keeps its value
+        let folds = RefreshSettings::parse(d, None, Some(0)).unwrap();
+        assert_eq!((folds.fold_in_rows, folds.max_fresh_fraction), (0, 0.2));
+        assert_eq!(
+            RefreshSettings::parse(d, None, Some(MAX_FOLD_IN_ROWS as i64)).map(|s| s.fold_in_rows),
+            Ok(MAX_FOLD_IN_ROWS)
+        );
+        for bad in [-1, MAX_FOLD_IN_ROWS as i64 + 1] {
+            assert_eq!(
+                RefreshSettings::parse(d, Some(0.5), Some(bad)),
+                Err(RefreshError::FoldInRows(bad))
+            );
+        }
+        // a stored rule from before fold_in_rows reads with the default
+        let old: RefreshSettings = serde_json::from_str(r#"{"max_fresh_fraction":0.3}"#).unwrap();
+        assert_eq!(old.fold_in_rows, DEFAULT_FOLD_IN_ROWS);
         let f = |inserted, deleted| Fresh { inserted, deleted };
         assert!(!d.due(f(20, 0), 100));
         assert!(d.due(f(21, 0), 100));
         assert!(d.due(f(11, 10), 100));
         let zero = RefreshSettings {
             max_fresh_fraction: 0.0,
+            fold_in_rows: 0,
         };
         assert!(!zero.due(f(0, 0), 100));
         assert!(zero.due(f(0, 1), 100));
+        // folds once fold_in_rows rows were appended; 0 never folds; deletes do not count
+        assert!(!d.fold_due(f(DEFAULT_FOLD_IN_ROWS - 1, 500)));
+        assert!(d.fold_due(f(DEFAULT_FOLD_IN_ROWS, 0)));
+        assert!(!zero.fold_due(f(1_000_000, 0)));
         let record = crate::serving::ActivationRecord {
             generation: 1,
             config: HnswConfig::DEFAULT,
@@ -303,6 +360,7 @@ mod tests {
             loaded_from_store: false,
             memory_bytes: 0,
             deleted: 5,
+            folded_from: None,
         };
         // 130 rows ever, 110 live: 30 appended since, 20 deleted in all, 15 of them since
         assert_eq!(Fresh::since(&record, 130, 110), f(30, 15));

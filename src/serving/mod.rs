@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hnsw::{store, BuildOptions, Graph};
 use crate::names::IndexName;
-use crate::params::HnswConfig;
+use crate::params::{Engine, HnswConfig};
 use crate::storage::{keys, Storage, StorageError};
 use crate::vectors::VectorSet;
 
@@ -90,6 +90,22 @@ pub struct ActivationRecord {
     /// How many of `vectors` rows were deleted when the graph was built (left out of it).
     #[serde(default)]
     pub deleted: u64,
+    /// Set when this generation's graph is the previous one's extended by insertion (the
+    /// rows appended since folded in, no rebuild): the rows that graph covered. Its stored
+    /// graph is keyed apart from a build's ([`keys::graph_folded`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folded_from: Option<u64>,
+}
+
+impl ActivationRecord {
+    /// Where the graph of this record is stored for `engine`.
+    pub fn graph_key(&self, index: &IndexName, engine: Engine) -> object_store::path::Path {
+        let id = self.config.graph_id(engine);
+        match self.folded_from {
+            Some(base) => keys::graph_folded(index, self.vectors, self.deleted, id, base),
+            None => keys::graph(index, self.vectors, self.deleted, id),
+        }
+    }
 }
 
 /// A live generation: the graph, the vectors it was built from, and its record.
@@ -177,13 +193,17 @@ impl Serving {
         &self,
         index: &IndexName,
         set: Arc<VectorSet>,
-        (rows, deleted): (usize, u64),
+        (rows, deleted, folded_from): (usize, u64, Option<u64>),
         config: HnswConfig,
         still_there: StillThere<'_>,
     ) -> Result<(Graph, u64, bool, f64), ServingError> {
         let started = Instant::now();
         let options = self.options;
-        let key = keys::graph(index, rows as u64, deleted, config.graph_id(options.engine));
+        let id = config.graph_id(options.engine);
+        let key = match folded_from {
+            Some(base) => keys::graph_folded(index, rows as u64, deleted, id, base),
+            None => keys::graph(index, rows as u64, deleted, id),
+        };
         if let Some(bytes) = self.storage.get(&key).await? {
             let set = set.clone();
             let decoded = blocking(move || store::decode(&bytes, &set, rows, config, options.engine)).await?;
@@ -209,15 +229,104 @@ impl Serving {
             return Err(ServingError::IndexGone);
         }
         self.storage.put_overwrite(&key, bytes).await?;
+        self.drop_stale_graphs(index, rows as u64, deleted, &key).await?;
+        Ok((graph, deleted, false, started.elapsed().as_secs_f64()))
+    }
+
+    /// Deletes the stored graphs that can never serve again once a graph of `rows` rows,
+    /// `deleted` left out, is stored at `kept`: those of fewer rows, or as many with fewer
+    /// deletes.
+    async fn drop_stale_graphs(
+        &self,
+        index: &IndexName,
+        rows: u64,
+        deleted: u64,
+        kept: &object_store::path::Path,
+    ) -> Result<(), ServingError> {
         for old in self.storage.list(&keys::graphs(index)).await? {
-            let stale = keys::graph_vectors_of(&old).is_some_and(|n| {
-                n < rows as u64 || (n == rows as u64 && keys::graph_deleted_of(&old) < deleted)
-            });
-            if stale {
+            let stale = keys::graph_vectors_of(&old)
+                .is_some_and(|n| n < rows || (n == rows && keys::graph_deleted_of(&old) < deleted));
+            if stale && &old != kept {
                 self.storage.delete(&old).await?;
             }
         }
-        Ok((graph, deleted, false, started.elapsed().as_secs_f64()))
+        Ok(())
+    }
+
+    /// Folds the rows appended since the serving generation into its graph by insertion
+    /// ([`Graph::extended`]) and swaps the result in as the next generation, same config:
+    /// the cost is the new rows' insertion plus re-encoding codes, not a rebuild. `None`
+    /// when there is nothing to fold (no generation, no new rows) or the engine cannot
+    /// (hnsw_rs: its graphs come only from its own builds). Stored before the swap, under a
+    /// key of its own, so other instances follow it and a restart loads it.
+    pub async fn fold_in(
+        &self,
+        index: &IndexName,
+        set: Arc<VectorSet>,
+        still_there: StillThere<'_>,
+    ) -> Result<Option<ActivationRecord>, ServingError> {
+        let lock = self.activation_lock(index);
+        let _one_at_a_time = lock.lock().await;
+        let Some(live) = self.current(index) else {
+            return Ok(None);
+        };
+        let (base, rows) = (live.record.vectors, set.len());
+        if rows as u64 <= base || live.graph.engine() == Engine::HnswRs || live.graph.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let permit = self.builds.acquire().await.map_err(|_| ServingError::Closed)?;
+        let options = self.options;
+        let (graph, bytes) = {
+            let (live, set) = (live.clone(), set.clone());
+            blocking(move || {
+                let graph = live.graph.extended(&set, rows, options);
+                let bytes = graph.as_ref().map(store::encode);
+                (graph, bytes)
+            })
+            .await?
+        };
+        drop(permit);
+        let (Some(graph), Some(bytes)) = (graph, bytes) else {
+            return Ok(None);
+        };
+        if !still_there() {
+            return Err(ServingError::IndexGone);
+        }
+        // the new rows deleted before the fold are left out, as a build leaves them out
+        let skipped = set.deleted_below(rows) - set.deleted_below(base as usize);
+        let previous = latest_record(&self.storage, index).await?;
+        let record = ActivationRecord {
+            generation: previous.map_or(1, |r| r.generation + 1),
+            config: live.record.config,
+            activated_at: Utc::now(),
+            vectors: rows as u64,
+            build_time_secs: started.elapsed().as_secs_f64(),
+            loaded_from_store: false,
+            memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
+            deleted: live.record.deleted + skipped as u64,
+            folded_from: Some(base),
+        };
+        let key = record.graph_key(index, options.engine);
+        self.storage.put_overwrite(&key, bytes).await?;
+        match write_record(&self.storage, index, &record).await {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => return Err(ServingError::Conflict),
+            Err(e) => return Err(e.into()),
+        }
+        self.drop_stale_graphs(index, record.vectors, record.deleted, &key)
+            .await?;
+        tracing::info!(index = %index, generation = record.generation, folded = rows as u64 - base,
+            secs = record.build_time_secs, "fold-in: appended rows inserted into the graph; serving");
+        self.swap(
+            index,
+            ServingGraph {
+                graph,
+                vectors: set,
+                record: record.clone(),
+            },
+        );
+        Ok(Some(record))
     }
 
     /// Produces the next generation of `index` over all of `set` with `config` and swaps it
@@ -243,7 +352,7 @@ impl Serving {
             .graph(
                 index,
                 set.clone(),
-                (set.len(), set.deleted() as u64),
+                (set.len(), set.deleted() as u64, None),
                 config,
                 still_there,
             )
@@ -265,6 +374,7 @@ impl Serving {
             loaded_from_store: loaded,
             memory_bytes: (graph.memory_bytes() + set.len() * set.dims() * 4) as u64,
             deleted,
+            folded_from: None,
         };
         match write_record(&self.storage, index, &record).await {
             Ok(()) => {}
@@ -303,7 +413,7 @@ impl Serving {
             .graph(
                 index,
                 set.clone(),
-                (record.vectors as usize, record.deleted),
+                (record.vectors as usize, record.deleted, record.folded_from),
                 record.config,
                 still_there,
             )
@@ -340,7 +450,7 @@ impl Serving {
             return Ok(false);
         }
         let (config, engine) = (record.config, self.options.engine);
-        let key = keys::graph(index, record.vectors, record.deleted, config.graph_id(engine));
+        let key = record.graph_key(index, engine);
         let Some(bytes) = self.storage.get(&key).await? else {
             tracing::warn!(index = %index, generation = record.generation, key = %key,
                 "activation of another instance has no stored graph of this engine; not followed");
@@ -411,4 +521,85 @@ pub async fn write_record(
     storage
         .put_json_new(&keys::activation(index, record.generation), record)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distance::Metric;
+    use crate::params::Quantization;
+
+    fn rows(n: usize, dims: usize) -> (Vec<String>, Vec<f32>) {
+        let mut r = crate::rng::SplitMix64::new(4);
+        let data = (0..n * dims)
+            .map(|_| (r.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+            .collect();
+        ((0..n).map(|i| format!("r{i}")).collect(), data)
+    }
+
+    #[tokio::test]
+    async fn a_folded_generation_is_stored_followed_and_reloaded() {
+        let storage = Storage::in_memory();
+        let index = IndexName::parse("i").unwrap();
+        let options = BuildOptions {
+            engine: Engine::NativeSq8,
+            threads: 2,
+        };
+        let serving = || Serving::new(storage.clone(), Arc::new(Semaphore::new(1)), options);
+        let (ids, data) = rows(700, 8);
+        let first = Arc::new(VectorSet::from_rows(
+            8,
+            Metric::L2,
+            ids[..500].to_vec(),
+            data[..500 * 8].to_vec(),
+        ));
+        let mut all = VectorSet::from_rows(8, Metric::L2, ids.clone(), data.clone());
+        all.delete_row(650); // appended, then deleted before the fold: left out
+        let all = Arc::new(all);
+        let a = serving();
+        let config = HnswConfig::DEFAULT.with_quantization(Quantization::Rabitq);
+        let there = || true;
+        assert_eq!(
+            a.fold_in(&index, all.clone(), &there).await.unwrap(),
+            None,
+            "nothing serves"
+        );
+        let g1 = a.activate(&index, first, config, &there, None).await.unwrap();
+        let record = a
+            .fold_in(&index, all.clone(), &there)
+            .await
+            .unwrap()
+            .expect("folded");
+        assert_eq!((record.generation, record.vectors), (g1.generation + 1, 700));
+        assert_eq!(
+            (record.folded_from, record.deleted, record.config),
+            (Some(500), 1, config)
+        );
+        // nothing new: nothing to fold
+        assert_eq!(a.fold_in(&index, all.clone(), &there).await.unwrap(), None);
+        let served = a.current(&index).unwrap();
+        let found = (500..700)
+            .filter(|&r| r != 650)
+            .filter(|&r| served.graph.search(&all, all.row(r), 1, 40)[0].row as usize == r)
+            .count();
+        assert!(found >= 195, "{found} of 199 new rows found by their own vector");
+        // another instance follows it from the stored graph; a restart loads it
+        let b = serving();
+        assert!(b.follow(&index, all.clone(), record.clone()).await.unwrap());
+        assert_eq!(b.current(&index).unwrap().graph.frozen(), served.graph.frozen());
+        let c = serving();
+        assert!(c
+            .reactivate(&index, all.clone(), record.clone(), &there)
+            .await
+            .unwrap());
+        assert_eq!(c.current(&index).unwrap().graph.frozen(), served.graph.frozen());
+        assert!(storage
+            .get(&record.graph_key(&index, options.engine))
+            .await
+            .unwrap()
+            .is_some());
+        // the graph of generation 1 can never serve again: dropped
+        let g1_key = g1.graph_key(&index, options.engine);
+        assert!(storage.get(&g1_key).await.unwrap().is_none());
+    }
 }

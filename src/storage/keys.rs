@@ -195,6 +195,19 @@ pub fn graph(index: &IndexName, vectors: u64, deleted: u64, id: GraphId) -> Path
     ))
 }
 
+/// The stored graph of a generation that extended the graph of its first `base` rows to
+/// `vectors` rows by insertion ([`graph`]'s key with `-f{base}`): not the bytes a build of
+/// those rows gives, so never mistaken for one.
+pub fn graph_folded(index: &IndexName, vectors: u64, deleted: u64, id: GraphId, base: u64) -> Path {
+    let built = graph(index, vectors, deleted, id);
+    let file = built
+        .filename()
+        .unwrap_or_default()
+        .trim_end_matches(".graph")
+        .to_string();
+    graphs(index).join(format!("{file}-f{base}.graph"))
+}
+
 /// The vector count a stored graph's key was made for.
 pub fn graph_vectors_of(key: &Path) -> Option<u64> {
     let file = key.filename()?.strip_suffix(".graph")?;

@@ -168,10 +168,18 @@ async fn a_delete_body_over_the_limit_is_refused_whole() {
 async fn the_refresh_rule_reactivates_by_itself() {
     let app = TestApp::new().await;
     app.seeded(40).await;
-    assert_eq!(app.get_refresh("idx").await.1, json!({"max_fresh_fraction": 0.2}));
+    let defaults = json!({"max_fresh_fraction": 0.2, "fold_in_rows": 2000});
+    assert_eq!(app.get_refresh("idx").await.1, defaults);
     for (body, code) in [
         (json!({"max_fresh_fraction": 1.5}), "invalid_refresh"),
         (json!({"max_fresh_fraction": -0.1}), "invalid_refresh"),
+        (json!({"fold_in_rows": -1}), "invalid_refresh"),
+        (json!({"fold_in_rows": 10_000_001}), "invalid_refresh"),
+        (
+            json!({"max_fresh_fraction": 0.5, "fold_in_rows": -1}),
+            "invalid_refresh",
+        ),
+        (json!({"fold_in_rows": 1.5}), "invalid_body"),
         (json!({"max_fresh_fraction": "x"}), "invalid_body"),
         (json!({"other": 1}), "invalid_body"),
     ] {
@@ -182,7 +190,7 @@ async fn the_refresh_rule_reactivates_by_itself() {
         StatusCode::NOT_FOUND,
         "index_not_found",
     );
-    assert_eq!(app.get_refresh("idx").await.1, json!({"max_fresh_fraction": 0.2}));
+    assert_eq!(app.get_refresh("idx").await.1, defaults);
     assert_eq!(app.activate("idx").await.1["generation"], json!(1));
     // 8 writes of 40 is 0.2: not past the rule
     let batch: Vec<Value> = (0..8)
@@ -212,6 +220,74 @@ async fn the_refresh_rule_reactivates_by_itself() {
     assert!(!top(&app, vec_of(0), 10).await.contains(&"v0".to_string()));
     assert_eq!(top(&app, vec_of(3004), 1).await, vec!["n4"]);
     let (s, r) = app.put_refresh("idx", json!({"max_fresh_fraction": 0.5})).await;
-    assert_eq!((s, r), (StatusCode::OK, json!({"max_fresh_fraction": 0.5})));
-    assert_eq!(app.get_refresh("idx").await.1, json!({"max_fresh_fraction": 0.5}));
+    let half = json!({"max_fresh_fraction": 0.5, "fold_in_rows": 2000});
+    assert_eq!((s, r), (StatusCode::OK, half.clone()));
+    assert_eq!(app.get_refresh("idx").await.1, half);
+}
+
+/// Waits until the index serves `generation`; returns the index object.
+async fn serving(app: &TestApp, generation: u64) -> Value {
+    let mut index = Value::Null;
+    for _ in 0..200 {
+        index = app.get_index("idx").await.1;
+        if index["active"]["generation"] == json!(generation) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(index["active"]["generation"], json!(generation), "{index}");
+    index
+}
+
+#[tokio::test]
+async fn appended_rows_are_folded_into_the_graph_by_insertion() {
+    let app = TestApp::new().await;
+    app.seeded(300).await;
+    assert_eq!(app.activate("idx").await.1["generation"], json!(1));
+    let first = app.get_index("idx").await.1["active"]["config"].clone();
+    assert!(first.is_object(), "{first}");
+    let (s, r) = app
+        .put_refresh("idx", json!({"max_fresh_fraction": 1.0, "fold_in_rows": 20}))
+        .await;
+    assert_eq!(
+        (s, r),
+        (
+            StatusCode::OK,
+            json!({"max_fresh_fraction": 1.0, "fold_in_rows": 20})
+        )
+    );
+    // 19 rows wait in the scan; the 20th starts a fold-in
+    for i in 0..25 {
+        let v = json!({"vectors": [{"id": format!("f{i}"), "vector": vec_of(5000 + i)}]});
+        assert_eq!(app.append("idx", v).await.0, StatusCode::OK);
+    }
+    // one of them deleted before or after the fold: never returned either way
+    assert_eq!(app.delete_vector("idx", "f3").await.0, StatusCode::NO_CONTENT);
+    let index = serving(&app, 2).await;
+    let active = &index["active"];
+    assert!(active["vectors"].as_u64().unwrap() >= 300 + 20 - 1, "{index}");
+    assert!(active["fresh"]["inserted"].as_u64().unwrap() <= 5, "{index}");
+    for i in (0..25).filter(|&i| i != 3) {
+        assert_eq!(top(&app, vec_of(5000 + i), 1).await, vec![format!("f{i}")]);
+    }
+    assert!(!top(&app, vec_of(5003), 10).await.contains(&"f3".to_string()));
+    // the graph of generation 1 extended: its config, not a newer promotion's
+    assert_eq!(active["config"], first);
+    // fold_in_rows 0: the rows wait in the scan, no new generation
+    assert_eq!(
+        app.put_refresh("idx", json!({"fold_in_rows": 0})).await.0,
+        StatusCode::OK
+    );
+    let before = app.get_index("idx").await.1["active"]["generation"].clone();
+    let batch: Vec<Value> = (0..40)
+        .map(|i| json!({"id": format!("g{i}"), "vector": vec_of(7000 + i)}))
+        .collect();
+    assert_eq!(
+        app.append("idx", json!({"vectors": batch})).await.0,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let index = app.get_index("idx").await.1;
+    assert_eq!(index["active"]["generation"], before);
+    assert_eq!(top(&app, vec_of(7007), 1).await, vec!["g7"]);
 }

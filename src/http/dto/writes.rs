@@ -31,6 +31,11 @@ pub struct RefreshIn {
     /// deleted) / its vectors — the index is re-activated in the background.
     #[serde(default)]
     pub max_fresh_fraction: Option<f64>,
+    /// 0..=10,000,000: once this many rows were appended since the serving generation,
+    /// they are inserted into a copy of its graph swapped in as the next generation (no
+    /// rebuild; 0 never folds). Default 2,000.
+    #[serde(default)]
+    pub fold_in_rows: Option<i64>,
 }
 
 /// The refresh rule of an index.
@@ -38,12 +43,15 @@ pub struct RefreshIn {
 pub struct RefreshOut {
     /// The share of writes that triggers a background re-activation.
     pub max_fresh_fraction: f64,
+    /// Appended rows that trigger a fold-in by insertion (0: never).
+    pub fold_in_rows: u64,
 }
 
 impl From<RefreshSettings> for RefreshOut {
     fn from(s: RefreshSettings) -> Self {
         RefreshOut {
             max_fresh_fraction: s.max_fresh_fraction,
+            fold_in_rows: s.fold_in_rows,
         }
     }
 }
