@@ -394,4 +394,44 @@ mod tests {
         assert!(set.position("late").is_some() && set.position("a0").is_some());
         assert!(s.get(&keys::manifest(&name, 1)).await.unwrap().is_none());
     }
+
+    /// Appends from many clients, each waiting for its answer before the next, on a store
+    /// whose writes take real time (a directory, fsynced): an append answered inside a group
+    /// returns at once instead of waiting for the index behind the next group's commit, so
+    /// the groups stay large. Before, every answered append queued for the lock and the
+    /// commits became one per append (200 manifests for 200 appends).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answered_appends_do_not_wait_behind_the_next_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::local(dir.path()).unwrap();
+        let name = IndexName::parse("i").unwrap();
+        let ix = Arc::new(Indexes::load(s.clone()).await.unwrap());
+        let i = ix
+            .create(name.clone(), Dims::parse(2).unwrap(), Metric::L2)
+            .await
+            .unwrap();
+        let (clients, each) = (8u32, 25u32);
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let (ix, i) = (ix.clone(), i.clone());
+                tokio::spawn(async move {
+                    for k in 0..each {
+                        ix.append(&i, one(&i, &format!("c{c}-{k}"), k as f32))
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let commits = i.state.lock().await.manifest.version;
+        assert_eq!(i.total(), (clients * each) as u64);
+        assert!(
+            commits <= (clients * each) as u64 / 2,
+            "{commits} commits for {} appends",
+            clients * each
+        );
+    }
 }

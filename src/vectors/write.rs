@@ -26,22 +26,28 @@ impl Indexes {
     /// segment is written, then the next manifest, then the cache is updated — together with
     /// the other appends waiting for the index at that moment. Returns `(appended, total)`.
     pub async fn append(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
-        let (done, answer) = tokio::sync::oneshot::channel();
+        let (done, mut answer) = tokio::sync::oneshot::channel();
         lock_pending(index).push(Pending { batch, done });
-        {
-            // whoever holds the index next commits every append waiting, ours included
-            // (unless a holder before took it already)
-            let mut state = index.state.lock().await;
-            let group = std::mem::take(&mut *lock_pending(index));
-            if !group.is_empty() {
-                self.commit_group(index, &mut state, group).await;
-            }
+        let gone = || VectorsError::Conflict(index.meta.name.clone());
+        // Wait for our answer or for the index, whichever comes first. Waiting for the lock
+        // alone would hold an answered append behind the next group's whole commit (the
+        // lock is handed on in order), so a stream from many clients would commit one at a
+        // time: measured, 16 connections on a local disk made groups of 1.
+        let mut state = tokio::select! {
+            biased;
+            a = &mut answer => return a.unwrap_or_else(|_| Err(gone())),
+            state = index.state.lock() => state,
+        };
+        // whoever holds the index next commits every append waiting, ours included
+        // (unless a holder before took it already)
+        let group = std::mem::take(&mut *lock_pending(index));
+        if !group.is_empty() {
+            self.commit_group(index, &mut state, group).await;
         }
+        drop(state);
         // no answer: the holder that took ours was cancelled mid-commit (its client went
         // away); whether the group landed is unknown, so this is not acknowledged — retry
-        answer
-            .await
-            .unwrap_or(Err(VectorsError::Conflict(index.meta.name.clone())))
+        answer.await.unwrap_or_else(|_| Err(gone()))
     }
 
     /// Commits a group of appends as one write: each batch checked against the stored ids

@@ -629,7 +629,9 @@ async fn two_services_over_one_store_behave_as_one() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(a.delete_vector("idx", "v7").await.0, StatusCode::NO_CONTENT);
-    let (s, _) = a.put_refresh("idx", json!({"max_fresh_fraction": 0.9})).await;
+    let (s, _) = a
+        .put_refresh("idx", json!({"max_fresh_fraction": 0.9, "fold_in_rows": 500}))
+        .await;
     assert_eq!(s, StatusCode::OK);
     vb.sync_once().await.unwrap();
     let (_, r) = b.search("idx", json!({"vector": vec_of(9000), "k": 1})).await;
@@ -639,7 +641,10 @@ async fn two_services_over_one_store_behave_as_one() {
         r["hits"].as_array().unwrap().iter().all(|h| h["id"] != "v7"),
         "{r}"
     );
-    assert_eq!(b.get_refresh("idx").await.1, json!({"max_fresh_fraction": 0.9}));
+    assert_eq!(
+        b.get_refresh("idx").await.1,
+        json!({"max_fresh_fraction": 0.9, "fold_in_rows": 500})
+    );
     assert_eq!(
         b.get_index("idx").await.1["active"]["fresh"],
         json!({"inserted": 1, "deleted": 1})
