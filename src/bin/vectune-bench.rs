@@ -6,6 +6,7 @@
 //! vectune-bench inproc --data DIR --metric cosine [--m 16] [--ec 100] [--efs 10,20,40,80,160]
 //! vectune-bench inproc ... [--quantization none|sq8] [--engine native|native_sq8|hnsw_rs]
 //! vectune-bench kernels
+//! vectune-bench extend --data DIR --metric l2 --base 66667 [--m 16] [--ec 80] [--threads 1]
 //! vectune-bench http --base http://127.0.0.1:8080 --index NAME --data DIR [--efs ...]
 //! ```
 //! DIR holds `base.fvecs`, `query.fvecs` and `groundtruth.ivecs` (exact neighbours, best first).
@@ -59,6 +60,27 @@ enum Cmd {
         /// Early termination: expansions without a better k-th key (0: off).
         #[arg(long, default_value_t = 0)]
         patience: usize,
+    },
+    /// Insert throughput: the graph of the first `base` rows built (all cores), then the
+    /// remaining rows inserted into it on `threads` threads (the fold-in path), timed;
+    /// recall of the result at each ef against the set's ground truth.
+    Extend {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "l2")]
+        metric: String,
+        #[arg(long)]
+        base: usize,
+        #[arg(long, default_value_t = 16)]
+        m: i64,
+        #[arg(long, default_value_t = 80)]
+        ec: i64,
+        #[arg(long, default_value = "native")]
+        engine: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long, default_value = "20,40,80,160")]
+        efs: String,
     },
     /// Print the kernel levels this CPU supports, lowest first (the last is the default).
     Kernels,
@@ -149,6 +171,52 @@ fn build_with(set: &VectorSet, cfg: HnswConfig, engine: Engine, threads: usize) 
             Graph::from_layout(layout, set, cfg, engine, t.elapsed())
         }
     }
+}
+
+/// See [`Cmd::Extend`].
+fn extend(
+    data: &Path,
+    metric: Metric,
+    base: usize,
+    cfg: HnswConfig,
+    engine: Engine,
+    threads: usize,
+    ef_list: &[usize],
+) -> Value {
+    let (set, queries, truth) = load(data, metric);
+    let n = set.len();
+    let on = match engine {
+        Engine::NativeSq8 => hnsw::native::BuildOn::Codes,
+        _ => hnsw::native::BuildOn::Rows,
+    };
+    let (m, ec) = (cfg.m as usize, cfg.ef_construction as usize);
+    let all = hnsw::available_threads();
+    let t = Instant::now();
+    let first = hnsw::native::build(&set, base, m, ec, cfg.seed, all, on);
+    let base_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let layout = hnsw::native::extend(&set, &first, n, ec, cfg.seed, threads, on);
+    let insert_secs = t.elapsed().as_secs_f64();
+    let graph = Graph::from_layout(layout, &set, cfg, engine, std::time::Duration::ZERO);
+    let k = 10;
+    let recalls: Vec<Value> = ef_list
+        .iter()
+        .map(|&ef| {
+            let found: Vec<Vec<u32>> = queries
+                .iter()
+                .map(|q| graph.search(&set, q, k, ef).iter().map(|h| h.row).collect())
+                .collect();
+            json!({"ef": ef, "recall": recall(&found, &truth, k)})
+        })
+        .collect();
+    json!({
+        "n": n, "base": base, "inserted": n - base, "m": m, "ef_construction": ec,
+        "engine": engine.as_str(), "threads": threads, "kernel": vectune::kernels::level().as_str(),
+        "base_build_secs_all_cores": base_secs,
+        "insert_secs": insert_secs,
+        "insert_rows_per_sec": (n - base) as f64 / insert_secs,
+        "recall": recalls,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -422,6 +490,24 @@ fn main() {
             data,
             efs: e,
         } => http(&base, &index, &data, &efs(&e)),
+        Cmd::Extend {
+            data,
+            metric,
+            base,
+            m,
+            ec,
+            engine,
+            threads,
+            efs: e,
+        } => extend(
+            &data,
+            Metric::parse(&metric).expect("metric"),
+            base,
+            HnswConfig::new(ec, 10, m, 42).expect("config in bounds"),
+            Engine::parse(&engine).expect("--engine native|native_sq8"),
+            threads,
+            &efs(&e),
+        ),
     };
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
 }
