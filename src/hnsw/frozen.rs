@@ -347,39 +347,6 @@ impl FrozenGraph {
         g
     }
 
-    /// The level of every node (0 for nodes without an upper block). Upper blocks are laid
-    /// out in node order, so a node's level is its block's length in rows.
-    pub(crate) fn levels(&self) -> Vec<u8> {
-        let mut out = vec![0u8; self.n];
-        let mut next = self.upper.len();
-        for node in (0..self.n).rev() {
-            let start = self.upper_start[node];
-            if start != NONE {
-                out[node] = ((next - start as usize) / (1 + self.m)) as u8;
-                next = start as usize;
-            }
-        }
-        out
-    }
-
-    /// A copy with room for more nodes of levels `more` (numbered from [`FrozenGraph::len`]
-    /// on, no links yet); the nodes it has keep their links, entry and top level.
-    pub(crate) fn grown(&self, more: &[u8]) -> FrozenGraph {
-        let mut g = self.clone();
-        g.n += more.len();
-        g.layer0.resize(g.n * (1 + g.m0), 0);
-        g.upper_start.reserve(more.len());
-        for &l in more {
-            if l > 0 {
-                g.upper_start.push(g.upper.len() as u32);
-                g.upper.resize(g.upper.len() + l as usize * (1 + g.m), 0);
-            } else {
-                g.upper_start.push(NONE);
-            }
-        }
-        g
-    }
-
     /// Nodes in the graph.
     pub fn len(&self) -> usize {
         self.n
