@@ -109,6 +109,7 @@ def main():
     ap.add_argument("--writers", type=int, default=4, help="processes sharing the 1,000 appends/s")
     ap.add_argument("--stream-secs", type=float, default=3.0, help="length of the search windows")
     ap.add_argument("--only-stream", action="store_true", help="parts 1 and 2 only")
+    ap.add_argument("--fold-in-rows", type=int, default=1000, help="the index's fold_in_rows (0: never)")
     args = ap.parse_args()
     base = fvecs(os.path.join(args.data, "base.fvecs"))
     queries = fvecs(os.path.join(args.data, "query.fvecs"))
@@ -120,7 +121,7 @@ def main():
         # 1 and 2 on the whole set
         srv.call("POST", "/vectors/indexes", {"name": "f", "dims": int(dims), "metric": args.metric})
         srv.call("POST", "/vectors/indexes/f/vectors?format=fvecs", raw=fvecs_bytes(base))
-        srv.call("PUT", "/vectors/indexes/f/refresh", {"max_fresh_fraction": 1.0})
+        srv.call("PUT", "/vectors/indexes/f/refresh", {"max_fresh_fraction": 1.0, "fold_in_rows": args.fold_in_rows})
         srv.call("POST", "/vectors/indexes/f/activate")
         rng = np.random.default_rng(7)
         lat, seen = [], 0
@@ -174,6 +175,8 @@ def main():
         out["search_p50_us_during_appends"] = busy
         out["append_rate_reached_per_s"] = rate
         out["writers"] = args.writers
+        out["fold_in_rows"] = args.fold_in_rows
+        out["generation_after_stream"] = srv.call("GET", "/vectors/indexes/f")["active"]["generation"]
         srv.call("DELETE", "/vectors/indexes/f")
         if args.only_stream:
             print(json.dumps(out, indent=1))
@@ -183,13 +186,21 @@ def main():
         cut = (2 * n) // 3
         srv.call("POST", "/vectors/indexes", {"name": "g", "dims": int(dims), "metric": args.metric})
         srv.call("POST", "/vectors/indexes/g/vectors?format=fvecs", raw=fvecs_bytes(base[:cut]))
-        srv.call("PUT", "/vectors/indexes/g/refresh", {"max_fresh_fraction": 1.0})
+        # the scan path first (no fold-in), then the same rows folded in by insertion
+        srv.call("PUT", "/vectors/indexes/g/refresh", {"max_fresh_fraction": 1.0, "fold_in_rows": 0})
         srv.call("POST", "/vectors/indexes/g/activate")
         srv.call("POST", "/vectors/indexes/g/vectors?format=fvecs", raw=fvecs_bytes(base[cut:]))
         live = np.ones(n, dtype=bool)
         truth = exact(base, live, queries, args.metric, 10)
         out["recall_after_50pct_appended"] = recall(srv, "g", queries, truth)[0]
         out["search_p50_us_with_50pct_fresh"] = p50(srv, "g", queries)
+        t = time.perf_counter()
+        srv.call("PUT", "/vectors/indexes/g/refresh", {"fold_in_rows": 1000})
+        while srv.call("GET", "/vectors/indexes/g")["active"]["fresh"]["inserted"] > 0:
+            time.sleep(0.05)
+        out["fold_in_secs_50pct"] = time.perf_counter() - t
+        out["recall_after_50pct_folded_in"] = recall(srv, "g", queries, truth)[0]
+        out["search_p50_us_after_fold_in"] = p50(srv, "g", queries)
         srv.call("POST", "/vectors/indexes/g/activate")
         out["recall_fresh_build_all"] = recall(srv, "g", queries, truth)[0]
         out["search_p50_us_after_reactivation"] = p50(srv, "g", queries)

@@ -168,7 +168,7 @@ async fn a_delete_body_over_the_limit_is_refused_whole() {
 async fn the_refresh_rule_reactivates_by_itself() {
     let app = TestApp::new().await;
     app.seeded(40).await;
-    let defaults = json!({"max_fresh_fraction": 0.2, "fold_in_rows": 2000});
+    let defaults = json!({"max_fresh_fraction": 0.2, "fold_in_rows": 1000});
     assert_eq!(app.get_refresh("idx").await.1, defaults);
     for (body, code) in [
         (json!({"max_fresh_fraction": 1.5}), "invalid_refresh"),
@@ -220,7 +220,7 @@ async fn the_refresh_rule_reactivates_by_itself() {
     assert!(!top(&app, vec_of(0), 10).await.contains(&"v0".to_string()));
     assert_eq!(top(&app, vec_of(3004), 1).await, vec!["n4"]);
     let (s, r) = app.put_refresh("idx", json!({"max_fresh_fraction": 0.5})).await;
-    let half = json!({"max_fresh_fraction": 0.5, "fold_in_rows": 2000});
+    let half = json!({"max_fresh_fraction": 0.5, "fold_in_rows": 1000});
     assert_eq!((s, r), (StatusCode::OK, half.clone()));
     assert_eq!(app.get_refresh("idx").await.1, half);
 }

@@ -33,7 +33,7 @@ pub struct RefreshIn {
     pub max_fresh_fraction: Option<f64>,
     /// 0..=10,000,000: once this many rows were appended since the serving generation,
     /// they are inserted into a copy of its graph swapped in as the next generation (no
-    /// rebuild; 0 never folds). Default 2,000.
+    /// rebuild; 0 never folds). Default 1,000.
     #[serde(default)]
     pub fold_in_rows: Option<i64>,
 }
