@@ -240,6 +240,23 @@ async fn scenario(v: &Vectune, fuse: &Fuse) -> Acked {
     step!(v.upsert(&ix, up).await);
     a.in_flight_batch = None;
     a.vectors += 1;
+    // a stream of single-row appends and deletes: past 8 small segments / tombstones of a
+    // tier the write that tips them stores them merged, and manifests 8 versions behind are
+    // pruned with the objects merges replaced — every one of those writes is a crash point
+    for i in 600..609 {
+        a.in_flight_batch = Some(1);
+        step!(v.append(&ix, batch(i, 1)).await);
+        a.in_flight_batch = None;
+        a.vectors += 1;
+    }
+    for i in 10..16 {
+        let id = format!("v{i}");
+        a.in_flight_batch = Some(-1);
+        step!(v.delete_vector(&ix, id.clone()).await);
+        a.in_flight_batch = None;
+        a.vectors -= 1;
+        a.deleted.push(id);
+    }
     step!(v.autogen_harness(h.clone(), &ix, 20, 5, 42).await);
     a.harness = true;
     let mut ids = Vec::new();
@@ -464,6 +481,26 @@ async fn every_write_of_the_scenario_survives_a_crash_at_it() {
     );
     let total = fuse.writes.load(Ordering::SeqCst);
     assert!(total > 20, "{total} writes");
+    // the stream of small writes merged segments and tombstones and pruned manifests, so
+    // those writes are among the crash points: the newest manifest names fewer objects
+    // than the writes made, and old versions are gone
+    let prefix = Path::from("indexes/crash/manifests");
+    let manifests: Vec<Path> = {
+        use futures::TryStreamExt;
+        let all: Vec<_> = fuse.inner.list(Some(&prefix)).try_collect().await.unwrap();
+        all.into_iter().map(|m| m.location).collect()
+    };
+    let newest = manifests
+        .iter()
+        .max_by_key(|p| p.to_string())
+        .expect("a manifest")
+        .clone();
+    let bytes = fuse.inner.get(&newest).await.unwrap().bytes().await.unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let count = |f: &str| m[f].as_array().map_or(0, |a| a.len());
+    assert!(count("segments") < 12, "segments not merged: {m}");
+    assert!(count("tombstones") < 9, "tombstones not merged: {m}");
+    assert!(manifests.len() <= 9, "manifests not pruned: {}", manifests.len());
     for at in 1..=total {
         let (fuse, v) = crashing_service(at).await;
         let acked = scenario(&v, &fuse).await;
