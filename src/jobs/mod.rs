@@ -776,6 +776,7 @@ mod tests {
                 memory_bytes: 100,
                 deleted: 0,
                 folded_from: Some(8),
+                lineage: Some(2),
             },
         };
         let autotune = JobResult::Autotune(Box::new(AutotuneResult {

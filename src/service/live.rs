@@ -43,7 +43,8 @@ impl Vectune {
 
     /// The live recall of the serving generation, if it has samples.
     pub fn live(&self, index: &IndexName) -> Option<LiveStats> {
-        let generation = self.inner.serving.current(index).map(|g| g.record.generation);
+        // a fold-in carries its build's window on: the lineage, not the generation
+        let generation = self.inner.serving.current(index).map(|g| g.record.lineage());
         self.inner.monitor.live(index, generation)
     }
 
@@ -137,7 +138,7 @@ impl Vectune {
                     let exact = rows.first().map(Vec::as_slice).unwrap_or(&[]);
                     let found = monitor::found(&s.served, exact);
                     let slots = exact.len().min(s.k) as u32;
-                    let generation = s.serving.record.generation;
+                    let generation = s.serving.record.lineage();
                     self.inner.monitor.record(&s.index, generation, found, slots);
                 }
                 Ok(Err(e)) => tracing::warn!(index = %s.index, error = %e, "monitor: sample refused"),

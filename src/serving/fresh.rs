@@ -364,6 +364,7 @@ mod tests {
             memory_bytes: 0,
             deleted: 5,
             folded_from: None,
+            lineage: None,
         };
         // 130 rows ever, 110 live: 30 appended since, 20 deleted in all, 15 of them since
         assert_eq!(Fresh::since(&record, 130, 110), f(30, 15));

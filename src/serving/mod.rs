@@ -95,9 +95,21 @@ pub struct ActivationRecord {
     /// graph is keyed apart from a build's ([`keys::graph_folded`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded_from: Option<u64>,
+    /// For a fold-in: the generation whose build it extends (a chain of fold-ins keeps the
+    /// first). The live recall monitor judges a build, not each fold of rows into it: its
+    /// window carries on across fold-ins, so a canary or a drift check is not restarted by
+    /// every thousand appended rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<u64>,
 }
 
 impl ActivationRecord {
+    /// The generation whose build this one serves: its own, or for a fold-in the one it
+    /// extends.
+    pub fn lineage(&self) -> u64 {
+        self.lineage.unwrap_or(self.generation)
+    }
+
     /// Where the graph of this record is stored for `engine`.
     pub fn graph_key(&self, index: &IndexName, engine: Engine) -> object_store::path::Path {
         let id = self.config.graph_id(engine);
@@ -312,6 +324,7 @@ impl Serving {
             memory_bytes: (graph.memory_bytes() + rows * set.dims() * 4) as u64,
             deleted: live.record.deleted + skipped as u64,
             folded_from: Some(base),
+            lineage: Some(live.record.lineage()),
         };
         let key = record.graph_key(index, options.engine);
         self.storage.put_overwrite(&key, bytes).await?;
@@ -381,6 +394,7 @@ impl Serving {
             memory_bytes: (graph.memory_bytes() + set.len() * set.dims() * 4) as u64,
             deleted,
             folded_from: None,
+            lineage: None,
         };
         match write_record(&self.storage, index, &record).await {
             Ok(()) => {}

@@ -67,4 +67,24 @@ async fn monitor_settings_are_checked_and_live_recall_follows_the_serving_genera
         .wait_for("/vectors/indexes/idx", |v| v["live"]["queries"] == 1)
         .await;
     assert_eq!(ix["live"]["generation"], 2);
+    // a fold-in of appended rows is a new generation of the same build: the window goes on
+    let (s, _) = app.put_refresh("idx", json!({"fold_in_rows": 5})).await;
+    assert_eq!(s, StatusCode::OK);
+    let rows: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("fold{i}"), "vector": vec_of(30_000 + i)}))
+        .collect();
+    assert_eq!(
+        app.append("idx", json!({"vectors": rows})).await.0,
+        StatusCode::OK
+    );
+    let ix = app
+        .wait_for("/vectors/indexes/idx", |v| v["active"]["generation"] == 3)
+        .await;
+    assert_eq!(ix["live"]["generation"], 2, "{ix}");
+    assert_eq!(ix["live"]["queries"], 1, "{ix}");
+    app.search_ok(vec_of(20_001)).await;
+    let ix = app
+        .wait_for("/vectors/indexes/idx", |v| v["live"]["queries"] == 2)
+        .await;
+    assert_eq!(ix["live"]["generation"], 2);
 }
