@@ -180,6 +180,24 @@ impl Serving {
         );
     }
 
+    /// Stores `record` (write-once: of two racing activations of one generation the second
+    /// gets `Conflict`) and swaps its generation in.
+    async fn publish(
+        &self,
+        index: &IndexName,
+        graph: Graph,
+        vectors: Arc<VectorSet>,
+        record: &ActivationRecord,
+    ) -> Result<(), ServingError> {
+        match write_record(&self.storage, index, record).await {
+            Ok(()) => {}
+            Err(StorageError::AlreadyExists { .. }) => return Err(ServingError::Conflict),
+            Err(e) => return Err(e.into()),
+        }
+        self.serve(index, graph, vectors, record.clone());
+        Ok(())
+    }
+
     /// Drops an index's slot (the index is deleted).
     pub fn remove(&self, index: &IndexName) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -328,23 +346,11 @@ impl Serving {
         };
         let key = record.graph_key(index, options.engine);
         self.storage.put_overwrite(&key, bytes).await?;
-        match write_record(&self.storage, index, &record).await {
-            Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => return Err(ServingError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
-        self.drop_stale_graphs(index, record.vectors, record.deleted, &key)
-            .await?;
+        self.publish(index, graph, set, &record).await?;
         tracing::info!(index = %index, generation = record.generation, folded = rows as u64 - base,
             secs = record.build_time_secs, "fold-in: appended rows inserted into the graph; serving");
-        self.swap(
-            index,
-            ServingGraph {
-                graph,
-                vectors: set,
-                record: record.clone(),
-            },
-        );
+        self.drop_stale_graphs(index, record.vectors, record.deleted, &key)
+            .await?;
         Ok(Some(record))
     }
 
@@ -396,19 +402,7 @@ impl Serving {
             folded_from: None,
             lineage: None,
         };
-        match write_record(&self.storage, index, &record).await {
-            Ok(()) => {}
-            Err(StorageError::AlreadyExists { .. }) => return Err(ServingError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
-        self.swap(
-            index,
-            ServingGraph {
-                graph,
-                vectors: set,
-                record: record.clone(),
-            },
-        );
+        self.publish(index, graph, set, &record).await?;
         tracing::info!(index = %index, generation = record.generation, ?config, loaded_from_store = loaded,
             secs, "activation: serving");
         Ok(record)

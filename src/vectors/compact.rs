@@ -294,19 +294,27 @@ mod tests {
             .collect()
     }
 
+    /// An index `i` (2-d, l2) on `s`, and a second registry over the same store holding it:
+    /// another instance.
+    async fn two_registries(s: &Storage) -> (Indexes, Arc<Index>, Indexes, Arc<Index>) {
+        let name = IndexName::parse("i").unwrap();
+        let a = Indexes::load(s.clone()).await.unwrap();
+        let ai = a
+            .create(name.clone(), Dims::parse(2).unwrap(), Metric::L2)
+            .await
+            .unwrap();
+        let b = Indexes::load(s.clone()).await.unwrap();
+        let bi = b.get(&name).unwrap();
+        (a, ai, b, bi)
+    }
+
     #[tokio::test]
     async fn small_writes_merge_prune_and_load_the_same_everywhere() {
         let s = Storage::in_memory();
         let name = IndexName::parse("i").unwrap();
-        let ix = Indexes::load(s.clone()).await.unwrap();
-        let i = ix
-            .create(name.clone(), Dims::parse(2).unwrap(), Metric::L2)
-            .await
-            .unwrap();
         // another instance over the same store, adopting now and then (its cache is then
         // extended from merged objects it has partly loaded)
-        let other = Indexes::load(s.clone()).await.unwrap();
-        let oi = other.get(&name).unwrap();
+        let (ix, i, other, oi) = two_registries(&s).await;
         let mut model = BTreeMap::new();
         for t in 0..400u32 {
             let id = format!("v{t}");
@@ -370,14 +378,8 @@ mod tests {
     async fn a_writer_whose_version_was_pruned_goes_again_on_the_newest() {
         let s = Storage::in_memory();
         let name = IndexName::parse("i").unwrap();
-        let a = Indexes::load(s.clone()).await.unwrap();
-        let ai = a
-            .create(name.clone(), Dims::parse(2).unwrap(), Metric::L2)
-            .await
-            .unwrap();
         // b holds version 0; a then writes far past what is kept
-        let b = Indexes::load(s.clone()).await.unwrap();
-        let bi = b.get(&name).unwrap();
+        let (a, ai, b, bi) = two_registries(&s).await;
         for t in 0..(3 * KEEP_MANIFESTS) {
             a.append(&ai, one(&ai, &format!("a{t}"), t as f32)).await.unwrap();
         }

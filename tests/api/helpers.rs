@@ -388,6 +388,14 @@ impl TestApp {
 }
 
 /// A deterministic pseudo-random 8-d vector per `i` (distinct for distinct `i`).
+/// An append body of `n` vectors, ids `{prefix}{k}` for k in 0..n, vectors `vec_of(from + k)`.
+pub fn batch_of(prefix: &str, from: usize, n: usize) -> Value {
+    let vectors: Vec<Value> = (0..n)
+        .map(|k| json!({"id": format!("{prefix}{k}"), "vector": vec_of(from + k)}))
+        .collect();
+    json!({ "vectors": vectors })
+}
+
 pub fn vec_of(i: usize) -> Vec<f32> {
     (0..8)
         .map(|d| {

@@ -70,11 +70,8 @@ async fn monitor_settings_are_checked_and_live_recall_follows_the_serving_genera
     // a fold-in of appended rows is a new generation of the same build: the window goes on
     let (s, _) = app.put_refresh("idx", json!({"fold_in_rows": 5})).await;
     assert_eq!(s, StatusCode::OK);
-    let rows: Vec<Value> = (0..6)
-        .map(|i| json!({"id": format!("fold{i}"), "vector": vec_of(30_000 + i)}))
-        .collect();
     assert_eq!(
-        app.append("idx", json!({"vectors": rows})).await.0,
+        app.append("idx", batch_of("fold", 30_000, 6)).await.0,
         StatusCode::OK
     );
     let ix = app

@@ -193,13 +193,7 @@ async fn the_refresh_rule_reactivates_by_itself() {
     assert_eq!(app.get_refresh("idx").await.1, defaults);
     assert_eq!(app.activate("idx").await.1["generation"], json!(1));
     // 8 writes of 40 is 0.2: not past the rule
-    let batch: Vec<Value> = (0..8)
-        .map(|i| json!({"id": format!("n{i}"), "vector": vec_of(3000 + i)}))
-        .collect();
-    assert_eq!(
-        app.append("idx", json!({"vectors": batch})).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.append("idx", batch_of("n", 3000, 8)).await.0, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (_, index) = app.get_index("idx").await;
     assert_eq!(index["active"]["generation"], json!(1));
@@ -223,20 +217,6 @@ async fn the_refresh_rule_reactivates_by_itself() {
     let half = json!({"max_fresh_fraction": 0.5, "fold_in_rows": 1000});
     assert_eq!((s, r), (StatusCode::OK, half.clone()));
     assert_eq!(app.get_refresh("idx").await.1, half);
-}
-
-/// Waits until the index serves `generation`; returns the index object.
-async fn serving(app: &TestApp, generation: u64) -> Value {
-    let mut index = Value::Null;
-    for _ in 0..200 {
-        index = app.get_index("idx").await.1;
-        if index["active"]["generation"] == json!(generation) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(index["active"]["generation"], json!(generation), "{index}");
-    index
 }
 
 #[tokio::test]
@@ -263,7 +243,9 @@ async fn appended_rows_are_folded_into_the_graph_by_insertion() {
     }
     // one of them deleted before or after the fold: never returned either way
     assert_eq!(app.delete_vector("idx", "f3").await.0, StatusCode::NO_CONTENT);
-    let index = serving(&app, 2).await;
+    let index = app
+        .wait_for("/vectors/indexes/idx", |v| v["active"]["generation"] == 2)
+        .await;
     let active = &index["active"];
     assert!(active["vectors"].as_u64().unwrap() >= 300 + 20 - 1, "{index}");
     assert!(active["fresh"]["inserted"].as_u64().unwrap() <= 5, "{index}");
@@ -279,13 +261,7 @@ async fn appended_rows_are_folded_into_the_graph_by_insertion() {
         StatusCode::OK
     );
     let before = app.get_index("idx").await.1["active"]["generation"].clone();
-    let batch: Vec<Value> = (0..40)
-        .map(|i| json!({"id": format!("g{i}"), "vector": vec_of(7000 + i)}))
-        .collect();
-    assert_eq!(
-        app.append("idx", json!({"vectors": batch})).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.append("idx", batch_of("g", 7000, 40)).await.0, StatusCode::OK);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let index = app.get_index("idx").await.1;
     assert_eq!(index["active"]["generation"], before);
