@@ -274,6 +274,11 @@ pub struct Limits {
     /// queued or running; one more is `503` `overloaded` with `Retry-After`. Raising it
     /// lets more work wait for build permits (memory: one vector set per run).
     pub max_queued_jobs: usize,
+    /// Bytes of binary (fvecs / npy) uploads admitted at once, each counted at its declared
+    /// length (or `max_binary_body_bytes` when it declares none); one more is `503`
+    /// `overloaded` with `Retry-After`, nothing read or stored. An upload is held in memory
+    /// while it is parsed and appended, so this bounds what concurrent uploads can take.
+    pub max_ingest_bytes_in_flight: u64,
 }
 
 /// Graph builds.
@@ -330,6 +335,7 @@ impl Default for Limits {
             max_binary_body_bytes: 1 << 30,
             request_timeout_secs: crate::http::DEFAULT_REQUEST_TIMEOUT.as_secs_f64(),
             max_queued_jobs: crate::jobs::DEFAULT_MAX_QUEUED_JOBS,
+            max_ingest_bytes_in_flight: 2 << 30,
         }
     }
 }
@@ -437,6 +443,9 @@ impl Settings {
         if let Some(v) = parse_env(env, "VECTUNE_MAX_BINARY_BODY_BYTES", "a byte count")? {
             s.limits.max_binary_body_bytes = v;
         }
+        if let Some(v) = parse_env(env, "VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT", "a byte count")? {
+            s.limits.max_ingest_bytes_in_flight = v;
+        }
         if let Some(v) = parse_env(env, "VECTUNE_BUILD_CONCURRENCY", "a positive integer")? {
             s.build.concurrency = v;
         }
@@ -535,6 +544,12 @@ impl Settings {
             return Err(ConfigError::Invalid {
                 key: "limits",
                 reason: "body limits must be positive",
+            });
+        }
+        if s.limits.max_ingest_bytes_in_flight < s.limits.max_binary_body_bytes as u64 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_ingest_bytes_in_flight",
+                reason: "must be at least limits.max_binary_body_bytes (else the largest upload is never admitted)",
             });
         }
         Ok(s)
@@ -678,6 +693,29 @@ mod tests {
             (s.server.bind.as_str(), s.store.url.as_str()),
             ("127.0.0.1:3", "memory://")
         );
+    }
+
+    #[test]
+    fn ingest_bytes_in_flight_layer_and_must_hold_the_largest_body() {
+        assert_eq!(Settings::default().limits.max_ingest_bytes_in_flight, 2 << 30);
+        let env = env_of(&[("VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT", "3000000000")]);
+        let s = Settings::load(None, &env, &Overrides::default()).unwrap();
+        assert_eq!(s.limits.max_ingest_bytes_in_flight, 3_000_000_000);
+        // below one binary body: the largest upload could never be admitted
+        let small = env_of(&[("VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT", "1000")]);
+        let e = Settings::load(None, &small, &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("max_ingest_bytes_in_flight"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[limits]\nmax_binary_body_bytes = 100\nmax_ingest_bytes_in_flight = 250\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), &env_of(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.limits.max_ingest_bytes_in_flight, 250);
+        let bad = env_of(&[("VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT", "lots")]);
+        assert!(Settings::load(None, &bad, &Overrides::default()).is_err());
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl Application {
                 limits: RouterLimits {
                     max_body_bytes: settings.limits.max_body_bytes,
                     max_binary_body_bytes: settings.limits.max_binary_body_bytes,
+                    max_ingest_bytes_in_flight: settings.limits.max_ingest_bytes_in_flight,
                 },
                 tokens,
                 request_timeout: Duration::from_secs_f64(settings.limits.request_timeout_secs),

@@ -40,6 +40,60 @@ pub struct RouterLimits {
     pub max_body_bytes: usize,
     /// Largest binary (fvecs / npy) body, bytes.
     pub max_binary_body_bytes: usize,
+    /// Bytes of binary uploads admitted at once ([`IngestBudget`]).
+    pub max_ingest_bytes_in_flight: u64,
+}
+
+/// The bytes of binary uploads in flight, shared by the router's requests: an upload is
+/// admitted only if its bytes fit beside the others' (`503 overloaded` otherwise, before a
+/// byte of it is read), and gives them back when its request ends.
+#[derive(Debug)]
+pub struct IngestBudget {
+    in_flight: std::sync::atomic::AtomicU64,
+    max: u64,
+}
+
+/// Bytes an admitted upload holds until it is dropped.
+pub struct IngestTicket<'a> {
+    budget: &'a IngestBudget,
+    bytes: u64,
+}
+
+impl IngestBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: u64) -> IngestBudget {
+        IngestBudget {
+            in_flight: std::sync::atomic::AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// Admits `bytes` if they fit beside what is in flight.
+    pub fn admit(&self, bytes: u64) -> Option<IngestTicket<'_>> {
+        use std::sync::atomic::Ordering;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_add(bytes).filter(|&total| total <= self.max)
+            })
+            .ok()
+            .map(|_| IngestTicket { budget: self, bytes })
+    }
+
+    /// Bytes in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The budget.
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+}
+
+impl Drop for IngestTicket<'_> {
+    fn drop(&mut self) {
+        (self.budget.in_flight).fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// The deadline of a request that starts no heavy work, unless configured.
@@ -180,6 +234,9 @@ pub fn router_with(service: Vectune, options: HttpOptions) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.limits.max_body_bytes))
         .layer(axum::Extension(options.limits))
+        .layer(axum::Extension(Arc::new(IngestBudget::new(
+            options.limits.max_ingest_bytes_in_flight,
+        ))))
         .layer(axum::middleware::from_fn_with_state(
             options.request_timeout,
             layers::deadline,

@@ -98,6 +98,7 @@ pub async fn delete_index(State(v): State<Vectune>, IndexPath(name): IndexPath) 
 pub async fn append(
     State(v): State<Vectune>,
     Extension(limits): Extension<RouterLimits>,
+    Extension(budget): Extension<std::sync::Arc<crate::http::IngestBudget>>,
     IndexPath(name): IndexPath,
     ApiQuery(params): ApiQuery<AppendParams>,
     req: Request,
@@ -119,6 +120,19 @@ pub async fn append(
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
+        // admitted by bytes in flight before a byte is read: held until the append is done
+        let bytes = declared.unwrap_or(limit as u64);
+        let Some(_ticket) = budget.admit(bytes) else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "binary uploads in flight hold {} of {} bytes; this one ({bytes} bytes) must wait",
+                    budget.in_flight(),
+                    budget.max()
+                ),
+            ));
+        };
         let body = axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|_| too_large())?;

@@ -302,6 +302,7 @@ impl TestApp {
             RouterLimits {
                 max_body_bytes,
                 max_binary_body_bytes: 4096,
+                max_ingest_bytes_in_flight: 2 * 4096,
             },
         ))
     }

@@ -279,6 +279,7 @@ async fn stored_graphs_are_reused_checked_and_collected() {
         RouterLimits {
             max_body_bytes: 1 << 20,
             max_binary_body_bytes: 1 << 20,
+            max_ingest_bytes_in_flight: 2 << 20,
         },
     ));
     app.seeded(200).await;
@@ -413,4 +414,78 @@ async fn binary_ingest_assigns_row_ids_and_refuses_bad_bodies_whole() {
         )
         .await;
     assert_error(&r, StatusCode::NOT_FOUND, "index_not_found");
+}
+
+/// Binary uploads are admitted by their bytes in flight (this app: 4 KiB a body, 8 KiB in
+/// flight): two slow uploads that declare 4 KiB each fill the budget, a third is `503
+/// overloaded` with `Retry-After` before a byte of it is read and stores nothing; once one
+/// finishes, the third is admitted.
+#[tokio::test]
+async fn binary_uploads_are_admitted_by_bytes_in_flight() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let app = TestApp::new().await;
+    let r = app
+        .create_index(json!({"name": "b", "dims": 2, "metric": "l2"}))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    let row = |x: f32| -> Vec<u8> {
+        let mut out = 2i32.to_le_bytes().to_vec();
+        out.extend_from_slice(&x.to_le_bytes());
+        out.extend_from_slice(&(x + 1.0).to_le_bytes());
+        out
+    };
+    // an upload whose body arrives only when the test says so
+    let slow = |x: f32| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let body = row(x);
+        let stream = futures::stream::once(async move {
+            rx.await.ok();
+            Ok::<_, std::io::Error>(bytes::Bytes::from(body))
+        });
+        let req = Request::builder()
+            .method("POST")
+            .uri("/vectors/indexes/b/vectors?format=fvecs")
+            .header("content-type", "application/octet-stream")
+            .header("content-length", "4096")
+            .body(Body::from_stream(stream))
+            .unwrap();
+        let router = app.router.clone();
+        (
+            tx,
+            tokio::spawn(async move { router.oneshot(req).await.unwrap() }),
+        )
+    };
+    let (go_a, a) = slow(1.0);
+    let (go_b, b) = slow(5.0);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let octet = Some("application/octet-stream");
+    let url = "/vectors/indexes/b/vectors?format=fvecs";
+    let (s, r) = app.send_raw("POST", url, octet, row(9.0)).await;
+    assert_error(&(s, r), StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    let resp = app
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri(url)
+                .header("content-type", "application/octet-stream")
+                .body(Body::from(row(9.0)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(app.get_index("b").await.1["vectors"], json!(0), "nothing stored");
+    // one finishes: its bytes are given back and the next upload is admitted
+    go_a.send(()).ok();
+    assert_eq!(a.await.unwrap().status(), StatusCode::OK);
+    let (s, r) = app.send_raw("POST", url, octet, row(9.0)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    go_b.send(()).ok();
+    assert_eq!(b.await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.get_index("b").await.1["vectors"], json!(3));
 }

@@ -23,6 +23,7 @@ fn limits() -> RouterLimits {
     RouterLimits {
         max_body_bytes: 1 << 20,
         max_binary_body_bytes: 4096,
+        max_ingest_bytes_in_flight: 2 * 4096,
     }
 }
 
@@ -556,6 +557,7 @@ async fn two_services_over_one_store_behave_as_one() {
     let limits = vectune::http::RouterLimits {
         max_body_bytes: 1 << 20,
         max_binary_body_bytes: 4096,
+        max_ingest_bytes_in_flight: 2 * 4096,
     };
     let (a, b) = (
         TestApp::of(vectune::http::router(va.clone(), limits)),
