@@ -1335,7 +1335,8 @@ async fn searches_and_health_stay_up_under_load_while_building_and_tuning() {
 /// deletes some while four clients search. Every acknowledged append is the top hit of
 /// a search for its own vector sent right after the acknowledgement; no id whose delete
 /// was acknowledged before a search was sent is ever in that search's hits; nothing
-/// errs. The refresh rule (20 % of the generation) re-activates in the background
+/// errs. Every 40 appended rows are folded into the graph by insertion (a new generation)
+/// and the refresh rule (20 % of the generation) may re-activate, both in the background
 /// during the run, so searches cross generation swaps too.
 #[tokio::test]
 async fn a_writer_appends_and_deletes_while_four_clients_search() {
@@ -1347,6 +1348,8 @@ async fn a_writer_appends_and_deletes_while_four_clients_search() {
     s.new_index("live", dims, "l2").await;
     s.append_range("live", 0..1000, dims).await;
     assert_eq!(s.activate("live").await.0, 200);
+    let (st, r) = s.put_refresh("live", json!({"fold_in_rows": 40})).await;
+    assert_eq!(st, 200, "{r}");
     let deleted: Arc<Mutex<HashSet<String>>> = Arc::default();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut searchers = Vec::new();
@@ -1409,8 +1412,8 @@ async fn a_writer_appends_and_deletes_while_four_clients_search() {
     }
     assert!(checks > 1000, "only {checks} hits checked");
     assert!(
-        generations.len() >= 2,
-        "the refresh rule never re-activated: {generations:?}"
+        generations.len() >= 3,
+        "searches crossed no fold-ins: {generations:?}"
     );
     let (_, index) = s.get_index("live").await;
     assert_eq!(index["vectors"], json!(1300 - 200));
