@@ -44,17 +44,25 @@ const PARALLEL_MIN: usize = 32;
 
 /// The rounds of a build of `n` nodes, as `[start, end)` positions in the insertion order.
 pub fn rounds(n: usize) -> Vec<(usize, usize)> {
-    let cap = ((n as f64 * MAX_ROUND_FRACTION).ceil() as usize).max(1);
-    let mut out = Vec::new();
     if n == 0 {
-        return out;
+        return Vec::new();
     }
-    out.push((0, 1));
-    let mut at = 1;
-    while at < n {
-        let len = at.min(cap).min(n - at);
-        out.push((at, at + len));
-        at += len;
+    let mut out = vec![(0, 1)];
+    out.extend(rounds_after(1, n - 1, n).into_iter().map(|(a, b)| (a + 1, b + 1)));
+    out
+}
+
+/// The rounds that insert `new` nodes into a graph of `held`, as `[start, end)` positions
+/// among the new ones: each round at most as many as the graph holds by then and at most
+/// [`MAX_ROUND_FRACTION`] of `total`. A build's rounds after its first node, and a graph's
+/// extension ([`extend`]), both take them from here.
+fn rounds_after(held: usize, new: usize, total: usize) -> Vec<(usize, usize)> {
+    let cap = ((total as f64 * MAX_ROUND_FRACTION).ceil() as usize).max(1);
+    let (mut out, mut pos) = (Vec::new(), 0);
+    while pos < new {
+        let len = (held + pos).min(cap).min(new - pos).max(1);
+        out.push((pos, pos + len));
+        pos += len;
     }
     out
 }

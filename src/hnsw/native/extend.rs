@@ -101,15 +101,7 @@ pub(super) fn extend_with<K: Kernel, S: Space>(
     level.extend_from_slice(&more);
     // rounds as a build's: never more new nodes than the graph holds, nor a larger share
     // of the whole than a build's round
-    let cap = ((t.n as f64 * MAX_ROUND_FRACTION).ceil() as usize).max(1);
-    let mut rounds = Vec::new();
-    let (mut at, mut pos) = (from, 0);
-    while pos < order.len() {
-        let len = at.min(cap).min(order.len() - pos).max(1);
-        rounds.push((pos, pos + len));
-        pos += len;
-        at += len;
-    }
+    let rounds = rounds_after(from, order.len(), t.n);
     insert_rounds(kernel, space, &mut g, &order, &rounds, &level, t);
     g
 }
