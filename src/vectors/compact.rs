@@ -197,16 +197,7 @@ fn concat_segments(dims: usize, parts: Vec<(String, Bytes)>) -> Result<Bytes> {
     let mut ids = Vec::new();
     let mut data = Vec::new();
     for (key, bytes) in parts {
-        let seg = segment::decode(&bytes).map_err(|source| VectorsError::CorruptSegment {
-            key: key.clone(),
-            source,
-        })?;
-        if seg.dims != dims {
-            return Err(VectorsError::CorruptSegment {
-                key,
-                source: segment::SegmentError::Magic,
-            });
-        }
+        let seg = decode_segment(key, &bytes, dims)?;
         ids.extend(seg.ids);
         data.extend(seg.data);
     }

@@ -215,11 +215,10 @@ pub fn check_vector(meta: &IndexMeta, id: &str, position: usize, v: &[f32]) -> R
 
 struct IndexState {
     manifest: Manifest,
-    /// The vectors of `cached.0`, with how many rows and tombstoned rows of it they hold (a
-    /// newer manifest's rows and tombstones extend those, possibly merged into bigger
-    /// objects: only the objects holding something new are read, and only that part used).
+    /// The vectors of the manifest last loaded. Its rows and deleted rows are where a newer
+    /// manifest's rows and tombstones carry on (possibly merged into bigger objects: only the
+    /// objects holding something new are read, and only that part used).
     cache: Option<Arc<VectorSet>>,
-    cached: (usize, u64),
     /// Objects replaced by merges, with the manifest version that replaced them: deleted
     /// when that version's last predecessor is pruned ([`compact`]).
     replaced: std::collections::VecDeque<(u64, Vec<Path>)>,
@@ -466,7 +465,9 @@ impl Indexes {
         // a newer manifest extends the rows and tombstones of the one cached (merged objects
         // may hold some of both): read only the objects holding something new
         let (from_row, from_dead) = match &state.cache {
-            Some(_) if state.cached.0 as u64 <= m.total && state.cached.1 <= m.deleted => state.cached,
+            Some(c) if c.len() as u64 <= m.total && c.deleted() as u64 <= m.deleted => {
+                (c.len(), c.deleted() as u64)
+            }
             _ => (0, 0),
         };
         let mut raw = Vec::new();
@@ -516,11 +517,8 @@ impl Indexes {
             };
             set.reserve(added);
             for (key, bytes, skip) in raw {
-                let seg = segment::decode(&bytes).map_err(|source| VectorsError::CorruptSegment {
-                    key: key.clone(),
-                    source,
-                })?;
-                if seg.dims != set.dims || skip > seg.ids.len() {
+                let seg = decode_segment(key.clone(), &bytes, set.dims)?;
+                if skip > seg.ids.len() {
                     return Err(VectorsError::CorruptSegment {
                         key,
                         source: segment::SegmentError::Magic,
@@ -536,11 +534,26 @@ impl Indexes {
         })
         .await??;
         let set = Arc::new(set);
-        state.cached = (set.len(), set.deleted() as u64);
         state.cache = Some(set.clone());
         index.current.store(Some(set.clone()));
         Ok(set)
     }
+}
+
+/// A stored segment of `dims`-dimensional rows, decoded; `CorruptSegment` naming `key`
+/// when its bytes or its dimension do not hold.
+fn decode_segment(key: String, bytes: &[u8], dims: usize) -> Result<segment::Segment> {
+    let seg = segment::decode(bytes).map_err(|source| VectorsError::CorruptSegment {
+        key: key.clone(),
+        source,
+    })?;
+    if seg.dims != dims {
+        return Err(VectorsError::CorruptSegment {
+            key,
+            source: segment::SegmentError::Magic,
+        });
+    }
+    Ok(seg)
 }
 
 fn new_index(meta: IndexMeta, manifest: Manifest) -> Index {
@@ -553,7 +566,6 @@ fn new_index(meta: IndexMeta, manifest: Manifest) -> Index {
         state: tokio::sync::Mutex::new(IndexState {
             manifest,
             cache: None,
-            cached: (0, 0),
             replaced: std::collections::VecDeque::new(),
         }),
     }

@@ -104,7 +104,7 @@ impl Indexes {
                     index,
                     state,
                     Write::Append {
-                        batch: combined,
+                        batch: Arc::new(combined),
                         upsert: false,
                     },
                 )
@@ -123,7 +123,7 @@ impl Indexes {
                                 index,
                                 state,
                                 Write::Append {
-                                    batch: p.batch,
+                                    batch: Arc::new(p.batch),
                                     upsert: false,
                                 },
                             )
@@ -150,6 +150,7 @@ impl Indexes {
     /// Appends a parsed batch replacing the ids already stored (each old row deleted, the
     /// new one appended), in one manifest: readers see all of it or none.
     pub async fn upsert(&self, index: &Index, batch: Batch) -> Result<(usize, u64)> {
+        let batch = Arc::new(batch);
         self.write(index, Write::Append { batch, upsert: true }).await
     }
 
@@ -180,16 +181,15 @@ impl Indexes {
         state: &mut IndexState,
         write: Write,
     ) -> Result<(usize, u64)> {
-        let write = Arc::new(write);
         // another instance may write between our read and our write: its manifest wins
         // the version, we adopt it and go again (ids are checked against its vectors too)
         for _ in 1..APPEND_ATTEMPTS {
-            match self.write_locked(index, state, write.clone()).await {
+            match self.write_locked(index, state, &write).await {
                 Err(VectorsError::Conflict(_)) => continue,
                 other => return other,
             }
         }
-        self.write_locked(index, state, write).await
+        self.write_locked(index, state, &write).await
     }
 
     /// Appends contiguous rows with ids assigned as decimal row numbers continuing from the
@@ -202,23 +202,26 @@ impl Indexes {
         let mut state = index.state.lock().await;
         let ids_from =
             |start: u64| -> Vec<String> { (start..start + n as u64).map(|i| i.to_string()).collect() };
-        let batch = Batch::from_rows(&index.meta, ids_from(state.manifest.total), data)?;
-        let mut write = Arc::new(Write::Append { batch, upsert: false });
+        let mut batch = Arc::new(Batch::from_rows(
+            &index.meta,
+            ids_from(state.manifest.total),
+            data,
+        )?);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // ids continue from the total of the manifest we write after
-            if let Some(Write::Append { batch, .. }) = Arc::get_mut(&mut write) {
-                batch.ids = ids_from(state.manifest.total);
+            // ids continue from the total of the manifest we write after (the previous
+            // attempt's write is gone, so the batch is ours alone again)
+            if let Some(b) = Arc::get_mut(&mut batch) {
+                b.ids = ids_from(state.manifest.total);
             }
-            let (first, last) = match &*write {
-                Write::Append { batch, .. } => (
-                    batch.ids.first().cloned().unwrap_or_default(),
-                    batch.ids.last().cloned().unwrap_or_default(),
-                ),
-                Write::Delete(_) => (String::new(), String::new()),
+            let first = batch.ids.first().cloned().unwrap_or_default();
+            let last = batch.ids.last().cloned().unwrap_or_default();
+            let write = Write::Append {
+                batch: batch.clone(),
+                upsert: false,
             };
-            match self.write_locked(index, &mut state, write.clone()).await {
+            match self.write_locked(index, &mut state, &write).await {
                 Err(VectorsError::Conflict(_)) if attempt < APPEND_ATTEMPTS => continue,
                 Err(e) => return Err(e),
                 Ok((appended, total)) => return Ok((appended, total, first, last)),
@@ -234,11 +237,11 @@ impl Indexes {
         &self,
         index: &Index,
         state: &mut IndexState,
-        write: Arc<Write>,
+        write: &Write,
     ) -> Result<(usize, u64)> {
         let mut set = self.ensure_cache(index, state).await?;
         let name = &index.meta.name;
-        let (batch, dead): (Option<&Batch>, Vec<u64>) = match &*write {
+        let (batch, dead): (Option<&Arc<Batch>>, Vec<u64>) = match write {
             Write::Append { batch, upsert: false } => {
                 if let Some(dup) = batch.ids.iter().find(|id| set.position(id).is_some()) {
                     return Err(VectorsError::DuplicateStored(dup.clone()));
@@ -272,12 +275,8 @@ impl Indexes {
         if let Some(batch) = batch {
             let dims = index.meta.dims.get();
             let bytes = {
-                let write = write.clone();
-                blocking(move || match &*write {
-                    Write::Append { batch, .. } => segment::encode(dims, &batch.ids, &batch.data),
-                    Write::Delete(_) => bytes::Bytes::new(),
-                })
-                .await?
+                let batch = Arc::clone(batch);
+                blocking(move || segment::encode(dims, &batch.ids, &batch.data)).await?
             };
             next.total += batch.len() as u64;
             let stored_so_far = self
@@ -326,7 +325,7 @@ impl Indexes {
         if !stored.replaced.is_empty() {
             state.replaced.push_back((next.version, stored.replaced));
         }
-        let changed = batch.map_or(dead.len(), Batch::len);
+        let changed = batch.map_or(dead.len(), |b| b.len());
         {
             let set = Arc::make_mut(&mut set);
             for &row in &dead {
@@ -337,7 +336,6 @@ impl Indexes {
             }
             set.manifest_version = next.version;
         }
-        state.cached = (set.len(), set.deleted() as u64);
         state.cache = Some(set.clone());
         index.current.store(Some(set));
         index.adopt(&next);
@@ -359,8 +357,9 @@ impl Indexes {
 
 /// One write of [`Indexes::write`].
 enum Write {
-    /// New rows; with `upsert`, ids already stored are deleted in the same manifest.
-    Append { batch: Batch, upsert: bool },
+    /// New rows; with `upsert`, ids already stored are deleted in the same manifest. Shared,
+    /// so a retry and the encoding thread read the one batch.
+    Append { batch: Arc<Batch>, upsert: bool },
     /// Rows deleted by id.
     Delete(Vec<String>),
 }
