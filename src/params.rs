@@ -12,6 +12,92 @@ pub const EF_SEARCH: (u32, u32) = (10, 200);
 pub const PATIENCE: (u32, u32) = (0, 500);
 /// Bounds of `m`. hnsw_rs calls `process::exit` above 256, so the bound is also a guard.
 pub const M: (u32, u32) = (4, 64);
+/// The bounds requests are checked against: the seed's ([`Bounds::SEED`], the contract's
+/// defaults) unless the server raises them (`[tuning]` settings) for indexes that need more
+/// (a hard 1M-vector set reaches .95 only past `ef_search` 200). Lower bounds never move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Largest `ef_construction`.
+    pub max_ef_construction: u32,
+    /// Largest `ef_search`.
+    pub max_ef_search: u32,
+    /// Largest `m`.
+    pub max_m: u32,
+}
+
+impl Bounds {
+    /// The contract's bounds: every default and every acceptance script assumes them.
+    pub const SEED: Bounds = Bounds {
+        max_ef_construction: EF_CONSTRUCTION.1,
+        max_ef_search: EF_SEARCH.1,
+        max_m: M.1,
+    };
+    /// What a server may raise them to: `m` 128 keeps layer 0 (2·m links) within hnsw_rs's
+    /// 256 and the frozen graph's fixed neighbour buffers; an `ef` of 4,096 is far past
+    /// any recall gain on the sets measured (1M × 128 reaches .99 near 400). Stored configs
+    /// are read back against these, so lowering a setting never makes a record unreadable.
+    pub const CEILING: Bounds = Bounds {
+        max_ef_construction: 4096,
+        max_ef_search: 4096,
+        max_m: 128,
+    };
+
+    /// Bounds raised to the given maxima, each between the seed's and the ceiling's.
+    pub fn raised(max_ef_construction: u32, max_ef_search: u32, max_m: u32) -> Result<Bounds, ConfigError> {
+        let within =
+            |field, seed: u32, ceiling: u32, got: u32| bounded(field, (seed, ceiling), i64::from(got));
+        Ok(Bounds {
+            max_ef_construction: within(
+                "max_ef_construction",
+                Self::SEED.max_ef_construction,
+                Self::CEILING.max_ef_construction,
+                max_ef_construction,
+            )?,
+            max_ef_search: within(
+                "max_ef_search",
+                Self::SEED.max_ef_search,
+                Self::CEILING.max_ef_search,
+                max_ef_search,
+            )?,
+            max_m: within("max_m", Self::SEED.max_m, Self::CEILING.max_m, max_m)?,
+        })
+    }
+
+    /// The `ef_construction` range.
+    pub fn ef_construction(&self) -> (u32, u32) {
+        (EF_CONSTRUCTION.0, self.max_ef_construction)
+    }
+
+    /// The `ef_search` range.
+    pub fn ef_search(&self) -> (u32, u32) {
+        (EF_SEARCH.0, self.max_ef_search)
+    }
+
+    /// The `m` range.
+    pub fn m(&self) -> (u32, u32) {
+        (M.0, self.max_m)
+    }
+
+    /// Whether any bound is above the seed's.
+    pub fn is_raised(&self) -> bool {
+        *self != Self::SEED
+    }
+
+    /// The short form reasons quote: `ef_search ≤ 200, ef_construction ≤ 400, m ≤ 64`.
+    pub fn describe(&self) -> String {
+        format!(
+            "ef_search <= {}, ef_construction <= {}, m <= {}",
+            self.max_ef_search, self.max_ef_construction, self.max_m
+        )
+    }
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds::SEED
+    }
+}
+
 /// `m` when none is given.
 pub const DEFAULT_M: u32 = 16;
 /// `seed` when none is given.
@@ -208,13 +294,14 @@ fn is_off(patience: &u32) -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHnswConfig {
-    /// See [`HnswConfig::ef_construction`] (10..=400).
+    /// See [`HnswConfig::ef_construction`] (10..=400; a server's `tuning.max_ef_construction`
+    /// may raise the upper bound).
     #[schema(minimum = 10, maximum = 400)]
     pub ef_construction: i64,
-    /// See [`HnswConfig::ef_search`] (10..=200).
+    /// See [`HnswConfig::ef_search`] (10..=200; `tuning.max_ef_search` may raise it).
     #[schema(minimum = 10, maximum = 200)]
     pub ef_search: i64,
-    /// See [`HnswConfig::m`] (4..=64); default 16.
+    /// See [`HnswConfig::m`] (4..=64; `tuning.max_m` may raise it); default 16.
     #[serde(default)]
     #[schema(minimum = 4, maximum = 64)]
     pub m: Option<i64>,
@@ -250,21 +337,38 @@ impl HnswConfig {
         patience: 0,
     };
 
-    /// Checks every bound.
+    /// Checks every bound (the seed's).
     pub fn new(ef_construction: i64, ef_search: i64, m: i64, seed: u64) -> Result<HnswConfig, ConfigError> {
+        HnswConfig::within(&Bounds::SEED, ef_construction, ef_search, m, seed)
+    }
+
+    /// Checks every bound against `bounds`.
+    pub fn within(
+        bounds: &Bounds,
+        ef_construction: i64,
+        ef_search: i64,
+        m: i64,
+        seed: u64,
+    ) -> Result<HnswConfig, ConfigError> {
         Ok(HnswConfig {
-            ef_construction: bounded("ef_construction", EF_CONSTRUCTION, ef_construction)?,
-            ef_search: bounded("ef_search", EF_SEARCH, ef_search)?,
-            m: bounded("m", M, m)?,
+            ef_construction: bounded("ef_construction", bounds.ef_construction(), ef_construction)?,
+            ef_search: bounded("ef_search", bounds.ef_search(), ef_search)?,
+            m: bounded("m", bounds.m(), m)?,
             seed,
             quantization: Quantization::None,
             patience: 0,
         })
     }
 
-    /// Checks a raw config, filling the defaults.
+    /// Checks a raw config against the seed's bounds, filling the defaults.
     pub fn parse(raw: &RawHnswConfig) -> Result<HnswConfig, ConfigError> {
-        HnswConfig::new(
+        HnswConfig::parse_within(raw, &Bounds::SEED)
+    }
+
+    /// Checks a raw config against `bounds` (the server's), filling the defaults.
+    pub fn parse_within(raw: &RawHnswConfig, bounds: &Bounds) -> Result<HnswConfig, ConfigError> {
+        HnswConfig::within(
+            bounds,
             raw.ef_construction,
             raw.ef_search,
             raw.m.unwrap_or(DEFAULT_M as i64),
@@ -282,10 +386,15 @@ impl HnswConfig {
         })
     }
 
-    /// The same graph searched with another `ef_search` (bounds checked).
+    /// The same graph searched with another `ef_search` (the seed's bounds checked).
     pub fn with_ef_search(self, ef_search: i64) -> Result<HnswConfig, ConfigError> {
+        self.with_ef_search_within(ef_search, &Bounds::SEED)
+    }
+
+    /// The same graph searched with another `ef_search`, checked against `bounds`.
+    pub fn with_ef_search_within(self, ef_search: i64, bounds: &Bounds) -> Result<HnswConfig, ConfigError> {
         Ok(HnswConfig {
-            ef_search: bounded("ef_search", EF_SEARCH, ef_search)?,
+            ef_search: bounded("ef_search", bounds.ef_search(), ef_search)?,
             ..self
         })
     }
@@ -334,10 +443,13 @@ impl HnswConfig {
     }
 }
 
+/// Stored configs are read back against [`Bounds::CEILING`]: a server that raised its bounds
+/// wrote them, and one that lowered them since must still read them (requests are checked
+/// against the server's bounds with [`HnswConfig::parse_within`]).
 impl TryFrom<RawHnswConfig> for HnswConfig {
     type Error = ConfigError;
     fn try_from(raw: RawHnswConfig) -> Result<HnswConfig, ConfigError> {
-        HnswConfig::parse(&raw)
+        HnswConfig::parse_within(&raw, &Bounds::CEILING)
     }
 }
 
@@ -429,7 +541,11 @@ mod tests {
         let e = serde_json::from_str::<HnswConfig>(damaged)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("m must be in 4..=64"), "{e}");
+        assert!(e.contains("m must be in 4..=128"), "{e}");
+        // a config a raised server stored reads back anywhere
+        let raised = r#"{"ef_construction": 800, "ef_search": 600, "m": 96}"#;
+        let c = serde_json::from_str::<HnswConfig>(raised).unwrap();
+        assert_eq!((c.ef_construction, c.ef_search, c.m), (800, 600, 96));
         assert!(serde_json::from_str::<HnswConfig>(r#"{"ef_construction": 0, "ef_search": 30}"#).is_err());
     }
 
@@ -480,6 +596,62 @@ mod tests {
             id
         );
         assert_ne!(a.graph_id(Engine::HnswRs), id);
+    }
+
+    /// Requests are checked against the server's bounds; the seed's are the default, a
+    /// setting may raise each between the seed's and the ceiling, never lower.
+    #[test]
+    fn bounds_are_the_servers_between_the_seed_and_the_ceiling() {
+        let raw = |ec: i64, es: i64, m: i64| RawHnswConfig {
+            ef_construction: ec,
+            ef_search: es,
+            m: Some(m),
+            seed: None,
+            quantization: None,
+            patience: None,
+        };
+        let wide = Bounds::raised(1000, 800, 96).unwrap();
+        assert!(wide.is_raised() && !Bounds::SEED.is_raised());
+        assert_eq!(Bounds::default(), Bounds::SEED);
+        let big = raw(1000, 800, 96);
+        assert_eq!(HnswConfig::parse(&big).unwrap_err().field, "ef_construction");
+        let c = HnswConfig::parse_within(&big, &wide).unwrap();
+        assert_eq!((c.ef_construction, c.ef_search, c.m), (1000, 800, 96));
+        let e = HnswConfig::parse_within(&raw(80, 801, 16), &wide).unwrap_err();
+        assert_eq!((e.field, e.min, e.max, e.got), ("ef_search", 10, 800, 801));
+        assert_eq!(
+            HnswConfig::parse_within(&raw(80, 30, 97), &wide)
+                .unwrap_err()
+                .field,
+            "m"
+        );
+        assert_eq!(
+            HnswConfig::parse_within(&raw(9, 30, 16), &wide)
+                .unwrap_err()
+                .field,
+            "ef_construction"
+        );
+        assert_eq!(HnswConfig::DEFAULT.with_ef_search(201).unwrap_err().max, 200);
+        assert_eq!(
+            HnswConfig::DEFAULT
+                .with_ef_search_within(800, &wide)
+                .unwrap()
+                .ef_search,
+            800
+        );
+        // the seed's and the ceiling's bounds are accepted; below the seed or past the ceiling not
+        assert_eq!(Bounds::raised(400, 200, 64).unwrap(), Bounds::SEED);
+        assert_eq!(Bounds::raised(4096, 4096, 128).unwrap(), Bounds::CEILING);
+        assert_eq!(
+            Bounds::raised(399, 200, 64).unwrap_err().field,
+            "max_ef_construction"
+        );
+        assert_eq!(Bounds::raised(400, 4097, 64).unwrap_err().field, "max_ef_search");
+        assert_eq!(Bounds::raised(400, 200, 129).unwrap_err().field, "max_m");
+        assert_eq!(
+            wide.describe(),
+            "ef_search <= 800, ef_construction <= 1000, m <= 96"
+        );
     }
 
     proptest! {

@@ -62,6 +62,7 @@ impl Application {
             monitor,
             max_queued_jobs: settings.limits.max_queued_jobs,
             fleet: settings.leases.options(),
+            bounds: settings.tuning.bounds()?,
         };
         let service = Vectune::open_with(storage, options).await?;
         let listener =

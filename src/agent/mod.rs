@@ -36,11 +36,11 @@ pub use config::{
     AgentConfig, AgentConfigIn, AgentError, AgentRecord, AgentState, AskedRules, StoredAgentConfig,
 };
 
-use crate::autotune::adaptive::{nearest, EC_LADDER, EF_LADDER, M_LADDER};
+use crate::autotune::adaptive::{nearest, Ladders};
 use crate::error::Classified;
 use crate::monitor::LiveStats;
 use crate::names::{HarnessName, IndexName};
-use crate::params::{HnswConfig, Quantization};
+use crate::params::{Bounds, HnswConfig, Quantization};
 use crate::rng::SplitMix64;
 use canary::Verdict;
 pub use canary::{Action, Decision};
@@ -89,6 +89,10 @@ pub trait AgentBackend: Clone + Send + Sync + 'static {
     /// only grows — for the growth wake; an index that never deletes counts its vectors.
     fn writes(&self, index: &IndexName) -> Option<u64> {
         self.vectors(index)
+    }
+    /// The bounds its configs stay within (the server's).
+    fn bounds(&self) -> Bounds {
+        Bounds::SEED
     }
     /// The config that serves or would: the centre of exploitation.
     fn incumbent(&self, index: &IndexName) -> impl Future<Output = Option<HnswConfig>> + Send;
@@ -197,16 +201,16 @@ impl Shared {
     }
 }
 
-/// ε-greedy choice of one config: explore the ladders uniformly, or step one rung from the
-/// centre along one knob.
-pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswConfig {
+/// ε-greedy choice of one config: explore the ladders (within the server's bounds)
+/// uniformly, or step one rung from the centre along one knob.
+pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig, ladders: &Ladders) -> HnswConfig {
     let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
     let explore = u < epsilon;
     if explore {
         return HnswConfig {
-            m: M_LADDER[rng.below(M_LADDER.len())],
-            ef_construction: EC_LADDER[rng.below(EC_LADDER.len())],
-            ef_search: EF_LADDER[rng.below(EF_LADDER.len())],
+            m: ladders.m[rng.below(ladders.m.len())],
+            ef_construction: ladders.ec[rng.below(ladders.ec.len())],
+            ef_search: ladders.ef[rng.below(ladders.ef.len())],
             quantization: if rng.below(2) == 0 {
                 centre.quantization
             } else {
@@ -232,9 +236,9 @@ pub fn choose(rng: &mut SplitMix64, epsilon: f64, centre: HnswConfig) -> HnswCon
     let up = rng.below(2) == 0;
     let mut c = centre;
     match rng.below(7) {
-        0 | 1 => c.ef_search = step(&EF_LADDER, c.ef_search, up),
-        2 | 3 => c.m = step(&M_LADDER, c.m, up),
-        4 | 5 => c.ef_construction = step(&EC_LADDER, c.ef_construction, up),
+        0 | 1 => c.ef_search = step(&ladders.ef, c.ef_search, up),
+        2 | 3 => c.m = step(&ladders.m, c.m, up),
+        4 | 5 => c.ef_construction = step(&ladders.ec, c.ef_construction, up),
         _ => c.quantization = c.quantization.next(),
     }
     c
@@ -303,11 +307,12 @@ pub async fn run_loop<B: AgentBackend>(backend: B, index: IndexName, shared: Arc
             continue;
         }
         let want = allowed.min(TRIALS_PER_RUN);
+        let ladders = Ladders::within(&backend.bounds());
         let centre = backend.incumbent(&index).await.unwrap_or(HnswConfig::DEFAULT);
         let rejected = shared.record().rejected;
         let mut configs: Vec<HnswConfig> = Vec::new();
         for _ in 0..want * 8 {
-            let c = choose(&mut rng, cfg.epsilon, centre);
+            let c = choose(&mut rng, cfg.epsilon, centre, &ladders);
             if !configs.contains(&c) && !rejected.contains(&c) {
                 configs.push(c);
             }
@@ -901,7 +906,7 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         // exploit only: one knob, one rung away
         for _ in 0..200 {
-            let c = choose(&mut rng, 0.0, centre);
+            let c = choose(&mut rng, 0.0, centre, &Ladders::seed());
             let moved = [
                 c.m != centre.m,
                 c.ef_construction != centre.ef_construction,
@@ -912,7 +917,7 @@ mod tests {
         }
         // explore only: everything on the ladders, and more than the neighbourhood
         let far = (0..200)
-            .map(|_| choose(&mut rng, 1.0, centre))
+            .map(|_| choose(&mut rng, 1.0, centre, &Ladders::seed()))
             .filter(|c| c.m.abs_diff(centre.m) > 8 || c.ef_search.abs_diff(centre.ef_search) > 20)
             .count();
         assert!(far > 50, "{far}");

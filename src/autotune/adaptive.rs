@@ -8,7 +8,7 @@
 //! 1. **Within one graph, recall is monotone in `ef_search`** (a larger beam never loses a
 //!    neighbour the smaller one found, up to ties) and so is the cost. The cheapest passing
 //!    `ef_search` of a graph is therefore found by *bisection* over an ef ladder
-//!    ([`EF_LADDER`], ~1.25× steps, finer than the usual hand grid): about four
+//!    ([`Ladders::ef`], ~1.25× steps, finer than the usual hand grid): about four
 //!    measurements instead of fifteen. The first probe is warm-started at the ef that
 //!    passed on the best graph so far (neighbouring graphs need similar beams). A graph whose
 //!    *failing* probe already costs more than the best passing config is abandoned: every
@@ -16,8 +16,8 @@
 //! 2. **Across graphs, cost at a fixed recall is a smooth, mostly unimodal surface in
 //!    (`m`, `ef_construction`)** on log scales. So the search is *coarse-to-fine*: a coarse
 //!    pass over `m` ∈ {8, 16, 32} at `ef_construction` 80 (cheap builds that span the usual
-//!    optimum), then a hill climb on the (`m`, `ef_construction`) lattice ([`M_LADDER`] ×
-//!    [`EC_LADDER`]) from the best graph: its unbuilt neighbours are tried cheapest build
+//!    optimum), then a hill climb on the (`m`, `ef_construction`) lattice ([`Ladders::m`] ×
+//!    [`Ladders::ec`]) from the best graph: its unbuilt neighbours are tried cheapest build
 //!    first; a neighbour that beats it becomes the best and the climb moves on from there.
 //!    Graphs within [`IMPROVEMENT`] of the best count as ties (the ladder's steps make exact
 //!    ties common) and the neighbourhoods of all of them are looked at. It ends when every
@@ -42,14 +42,53 @@
 
 use std::collections::HashSet;
 
-use crate::params::{HnswConfig, Quantization};
+use crate::params::{Bounds, HnswConfig, Quantization};
 
-/// `m` values the search moves between (within [`HnswConfig`]'s bounds).
-pub const M_LADDER: [u32; 9] = [4, 6, 8, 12, 16, 24, 32, 48, 64];
-/// `ef_construction` values the search moves between.
-pub const EC_LADDER: [u32; 6] = [20, 40, 80, 160, 320, 400];
-/// `ef_search` values bisected per graph.
-pub const EF_LADDER: [u32; 15] = [10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 80, 100, 130, 160, 200];
+/// `m` rungs, the seed's (4..=64) and past them up to the ceiling's 128.
+const M_RUNGS: [u32; 11] = [4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128];
+/// `ef_construction` rungs (~2× steps).
+const EC_RUNGS: [u32; 8] = [20, 40, 80, 160, 320, 640, 1280, 2560];
+/// `ef_search` rungs (~1.25× steps).
+const EF_RUNGS: [u32; 27] = [
+    10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 80, 100, 130, 160, 200, 250, 320, 400, 500, 640, 800, 1000, 1280,
+    1600, 2000, 2560, 3200,
+];
+
+/// The rungs the search moves on: every rung below a bound, then the bound itself. Under
+/// the seed's bounds they are the ladders the search was tuned and tested on (m 4..64 in
+/// ~1.5× steps, ef_construction 20..400 in ~2×, ef_search 10..200 in ~1.25×); raised
+/// bounds lengthen them, so the climb and the bisection may go up to a server's bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ladders {
+    /// `m` values.
+    pub m: Vec<u32>,
+    /// `ef_construction` values.
+    pub ec: Vec<u32>,
+    /// `ef_search` values bisected per graph.
+    pub ef: Vec<u32>,
+}
+
+impl Ladders {
+    /// The ladders within `bounds`.
+    pub fn within(bounds: &Bounds) -> Ladders {
+        let rungs = |all: &[u32], (min, max): (u32, u32)| -> Vec<u32> {
+            let mut v: Vec<u32> = all.iter().copied().filter(|&r| r >= min && r < max).collect();
+            v.push(max);
+            v
+        };
+        Ladders {
+            m: rungs(&M_RUNGS, bounds.m()),
+            ec: rungs(&EC_RUNGS, (EC_RUNGS[0], bounds.max_ef_construction)),
+            ef: rungs(&EF_RUNGS, bounds.ef_search()),
+        }
+    }
+
+    /// The ladders within the seed's bounds.
+    pub fn seed() -> Ladders {
+        Ladders::within(&Bounds::SEED)
+    }
+}
+
 /// The coarse pass: `(m, ef_construction)`.
 pub const COARSE: [(u32, u32); 3] = [(8, 80), (16, 80), (32, 80)];
 /// Graphs whose cost is within this fraction of the best count as ties, and the climb
@@ -116,6 +155,7 @@ impl GraphState {
 /// [`Adaptive::observe`]; `None` from `next` means the search has converged.
 #[derive(Debug, Clone)]
 pub struct Adaptive {
+    ladders: Ladders,
     seed: u64,
     graphs: Vec<GraphState>,
     /// Lattice points already built (or refused as unaffordable).
@@ -139,13 +179,14 @@ pub(crate) fn nearest(ladder: &[u32], v: u32) -> usize {
 }
 
 impl Adaptive {
-    /// A fresh search; every config it proposes has `seed`.
-    pub fn new(seed: u64) -> Adaptive {
+    /// A fresh search on `ladders`; every config it proposes has `seed`.
+    pub fn new(seed: u64, ladders: Ladders) -> Adaptive {
         let coarse = COARSE
             .iter()
-            .map(|&(m, ec)| (nearest(&M_LADDER, m), nearest(&EC_LADDER, ec)))
+            .map(|&(m, ec)| (nearest(&ladders.m, m), nearest(&ladders.ec, ec)))
             .collect();
         Adaptive {
+            ladders,
             seed,
             graphs: Vec::new(),
             tried: HashSet::new(),
@@ -164,9 +205,9 @@ impl Adaptive {
 
     fn config(&self, g: &GraphState, efi: usize) -> HnswConfig {
         HnswConfig {
-            m: M_LADDER[g.mi],
-            ef_construction: EC_LADDER[g.ei],
-            ef_search: EF_LADDER[efi],
+            m: self.ladders.m[g.mi],
+            ef_construction: self.ladders.ec[g.ei],
+            ef_search: self.ladders.ef[efi],
             seed: self.seed,
             quantization: self.quantization,
             patience: 0,
@@ -198,7 +239,7 @@ impl Adaptive {
     /// The next ef probe of graph `gi`, or `None` when its bisection is over.
     fn probe(&self, gi: usize) -> Option<usize> {
         let g = &self.graphs[gi];
-        let last = EF_LADDER.len() - 1;
+        let last = self.ladders.ef.len() - 1;
         match (g.lo, g.hi) {
             (None, None) => {
                 let warm = self
@@ -239,11 +280,12 @@ impl Adaptive {
             .iter()
             .map(|(dm, de)| (mi + dm, ei + de))
             .filter(|&(m, e)| {
-                (0..M_LADDER.len() as isize).contains(&m) && (0..EC_LADDER.len() as isize).contains(&e)
+                (0..self.ladders.m.len() as isize).contains(&m)
+                    && (0..self.ladders.ec.len() as isize).contains(&e)
             })
             .map(|(m, e)| (m as usize, e as usize))
             .collect();
-        n.sort_by_key(|&(m, e)| M_LADDER[m] * EC_LADDER[e]);
+        n.sort_by_key(|&(m, e)| self.ladders.m[m] * self.ladders.ec[e]);
         n
     }
 
@@ -271,7 +313,7 @@ impl Adaptive {
             if self.tried.contains(&(mi, ei)) {
                 continue;
             }
-            if !affordable(M_LADDER[mi], EC_LADDER[ei]) {
+            if !affordable(self.ladders.m[mi], self.ladders.ec[ei]) {
                 self.tried.insert((mi, ei));
                 continue;
             }
@@ -303,12 +345,12 @@ impl Adaptive {
     /// Reports the measurement of `config` (which [`Adaptive::next`] proposed).
     pub fn observe(&mut self, config: HnswConfig, obs: Observation) {
         let Some(gi) = self.current else { return };
-        let Some(efi) = EF_LADDER.iter().position(|&e| e == config.ef_search) else {
+        let Some(efi) = self.ladders.ef.iter().position(|&e| e == config.ef_search) else {
             return;
         };
         let best = self.best_score();
         let g = &mut self.graphs[gi];
-        if (M_LADDER[g.mi], EC_LADDER[g.ei]) != (config.m, config.ef_construction) {
+        if (self.ladders.m[g.mi], self.ladders.ec[g.ei]) != (config.m, config.ef_construction) {
             return;
         }
         g.best_recall = g.best_recall.max(obs.recall);
@@ -347,9 +389,10 @@ mod tests {
 
     fn best_of_lattice(target: f64) -> f64 {
         let mut best = f64::INFINITY;
-        for &m in &M_LADDER {
-            for &ec in &EC_LADDER {
-                for &ef in &EF_LADDER {
+        let l = Ladders::seed();
+        for &m in &l.m {
+            for &ec in &l.ec {
+                for &ef in &l.ef {
                     let c = HnswConfig {
                         m,
                         ef_construction: ec,
@@ -367,7 +410,7 @@ mod tests {
     }
 
     fn run(target: f64, max_trials: usize) -> (Option<f64>, usize, HashSet<(u32, u32)>) {
-        let mut a = Adaptive::new(42);
+        let mut a = Adaptive::new(42, Ladders::seed());
         let (mut best, mut n, mut builds) = (None::<f64>, 0, HashSet::new());
         while n < max_trials {
             let Some(c) = a.next(&|_, _| true) else { break };
@@ -454,7 +497,7 @@ mod tests {
                 .filter(|r| r.recall >= target)
                 .map(|r| r.p50_us)
                 .fold(f64::INFINITY, f64::min);
-            let mut a = Adaptive::new(42);
+            let mut a = Adaptive::new(42, Ladders::seed());
             let (mut secs, mut built, mut found, mut trials) = (0.0, HashSet::new(), f64::INFINITY, 0);
             while trials < 40 {
                 let Some(c) = a.next(&|m, ec| build.contains_key(&(m, ec))) else {
@@ -492,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_graph_is_scored_where_its_margin_crosses_the_bar_between_rungs() {
-        let mut a = Adaptive::new(1);
+        let mut a = Adaptive::new(1, Ladders::seed());
         let never = |_: u32, _: u32| true;
         // (margin, cost) by ef: fails to 50, passes from 60
         let at = |ef: u32| match ef {
@@ -555,9 +598,81 @@ mod tests {
         assert!(trials < 200);
     }
 
+    /// The seed's ladders are the ones the search was tuned on; raised bounds lengthen each
+    /// ladder up to its bound (every rung below it, then the bound).
+    #[test]
+    fn ladders_reach_the_bounds() {
+        let seed = Ladders::seed();
+        assert_eq!(seed.m, [4, 6, 8, 12, 16, 24, 32, 48, 64]);
+        assert_eq!(seed.ec, [20, 40, 80, 160, 320, 400]);
+        assert_eq!(
+            seed.ef,
+            [10, 12, 15, 18, 22, 27, 33, 40, 50, 60, 80, 100, 130, 160, 200]
+        );
+        let wide = Ladders::within(&Bounds::raised(1000, 700, 100).unwrap());
+        assert_eq!(wide.m[wide.m.len() - 3..], [64, 96, 100]);
+        assert_eq!(wide.ec[wide.ec.len() - 3..], [320, 640, 1000]);
+        assert_eq!(wide.ef[wide.ef.len() - 4..], [400, 500, 640, 700]);
+        let top = Ladders::within(&Bounds::CEILING);
+        assert_eq!(
+            (top.m.last(), top.ec.last(), top.ef.last()),
+            (Some(&128), Some(&4096), Some(&4096))
+        );
+        for l in [&seed, &wide, &top] {
+            for v in [&l.m, &l.ec, &l.ef] {
+                assert!(v.windows(2).all(|w| w[0] < w[1]), "{v:?}");
+            }
+        }
+    }
+
+    /// A hard index (recall reaches .95 only past ef 200 on every graph): within the seed's
+    /// bounds the search cannot pass and ends with its best recall below the bar; with
+    /// raised bounds it climbs the longer ef ladder and finds a passing config, every one
+    /// it proposes within the raised bounds.
+    #[test]
+    fn raised_bounds_let_a_hard_index_reach_its_target() {
+        let hard = |c: &HnswConfig| {
+            let quality =
+                (1.0 - (-(c.m as f64) / 10.0).exp()) * (1.0 - (-(c.ef_construction as f64) / 40.0).exp());
+            1.0 - (-(c.ef_search as f64) * quality / 90.0).exp()
+        };
+        let search = |bounds: Bounds| {
+            let mut a = Adaptive::new(42, Ladders::within(&bounds));
+            let (mut best_recall, mut passed, mut n) = (0.0f64, None::<HnswConfig>, 0);
+            while let Some(c) = a.next(&|_, _| true) {
+                assert!(c.ef_search <= bounds.max_ef_search && c.m <= bounds.max_m);
+                assert!(c.ef_construction <= bounds.max_ef_construction);
+                let r = hard(&c);
+                best_recall = best_recall.max(r);
+                let cost = c.ef_search as f64 * c.m as f64;
+                if r >= 0.95 && passed.is_none_or(|p| cost < p.ef_search as f64 * p.m as f64) {
+                    passed = Some(c);
+                }
+                a.observe(
+                    c,
+                    Observation {
+                        passes: r >= 0.95,
+                        recall: r,
+                        cost,
+                        margin: r - 0.95,
+                    },
+                );
+                n += 1;
+                assert!(n < 400, "converges");
+            }
+            (passed, best_recall)
+        };
+        let (none, best) = search(Bounds::SEED);
+        assert!(none.is_none());
+        assert!(best > 0.8 && best < 0.95, "{best}");
+        let (found, _) = search(Bounds::raised(800, 1000, 96).unwrap());
+        let found = found.expect("a passing config within the raised bounds");
+        assert!(found.ef_search > 200, "{found:?}");
+    }
+
     #[test]
     fn unaffordable_builds_are_skipped() {
-        let mut a = Adaptive::new(42);
+        let mut a = Adaptive::new(42, Ladders::seed());
         let mut seen = HashSet::new();
         while let Some(c) = a.next(&|m, ec| m * ec <= 16 * 80) {
             seen.insert((c.m, c.ef_construction));

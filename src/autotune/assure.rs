@@ -253,7 +253,7 @@ fn spread(v: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::autotune::adaptive::EF_LADDER;
+    use crate::autotune::adaptive::Ladders;
     use crate::rng::SplitMix64;
     use crate::stats::wilson_lower;
 
@@ -330,7 +330,7 @@ mod tests {
         let mut configs = Vec::new();
         let mut truth = Vec::new();
         for (g, &(a, c)) in graphs.iter().enumerate() {
-            for &ef in &EF_LADDER {
+            for &ef in &Ladders::seed().ef {
                 let miss = a * (ef as f64 / 10.0).powf(-1.1);
                 let t = 1.0
                     - population.iter().map(|&h| 1.0 - p_of(miss, h)).sum::<f64>() / population.len() as f64;

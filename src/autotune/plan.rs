@@ -2,7 +2,7 @@
 //! grid), and its configs grouped by the graph they need, so each graph is built once.
 
 use super::{AutotuneError, Result};
-use crate::params::{Engine, HnswConfig, RawHnswConfig};
+use crate::params::{Bounds, Engine, HnswConfig, RawHnswConfig};
 
 /// The seed's default grid, `(ef_construction, ef_search)` at m=16, seed 42.
 pub const DEFAULT_GRID: [(u32, u32); 5] = [(20, 30), (40, 30), (80, 30), (80, 60), (160, 30)];
@@ -16,9 +16,9 @@ pub struct Plan {
     pub skipped: Vec<String>,
 }
 
-/// Checks a requested grid (or takes the default): out-of-bounds entries and repeats are
-/// skipped and reported; none left is an error.
-pub fn plan(grid: Option<&[RawHnswConfig]>) -> Result<Plan> {
+/// Checks a requested grid (or takes the default): entries out of `bounds` (the server's)
+/// and repeats are skipped and reported; none left is an error.
+pub fn plan(grid: Option<&[RawHnswConfig]>, bounds: &Bounds) -> Result<Plan> {
     let Some(grid) = grid else {
         return Ok(Plan {
             configs: DEFAULT_GRID
@@ -34,7 +34,7 @@ pub fn plan(grid: Option<&[RawHnswConfig]>) -> Result<Plan> {
     };
     collect(
         grid.iter()
-            .map(|raw| HnswConfig::parse(raw).map_err(|e| e.to_string())),
+            .map(|raw| HnswConfig::parse_within(raw, bounds).map_err(|e| e.to_string())),
     )
 }
 
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn plans() {
-        let p = plan(None).unwrap();
+        let p = plan(None, &Bounds::SEED).unwrap();
         assert_eq!(p.configs.len(), 5);
         assert!(p.configs.iter().all(|c| c.m == 16 && c.seed == 42));
         let raw = |ec: i64, es: i64| RawHnswConfig {
@@ -97,23 +97,35 @@ mod tests {
             quantization: None,
             patience: None,
         };
-        let p = plan(Some(&[raw(1, 30), raw(40, 30), raw(40, 30), raw(40, 500)])).unwrap();
+        let p = plan(
+            Some(&[raw(1, 30), raw(40, 30), raw(40, 30), raw(40, 500)]),
+            &Bounds::SEED,
+        )
+        .unwrap();
         assert_eq!(p.configs.len(), 1);
         assert_eq!(p.skipped.len(), 3);
         assert!(p.skipped[0].starts_with("grid[0]: ef_construction"));
+        // a raised server takes the entry the seed's bounds skip
+        let wide = Bounds::raised(400, 800, 64).unwrap();
+        let p = plan(Some(&[raw(40, 30), raw(40, 500), raw(40, 801)]), &wide).unwrap();
+        assert_eq!(
+            p.configs.iter().map(|c| c.ef_search).collect::<Vec<_>>(),
+            [30, 500]
+        );
+        assert_eq!(p.skipped, ["grid[2]: ef_search must be in 10..=800, got 801"]);
         assert!(matches!(
-            plan(Some(&[raw(1, 30)])),
+            plan(Some(&[raw(1, 30)]), &Bounds::SEED),
             Err(AutotuneError::NoUsableConfig { .. })
         ));
         assert!(matches!(
-            plan(Some(&[])),
+            plan(Some(&[]), &Bounds::SEED),
             Err(AutotuneError::NoUsableConfig { .. })
         ));
     }
 
     #[test]
     fn the_default_grid_needs_four_builds() {
-        let groups = graph_groups(&plan(None).unwrap().configs, Engine::Native);
+        let groups = graph_groups(&plan(None, &Bounds::SEED).unwrap().configs, Engine::Native);
         assert_eq!(groups.len(), 4);
         let ec80 = groups.iter().find(|(c, _)| c.ef_construction == 80).unwrap();
         assert_eq!(ec80.1, vec![30, 60]);

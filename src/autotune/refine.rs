@@ -18,12 +18,11 @@
 //! Pure (no I/O, no clock), like [`super::adaptive`]: the engine asks [`Refiner::next_config`],
 //! measures, and reports with [`Refiner::observe`].
 
-use crate::autotune::adaptive::{nearest, EC_LADDER, M_LADDER};
+use crate::autotune::adaptive::{nearest, Ladders};
 use crate::params::EF_SEARCH;
 use crate::params::{HnswConfig, Quantization};
 
 const MIN_EF_SEARCH: u32 = EF_SEARCH.0;
-const MAX_EF_SEARCH: u32 = EF_SEARCH.1;
 
 /// Refinement trials at most (beside the climb's): about four a probed graph.
 pub const MAX_TRIALS: usize = 4 * MAX_PROBES;
@@ -49,16 +48,19 @@ struct EfSearch {
     /// Steps up after a failing start.
     ups: u32,
     abandoned: bool,
+    /// The largest ef it may measure (the top of the run's ef ladder: its bound).
+    max: u32,
 }
 
 impl EfSearch {
-    fn new(start: u32, lo: Option<u32>, hi: Option<u32>) -> EfSearch {
+    fn new(start: u32, lo: Option<u32>, hi: Option<u32>, max: u32) -> EfSearch {
         EfSearch {
             lo,
             hi,
-            start: start.clamp(MIN_EF_SEARCH, MAX_EF_SEARCH),
+            start: start.clamp(MIN_EF_SEARCH, max),
             ups: 0,
             abandoned: false,
+            max,
         }
     }
 
@@ -76,7 +78,7 @@ impl EfSearch {
             }
             // fails: up ~25 % twice at most
             (Some(lo), None) => {
-                let up = (lo * 5 / 4 + 1).min(MAX_EF_SEARCH);
+                let up = (lo * 5 / 4 + 1).min(self.max);
                 (self.ups < 2 && up > lo).then_some(up)
             }
         }
@@ -127,6 +129,8 @@ pub struct Refiner {
     /// The quantization of the best so far (whose exact work `best_cost` counts).
     best_quantization: Quantization,
     trials: usize,
+    /// The run's largest ef.
+    max_ef: u32,
 }
 
 fn between(ladder: &[u32], v: u32) -> Vec<u32> {
@@ -151,24 +155,27 @@ impl Refiner {
     /// Refinement around `winner` (a passing config at `winner_cost`), whose graph is known
     /// to fail at `failing_ef` (the largest measured failing ef below it), if measured.
     /// `built` says whether a graph is built already (so it is not probed again).
+    ///
+    /// The probes lie between rungs of `ladders` (the run's, within the server's bounds).
     pub fn new(
         winner: HnswConfig,
         winner_cost: f64,
         failing_ef: Option<u32>,
         twins: &[Quantization],
+        ladders: &Ladders,
         built: &dyn Fn(&HnswConfig) -> bool,
     ) -> Refiner {
         // the other quantizations first (unless the climb chose between them already): on
         // wide vectors they move latency most (sq8 reads a quarter of the bytes per visited
         // node, sq4 an eighth), and they are never ladder neighbours the climb has seen
         let mut probes: Vec<HnswConfig> = twins.iter().map(|&q| winner.with_quantization(q)).collect();
-        for ec in between(&EC_LADDER, winner.ef_construction) {
+        for ec in between(&ladders.ec, winner.ef_construction) {
             probes.push(HnswConfig {
                 ef_construction: ec,
                 ..winner
             });
         }
-        for m in between(&M_LADDER, winner.m) {
+        for m in between(&ladders.m, winner.m) {
             probes.push(HnswConfig { m, ..winner });
         }
         probes.retain(|p| !built(p));
@@ -190,9 +197,11 @@ impl Refiner {
         }
         probes.truncate(MAX_PROBES);
         probes.reverse(); // popped from the back: first listed, first probed
+        let max_ef = ladders.ef.last().copied().unwrap_or(EF_SEARCH.1);
         Refiner {
+            max_ef,
             graph: winner,
-            search: EfSearch::new(winner.ef_search, failing_ef, Some(winner.ef_search)),
+            search: EfSearch::new(winner.ef_search, failing_ef, Some(winner.ef_search), max_ef),
             probes,
             probed: 0,
             best_cost: winner_cost,
@@ -221,7 +230,7 @@ impl Refiner {
             }
             self.probed += 1;
             self.graph = probe;
-            self.search = EfSearch::new(self.best_ef, None, None);
+            self.search = EfSearch::new(self.best_ef, None, None, self.max_ef);
         }
     }
 
@@ -290,7 +299,9 @@ pub(crate) mod tests {
 
     fn run(winner: HnswConfig, failing: Option<u32>, target: f64) -> (Vec<HnswConfig>, HnswConfig) {
         let twins: Vec<_> = winner.quantization.twins().collect();
-        let mut r = Refiner::new(winner, cost(&winner), failing, &twins, &|_| false);
+        let mut r = Refiner::new(winner, cost(&winner), failing, &twins, &Ladders::seed(), &|_| {
+            false
+        });
         let mut seen = Vec::new();
         let mut best = winner;
         while let Some(c) = r.next_config() {
@@ -329,7 +340,14 @@ pub(crate) mod tests {
         for (saving, kept) in [(0.6, true), (1.0, false)] {
             let f = surface(saving);
             let w = cfg(16, 80, 40);
-            let mut r = Refiner::new(w, f(&w).1, Some(39), &[Quantization::Sq8], &|_| false);
+            let mut r = Refiner::new(
+                w,
+                f(&w).1,
+                Some(39),
+                &[Quantization::Sq8],
+                &Ladders::seed(),
+                &|_| false,
+            );
             let (mut best, mut seen) = (w, Vec::new());
             while let Some(c) = r.next_config() {
                 assert!(!seen.contains(&c), "measured twice: {c:?}");
@@ -361,7 +379,7 @@ pub(crate) mod tests {
     fn patience_comes_before_the_ladder_when_the_twins_are_built() {
         let w = cfg(16, 80, 40);
         let twins: Vec<_> = w.quantization.twins().collect();
-        let mut r = Refiner::new(w, cost(&w), Some(39), &twins, &|p| {
+        let mut r = Refiner::new(w, cost(&w), Some(39), &twins, &Ladders::seed(), &|p| {
             p.quantization != w.quantization
         });
         let mut order = Vec::new();
@@ -382,7 +400,7 @@ pub(crate) mod tests {
     fn a_rabitq_twin_is_walked_up_whatever_its_count() {
         let w = cfg(16, 80, 30).with_quantization(Quantization::Sq8);
         for (twin, walked) in [(Quantization::Rabitq, true), (Quantization::Sq4, false)] {
-            let mut r = Refiner::new(w, 100.0, Some(29), &[twin], &|_| false);
+            let mut r = Refiner::new(w, 100.0, Some(29), &[twin], &Ladders::seed(), &|_| false);
             let c = r.next_config().expect("the twin first");
             assert_eq!((c.quantization, c.ef_search), (twin, 30));
             r.observe(c, false, 1000.0);
@@ -401,7 +419,14 @@ pub(crate) mod tests {
     fn bisects_ef_between_rungs_to_the_least_passing_integer() {
         // at m16 ec80 the surface passes .95 from ef 20 on (3/(20·4·2.99) = .0125 ≤ .05)
         let w = cfg(16, 80, 27);
-        let mut r = Refiner::new(w, cost(&w), Some(22), &[Quantization::Sq8], &|_| true);
+        let mut r = Refiner::new(
+            w,
+            cost(&w),
+            Some(22),
+            &[Quantization::Sq8],
+            &Ladders::seed(),
+            &|_| true,
+        );
         let (mut efs, mut patient) = (Vec::new(), 0);
         while let Some(c) = r.next_config() {
             if c.patience == 0 {
@@ -449,7 +474,7 @@ pub(crate) mod tests {
 
     #[test]
     fn ef_search_walks_down_then_bisects() {
-        let mut s = EfSearch::new(40, None, None);
+        let mut s = EfSearch::new(40, None, None, 200);
         let pass_from = 23;
         let mut n = 0;
         while let Some(ef) = s.next() {
@@ -461,9 +486,28 @@ pub(crate) mod tests {
         assert_eq!(s.lo, Some(pass_from - 1));
     }
 
+    /// A failing start walks up to the run's largest ef, not past it: the seed's 200, or a
+    /// raised bound.
+    #[test]
+    fn a_failing_start_walks_up_to_the_runs_bound() {
+        for (max, want) in [(200, 200), (800, 238)] {
+            let mut s = EfSearch::new(190, None, None, max);
+            s.observe(190, false, false);
+            assert_eq!(s.next(), Some(want));
+        }
+        let raised = Ladders::within(&crate::params::Bounds::raised(400, 800, 64).unwrap());
+        let w = cfg(16, 80, 640);
+        let r = Refiner::new(w, cost(&w), Some(500), &[], &raised, &|_| true);
+        assert_eq!(r.max_ef, 800);
+        assert_eq!(
+            r.search.start, 640,
+            "a raised winner's ef is not clamped to the seed's 200"
+        );
+    }
+
     #[test]
     fn a_dear_failing_probe_is_abandoned() {
-        let mut s = EfSearch::new(40, None, None);
+        let mut s = EfSearch::new(40, None, None, 200);
         s.observe(40, false, true);
         assert_eq!(s.next(), None);
     }

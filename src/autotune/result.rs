@@ -42,6 +42,13 @@ pub struct AutotuneResult {
     /// Trials within 10 % of the winner's p50, re-measured interleaved against it.
     #[serde(default)]
     pub near_ties: Vec<engine::NearTie>,
+    /// The highest recall any trial reached (none measured: `None`).
+    #[serde(default)]
+    pub best_recall: Option<f64>,
+    /// The bounds the run's configs were held to (results stored before bounds were
+    /// settings: `None`, which were the seed's).
+    #[serde(default)]
+    pub bounds: Option<crate::params::Bounds>,
 }
 
 /// A trial kept from winning by a cap.

@@ -168,7 +168,11 @@ impl Rules {
     }
 
     /// Why nothing won: how many trials missed the recall bar and how many broke a cap.
-    pub fn nobody_wins(&self, trials: &[Candidate]) -> String {
+    ///
+    /// When trials missed the bar it names the best recall seen (and its config) and the
+    /// bounds the run moved within, so a run that cannot reach the target says how far it
+    /// got and what would let it go further.
+    pub fn nobody_wins(&self, trials: &[Candidate], bounds: &crate::params::Bounds) -> String {
         let bar = match self.objective {
             Objective::MaxRecall => format!("min_recall {}", self.min_recall),
             Objective::MinLatency => format!("target_recall {}", self.target_recall),
@@ -183,6 +187,24 @@ impl Rules {
             .filter(|c| self.violation(c).is_some_and(|v| v.starts_with("build")))
             .count();
         let mut parts = vec![format!("{missed} of {} missed {bar}", trials.len())];
+        if missed > 0 {
+            if let Some(best) = trials
+                .iter()
+                .max_by(|a, b| a.recall_at_k.total_cmp(&b.recall_at_k))
+            {
+                parts.push(format!(
+                    "best recall seen {:.4} ({}) within the bounds {}{}",
+                    best.recall_at_k,
+                    best.config.describe(),
+                    bounds.describe(),
+                    if bounds.max_ef_search < crate::params::Bounds::CEILING.max_ef_search {
+                        " (a server raises them with tuning.max_ef_search, max_ef_construction, max_m)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
         if let Some(cap) = self.max_memory_bytes {
             let least = trials.iter().map(|c| c.memory_bytes).min().unwrap_or(0);
             parts.push(format!(
@@ -498,9 +520,19 @@ pub(crate) mod tests {
         assert!(r.violation(&big).unwrap().contains("max_memory_bytes 1000"));
         assert!(r.violation(&slow).unwrap().contains("max_build_secs 2"));
         assert_eq!(r.winner(&[big.clone(), slow.clone(), ok]), Some(2));
-        let why = r.nobody_wins(&[big.clone(), slow]);
+        let why = r.nobody_wins(&[big.clone(), slow], &crate::params::Bounds::SEED);
         assert!(
             why.contains("memory") && why.contains("1 over max_build_secs"),
+            "{why}"
+        );
+        assert!(!why.contains("best recall"), "none missed the bar: {why}");
+        let low = [cand(0, 0.80, 10.0), cand(1, 0.85, 20.0)];
+        let why = r.nobody_wins(&low, &crate::params::Bounds::SEED);
+        assert!(
+            why.contains("2 of 2 missed")
+                && why.contains("best recall seen 0.8500")
+                && why.contains("ef_search <= 200")
+                && why.contains("tuning.max_ef_search"),
             "{why}"
         );
         // an incumbent over a cap loses to a winner within it, whatever the latency

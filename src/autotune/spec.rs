@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::plan::plan_of;
 use super::rules::{unit, DEFAULT_MIN_IMPROVEMENT};
 use super::{plan, AutotuneError, Plan, Result, Rules};
-use crate::params::{HnswConfig, RawHnswConfig};
+use crate::params::{Bounds, HnswConfig, RawHnswConfig};
 use crate::rng::SplitMix64;
 
 /// `max_trials` of `adaptive` when none is given.
@@ -43,6 +43,9 @@ pub struct Spec {
     pub plan: Plan,
     /// Share of the harness queries held out for the winner's validation, 0..0.5.
     pub validation_fraction: f64,
+    /// The server's bounds: a grid's entries are checked against them, the adaptive
+    /// search and its refinement move within them.
+    pub bounds: Bounds,
 }
 
 /// The raw request fields a [`Spec`] is parsed from: the one raw form of an autotune's
@@ -82,8 +85,8 @@ pub struct SpecFields {
 }
 
 impl Spec {
-    /// Checks every field; the first bad one is the error.
-    pub fn parse(f: &SpecFields) -> Result<Spec> {
+    /// Checks every field (grid entries against `bounds`); the first bad one is the error.
+    pub fn parse(f: &SpecFields, bounds: Bounds) -> Result<Spec> {
         let mut rules = Rules::parse(
             f.objective.as_deref(),
             f.target_recall,
@@ -133,7 +136,7 @@ impl Spec {
             ));
         }
         let (strategy, plan) = match f.strategy.as_deref().unwrap_or("grid") {
-            "grid" => (Strategy::Grid, plan(f.grid.as_deref())?),
+            "grid" => (Strategy::Grid, plan(f.grid.as_deref(), &bounds)?),
             "adaptive" => {
                 if f.grid.is_some() {
                     return Err(invalid(
@@ -160,17 +163,19 @@ impl Spec {
             strategy,
             plan,
             validation_fraction,
+            bounds,
         })
     }
 
-    /// A grid run of `configs` (already parsed) by `rules`, every query tuned on: what an
-    /// agent asks for, with no raw fields to re-parse.
-    pub fn grid(rules: Rules, configs: &[HnswConfig]) -> Result<Spec> {
+    /// A grid run of `configs` (already parsed, within `bounds`) by `rules`, every query
+    /// tuned on: what an agent asks for, with no raw fields to re-parse.
+    pub fn grid(rules: Rules, configs: &[HnswConfig], bounds: Bounds) -> Result<Spec> {
         Ok(Spec {
             rules,
             strategy: Strategy::Grid,
             plan: plan_of(configs)?,
             validation_fraction: 0.0,
+            bounds,
         })
     }
 
@@ -205,15 +210,18 @@ mod tests {
 
     #[test]
     fn spec_parses_and_refuses_each_field() {
-        let ok = Spec::parse(&SpecFields::default()).unwrap();
+        let ok = Spec::parse(&SpecFields::default(), Bounds::SEED).unwrap();
         assert_eq!(
             (ok.strategy, ok.validation_fraction, ok.plan.configs.len()),
             (Strategy::Grid, 0.0, 5)
         );
-        let a = Spec::parse(&SpecFields {
-            strategy: Some("adaptive".into()),
-            ..Default::default()
-        })
+        let a = Spec::parse(
+            &SpecFields {
+                strategy: Some("adaptive".into()),
+                ..Default::default()
+            },
+            Bounds::SEED,
+        )
         .unwrap();
         assert_eq!(
             a.strategy,
@@ -231,12 +239,15 @@ mod tests {
             ),
             (0.05, None, None)
         );
-        let capped = Spec::parse(&SpecFields {
-            min_improvement: Some(0.1),
-            max_memory_bytes: Some(1 << 20),
-            max_build_secs: Some(2.5),
-            ..Default::default()
-        })
+        let capped = Spec::parse(
+            &SpecFields {
+                min_improvement: Some(0.1),
+                max_memory_bytes: Some(1 << 20),
+                max_build_secs: Some(2.5),
+                ..Default::default()
+            },
+            Bounds::SEED,
+        )
         .unwrap();
         assert_eq!(
             (
@@ -306,12 +317,15 @@ mod tests {
             },
         ];
         for f in bad {
-            assert!(Spec::parse(&f).is_err(), "{f:?}");
+            assert!(Spec::parse(&f, Bounds::SEED).is_err(), "{f:?}");
         }
-        assert!(Spec::parse(&SpecFields {
-            validation_fraction: Some(0.49),
-            ..Default::default()
-        })
+        assert!(Spec::parse(
+            &SpecFields {
+                validation_fraction: Some(0.49),
+                ..Default::default()
+            },
+            Bounds::SEED
+        )
         .is_ok());
     }
 

@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 /// Marks "no upper-layer block".
 pub(crate) const NONE: u32 = u32::MAX;
 /// Most layer-0 links a node can have (2 × the largest `m`).
-pub(crate) const MAX_M0: usize = 2 * crate::params::M.1 as usize;
+pub(crate) const MAX_M0: usize = 2 * crate::params::Bounds::CEILING.max_m as usize;
 /// How many neighbours' vectors are prefetched ahead of the one being compared.
 const PREFETCH_AHEAD: usize = 1;
 

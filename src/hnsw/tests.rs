@@ -135,6 +135,27 @@ fn sq4_recall_is_close_to_f32_and_distances_are_exact() {
 /// On wide clustered vectors (embedding-like) the blocks reach high recall, a little below
 /// f32's at the same `ef_search` (they buy it back with cheaper expansions), and what a
 /// search reports is exact (expanded nodes are measured on their f32 rows).
+/// The raised bounds' largest graphs (m 128: layer 0 holds up to 256 links, every slot of
+/// the frozen graph's neighbour buffers; ef 2,000 past n) build and search in every mode
+/// and every builder, as well as the seed's m 64 does.
+#[test]
+fn the_ceilings_m_builds_and_searches_in_every_mode() {
+    let set = clustered_set(1200, 32, Metric::L2, 3);
+    let qs = queries(&set, 40, 9);
+    let truth = ground_truth::exact(&set, &qs, 10).unwrap();
+    let top = crate::params::Bounds::CEILING;
+    let c = HnswConfig::within(&top, 200, 2000, top.max_m as i64, 42).unwrap();
+    for engine in [Engine::Native, Engine::NativeSq8, Engine::HnswRs] {
+        for q in Quantization::ALL {
+            let g = build(&set, set.len(), c.with_quantization(q), opts(engine, 2));
+            let r = recall(&g, &set, &qs, &truth, 2000);
+            assert!(r >= 0.99, "{engine:?} {q:?}: {r}");
+            let r = recall(&g, &set, &qs, &truth, 40);
+            assert!(r >= 0.9, "{engine:?} {q:?} at ef 40: {r}");
+        }
+    }
+}
+
 #[test]
 fn rabitq_recall_is_close_to_f32_on_wide_vectors() {
     for metric in [Metric::L2, Metric::Cosine] {

@@ -298,7 +298,8 @@ pub async fn run_trial(
 ) -> ApiResult<Json<TrialOut>> {
     let index = IndexName::parse(req.index_name)?;
     let harness = HarnessName::parse(req.harness)?;
-    let config = HnswConfig::parse(&req.config).map_err(crate::service::ServiceError::from)?;
+    let config =
+        HnswConfig::parse_within(&req.config, &v.bounds()).map_err(crate::service::ServiceError::from)?;
     let trial = v
         .run_trial(TrialRequest {
             index,

@@ -794,6 +794,8 @@ mod tests {
             ineligible: vec![],
             validations: 0,
             near_ties: vec![],
+            best_recall: Some(0.9),
+            bounds: Some(crate::params::Bounds::raised(800, 600, 64).unwrap()),
         }));
         for r in [activation, autotune] {
             let json = serde_json::to_value(&r).unwrap();

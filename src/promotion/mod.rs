@@ -367,7 +367,7 @@ mod tests {
             chain.push_str(&format!(": {s}"));
             source = s.source();
         }
-        assert!(chain.contains("m must be in 4..=64"), "{chain}");
+        assert!(chain.contains("m must be in 4..=128"), "{chain}");
     }
 
     #[tokio::test]

@@ -50,6 +50,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 impl AgentBackend for Vectune {
     type Error = ServiceError;
 
+    fn bounds(&self) -> crate::params::Bounds {
+        Vectune::bounds(self)
+    }
+
     fn decided(&self, action: crate::agent::Action) {
         self.inner.metrics.decision(action.as_str());
     }
@@ -104,7 +108,7 @@ impl AgentBackend for Vectune {
         };
         // one agent trial at a time in this process
         let _one = self.inner.agents.trial_slot().await?;
-        let spec = Spec::grid(config.rules, &configs)?;
+        let spec = Spec::grid(config.rules, &configs, self.bounds())?;
         let prepared = match (self.inner.tuner)
             .prepare_agent_run(index, config.harness.clone(), spec, lease, &stop)
             .await

@@ -135,6 +135,8 @@ pub struct ServiceOptions {
     pub max_queued_jobs: usize,
     /// Leases and the fleet.
     pub fleet: crate::fleet::FleetOptions,
+    /// The bounds of every config (requests, autotune, the agent).
+    pub bounds: crate::params::Bounds,
 }
 
 impl Default for ServiceOptions {
@@ -145,6 +147,7 @@ impl Default for ServiceOptions {
             monitor: MonitorSettings::default(),
             max_queued_jobs: crate::jobs::DEFAULT_MAX_QUEUED_JOBS,
             fleet: crate::fleet::FleetOptions::default(),
+            bounds: crate::params::Bounds::SEED,
         }
     }
 }
@@ -179,6 +182,7 @@ impl Vectune {
             monitor,
             max_queued_jobs,
             fleet,
+            bounds,
         } = options;
         let fleet = Fleet::new(storage.clone(), fleet);
         // alive before owning anything: no other instance may reap what this one starts
@@ -203,6 +207,7 @@ impl Vectune {
             build_slots: build_concurrency.clamp(1, u32::MAX as usize) as u32,
             build_options,
             metrics: metrics.clone(),
+            bounds,
         });
         let agents = Agents::new(fleet.clone(), storage.clone());
         let me = Vectune {
@@ -238,6 +243,11 @@ impl Vectune {
     /// The store.
     pub fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    /// The bounds every config is checked against (the server's `[tuning]` settings).
+    pub fn bounds(&self) -> crate::params::Bounds {
+        self.inner.tuner.bounds()
     }
 
     fn view(&self, index: &Index) -> IndexView {

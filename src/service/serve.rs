@@ -138,7 +138,7 @@ impl Vectune {
             .ok_or_else(|| ServiceError::NotActive(name.clone()))?;
         let config = live.record.config;
         let ef = match ef_search {
-            Some(ef) => config.with_ef_search(ef)?.ef_search,
+            Some(ef) => config.with_ef_search_within(ef, &self.bounds())?.ef_search,
             None => config.ef_search,
         };
         // the newest vectors this process holds: a superset of the generation's rows

@@ -6,6 +6,7 @@ mod helpers;
 
 mod agents;
 mod autotune;
+mod bounds;
 mod harness;
 mod indexes;
 mod jobs;

@@ -24,7 +24,7 @@
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::adaptive::{Adaptive, Observation};
+use super::adaptive::{Adaptive, Ladders, Observation};
 use super::assure::{assurance_of, assure_all};
 pub use super::backend::{Backend, Recorded, Setup};
 use super::refine::{RefineStats, Refiner};
@@ -64,6 +64,8 @@ pub struct Outcome {
     pub validations: usize,
     /// Trials within [`NEAR_TIE`] of the winner's p50, re-measured interleaved against it.
     pub near_ties: Vec<NearTie>,
+    /// The highest recall any trial reached: how far a run that found no winner got.
+    pub best_recall: Option<f64>,
 }
 
 /// A trial near the winner, re-measured interleaved against it.
@@ -143,7 +145,7 @@ impl<'a, B: Backend> Run<'a, B> {
             Strategy::Adaptive { .. } => Vec::new(),
         };
         Run {
-            adaptive: Adaptive::new(setup.seed),
+            adaptive: Adaptive::new(setup.seed, Ladders::within(&spec.bounds)),
             b,
             spec,
             setup,
@@ -290,6 +292,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 .twins()
                 .filter(|q| self.climb_quantization.is_none() || !climb::CLIMBED.contains(q))
                 .collect::<Vec<_>>(),
+            &Ladders::within(&self.spec.bounds),
             &|c| self.built(c),
         ))
     }
@@ -368,7 +371,10 @@ impl<'a, B: Backend> Run<'a, B> {
     pub async fn decide(&mut self, winner: Option<&Candidate>) -> Step<(bool, Option<String>), B::Error> {
         let rules = *self.rules();
         let Some(w) = winner else {
-            return Ok(Some((false, Some(rules.nobody_wins(&self.candidates)))));
+            return Ok(Some((
+                false,
+                Some(rules.nobody_wins(&self.candidates, &self.spec.bounds)),
+            )));
         };
         match rules.promote {
             Promote::Never => Ok(Some((false, Some("promote is never: nothing promoted".into())))),
@@ -493,6 +499,11 @@ impl<'a, B: Backend> Run<'a, B> {
             ineligible,
             validations: self.validated,
             near_ties,
+            best_recall: self
+                .candidates
+                .iter()
+                .map(|c| c.recall_at_k)
+                .max_by(f64::total_cmp),
         })))
     }
 

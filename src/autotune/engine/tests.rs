@@ -33,6 +33,8 @@ struct Fake {
     sq4_recall: f64,
     /// RaBitQ's latency factor (1.0: as none).
     rabitq_factor: f64,
+    /// Misses scaled by this (a harder index: above 1).
+    difficulty: f64,
 }
 
 impl Fake {
@@ -52,6 +54,7 @@ impl Fake {
             sq4_factor: 1.0,
             sq4_recall: 0.0,
             rabitq_factor: 1.0,
+            difficulty: 1.0,
         }
     }
 }
@@ -69,7 +72,9 @@ impl Fake {
 
     /// The shared surface, with SQ4's recall moved by `sq4_recall`.
     fn recall(&self, c: &HnswConfig) -> f64 {
-        recall(c)
+        // the graph's misses scaled by the difficulty, the quantization's factor kept
+        let graph = recall(&c.with_quantization(crate::params::Quantization::None));
+        recall(c) / graph * (1.0 - (1.0 - graph) * self.difficulty)
             + if c.quantization == crate::params::Quantization::Sq4 {
                 self.sq4_recall
             } else {
@@ -201,7 +206,11 @@ fn setup(defer: bool) -> Setup {
 }
 
 async fn run(b: &mut Fake, f: SpecFields, defer: bool) -> End {
-    let spec = Spec::parse(&f).unwrap();
+    run_within(b, f, defer, crate::params::Bounds::SEED).await
+}
+
+async fn run_within(b: &mut Fake, f: SpecFields, defer: bool, bounds: crate::params::Bounds) -> End {
+    let spec = Spec::parse(&f, bounds).unwrap();
     Run::new(b, &spec, setup(defer)).run().await.unwrap()
 }
 
@@ -342,6 +351,58 @@ async fn the_budget_stops_the_climb_on_the_paused_clock() {
         started.elapsed()
     );
     assert!(o.trials_run < 40 && o.builds >= 1, "{o:?}");
+}
+
+/// A hard index (misses ×200: .95 needs an ef past 200 on every graph the seed's bounds
+/// allow): within the seed's bounds the adaptive run ends without a winner and says so with
+/// the best recall it saw and the bounds; with raised bounds the same run climbs past them
+/// and promotes a config the seed's bounds could not hold.
+#[tokio::test(start_paused = true)]
+async fn a_hard_index_needs_raised_bounds_and_a_run_without_them_says_how_far_it_got() {
+    let spec = || SpecFields {
+        promote: Some("always".into()),
+        ..adaptive(0.95, Some("point"))
+    };
+    let mut b = Fake::new(6);
+    b.difficulty = 200.0;
+    let o = finished(run(&mut b, spec(), false).await);
+    assert!(o.winner.is_none() && !o.promoted, "{o:?}");
+    let best = o.best_recall.unwrap();
+    assert!(
+        best < 0.95 && best > 0.5,
+        "{best} {:?}",
+        b.journal
+            .iter()
+            .map(|t| (t.config.describe(), t.metrics.recall_at_k))
+            .collect::<Vec<_>>()
+    );
+    let why = o.reason.unwrap();
+    assert!(
+        why.contains(&format!("best recall seen {best:.4}"))
+            && why.contains("ef_search <= 200, ef_construction <= 400, m <= 64")
+            && why.contains("tuning.max_ef_search"),
+        "{why}"
+    );
+    assert!(b
+        .journal
+        .iter()
+        .all(|t| t.config.ef_search <= 200 && t.config.m <= 64));
+
+    let raised = crate::params::Bounds::raised(1600, 2000, 128).unwrap();
+    let mut b = Fake::new(6);
+    b.difficulty = 200.0;
+    let o = finished(run_within(&mut b, spec(), false, raised).await);
+    let w = o.winner.expect("a winner within the raised bounds");
+    assert!(o.promoted && w.recall_at_k >= 0.95, "{w:?}");
+    let c = w.config;
+    assert!(
+        c.ef_search > 200 || c.ef_construction > 400 || c.m > 64,
+        "beyond the seed's bounds: {c:?}"
+    );
+    assert!(b
+        .journal
+        .iter()
+        .all(|t| t.config.ef_search <= 2000 && t.config.m <= 128 && t.config.ef_construction <= 1600));
 }
 
 #[tokio::test(start_paused = true)]

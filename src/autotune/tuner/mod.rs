@@ -148,6 +148,8 @@ pub struct TunerParts {
     pub build_options: BuildOptions,
     /// What `/metrics` counts.
     pub metrics: Arc<Metrics>,
+    /// The bounds of every config it runs.
+    pub bounds: crate::params::Bounds,
 }
 
 /// The tuning component: trials and autotune runs over the service's data.
@@ -161,12 +163,17 @@ impl Tuner {
         Tuner { parts }
     }
 
+    /// The bounds of every config it runs.
+    pub fn bounds(&self) -> crate::params::Bounds {
+        self.parts.bounds
+    }
+
     /// Checks an autotune request: the index exists, the harness is its, every field
     /// parses (400 / 404 before anything runs or is claimed).
     pub async fn check(&self, req: AutotuneRequest) -> Result<CheckedAutotune> {
         self.parts.indexes.get(&req.index)?;
         self.parts.harnesses.check_index(&req.harness, &req.index).await?;
-        let spec = Spec::parse(&req.fields)?;
+        let spec = Spec::parse(&req.fields, self.parts.bounds)?;
         Ok(CheckedAutotune {
             index: req.index,
             harness: req.harness,
@@ -304,6 +311,8 @@ impl Tuner {
             ineligible: o.ineligible,
             validations: o.validations,
             near_ties: o.near_ties,
+            best_recall: o.best_recall,
+            bounds: Some(spec.bounds),
         })))
     }
 

@@ -171,6 +171,32 @@ pub struct AutotuneOut {
     pub validations: usize,
     /// Eligible configs the interleaved comparison could not tell from the winner.
     pub near_ties: Vec<NearTieOut>,
+    /// The highest recall@k any trial reached (null when none was measured): with no
+    /// winner, how far the run got.
+    pub best_recall: Option<f64>,
+    /// The bounds the run's configs were held to (the server's `[tuning]` settings).
+    pub bounds: BoundsOut,
+}
+
+/// The bounds of configs (lower bounds are fixed: `ef_construction`, `ef_search` ≥ 10, `m` ≥ 4).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoundsOut {
+    /// Largest `ef_search`.
+    pub max_ef_search: u32,
+    /// Largest `ef_construction`.
+    pub max_ef_construction: u32,
+    /// Largest `m`.
+    pub max_m: u32,
+}
+
+impl From<crate::params::Bounds> for BoundsOut {
+    fn from(b: crate::params::Bounds) -> Self {
+        BoundsOut {
+            max_ef_search: b.max_ef_search,
+            max_ef_construction: b.max_ef_construction,
+            max_m: b.max_m,
+        }
+    }
 }
 
 impl From<&AutotuneResult> for AutotuneOut {
@@ -211,6 +237,8 @@ impl From<&AutotuneResult> for AutotuneOut {
                     high: t.high,
                 })
                 .collect(),
+            best_recall: r.best_recall,
+            bounds: r.bounds.unwrap_or(crate::params::Bounds::SEED).into(),
         }
     }
 }

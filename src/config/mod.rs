@@ -11,6 +11,8 @@ use crate::hnsw::{available_threads, BuildOptions};
 use crate::params::Engine;
 use crate::storage::S3Settings;
 
+mod env;
+
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -72,6 +74,51 @@ pub struct Settings {
     pub log: LogSettings,
     /// Leases and the fleet of instances on one bucket.
     pub leases: LeaseSettings,
+    /// The bounds of configs (requests, autotune, the agent).
+    pub tuning: TuningSettings,
+}
+
+/// The bounds configs are checked against and the adaptive search moves within: the
+/// seed's (the contract's) by default; a server holding indexes that need wider beams or
+/// more links raises them. Each is at least the seed's bound and at most
+/// [`crate::params::Bounds::CEILING`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TuningSettings {
+    /// Largest `ef_search` (200..=4096).
+    pub max_ef_search: u32,
+    /// Largest `ef_construction` (400..=4096).
+    pub max_ef_construction: u32,
+    /// Largest `m` (64..=128).
+    pub max_m: u32,
+}
+
+impl Default for TuningSettings {
+    fn default() -> Self {
+        let b = crate::params::Bounds::SEED;
+        TuningSettings {
+            max_ef_search: b.max_ef_search,
+            max_ef_construction: b.max_ef_construction,
+            max_m: b.max_m,
+        }
+    }
+}
+
+impl TuningSettings {
+    /// As bounds (checked when the settings load).
+    pub fn bounds(&self) -> Result<crate::params::Bounds, ConfigError> {
+        crate::params::Bounds::raised(self.max_ef_construction, self.max_ef_search, self.max_m).map_err(|e| {
+            ConfigError::Invalid {
+                key: match e.field {
+                    "max_ef_search" => "tuning.max_ef_search",
+                    "max_ef_construction" => "tuning.max_ef_construction",
+                    _ => "tuning.max_m",
+                },
+                reason: "must be at least the seed's bound (ef_search 200, ef_construction 400, m 64) \
+                         and at most the ceiling (4096, 4096, 128)",
+            }
+        })
+    }
 }
 
 /// Leases, liveness and how often an instance looks at what the others wrote.
@@ -361,21 +408,6 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
 }
 
-fn parse_env<T: std::str::FromStr>(
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &'static str,
-    reason: &'static str,
-) -> Result<Option<T>, ConfigError> {
-    match env(name) {
-        None => Ok(None),
-        Some(value) => value
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| ConfigError::Env { name, value, reason }),
-    }
-}
-
 impl Settings {
     /// Reads token files into the tokens and checks both: a token given twice (value and
     /// file), an unusable one, or a read token equal to the admin token is refused.
@@ -431,74 +463,7 @@ impl Settings {
             }
             None => Settings::default(),
         };
-        if let Some(v) = env("VECTUNE_BIND") {
-            s.server.bind = v;
-        }
-        if let Some(v) = env("VECTUNE_STORE") {
-            s.store.url = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_MAX_BODY_BYTES", "a byte count")? {
-            s.limits.max_body_bytes = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_MAX_BINARY_BODY_BYTES", "a byte count")? {
-            s.limits.max_binary_body_bytes = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT", "a byte count")? {
-            s.limits.max_ingest_bytes_in_flight = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_BUILD_CONCURRENCY", "a positive integer")? {
-            s.build.concurrency = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_BUILD_THREADS", "a thread count (0 = every core)")? {
-            s.build.threads = v;
-        }
-        if let Some(v) = env("VECTUNE_BUILD_ENGINE") {
-            s.build.engine = Engine::parse(&v).ok_or(ConfigError::Env {
-                name: "VECTUNE_BUILD_ENGINE",
-                value: v,
-                reason: "native, native_sq8 or hnsw_rs",
-            })?;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_MONITOR_SAMPLE_RATE", "a share between 0 and 1")? {
-            s.monitor.sample_rate = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_REQUEST_TIMEOUT_SECS", "seconds")? {
-            s.limits.request_timeout_secs = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_MAX_QUEUED_JOBS", "a positive integer")? {
-            s.limits.max_queued_jobs = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_LEASE_TTL_SECS", "seconds")? {
-            s.leases.ttl_secs = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_FLEET_SYNC_SECS", "seconds")? {
-            s.leases.sync_secs = v;
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_DETECT_LOCAL_DEAD", "true or false")? {
-            s.leases.detect_local_dead = v;
-        }
-        if let Some(v) = env("VECTUNE_API_TOKEN") {
-            s.auth.token = Some(Secret::new(v));
-        }
-        if let Some(v) = env("VECTUNE_READ_TOKEN") {
-            s.auth.read_token = Some(Secret::new(v));
-        }
-        if let Some(v) = env("VECTUNE_LOG_FORMAT") {
-            s.log.format = LogFormat::parse(v.trim()).ok_or(ConfigError::Env {
-                name: "VECTUNE_LOG_FORMAT",
-                value: v,
-                reason: "text or json",
-            })?;
-        }
-        if let Some(v) = env("VECTUNE_S3_ENDPOINT") {
-            s.store.s3.endpoint = Some(v);
-        }
-        if let Some(v) = env("VECTUNE_S3_REGION") {
-            s.store.s3.region = Some(v);
-        }
-        if let Some(v) = parse_env(env, "VECTUNE_S3_ALLOW_HTTP", "true or false")? {
-            s.store.s3.allow_http = Some(v);
-        }
+        env::apply(&mut s, env)?;
         if let Some(v) = &flags.bind {
             s.server.bind = v.clone();
         }
@@ -510,6 +475,7 @@ impl Settings {
         }
         s.resolve_tokens()?;
         s.monitor.settings()?;
+        s.tuning.bounds()?;
         if s.build.concurrency == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.concurrency",
@@ -626,6 +592,52 @@ mod tests {
         assert!(matches!(
             Settings::load(Some(&missing), &env_of(&[]), &none),
             Err(ConfigError::Read { .. })
+        ));
+    }
+
+    /// The bounds settings layer like the others, become the service's bounds, and a value
+    /// below the seed's or past the ceiling stops the start with the key named.
+    #[test]
+    fn tuning_bounds_are_raised_never_lowered() {
+        let none = Overrides::default();
+        let s = Settings::load(None, &env_of(&[]), &none).unwrap();
+        assert_eq!(s.tuning.bounds().unwrap(), crate::params::Bounds::SEED);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.toml");
+        std::fs::write(&f, "[tuning]\nmax_ef_search = 800\nmax_m = 96\n").unwrap();
+        let s = Settings::load(
+            Some(&f),
+            &env_of(&[("VECTUNE_TUNING_MAX_EF_CONSTRUCTION", "1000")]),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            s.tuning.bounds().unwrap(),
+            crate::params::Bounds::raised(1000, 800, 96).unwrap()
+        );
+        let over = Settings::load(
+            Some(&f),
+            &env_of(&[("VECTUNE_TUNING_MAX_EF_SEARCH", "199")]),
+            &none,
+        );
+        for (bad, key) in [
+            (("VECTUNE_TUNING_MAX_EF_SEARCH", "199"), "tuning.max_ef_search"),
+            (("VECTUNE_TUNING_MAX_EF_SEARCH", "4097"), "tuning.max_ef_search"),
+            (
+                ("VECTUNE_TUNING_MAX_EF_CONSTRUCTION", "100"),
+                "tuning.max_ef_construction",
+            ),
+            (("VECTUNE_TUNING_MAX_M", "129"), "tuning.max_m"),
+        ] {
+            match Settings::load(None, &env_of(&[bad]), &none) {
+                Err(ConfigError::Invalid { key: k, .. }) => assert_eq!(k, key),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        assert!(over.is_err());
+        assert!(matches!(
+            Settings::load(None, &env_of(&[("VECTUNE_TUNING_MAX_M", "many")]), &none),
+            Err(ConfigError::Env { .. })
         ));
     }
 
