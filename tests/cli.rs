@@ -227,3 +227,105 @@ async fn a_default_cli_autotune_holds_its_target_on_held_out_queries() {
         "held out: {t}"
     );
 }
+
+/// `vectune-bench synth` writes a seeded set whose files are the library generator's bytes
+/// (the same arguments, the same set), `vectune ingest` loads its base into the real server,
+/// and the server's exact ground truth for its queries is the file's: the scale bench's
+/// data checked end to end at small n.
+#[tokio::test]
+async fn the_bench_generator_writes_a_set_the_server_ingests_with_the_same_truth() {
+    use vectune::harness::synth::{generate, write_fvecs, write_ivecs, SynthSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("set");
+    let args = [
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--n",
+        "2000",
+        "--dims",
+        "16",
+        "--queries",
+        "12",
+        "--k",
+        "10",
+        "--components",
+        "8",
+        "--latent",
+        "4",
+        "--seed",
+        "9",
+    ];
+    let o = Command::new(env!("CARGO_BIN_EXE_vectune-bench"))
+        .args(args)
+        .output()
+        .expect("run vectune-bench");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (said["n"].clone(), said["dims"].clone()),
+        (json!(2000), json!(16))
+    );
+    let spec = SynthSpec {
+        n: 2000,
+        queries: 12,
+        dims: 16,
+        components: 8,
+        latent: 4,
+        k: 10,
+        seed: 9,
+    };
+    let set = generate(&spec).unwrap();
+    let file = |name: &str| std::fs::read(out.join(name)).unwrap();
+    let (mut base, mut queries, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    write_fvecs(&mut base, &set.base, 16).unwrap();
+    write_fvecs(&mut queries, &set.queries, 16).unwrap();
+    write_ivecs(&mut truth, &set.truth).unwrap();
+    assert!(
+        file("base.fvecs") == base && file("query.fvecs") == queries && file("groundtruth.ivecs") == truth
+    );
+
+    // into the real server through the command line's binary ingest
+    let (_dir, s) = TestServer::in_temp_dir(&[]);
+    s.new_index("synth", 16, "l2").await;
+    let (code, stdout, stderr) = run(
+        &s,
+        &["ingest", "synth", out.join("base.fvecs").to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (_, i) = s.get_index("synth").await;
+    assert_eq!(i["vectors"], 2000, "{i}");
+    // the server's exact ground truth of the queries is the file's (ids are row numbers)
+    let qs: Vec<Value> = set
+        .queries
+        .chunks_exact(16)
+        .enumerate()
+        .map(|(n, q)| json!({"id": format!("q{n}"), "vector": q}))
+        .collect();
+    let (st, h) = s
+        .create_harness(json!({"name": "h", "index_name": "synth", "k": 10, "queries": qs}))
+        .await;
+    assert_eq!(st, 201, "{h}");
+    // ground truth is computed on first use: a trial
+    let (st, t) = s
+        .trial(json!({"index_name": "synth", "harness": "h", "config": {"ef_construction": 80, "ef_search": 80}}))
+        .await;
+    assert_eq!(st, 200, "{t}");
+    assert!(t["metrics"]["recall_at_k"].as_f64().unwrap() >= 0.9, "{t}");
+    let (st, h) = s.get_harness("h").await;
+    assert_eq!((st, h["ground_truth_built"].clone()), (200, json!(true)), "{h}");
+    for (q, want) in h["queries"].as_array().unwrap().iter().zip(&set.truth) {
+        let got: Vec<u32> = q["ground_truth"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap().parse().unwrap())
+            .collect();
+        // equal distances may order differently: compare as sets
+        let (mut a, mut b) = (got.clone(), want.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "query {}", q["id"]);
+    }
+}

@@ -6,6 +6,7 @@
 //! vectune-bench inproc --data DIR --metric cosine [--m 16] [--ec 100] [--efs 10,20,40,80,160]
 //! vectune-bench inproc ... [--quantization none|sq8] [--engine native|native_sq8|hnsw_rs]
 //! vectune-bench kernels
+//! vectune-bench synth --out DIR --n 1000000 --dims 128 [--queries 1000] [--k 100] [--seed 42]
 //! vectune-bench extend --data DIR --metric l2 --base 66667 [--m 16] [--ec 80] [--threads 1]
 //! vectune-bench http --base http://127.0.0.1:8080 --index NAME --data DIR [--efs ...]
 //! ```
@@ -84,6 +85,27 @@ enum Cmd {
     },
     /// Print the kernel levels this CPU supports, lowest first (the last is the default).
     Kernels,
+    /// Generate a seeded Gaussian-mixture set with exact L2 ground truth into DIR
+    /// (`base.fvecs`, `query.fvecs`, `groundtruth.ivecs`): the scale bench's data, the same
+    /// bytes for the same arguments on any machine.
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        n: usize,
+        #[arg(long, default_value_t = 128)]
+        dims: usize,
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        #[arg(long, default_value_t = 100)]
+        k: usize,
+        #[arg(long, default_value_t = 100)]
+        components: usize,
+        #[arg(long, default_value_t = 12)]
+        latent: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Search a running server's index over one keep-alive connection.
     Http {
         #[arg(long)]
@@ -454,8 +476,58 @@ fn quantization_of(s: &str) -> Quantization {
     }
 }
 
+/// Generates the set and writes its three files; what it made, as JSON.
+fn synth(dir: &Path, spec: &vectune::harness::synth::SynthSpec) -> Value {
+    use vectune::harness::synth;
+    let t = Instant::now();
+    let set = synth::generate(spec).unwrap_or_else(|e| {
+        eprintln!("vectune-bench synth: {e}");
+        std::process::exit(2)
+    });
+    let secs = t.elapsed().as_secs_f64();
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let write = |name: &str, f: &dyn Fn(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>| {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        let mut w = std::io::BufWriter::new(file);
+        f(&mut w)
+            .and_then(|_| w.flush())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    };
+    write("base.fvecs", &|w| synth::write_fvecs(w, &set.base, set.dims));
+    write("query.fvecs", &|w| synth::write_fvecs(w, &set.queries, set.dims));
+    write("groundtruth.ivecs", &|w| synth::write_ivecs(w, &set.truth));
+    json!({
+        "out": dir.display().to_string(),
+        "n": spec.n, "dims": spec.dims, "queries": spec.queries, "k": spec.k,
+        "components": spec.components, "latent": spec.latent, "seed": spec.seed,
+        "generate_and_truth_secs": secs,
+    })
+}
+
 fn main() {
     let out = match Cli::parse().cmd {
+        Cmd::Synth {
+            out,
+            n,
+            dims,
+            queries,
+            k,
+            components,
+            latent,
+            seed,
+        } => synth(
+            &out,
+            &vectune::harness::synth::SynthSpec {
+                n,
+                queries,
+                dims,
+                components,
+                latent,
+                k,
+                seed,
+            },
+        ),
         Cmd::Kernels => {
             let levels: Vec<&str> = vectune::kernels::supported().iter().map(|l| l.as_str()).collect();
             println!("{}", levels.join(" "));

@@ -9,6 +9,7 @@ pub mod capture;
 mod error;
 pub mod ground_truth;
 mod live;
+pub mod synth;
 
 pub use error::{HarnessError, Result};
 
