@@ -1521,3 +1521,47 @@ async fn kill_9_during_deletes_loses_nothing_and_resurrects_nothing() {
         deleted.len()
     );
 }
+
+/// Over a real socket to the real binary: a binary body sent in small writes with its
+/// length declared streams into rows (the server never needs it whole); one whose client
+/// stops sending and closes before the declared length stores nothing, and the index goes on
+/// taking appends. (The 2 GB figure, peak memory over what the index keeps, is
+/// `scripts/ingest_memory.py`, in BENCHMARKS.md.)
+#[tokio::test]
+async fn a_binary_upload_streams_over_the_socket_and_a_cut_one_stores_nothing() {
+    use std::io::{Read, Write};
+    let (_dir, s) = TestServer::in_temp_dir(&[]);
+    s.new_index("st", 16, "l2").await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = fvecs_rows(0, 5000, 16); // 340 KB
+    let post = |body: &[u8], declared: usize| -> String {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST /vectors/indexes/st/vectors?format=fvecs HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: {declared}\r\nconnection: close\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        for part in body.chunks(4093) {
+            c.write_all(part).unwrap();
+        }
+        if body.len() < declared {
+            // the client gives up: its side closes mid-body
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).ok();
+        answer
+    };
+    let whole = post(&body, body.len());
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert!(whole.contains("\"appended\":5000"), "{whole}");
+    // declared whole, cut off after 60 %: refused (or the connection dropped), nothing stored
+    let cut = post(&body[..body.len() * 6 / 10], body.len());
+    assert!(cut.is_empty() || cut.starts_with("HTTP/1.1 400"), "{cut}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, i) = s.get_index("st").await;
+    assert_eq!(i["vectors"], 5000, "{i}");
+    // and the next whole upload lands after it
+    let again = post(&fvecs_rows(5000, 10, 16), 10 * (4 + 64));
+    assert!(again.contains("\"appended\":10"), "{again}");
+    assert_eq!(s.get_index("st").await.1["vectors"], 5010);
+}

@@ -133,10 +133,25 @@ pub async fn append(
                 ),
             ));
         };
-        let body = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|_| too_large())?;
-        let (appended, total, first_id, last_id) = v.append_binary(&name, &format, body).await?;
+        // parsed as it arrives: the body is never held whole (an upload costs its rows)
+        let mut parser = v.binary_parser(&name, &format, declared)?;
+        let mut body = req.into_body().into_data_stream();
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_binary_body",
+                    format!("the body ended early or could not be read ({e}); nothing was stored"),
+                )
+            })?;
+            if parser.seen() + chunk.len() as u64 > limit as u64 {
+                return Err(too_large());
+            }
+            parser
+                .feed(&chunk)
+                .map_err(|e| crate::service::ServiceError::from(crate::vectors::VectorsError::from(e)))?;
+        }
+        let (appended, total, first_id, last_id) = v.append_parsed(&name, parser).await?;
         return Ok(Json(AppendOut::Binary(AppendedBinary {
             appended,
             total,

@@ -45,22 +45,30 @@ impl Vectune {
         Ok(out)
     }
 
-    /// Appends a binary body (fvecs or npy) with ids assigned from the index's total.
-    /// Returns `(appended, total, first_id, last_id)`.
-    pub async fn append_binary(
+    /// The parser of a binary append (fvecs or npy) to `name`: the index and the format are
+    /// checked before a byte of the body is read. `expected_len` (the body's declared
+    /// length) sizes the rows once.
+    pub fn binary_parser(
         &self,
         name: &IndexName,
         format: &str,
-        body: bytes::Bytes,
-    ) -> Result<(usize, u64, String, String)> {
+        expected_len: Option<u64>,
+    ) -> Result<binary::Parser> {
         let index = self.inner.indexes.get(name)?;
         let format = BinaryFormat::parse(format)
             .ok_or_else(|| VectorsError::InvalidFormat(format.chars().take(32).collect()))?;
-        let dims = index.meta().dims.get();
-        let data = tokio::task::spawn_blocking(move || binary::parse(format, &body, dims))
-            .await
-            .map_err(ServiceError::Task)?
-            .map_err(VectorsError::from)?;
+        Ok(binary::Parser::new(format, index.meta().dims.get(), expected_len))
+    }
+
+    /// Appends the rows of a binary body fed whole to `parser`, ids assigned from the
+    /// index's total. Returns `(appended, total, first_id, last_id)`.
+    pub async fn append_parsed(
+        &self,
+        name: &IndexName,
+        parser: binary::Parser,
+    ) -> Result<(usize, u64, String, String)> {
+        let index = self.inner.indexes.get(name)?;
+        let data = parser.finish().map_err(VectorsError::from)?;
         let out = self.inner.indexes.append_rows(&index, data).await?;
         self.after_write(name);
         Ok(out)

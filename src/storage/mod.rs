@@ -255,11 +255,17 @@ impl Storage {
 
     /// Writes an object only if it does not exist yet.
     pub async fn put_new(&self, key: &Path, bytes: Bytes) -> Result<()> {
+        self.put_new_parts(key, vec![bytes]).await
+    }
+
+    /// [`Storage::put_new`] of an object given in parts, written as one object without
+    /// joining them in memory first (a segment's header, rows and ids).
+    pub async fn put_new_parts(&self, key: &Path, parts: Vec<Bytes>) -> Result<()> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self.store.put_opts(key, PutPayload::from(bytes), opts).await {
+        match self.store.put_opts(key, PutPayload::from_iter(parts), opts).await {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => {
                 Err(StorageError::AlreadyExists { key: key.to_string() })

@@ -76,7 +76,7 @@ impl Indexes {
         name: &IndexName,
         dims: usize,
         next: &mut Manifest,
-        fresh: Bytes,
+        fresh: Vec<Bytes>,
         count: u64,
         stored: &mut Stored,
     ) -> Result<()> {
@@ -98,12 +98,14 @@ impl Indexes {
                 parts.push((key.to_string(), b));
                 stored.replaced.push(key);
             }
-            parts.push((String::from("(new rows)"), fresh));
-            blocking(move || concat_segments(dims, parts)).await??
+            // merged with older rows: one object rewritten anyway (small tiers only)
+            let fresh: Vec<u8> = fresh.iter().flat_map(|b| b.iter().copied()).collect();
+            parts.push((String::from("(new rows)"), Bytes::from(fresh)));
+            vec![blocking(move || concat_segments(dims, parts)).await??]
         };
         let id = Uuid::now_v7();
         let key = keys::segment(name, id);
-        self.storage.put_new(&key, bytes).await?;
+        self.storage.put_new_parts(&key, bytes).await?;
         stored.written.push(key);
         let count = count + older.iter().map(|s| s.count).sum::<u64>();
         next.segments.push(SegmentRef { id, count });

@@ -274,9 +274,10 @@ impl Indexes {
         let mut stored = compact::Stored::default();
         if let Some(batch) = batch {
             let dims = index.meta.dims.get();
+            // the rows go into the object as they are (no second copy of a big append)
             let bytes = {
                 let batch = Arc::clone(batch);
-                blocking(move || segment::encode(dims, &batch.ids, &batch.data)).await?
+                blocking(move || segment::encode_parts(dims, &batch.ids, BatchRows(batch.clone()))).await?
             };
             next.total += batch.len() as u64;
             let stored_so_far = self
@@ -362,6 +363,15 @@ enum Write {
     Append { batch: Arc<Batch>, upsert: bool },
     /// Rows deleted by id.
     Delete(Vec<String>),
+}
+
+/// A shared batch's rows, as the owner of a stored segment's payload.
+struct BatchRows(Arc<Batch>);
+
+impl AsRef<[f32]> for BatchRows {
+    fn as_ref(&self) -> &[f32] {
+        &self.0.data
+    }
 }
 
 fn lock_pending(index: &Index) -> std::sync::MutexGuard<'_, Vec<Pending>> {

@@ -489,3 +489,124 @@ async fn binary_uploads_are_admitted_by_bytes_in_flight() {
     assert_eq!(b.await.unwrap().status(), StatusCode::OK);
     assert_eq!(app.get_index("b").await.1["vectors"], json!(3));
 }
+
+/// A binary body is parsed as it arrives, in whatever frames it comes: rows and headers
+/// split across frames append whole; a body that grows past the binary limit without a
+/// declared length is `413` once it does, and one that breaks off (the client went away
+/// mid-upload) or ends inside a row is `400`: nothing stored in any of them.
+#[tokio::test]
+async fn binary_bodies_stream_in_any_frames_and_a_cut_one_stores_nothing() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let app = TestApp::new().await;
+    for (name, dims) in [("s", 3), ("n", 3)] {
+        let r = app
+            .create_index(json!({"name": name, "dims": dims, "metric": "l2"}))
+            .await;
+        assert_eq!(r.0, StatusCode::CREATED);
+    }
+    let fvecs = |rows: std::ops::Range<usize>| -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in rows {
+            out.extend_from_slice(&3i32.to_le_bytes());
+            for d in 0..3 {
+                out.extend_from_slice(&((i * 3 + d) as f32).to_le_bytes());
+            }
+        }
+        out
+    };
+    let npy = |rows: std::ops::Range<usize>| -> Vec<u8> {
+        let n = rows.len();
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, 3), }}");
+        let pad = (64 - (10 + dict.len() + 1) % 64) % 64;
+        let header = format!("{dict}{}\n", " ".repeat(pad));
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for i in rows {
+            for d in 0..3 {
+                out.extend_from_slice(&((i * 3 + d) as f32).to_le_bytes());
+            }
+        }
+        out
+    };
+    // frames of `sizes` bytes in turn, then (if `fail`) a broken stream
+    let send = |index: &str, format: &str, body: Vec<u8>, sizes: Vec<usize>, fail: bool, length: bool| {
+        let mut frames: Vec<Result<bytes::Bytes, std::io::Error>> = Vec::new();
+        let mut at = 0;
+        let mut k = 0;
+        while at < body.len() {
+            let n = sizes[k % sizes.len()].min(body.len() - at);
+            frames.push(Ok(bytes::Bytes::copy_from_slice(&body[at..at + n])));
+            at += n;
+            k += 1;
+        }
+        if fail {
+            frames.push(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "client went away",
+            )));
+        }
+        let mut req = Request::builder()
+            .method("POST")
+            .uri(format!("/vectors/indexes/{index}/vectors?format={format}"))
+            .header("content-type", "application/octet-stream");
+        if length {
+            req = req.header("content-length", body.len().to_string());
+        }
+        let req = req
+            .body(Body::from_stream(futures::stream::iter(frames)))
+            .unwrap();
+        let router = app.router.clone();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    // frames of 1, 5 and 7 bytes: every row and the npy header split across frames
+    let (s, r) = send("s", "fvecs", fvecs(0..20), vec![1, 5, 7], false, true).await;
+    assert_eq!((s, r["appended"].clone()), (StatusCode::OK, json!(20)), "{r}");
+    let (s, r) = send("n", "npy", npy(0..20), vec![3, 11, 2], false, false).await;
+    assert_eq!((s, r["appended"].clone()), (StatusCode::OK, json!(20)), "{r}");
+    for index in ["s", "n"] {
+        assert_eq!(app.get_index(index).await.1["vectors"], json!(20));
+    }
+    // refused, nothing stored: past the limit with no declared length (4,096 B here), cut off
+    // by the client, ending inside a row, or a header that lies about its rows
+    let big = fvecs(0..300); // 4,800 bytes
+    let r = send("s", "fvecs", big, vec![1000], false, false).await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let r = send("s", "fvecs", fvecs(20..40), vec![16], true, true).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_binary_body");
+    let mut cut = fvecs(20..40);
+    cut.truncate(cut.len() - 5);
+    let r = send("s", "fvecs", cut, vec![9], false, false).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_binary_body");
+    let r = send("n", "npy", npy(20..40), vec![64], true, false).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_binary_body");
+    let mut short = npy(20..40);
+    short.truncate(short.len() - 12);
+    let r = send("n", "npy", short, vec![50], false, false).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_binary_body");
+    for index in ["s", "n"] {
+        assert_eq!(
+            app.get_index(index).await.1["vectors"],
+            json!(20),
+            "{index}: nothing stored"
+        );
+    }
+    // an unknown index or format is refused before the body is read
+    let r = send("nope", "fvecs", fvecs(0..2), vec![8], false, true).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "index_not_found");
+    let r = send("s", "csv", fvecs(0..2), vec![8], false, true).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_format");
+}
