@@ -329,3 +329,58 @@ async fn the_bench_generator_writes_a_set_the_server_ingests_with_the_same_truth
         assert_eq!(a, b, "query {}", q["id"]);
     }
 }
+
+/// `vectune ingest` against a server whose upload budget another upload holds: the
+/// `503 overloaded` stored nothing, so the command waits and sends again (saying so on
+/// stderr), and lands once the other upload is done — acknowledged exactly once.
+#[tokio::test]
+async fn ingest_sends_again_while_the_server_is_busy_with_other_uploads() {
+    use std::io::Write;
+    let (_dir, s) = TestServer::in_temp_dir(&[
+        ("VECTUNE_MAX_BINARY_BODY_BYTES", "4096"),
+        ("VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT", "4096"),
+    ]);
+    s.new_index("busy", 8, "l2").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rows.fvecs");
+    std::fs::write(&file, fvecs_rows(0, 10, 8)).unwrap();
+    // another client's upload, declared 4,000 bytes and held open half sent: it holds the
+    // whole budget until it finishes
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let held = fvecs_rows(100, 40, 8); // 40 rows x 36 B = 1,440 B
+    let mut other = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        other,
+        "POST /vectors/indexes/busy/vectors?format=fvecs HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: 4000\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    other.write_all(&held[..720]).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let base = s.base.clone();
+    let path = file.to_str().unwrap().to_string();
+    let cli = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_vectune"))
+            .args(["ingest", "busy", &path])
+            .env("VECTUNE_SERVER", &base)
+            .env_remove("VECTUNE_TOKEN")
+            .output()
+            .expect("run vectune")
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        s.get_index("busy").await.1["vectors"],
+        0,
+        "nothing stored while refused"
+    );
+    // the other upload gives up: its budget is free, the command's next try lands
+    drop(other);
+    let out = cli.join().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("503 overloaded"), "{stderr}");
+    assert!(stdout.contains("appended 10"), "{stdout}");
+    assert_eq!(s.get_index("busy").await.1["vectors"], 10);
+}

@@ -61,6 +61,9 @@ pub enum Outcome {
     NotPromoted,
 }
 
+/// How long a binary upload is sent again while the server answers `503 overloaded`.
+pub const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A client of one server.
 pub struct Client {
     server: String,
@@ -136,13 +139,34 @@ impl Client {
         self.send(req).await
     }
 
+    /// `POST path` with a binary body. A `503 overloaded` (the server is taking other
+    /// uploads up to its bytes in flight, or its queue is full) stored nothing, so the upload
+    /// is sent again after a pause that grows from 1 s to 10 s, for up to [`BUSY_RETRY`];
+    /// any other answer is final.
     async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, CliError> {
-        let req = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/octet-stream")
-            .body(bytes);
-        Ok(self.send(req).await?.1)
+        let bytes = bytes::Bytes::from(bytes);
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_secs(1);
+        loop {
+            let req = self
+                .http
+                .post(self.url(path))
+                .header("content-type", "application/octet-stream")
+                .body(bytes.clone());
+            match self.send(req).await {
+                Err(CliError::Api {
+                    status: 503, code, ..
+                }) if code == "overloaded" && started.elapsed() + pause <= BUSY_RETRY => {
+                    eprintln!(
+                        "vectune: the server is busy with other uploads (503 overloaded); sending again in {} s",
+                        pause.as_secs()
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(10));
+                }
+                other => return Ok(other?.1),
+            }
+        }
     }
 }
 
