@@ -63,6 +63,7 @@ impl Application {
             max_queued_jobs: settings.limits.max_queued_jobs,
             fleet: settings.leases.options(),
             bounds: settings.tuning.bounds()?,
+            run_graph_bytes: settings.tuning.run_graph_bytes()?,
         };
         let service = Vectune::open_with(storage, options).await?;
         let listener =

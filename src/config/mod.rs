@@ -91,6 +91,10 @@ pub struct TuningSettings {
     pub max_ef_construction: u32,
     /// Largest `m` (64..=128).
     pub max_m: u32,
+    /// Memory the graphs one tuning run keeps may take (least recently used dropped past
+    /// it, rebuilt if needed again; at least 1 MiB). Not the autotune request's
+    /// `max_memory_bytes`, which caps what a winning config may hold.
+    pub max_memory_bytes: u64,
 }
 
 impl Default for TuningSettings {
@@ -100,11 +104,23 @@ impl Default for TuningSettings {
             max_ef_search: b.max_ef_search,
             max_ef_construction: b.max_ef_construction,
             max_m: b.max_m,
+            max_memory_bytes: crate::autotune::tuner::RUN_GRAPH_CACHE_BYTES as u64,
         }
     }
 }
 
 impl TuningSettings {
+    /// The memory of a run's kept graphs (checked when the settings load).
+    pub fn run_graph_bytes(&self) -> Result<usize, ConfigError> {
+        usize::try_from(self.max_memory_bytes)
+            .ok()
+            .filter(|&b| b >= 1 << 20)
+            .ok_or(ConfigError::Invalid {
+                key: "tuning.max_memory_bytes",
+                reason: "must be at least 1 MiB (1048576)",
+            })
+    }
+
     /// As bounds (checked when the settings load).
     pub fn bounds(&self) -> Result<crate::params::Bounds, ConfigError> {
         crate::params::Bounds::raised(self.max_ef_construction, self.max_ef_search, self.max_m).map_err(|e| {
@@ -476,6 +492,7 @@ impl Settings {
         s.resolve_tokens()?;
         s.monitor.settings()?;
         s.tuning.bounds()?;
+        s.tuning.run_graph_bytes()?;
         if s.build.concurrency == 0 {
             return Err(ConfigError::Invalid {
                 key: "build.concurrency",
@@ -635,6 +652,21 @@ mod tests {
             }
         }
         assert!(over.is_err());
+        let s = Settings::load(
+            None,
+            &env_of(&[("VECTUNE_TUNING_MAX_MEMORY_BYTES", "67108864")]),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.tuning.run_graph_bytes().unwrap(), 64 << 20);
+        match Settings::load(
+            None,
+            &env_of(&[("VECTUNE_TUNING_MAX_MEMORY_BYTES", "1000")]),
+            &none,
+        ) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "tuning.max_memory_bytes"),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             Settings::load(None, &env_of(&[("VECTUNE_TUNING_MAX_M", "many")]), &none),
             Err(ConfigError::Env { .. })

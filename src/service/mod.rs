@@ -137,6 +137,8 @@ pub struct ServiceOptions {
     pub fleet: crate::fleet::FleetOptions,
     /// The bounds of every config (requests, autotune, the agent).
     pub bounds: crate::params::Bounds,
+    /// Memory the graphs one tuning run keeps may take.
+    pub run_graph_bytes: usize,
 }
 
 impl Default for ServiceOptions {
@@ -148,6 +150,7 @@ impl Default for ServiceOptions {
             max_queued_jobs: crate::jobs::DEFAULT_MAX_QUEUED_JOBS,
             fleet: crate::fleet::FleetOptions::default(),
             bounds: crate::params::Bounds::SEED,
+            run_graph_bytes: crate::autotune::tuner::RUN_GRAPH_CACHE_BYTES,
         }
     }
 }
@@ -183,6 +186,7 @@ impl Vectune {
             max_queued_jobs,
             fleet,
             bounds,
+            run_graph_bytes,
         } = options;
         let fleet = Fleet::new(storage.clone(), fleet);
         // alive before owning anything: no other instance may reap what this one starts
@@ -208,6 +212,7 @@ impl Vectune {
             build_options,
             metrics: metrics.clone(),
             bounds,
+            run_graph_bytes,
         });
         let agents = Agents::new(fleet.clone(), storage.clone());
         let me = Vectune {

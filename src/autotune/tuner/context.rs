@@ -21,8 +21,9 @@ use crate::vectors::VectorSet;
 /// Queries an interleaved comparison uses at most (evenly spaced over the tuning queries).
 pub const PAIRED_MAX_QUERIES: usize = 1000;
 
-/// Memory the graphs kept during one run may take (their link arrays; the vectors are
-/// shared): enough for a handful of graphs of a few million links.
+/// Memory the graphs kept during one run may take by default (their link arrays; the
+/// vectors are shared): enough for a handful of graphs of a few million links. The server
+/// setting `tuning.max_memory_bytes` replaces it.
 pub const RUN_GRAPH_CACHE_BYTES: usize = 512 << 20;
 
 /// Prepared queries and their exact top-k rows.
@@ -112,7 +113,7 @@ impl Tuner {
             tune,
             held,
             brute_us: None,
-            cache: GraphCache::new(RUN_GRAPH_CACHE_BYTES, self.parts.build_options.engine),
+            cache: GraphCache::new(self.parts.run_graph_bytes, self.parts.build_options.engine),
             builds: 0,
             cancel,
         })

@@ -150,6 +150,8 @@ pub struct TunerParts {
     pub metrics: Arc<Metrics>,
     /// The bounds of every config it runs.
     pub bounds: crate::params::Bounds,
+    /// Memory the graphs one run keeps may take ([`RUN_GRAPH_CACHE_BYTES`] by default).
+    pub run_graph_bytes: usize,
 }
 
 /// The tuning component: trials and autotune runs over the service's data.
