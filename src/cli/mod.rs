@@ -268,6 +268,14 @@ pub async fn autotune(c: &Client, args: &AutotuneArgs, o: &mut Output<'_>) -> Re
 /// Follows job `id` to its end with progress; prints its result.
 pub async fn watch(c: &Client, id: &str, o: &mut Output<'_>) -> Result<Outcome, CliError> {
     let started = Instant::now();
+    // the pace is the job's own (a job watched after it started has run longer than this)
+    let since_start = |job: &Value| -> Duration {
+        job["started_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+            .unwrap_or_else(|| started.elapsed())
+    };
     let job = loop {
         let job = c.get(&format!("/vectors/jobs/{id}")).await?;
         let state = job["state"].as_str().unwrap_or("");
@@ -280,7 +288,7 @@ pub async fn watch(c: &Client, id: &str, o: &mut Output<'_>) -> Result<Outcome, 
             state,
             done,
             total,
-            started.elapsed(),
+            since_start(&job),
         );
         if matches!(state, "succeeded" | "failed" | "cancelled") {
             o.progress.finish();

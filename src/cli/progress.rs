@@ -29,17 +29,33 @@ impl Progress {
         }
     }
 
-    /// The line for a job of `kind` in `state` with `done` of `total` steps.
+    /// Time left at the pace so far: `elapsed` for `done` steps, `total − done` to go. None
+    /// before the first step (no pace yet) and once done. An adaptive autotune's `total` is
+    /// its `max_trials`, which its budget may cut short: there this is an upper bound.
+    pub fn eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+        if done == 0 || done >= total {
+            return None;
+        }
+        Some(elapsed.mul_f64((total - done) as f64 / done as f64))
+    }
+
+    /// The line for a job of `kind` in `state` with `done` of `total` steps, `elapsed` since
+    /// it started, and the time left at that pace once there is one.
     pub fn line(kind: &str, state: &str, done: u64, total: u64, elapsed: Duration, bar: bool) -> String {
         let secs = elapsed.as_secs_f64();
+        let eta = Progress::eta(done, total, elapsed).map(|d| d.as_secs_f64().round());
         if !bar {
-            return format!("{kind} {state}: {done}/{total} ({secs:.1} s)");
+            return match eta {
+                Some(e) => format!("{kind} {state}: {done}/{total} ({secs:.1} s, eta {e:.0} s)"),
+                None => format!("{kind} {state}: {done}/{total} ({secs:.1} s)"),
+            };
         }
         let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
         format!(
-            "{kind} {state:<9} [{}{}] {done}/{total}  {secs:.1} s",
+            "{kind} {state:<9} [{}{}] {done}/{total}  {secs:.1} s{}",
             "#".repeat(filled as usize),
-            "-".repeat((WIDTH - filled) as usize)
+            "-".repeat((WIDTH - filled) as usize),
+            eta.map_or(String::new(), |e| format!("  eta {e:.0} s"))
         )
     }
 
@@ -91,5 +107,19 @@ mod tests {
         assert!(over.contains(&"#".repeat(30)), "{over}");
         let plain = Progress::line("activate", "running", 0, 1, Duration::from_millis(1500), false);
         assert_eq!(plain, "activate running: 0/1 (1.5 s)");
+    }
+
+    /// The time left follows the pace so far, once there is one, and is gone when done.
+    #[test]
+    fn the_eta_is_the_pace_so_far_times_what_is_left() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(Progress::eta(2, 8, ten), Some(Duration::from_secs(30)));
+        assert_eq!(Progress::eta(0, 8, ten), None);
+        assert_eq!(Progress::eta(8, 8, ten), None);
+        assert_eq!(
+            Progress::line("autotune", "running", 2, 8, ten, false),
+            "autotune running: 2/8 (10.0 s, eta 30 s)"
+        );
+        assert!(Progress::line("autotune", "running", 5, 10, ten, true).ends_with("10.0 s  eta 10 s"));
     }
 }
