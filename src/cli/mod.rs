@@ -279,13 +279,21 @@ pub async fn watch(c: &Client, id: &str, o: &mut Output<'_>) -> Result<Outcome, 
     let job = loop {
         let job = c.get(&format!("/vectors/jobs/{id}")).await?;
         let state = job["state"].as_str().unwrap_or("");
+        // a build under way shows in tenths (a plain log gets a line per tenth, not per round)
+        let build = &job["progress"]["build"];
+        let shown = match (build["done"].as_u64(), build["total"].as_u64()) {
+            (Some(d), Some(t)) if t > 0 && state == "running" => {
+                format!("{state}, building {}%", d * 10 / t * 10)
+            }
+            _ => state.to_string(),
+        };
         let (done, total) = (
             job["progress"]["done"].as_u64().unwrap_or(0),
             job["progress"]["total"].as_u64().unwrap_or(0),
         );
         o.progress.show(
             job["kind"].as_str().unwrap_or("job"),
-            state,
+            &shown,
             done,
             total,
             since_start(&job),

@@ -112,23 +112,35 @@ fn release_free_memory() {
 /// exactly the vectors an activation covered, even if more were appended since).
 /// CPU-heavy: call it from a blocking thread.
 pub fn build(set: &VectorSet, rows: usize, config: HnswConfig, opts: BuildOptions) -> Graph {
+    build_watched(set, rows, config, opts, None)
+}
+
+/// [`build`], showing its progress on `watch` and stopping within one round when it says
+/// so (the graph returned then is incomplete: check the watch's stop before using it). The
+/// reference engine (hnsw_rs) reports nothing and runs to its end.
+pub fn build_watched(
+    set: &VectorSet,
+    rows: usize,
+    config: HnswConfig,
+    opts: BuildOptions,
+    watch: Option<&native::BuildWatch>,
+) -> Graph {
     let start = Instant::now();
     let n = rows.min(set.len());
-    let layout = match opts.engine {
-        Engine::Native | Engine::NativeSq8 => native::build(
-            set,
-            n,
-            config.m as usize,
-            config.ef_construction as usize,
-            config.seed,
-            opts.threads,
-            if opts.engine == Engine::NativeSq8 {
-                BuildOn::Codes
-            } else {
-                BuildOn::Rows
-            },
-        ),
-        Engine::HnswRs => reference::build(set, n, config, 1),
+    let on = if opts.engine == Engine::NativeSq8 {
+        BuildOn::Codes
+    } else {
+        BuildOn::Rows
+    };
+    let (m, ec) = (config.m as usize, config.ef_construction as usize);
+    let layout = match (opts.engine, watch) {
+        (Engine::Native | Engine::NativeSq8, None) => {
+            native::build(set, n, m, ec, config.seed, opts.threads, on)
+        }
+        (Engine::Native | Engine::NativeSq8, Some(w)) => {
+            native::build_watched(set, n, m, ec, config.seed, opts.threads, on, w)
+        }
+        (Engine::HnswRs, _) => reference::build(set, n, config, 1),
     };
     let graph = Graph::from_layout(layout, set, config, opts.engine, Duration::ZERO);
     release_free_memory();

@@ -367,6 +367,34 @@ fn every_stored_vector_finds_itself_first() {
     }
 }
 
+/// A watched build counts every row it inserts and gives the unwatched build's bytes; told
+/// to stop, it ends at the next round's end with fewer rows inserted than it has.
+#[test]
+fn a_watched_build_counts_its_rows_and_stops_within_a_round() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let set = clustered_set(3000, 16, Metric::L2, 4);
+    for engine in [Engine::Native, Engine::NativeSq8] {
+        let c = cfg(40, 40, 12, 7);
+        let plain = store::encode(&build(&set, set.len(), c, opts(engine, 2)));
+        let w = native::BuildWatch::new(Default::default(), || false);
+        assert_eq!(w.progress(), None);
+        let watched = store::encode(&build_watched(&set, set.len(), c, opts(engine, 2), Some(&w)));
+        // the first node is placed before the rounds: every other row is counted
+        assert_eq!(w.progress(), Some((2999, 2999)), "{engine:?}");
+        assert!(plain == watched, "{engine:?}: watching changed the graph");
+        let checks = AtomicUsize::new(0);
+        let w = native::BuildWatch::new(Default::default(), move || {
+            checks.fetch_add(1, Ordering::Relaxed) >= 2
+        });
+        build_watched(&set, set.len(), c, opts(engine, 2), Some(&w));
+        let (done, total) = w.progress().unwrap();
+        assert!(
+            done > 0 && done < total / 2,
+            "{engine:?}: stopped after three rounds at {done} of {total}"
+        );
+    }
+}
+
 /// Same vectors + config + seed → the same bytes in storage at 1 thread and at N, on sets
 /// smaller than the first parallel round and larger.
 #[test]

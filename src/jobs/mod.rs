@@ -124,6 +124,25 @@ pub struct Progress {
     pub done: usize,
     /// Planned: the grid's configs, or `max_trials` for adaptive (which may end below).
     pub total: usize,
+    /// The build under way: rows inserted of its rows (`None` between builds). A job
+    /// cancelled during a build keeps where the build stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildStep>,
+}
+
+/// Rows a build has inserted, of its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildStep {
+    /// Inserted so far (counted at each round's end).
+    pub done: usize,
+    /// The build's rows.
+    pub total: usize,
+}
+
+impl BuildStep {
+    fn of(p: &crate::hnsw::native::BuildProgress) -> Option<BuildStep> {
+        p.get().map(|(done, total)| BuildStep { done, total })
+    }
 }
 
 /// Why a job failed.
@@ -171,6 +190,8 @@ pub struct RunControl {
     pub cancel: CancellationToken,
     /// Trials finished.
     pub done: Arc<AtomicUsize>,
+    /// Rows of the build under way.
+    pub build: Arc<crate::hnsw::native::BuildProgress>,
 }
 
 /// How a job's work ended (its failure is the `Err` beside it).
@@ -187,6 +208,8 @@ pub enum JobEnd {
     Cancelled {
         /// Steps done before it stopped.
         done: usize,
+        /// Where the build under way stopped, if one was.
+        build: Option<BuildStep>,
     },
 }
 
@@ -257,6 +280,7 @@ impl Live {
         let mut job = self.job.clone();
         if let (Some(c), false) = (&self.control, job.state.is_terminal()) {
             job.progress.done = c.done.load(Ordering::Relaxed).min(job.progress.total);
+            job.progress.build = BuildStep::of(&c.build);
         }
         job
     }
@@ -349,7 +373,11 @@ impl Jobs {
             kind,
             index_name: index.clone(),
             state: JobState::Queued,
-            progress: Progress { done: 0, total },
+            progress: Progress {
+                done: 0,
+                total,
+                build: None,
+            },
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,
@@ -575,9 +603,10 @@ impl Jobs {
                             j.progress.total = j.progress.total.max(done);
                             j.result = Some(result);
                         }
-                        Ok(JobEnd::Cancelled { done }) => {
+                        Ok(JobEnd::Cancelled { done, build }) => {
                             j.state = JobState::Cancelled;
                             j.progress.done = done.min(j.progress.total);
+                            j.progress.build = build;
                         }
                         Err(e) => {
                             j.state = JobState::Failed;

@@ -117,7 +117,12 @@ impl AgentBackend for Vectune {
             Err(TunerError::Claim(ClaimError::Running(_))) => return Ok(RunOutcome::Busy),
             Err(e) => return Err(e.into()),
         };
-        match self.inner.tuner.run(prepared, Default::default(), None).await? {
+        match self
+            .inner
+            .tuner
+            .run(prepared, Default::default(), Default::default(), None)
+            .await?
+        {
             RunEnd::Finished(r) => {
                 tracing::info!(index = %index, promoted = r.promoted, reason = ?r.reason, "agent run");
                 Ok(RunOutcome::Ran(RunReport {

@@ -32,7 +32,7 @@ impl Vectune {
                         record: a.record,
                     },
                 }),
-                Err(ServiceError::Cancelled) => Ok(JobEnd::Cancelled { done: 0 }),
+                Err(ServiceError::Cancelled) => Ok(JobEnd::Cancelled { done: 0, build: None }),
                 Err(e) => Err(e),
             }
         });

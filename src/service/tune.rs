@@ -32,7 +32,12 @@ impl Vectune {
         // only shutdown cancels a sync run
         let prepared = self.inner.tuner.claim(checked, &self.inner.shutdown).await?;
         self.reap_if_due().await;
-        match self.inner.tuner.run(prepared, Default::default(), None).await? {
+        match self
+            .inner
+            .tuner
+            .run(prepared, Default::default(), Default::default(), None)
+            .await?
+        {
             RunEnd::Finished(r) => Ok(*r),
             RunEnd::Cancelled { .. } => Err(ServiceError::ShuttingDown),
         }
@@ -58,13 +63,23 @@ impl Vectune {
             .await?;
         let (me, id) = (self.clone(), job.id);
         self.inner.jobs.spawn(id, ticket, async move {
-            let end = me.inner.tuner.run(prepared, control.done.clone(), Some(id)).await;
+            let end = me
+                .inner
+                .tuner
+                .run(prepared, control.done.clone(), control.build.clone(), Some(id))
+                .await;
             Ok::<_, ServiceError>(match end? {
                 RunEnd::Finished(r) => JobEnd::Succeeded {
                     done: r.trials_run,
                     result: JobResult::Autotune(r),
                 },
-                RunEnd::Cancelled { trials_run } => JobEnd::Cancelled { done: trials_run },
+                RunEnd::Cancelled { trials_run } => JobEnd::Cancelled {
+                    done: trials_run,
+                    build: control
+                        .build
+                        .get()
+                        .map(|(done, total)| crate::jobs::BuildStep { done, total }),
+                },
             })
         });
         Ok(job)

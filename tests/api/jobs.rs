@@ -165,3 +165,59 @@ async fn activation_can_run_as_a_job() {
     let (s, a) = app.activate("idx").await;
     assert_eq!((s, a["generation"].clone()), (StatusCode::OK, json!(2)));
 }
+
+/// A job shows the build under way as rows inserted of its rows, and a cancel during a long
+/// build stops it at its next round's end: the job ends cancelled with the build where it
+/// stopped (short of its rows), nothing journaled, and the index's next autotune runs.
+#[tokio::test]
+async fn a_job_shows_its_build_and_a_cancel_stops_the_build_within_a_round() {
+    let app = TestApp::with_limit(64 << 20).await;
+    let r = app
+        .create_index(json!({"name": "big", "dims": 8, "metric": "l2"}))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    for part in 0..6 {
+        let r = app
+            .append("big", batch_of(&format!("p{part}-"), part * 10_000, 10_000))
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "{:?}", r.1);
+    }
+    let r = app
+        .autogen_harness(json!({"name": "bh", "index_name": "big", "queries": 20, "k": 10}))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{:?}", r.1);
+    // one dear build: 60,000 rows at m 64 / efC 400
+    let grid = json!([{"ef_construction": 400, "ef_search": 10, "m": 64}]);
+    let (s, acc) = app
+        .autotune_async(json!({"index_name": "big", "harness": "bh", "grid": grid, "promote": "never"}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let id = acc["job_id"].as_str().unwrap().to_string();
+    let building = app
+        .poll_job(&id, |j| {
+            j["state"] != "running" && j["state"] != "queued" || !j["progress"]["build"].is_null()
+        })
+        .await;
+    let b = &building["progress"]["build"];
+    assert_eq!(
+        b["total"], 59_999,
+        "every row but the first is inserted in rounds: {building}"
+    );
+    assert!(b["done"].as_u64().unwrap() < 59_999, "{building}");
+    assert_eq!(app.cancel_job(&id).await.0, StatusCode::OK);
+    let end = app
+        .poll_job(&id, |j| j["state"] != "running" && j["state"] != "queued")
+        .await;
+    assert_eq!(end["state"], "cancelled", "{end}");
+    let stopped = end["progress"]["build"]["done"]
+        .as_u64()
+        .expect("where the build stopped");
+    assert!(stopped < 59_999, "the build stopped short of its rows: {end}");
+    assert_eq!(end["progress"]["done"], 0);
+    let (_, trials) = app.trials("big", "").await;
+    assert_eq!(
+        trials["trials"].as_array().map_or(0, Vec::len),
+        0,
+        "nothing journaled"
+    );
+}

@@ -44,6 +44,8 @@ pub(super) struct RunContext {
     cache: GraphCache<Graph>,
     pub(super) builds: usize,
     pub(super) cancel: CancellationToken,
+    /// Rows the build under way has inserted (a job's `progress.build`).
+    pub(super) build: Arc<crate::hnsw::native::BuildProgress>,
 }
 
 fn pick<T: Clone>(all: &[T], at: &[usize]) -> Vec<T> {
@@ -116,6 +118,7 @@ impl Tuner {
             cache: GraphCache::new(self.parts.run_graph_bytes, self.parts.build_options.engine),
             builds: 0,
             cancel,
+            build: Arc::default(),
         })
     }
 
@@ -156,6 +159,7 @@ impl Tuner {
         };
         let options = self.parts.build_options;
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
+        let progress = ctx.build.clone();
         let tune = ctx.tune.clone();
         let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
@@ -170,7 +174,15 @@ impl Tuner {
                     if cancel.is_cancelled() {
                         return None;
                     }
-                    let g = hnsw::build(&set, set.len(), config, options);
+                    // progress shown at each round's end, a cancel obeyed there: a big
+                    // build stops within ~2 % of its rows, its incomplete graph dropped
+                    let stop = cancel.clone();
+                    let watch = hnsw::native::BuildWatch::new(progress.clone(), move || stop.is_cancelled());
+                    let g = hnsw::build_watched(&set, set.len(), config, options, Some(&watch));
+                    if cancel.is_cancelled() {
+                        return None;
+                    }
+                    progress.clear();
                     (Arc::new(g), GraphFrom::Built)
                 }
             };

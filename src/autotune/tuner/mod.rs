@@ -238,14 +238,16 @@ impl Tuner {
     }
 
     /// Runs a prepared autotune through [`crate::autotune::engine`] to its end; `done`
-    /// counts the trials finished (a job's progress).
+    /// counts the trials finished and `build` the rows of the build under way (a job's
+    /// progress).
     pub async fn run(
         &self,
         p: PreparedAutotune,
         done: Arc<AtomicUsize>,
+        build: Arc<crate::hnsw::native::BuildProgress>,
         job_id: Option<Uuid>,
     ) -> Result<RunEnd> {
-        let end = self.run_inner(p, done, job_id).await;
+        let end = self.run_inner(p, done, build, job_id).await;
         let outcome = match &end {
             Ok(RunEnd::Finished(r)) if r.promoted => "promoted",
             Ok(RunEnd::Finished(r)) if r.winner.is_some() => "kept",
@@ -261,13 +263,15 @@ impl Tuner {
         &self,
         p: PreparedAutotune,
         done: Arc<AtomicUsize>,
+        build: Arc<crate::hnsw::native::BuildProgress>,
         job_id: Option<Uuid>,
     ) -> Result<RunEnd> {
         let started = std::time::Instant::now();
         let spec = &p.spec;
-        let ctx = self
+        let mut ctx = self
             .context(&p.index, &p.harness, spec.validation_fraction, p.cancel.clone())
             .await?;
+        ctx.build = build;
         let setup = Setup {
             defer: ctx.held.is_some(),
             note: match p.source {

@@ -77,6 +77,7 @@ pub fn extend(
             threads: threads.max(1),
             on,
             base: Some(base),
+            watch: None,
         },
     )
 }

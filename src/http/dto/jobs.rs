@@ -26,6 +26,20 @@ pub struct ProgressOut {
     /// Planned: the grid's configs, `max_trials` for adaptive (which may end below), 1 for
     /// an activation.
     pub total: usize,
+    /// The graph build under way, when one is: rows inserted of its rows (counted at the
+    /// end of each of its rounds, at most 2 % of the rows each). A job cancelled during a
+    /// build shows where the build stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildStepOut>,
+}
+
+/// Rows a build has inserted, of its rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BuildStepOut {
+    /// Inserted so far.
+    pub done: usize,
+    /// The build's rows.
+    pub total: usize,
 }
 
 /// Why a job failed.
@@ -95,6 +109,10 @@ impl From<&Job> for JobOut {
             progress: ProgressOut {
                 done: j.progress.done,
                 total: j.progress.total,
+                build: j.progress.build.map(|b| BuildStepOut {
+                    done: b.done,
+                    total: b.total,
+                }),
             },
             created_at: j.created_at,
             started_at: j.started_at,
