@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{BuildOn, BuildTask, FrozenGraph};
+use super::{BuildOn, FrozenGraph};
 use crate::kernels;
 use crate::vectors::VectorSet;
 
@@ -77,7 +77,7 @@ impl BuildWatch {
     }
 }
 
-/// [`build`] reporting to (and stopped by) `watch`.
+/// [`super::build`] reporting to (and stopped by) `watch`.
 #[allow(clippy::too_many_arguments)]
 pub fn build_watched(
     set: &VectorSet,
@@ -89,18 +89,15 @@ pub fn build_watched(
     on: BuildOn,
     watch: &BuildWatch,
 ) -> FrozenGraph {
-    kernels::run_at(
+    super::build_task(
         kernels::level(),
-        BuildTask {
-            set,
-            n: n.min(set.len()),
-            m,
-            ef: ef_construction,
-            seed,
-            threads: threads.max(1),
-            on,
-            base: None,
-            watch: Some(watch),
-        },
+        set,
+        n,
+        m,
+        ef_construction,
+        seed,
+        threads,
+        on,
+        Some(watch),
     )
 }
