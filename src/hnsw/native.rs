@@ -118,36 +118,7 @@ pub fn build_at(
     threads: usize,
     on: BuildOn,
 ) -> FrozenGraph {
-    build_task(level, set, n, m, ef_construction, seed, threads, on, None)
-}
-
-/// A build from nothing at `level`, watched or not: the one place a build's task is made.
-#[allow(clippy::too_many_arguments)]
-fn build_task(
-    level: kernels::Level,
-    set: &VectorSet,
-    n: usize,
-    m: usize,
-    ef_construction: usize,
-    seed: u64,
-    threads: usize,
-    on: BuildOn,
-    watch: Option<&BuildWatch>,
-) -> FrozenGraph {
-    kernels::run_at(
-        level,
-        BuildTask {
-            set,
-            n: n.min(set.len()),
-            m,
-            ef: ef_construction,
-            seed,
-            threads: threads.max(1),
-            on,
-            base: None,
-            watch,
-        },
-    )
+    watch::build_task(level, set, n, m, ef_construction, seed, threads, on, None)
 }
 
 struct BuildTask<'a> {

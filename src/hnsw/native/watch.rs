@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{BuildOn, FrozenGraph};
+use super::{BuildOn, BuildTask, FrozenGraph};
 use crate::kernels;
 use crate::vectors::VectorSet;
 
@@ -89,7 +89,7 @@ pub fn build_watched(
     on: BuildOn,
     watch: &BuildWatch,
 ) -> FrozenGraph {
-    super::build_task(
+    build_task(
         kernels::level(),
         set,
         n,
@@ -99,5 +99,34 @@ pub fn build_watched(
         threads,
         on,
         Some(watch),
+    )
+}
+
+/// A build from nothing at `level`, watched or not: the one place a build's task is made.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn build_task(
+    level: kernels::Level,
+    set: &VectorSet,
+    n: usize,
+    m: usize,
+    ef_construction: usize,
+    seed: u64,
+    threads: usize,
+    on: BuildOn,
+    watch: Option<&BuildWatch>,
+) -> FrozenGraph {
+    kernels::run_at(
+        level,
+        BuildTask {
+            set,
+            n: n.min(set.len()),
+            m,
+            ef: ef_construction,
+            seed,
+            threads: threads.max(1),
+            on,
+            base: None,
+            watch,
+        },
     )
 }
