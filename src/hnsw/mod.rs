@@ -133,14 +133,19 @@ pub fn build_watched(
         BuildOn::Rows
     };
     let (m, ec) = (config.m as usize, config.ef_construction as usize);
-    let layout = match (opts.engine, watch) {
-        (Engine::Native | Engine::NativeSq8, None) => {
-            native::build(set, n, m, ec, config.seed, opts.threads, on)
-        }
-        (Engine::Native | Engine::NativeSq8, Some(w)) => {
-            native::build_watched(set, n, m, ec, config.seed, opts.threads, on, w)
-        }
-        (Engine::HnswRs, _) => reference::build(set, n, config, 1),
+    let layout = match opts.engine {
+        Engine::Native | Engine::NativeSq8 => native::build_at(
+            kernels::level(),
+            set,
+            n,
+            m,
+            ec,
+            config.seed,
+            opts.threads,
+            on,
+            watch,
+        ),
+        Engine::HnswRs => reference::build(set, n, config, 1),
     };
     let graph = Graph::from_layout(layout, set, config, opts.engine, Duration::ZERO);
     release_free_memory();

@@ -34,7 +34,7 @@ use crate::vectors::VectorSet;
 mod extend;
 mod watch;
 pub use extend::extend;
-pub use watch::{build_watched, BuildProgress, BuildWatch};
+pub use watch::{BuildProgress, BuildWatch};
 
 /// Largest round, as a fraction of `n`: nodes of one round do not see each other, so a
 /// round must stay small beside the graph it searches.
@@ -103,10 +103,21 @@ pub fn build(
     threads: usize,
     on: BuildOn,
 ) -> FrozenGraph {
-    build_at(kernels::level(), set, n, m, ef_construction, seed, threads, on)
+    build_at(
+        kernels::level(),
+        set,
+        n,
+        m,
+        ef_construction,
+        seed,
+        threads,
+        on,
+        None,
+    )
 }
 
-/// [`build`] with an explicit kernel level (tests compare levels).
+/// [`build`] with an explicit kernel level (tests compare levels), reporting to (and stopped
+/// by) `watch` when one is given: the one place a build from nothing is started.
 #[allow(clippy::too_many_arguments)]
 pub fn build_at(
     level: kernels::Level,
@@ -117,8 +128,22 @@ pub fn build_at(
     seed: u64,
     threads: usize,
     on: BuildOn,
+    watch: Option<&BuildWatch>,
 ) -> FrozenGraph {
-    watch::build_task(level, set, n, m, ef_construction, seed, threads, on, None)
+    kernels::run_at(
+        level,
+        BuildTask {
+            set,
+            n: n.min(set.len()),
+            m,
+            ef: ef_construction,
+            seed,
+            threads: threads.max(1),
+            on,
+            base: None,
+            watch,
+        },
+    )
 }
 
 struct BuildTask<'a> {

@@ -442,7 +442,7 @@ fn every_kernel_builds_and_searches_alike() {
             (native::BuildOn::Rows, Engine::Native),
             (native::BuildOn::Codes, Engine::NativeSq8),
         ] {
-            let layout = native::build_at(level, &set, set.len(), 12, 80, 42, 2, on);
+            let layout = native::build_at(level, &set, set.len(), 12, 80, 42, 2, on, None);
             let g = Graph::from_layout(layout, &set, cfg(80, 40, 12, 42), engine, Duration::ZERO);
             recalls.push((level, on, recall(&g, &set, &qs, &truth, 40)));
         }

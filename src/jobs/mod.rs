@@ -143,7 +143,8 @@ pub struct BuildStep {
 }
 
 impl BuildStep {
-    fn of(p: &crate::hnsw::native::BuildProgress) -> Option<BuildStep> {
+    /// Where the build `p` watches stands, if one is under way (or stopped).
+    pub fn of(p: &crate::hnsw::native::BuildProgress) -> Option<BuildStep> {
         p.get().map(|(done, total)| BuildStep { done, total })
     }
 }

@@ -75,10 +75,7 @@ impl Vectune {
                 },
                 RunEnd::Cancelled { trials_run } => JobEnd::Cancelled {
                     done: trials_run,
-                    build: control
-                        .build
-                        .get()
-                        .map(|(done, total)| crate::jobs::BuildStep { done, total }),
+                    build: crate::jobs::BuildStep::of(&control.build),
                 },
             })
         });

@@ -149,13 +149,11 @@ impl Parser {
                 }
                 Ok(_) => BinaryError::NpyHeader("header runs past the end of the body".into()),
             }),
+            // `want` is whole floats and every byte up to it is kept, so a body of exactly
+            // `want` bytes leaves no partial float behind
             Stage::NpyData { want, got } if want != Some(got) => Err(BinaryError::NpyLength {
                 got: usize::try_from(got).unwrap_or(usize::MAX),
                 want: want.map_or("more than 2^64".into(), |w| w.to_string()),
-            }),
-            Stage::NpyData { .. } if !self.carry.is_empty() => Err(BinaryError::NpyLength {
-                got: self.carry.len(),
-                want: "whole floats".into(),
             }),
             Stage::NpyData { .. } => Ok(self.out),
         }

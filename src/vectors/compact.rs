@@ -101,7 +101,7 @@ impl Indexes {
             // merged with older rows: one object rewritten anyway (small tiers only)
             let fresh: Vec<u8> = fresh.iter().flat_map(|b| b.iter().copied()).collect();
             parts.push((String::from("(new rows)"), Bytes::from(fresh)));
-            vec![blocking(move || concat_segments(dims, parts)).await??]
+            blocking(move || concat_segments(dims, parts)).await??
         };
         let id = Uuid::now_v7();
         let key = keys::segment(name, id);
@@ -195,7 +195,7 @@ impl Indexes {
 }
 
 /// One segment of the rows of `parts` (encoded segments), in order.
-fn concat_segments(dims: usize, parts: Vec<(String, Bytes)>) -> Result<Bytes> {
+fn concat_segments(dims: usize, parts: Vec<(String, Bytes)>) -> Result<Vec<Bytes>> {
     let mut ids = Vec::new();
     let mut data = Vec::new();
     for (key, bytes) in parts {
@@ -203,7 +203,8 @@ fn concat_segments(dims: usize, parts: Vec<(String, Bytes)>) -> Result<Bytes> {
         ids.extend(seg.ids);
         data.extend(seg.data);
     }
-    Ok(segment::encode(dims, &ids, &data))
+    // the merged rows go into the object as they are, like a fresh segment's
+    Ok(segment::encode_parts(dims, &ids, data))
 }
 
 /// Rows per object of a manifest, for [`tests`] and the reload check.

@@ -4,10 +4,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::{BuildOn, BuildTask, FrozenGraph};
-use crate::kernels;
-use crate::vectors::VectorSet;
-
 /// Rows a build under way has inserted, of how many: shared with whoever shows progress
 /// (a job), counted at the end of each round (a round is at most [`super::MAX_ROUND_FRACTION`] of
 /// the rows, so the count moves at least every 2 %).
@@ -75,58 +71,4 @@ impl BuildWatch {
         self.progress.inserted.fetch_add(rows, Ordering::Relaxed);
         (self.stop)()
     }
-}
-
-/// [`super::build`] reporting to (and stopped by) `watch`.
-#[allow(clippy::too_many_arguments)]
-pub fn build_watched(
-    set: &VectorSet,
-    n: usize,
-    m: usize,
-    ef_construction: usize,
-    seed: u64,
-    threads: usize,
-    on: BuildOn,
-    watch: &BuildWatch,
-) -> FrozenGraph {
-    build_task(
-        kernels::level(),
-        set,
-        n,
-        m,
-        ef_construction,
-        seed,
-        threads,
-        on,
-        Some(watch),
-    )
-}
-
-/// A build from nothing at `level`, watched or not: the one place a build's task is made.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn build_task(
-    level: kernels::Level,
-    set: &VectorSet,
-    n: usize,
-    m: usize,
-    ef_construction: usize,
-    seed: u64,
-    threads: usize,
-    on: BuildOn,
-    watch: Option<&BuildWatch>,
-) -> FrozenGraph {
-    kernels::run_at(
-        level,
-        BuildTask {
-            set,
-            n: n.min(set.len()),
-            m,
-            ef: ef_construction,
-            seed,
-            threads: threads.max(1),
-            on,
-            base: None,
-            watch,
-        },
-    )
 }
