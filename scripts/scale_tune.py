@@ -23,6 +23,11 @@ ap.add_argument("--budget", type=float, default=900)
 ap.add_argument("--validation", type=float, default=0.2)
 ap.add_argument("--queries", type=int, default=1000)
 ap.add_argument("--env", action="append", default=[])
+ap.add_argument("--sample-rows", type=int, default=None,
+                help="the request's sample_rows (absent: the run decides; 0: never sample)")
+ap.add_argument("--baseline", action="store_true",
+                help="first activate the default config (nothing promoted yet) and time it: "
+                     "the one-build yardstick of the autotune's wall time")
 a = ap.parse_args()
 
 
@@ -52,12 +57,27 @@ stages["ingest_secs"] = round(time.perf_counter() - t, 2)
 qs = read_fvecs(os.path.join(a.data, "query.fvecs"), a.queries)
 srv.call("POST", "/vectors/harness", {"name": "q", "index_name": "big", "k": 10,
                                       "queries": [{"id": f"q{i}", "vector": v} for i, v in enumerate(qs)]})
+if a.baseline:
+    t = time.perf_counter()
+    _, act = srv.call("POST", "/vectors/indexes/big/activate")
+    stages["default_activation_secs"] = round(time.perf_counter() - t, 1)
+    stages["default_config"] = act.get("config")
+req = {"index_name": "big", "harness": "q", "strategy": "adaptive", "objective": "min_latency",
+       "target_recall": a.target, "budget_secs": a.budget, "validation_fraction": a.validation,
+       "promote": "always"}
+if a.sample_rows is not None:
+    req["sample_rows"] = a.sample_rows
 t = time.perf_counter()
-_, res = srv.call("POST", "/vectors/hnsw/autotune", {
-    "index_name": "big", "harness": "q", "strategy": "adaptive", "objective": "min_latency",
-    "target_recall": a.target, "budget_secs": a.budget, "validation_fraction": a.validation,
-    "promote": "always"})
+_, res = srv.call("POST", "/vectors/hnsw/autotune", req)
 stages["autotune_secs"] = round(time.perf_counter() - t, 1)
+if res.get("promoted"):
+    # the winner's activation: a sampled run stored its graph, so this loads it
+    t = time.perf_counter()
+    _, act = srv.call("POST", "/vectors/indexes/big/activate")
+    stages["winner_activation_secs"] = round(time.perf_counter() - t, 1)
+    stages["winner_loaded_from_store"] = act.get("loaded_from_store")
+if "default_activation_secs" in stages:
+    stages["autotune_over_one_build"] = round(stages["autotune_secs"] / stages["default_activation_secs"], 2)
 w = res.get("winner") or {}
 out = {
     "data": a.data, "env": a.env, "target": a.target, "budget_secs": a.budget, **stages,
@@ -67,6 +87,7 @@ out = {
     "held_out_recall": (w.get("validation") or {}).get("recall_at_k"),
     "p50_us": w.get("search_latency_p50_us"), "best_recall": res.get("best_recall"),
     "bounds": res.get("bounds"), "reason": res.get("reason"), "promoted": res.get("promoted"),
+    "sample": res.get("sample"), "near_ties": len(res.get("near_ties") or []),
 }
 srv.close()
 print(json.dumps(out, indent=1))

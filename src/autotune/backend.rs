@@ -50,8 +50,18 @@ pub trait Backend: Send {
     fn incumbent(&mut self) -> impl Future<Output = Result<Option<(Uuid, HnswConfig)>, Self::Error>> + Send;
     /// Promotes the winner.
     fn promote(&mut self, winner: &Candidate) -> impl Future<Output = Result<(), Self::Error>> + Send;
-    /// Graphs built so far.
+    /// Graphs built so far (at every size).
     fn builds(&self) -> usize;
+    /// Live rows of the index the run tunes.
+    fn rows(&self) -> usize;
+    /// From now on measures on a uniform sample of `sample` of the index's live rows,
+    /// against the sample's own exact ground truth (`Some`), or on the full index again
+    /// (`None`); graphs held for the other size are dropped. `None` when the run was
+    /// cancelled meanwhile.
+    fn scope(
+        &mut self,
+        sample: Option<usize>,
+    ) -> impl Future<Output = Result<Option<()>, Self::Error>> + Send;
     /// Whether the run was asked to stop.
     fn cancelled(&self) -> bool;
     /// Trials finished so far (for progress).

@@ -20,6 +20,7 @@ pub mod refine;
 pub mod result;
 pub mod rules;
 pub mod spec;
+pub mod transfer;
 pub mod tuner;
 
 pub use cache::GraphCache;
@@ -30,7 +31,9 @@ pub use rules::{
     candidate_of, min_recall, winner_note, Candidate, Gate, Objective, Promote, Rules,
     DEFAULT_MIN_IMPROVEMENT, DEFAULT_MIN_RECALL, DEFAULT_TARGET_RECALL,
 };
-pub use spec::{split_queries, Spec, SpecFields, Strategy, DEFAULT_BUDGET_SECS, DEFAULT_MAX_TRIALS};
+pub use spec::{
+    split_queries, Sampling, Spec, SpecFields, Strategy, DEFAULT_BUDGET_SECS, DEFAULT_MAX_TRIALS,
+};
 pub use tuner::{
     AutotuneRequest, CheckedAutotune, PreparedAutotune, RunEnd, TrialRequest, Tuner, TunerError, TunerParts,
 };

@@ -49,6 +49,9 @@ pub struct AutotuneResult {
     /// settings: `None`, which were the seed's).
     #[serde(default)]
     pub bounds: Option<crate::params::Bounds>,
+    /// What the run did on a sample of the index before the full index, when it sampled.
+    #[serde(default)]
+    pub sample: Option<super::transfer::SampleReport>,
 }
 
 /// A trial kept from winning by a cap.

@@ -46,7 +46,28 @@ pub struct Spec {
     /// The server's bounds: a grid's entries are checked against them, the adaptive
     /// search and its refinement move within them.
     pub bounds: Bounds,
+    /// Whether an adaptive run explores graphs on a sample of the index first.
+    pub sample: Sampling,
 }
+
+/// Whether an adaptive run explores graph parameters on a uniform sample of the index and
+/// transfers the leading graphs to the full index ([`super::transfer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "by", content = "rows")]
+pub enum Sampling {
+    /// The run decides: indexes of [`super::transfer::SAMPLE_FROM`] rows or more are
+    /// sampled, at the size [`super::transfer::sample_rows`] chooses.
+    Auto,
+    /// Never: every trial builds on the full index.
+    Off,
+    /// A sample of this many rows (the request's `sample_rows`); an index of no more rows
+    /// is tuned whole.
+    Rows(usize),
+}
+
+/// The least `sample_rows` a request may ask for: below it a graph's recall says little
+/// about the full index's.
+pub const MIN_SAMPLE_ROWS: usize = 1000;
 
 /// The raw request fields a [`Spec`] is parsed from: the one raw form of an autotune's
 /// rules (the HTTP body flattens it beside `index_name` and `harness`; the agent and the
@@ -82,6 +103,11 @@ pub struct SpecFields {
     /// Build-time cap of an eligible trial, seconds.
     #[serde(default)]
     pub max_build_secs: Option<f64>,
+    /// Rows of the sample an adaptive run explores graphs on before it transfers the
+    /// leading ones to the full index: absent, the run decides; 0, never; else at least
+    /// [`MIN_SAMPLE_ROWS`].
+    #[serde(default)]
+    pub sample_rows: Option<i64>,
 }
 
 impl Spec {
@@ -135,7 +161,26 @@ impl Spec {
                 format!("must be in 0..0.5 (0 included, 0.5 not), got {validation_fraction}"),
             ));
         }
+        let sample = match f.sample_rows {
+            None => Sampling::Auto,
+            Some(0) => Sampling::Off,
+            Some(n) if n >= MIN_SAMPLE_ROWS as i64 => {
+                Sampling::Rows(usize::try_from(n).unwrap_or(usize::MAX))
+            }
+            Some(n) => {
+                return Err(invalid(
+                    "sample_rows",
+                    format!("must be 0 (never sample) or at least {MIN_SAMPLE_ROWS} rows, got {n}"),
+                ))
+            }
+        };
         let (strategy, plan) = match f.strategy.as_deref().unwrap_or("grid") {
+            "grid" if f.sample_rows.is_some_and(|n| n > 0) => {
+                return Err(invalid(
+                    "sample_rows",
+                    "a grid is measured on the full index: sample_rows needs the adaptive strategy".into(),
+                ))
+            }
             "grid" => (Strategy::Grid, plan(f.grid.as_deref(), &bounds)?),
             "adaptive" => {
                 if f.grid.is_some() {
@@ -164,6 +209,7 @@ impl Spec {
             plan,
             validation_fraction,
             bounds,
+            sample,
         })
     }
 
@@ -176,6 +222,7 @@ impl Spec {
             plan: plan_of(configs)?,
             validation_fraction: 0.0,
             bounds,
+            sample: Sampling::Off,
         })
     }
 
@@ -231,6 +278,20 @@ mod tests {
             }
         );
         assert_eq!(a.planned_trials(), 40);
+        assert_eq!(a.sample, Sampling::Auto);
+        let sampled = |n| {
+            Spec::parse(
+                &SpecFields {
+                    strategy: Some("adaptive".into()),
+                    sample_rows: Some(n),
+                    ..Default::default()
+                },
+                Bounds::SEED,
+            )
+            .map(|s| s.sample)
+        };
+        assert_eq!(sampled(0).ok(), Some(Sampling::Off));
+        assert_eq!(sampled(1000).ok(), Some(Sampling::Rows(1000)));
         assert_eq!(
             (
                 ok.rules.min_improvement,
@@ -313,6 +374,20 @@ mod tests {
             SpecFields {
                 strategy: Some("adaptive".into()),
                 grid: Some(vec![]),
+                ..Default::default()
+            },
+            SpecFields {
+                strategy: Some("adaptive".into()),
+                sample_rows: Some(999),
+                ..Default::default()
+            },
+            SpecFields {
+                strategy: Some("adaptive".into()),
+                sample_rows: Some(-1),
+                ..Default::default()
+            },
+            SpecFields {
+                sample_rows: Some(5000),
                 ..Default::default()
             },
         ];

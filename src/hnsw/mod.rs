@@ -489,6 +489,12 @@ impl Graph {
     pub fn build_time(&self) -> Duration {
         self.build_time
     }
+    /// The graph, saying its build took `d` (a graph loaded from storage whose build time
+    /// is known: a tuning run reloading its own full build reports what the build cost).
+    pub fn with_build_time(mut self, d: Duration) -> Graph {
+        self.build_time = d;
+        self
+    }
     /// Bytes of what serves beside the f32 rows: the links, and the codes with SQ8 / SQ4 or
     /// the blocks with RaBitQ.
     pub fn memory_bytes(&self) -> usize {

@@ -772,6 +772,21 @@ mod tests {
             near_ties: vec![],
             best_recall: Some(0.9),
             bounds: Some(crate::params::Bounds::raised(800, 600, 64).unwrap()),
+            sample: Some(crate::autotune::transfer::SampleReport {
+                rows: 100,
+                of_rows: 1000,
+                chosen_by: "auto".into(),
+                trials: 3,
+                builds: 2,
+                full_builds: 1,
+                leading: vec![crate::params::HnswConfig::DEFAULT],
+                transfer: Some(crate::autotune::transfer::TransferError {
+                    config: crate::params::HnswConfig::DEFAULT,
+                    sample_recall: 0.97,
+                    full_recall: 0.94,
+                }),
+                secs: 1.5,
+            }),
         }));
         for r in [activation, autotune] {
             let json = serde_json::to_value(&r).unwrap();

@@ -213,6 +213,7 @@ impl Vectune {
             metrics: metrics.clone(),
             bounds,
             run_graph_bytes,
+            storage: storage.clone(),
         });
         let agents = Agents::new(fleet.clone(), storage.clone());
         let me = Vectune {

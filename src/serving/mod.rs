@@ -12,6 +12,9 @@
 //! (the native builder would rebuild the very same graph, only slower).
 
 pub mod fresh;
+mod stored;
+
+pub use stored::{keep_graph, load_kept};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -259,28 +262,8 @@ impl Serving {
             return Err(ServingError::IndexGone);
         }
         self.storage.put_overwrite(&key, bytes).await?;
-        self.drop_stale_graphs(index, rows as u64, deleted, &key).await?;
+        stored::drop_stale(&self.storage, index, rows as u64, deleted, &key).await?;
         Ok((graph, deleted, false, started.elapsed().as_secs_f64()))
-    }
-
-    /// Deletes the stored graphs that can never serve again once a graph of `rows` rows,
-    /// `deleted` left out, is stored at `kept`: those of fewer rows, or as many with fewer
-    /// deletes.
-    async fn drop_stale_graphs(
-        &self,
-        index: &IndexName,
-        rows: u64,
-        deleted: u64,
-        kept: &object_store::path::Path,
-    ) -> Result<(), ServingError> {
-        for old in self.storage.list(&keys::graphs(index)).await? {
-            let stale = keys::graph_vectors_of(&old)
-                .is_some_and(|n| n < rows || (n == rows && keys::graph_deleted_of(&old) < deleted));
-            if stale && &old != kept {
-                self.storage.delete(&old).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Folds the rows appended since the serving generation into its graph by insertion
@@ -349,8 +332,7 @@ impl Serving {
         self.publish(index, graph, set, &record).await?;
         tracing::info!(index = %index, generation = record.generation, folded = rows as u64 - base,
             secs = record.build_time_secs, "fold-in: appended rows inserted into the graph; serving");
-        self.drop_stale_graphs(index, record.vectors, record.deleted, &key)
-            .await?;
+        stored::drop_stale(&self.storage, index, record.vectors, record.deleted, &key).await?;
         Ok(Some(record))
     }
 

@@ -372,6 +372,9 @@ async fn new_autotune_fields_are_checked_before_anything_runs() {
         json!({"strategy": "adaptive", "budget_secs": -5}),
         json!({"strategy": "adaptive", "budget_secs": 0}),
         json!({"strategy": "adaptive", "grid": [{"ef_construction": 40, "ef_search": 10}]}),
+        json!({"strategy": "adaptive", "sample_rows": 999}),
+        json!({"strategy": "adaptive", "sample_rows": -1}),
+        json!({"sample_rows": 5000}),
     ] {
         let mut body = json!({"index_name": "idx", "harness": "h"});
         for (k, v) in extra.as_object().unwrap() {
@@ -590,4 +593,97 @@ async fn the_adaptive_climb_chooses_its_quantization_by_a_paired_comparison() {
             assert_eq!(q, chosen, "{t:?}");
         }
     }
+}
+
+/// A large index is tuned on a sample, then the leading graphs on the full index: here a
+/// 3,000-row index asked to sample 1,000 rows. Only the full index's trials are journaled
+/// (they can win), the result says what each size cost and how far recall moved, and the
+/// winner's activation loads the graph the run stored instead of building it again.
+#[tokio::test]
+async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_winner() {
+    // a run keeps one graph in memory at a time: a full build it needs again is reloaded
+    // from what it stored, never built twice
+    let options = vectune::service::ServiceOptions {
+        run_graph_bytes: 1,
+        ..vectune::service::ServiceOptions::default()
+    };
+    let service = vectune::service::Vectune::open_with(vectune::storage::Storage::in_memory(), options)
+        .await
+        .unwrap();
+    let limits = vectune::http::RouterLimits {
+        max_body_bytes: 1 << 20,
+        max_binary_body_bytes: 4096,
+        max_ingest_bytes_in_flight: 2 * 4096,
+    };
+    let app = TestApp::of(vectune::http::router(service, limits));
+    app.seeded(3000).await;
+    app.autogen("h", 40, 10).await;
+    let (s, r) = app
+        .autotune(
+            json!({"index_name": "idx", "harness": "h", "strategy": "adaptive", "max_trials": 15,
+                "objective": "min_latency", "target_recall": 0.9, "gate": "point", "promote": "always",
+                "validation_fraction": 0.25, "sample_rows": 1000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r:?}");
+    let sample = &r["sample"];
+    assert_eq!(
+        (
+            sample["rows"].clone(),
+            sample["of_rows"].clone(),
+            sample["chosen_by"].clone()
+        ),
+        (json!(1000), json!(3000), json!("request")),
+        "{r:?}"
+    );
+    let (on_sample, on_full) = (
+        sample["builds"].as_u64().unwrap(),
+        sample["full_builds"].as_u64().unwrap(),
+    );
+    assert!(on_sample >= 1 && (1..=2).contains(&on_full), "{sample:?}");
+    assert_eq!(r["builds"].as_u64().unwrap(), on_sample + on_full);
+    let t = &sample["transfer"];
+    let (sr, fr) = (
+        t["sample_recall"].as_f64().unwrap(),
+        t["full_recall"].as_f64().unwrap(),
+    );
+    assert!((0.0..=1.0).contains(&sr) && (0.0..=1.0).contains(&fr), "{t:?}");
+    assert!((t["error"].as_f64().unwrap() - (sr - fr)).abs() < 1e-9);
+    assert!(
+        sample["leading"].as_array().unwrap().contains(&t["config"]),
+        "{sample:?}"
+    );
+    // the journal holds the full index's trials only
+    let (_, list) = app.trials("idx", "").await;
+    let trials = list["trials"].as_array().unwrap();
+    assert_eq!(trials.len() as u64, r["trials_run"].as_u64().unwrap());
+    assert!(!trials.is_empty());
+    let mut graphs = std::collections::HashSet::new();
+    for t in trials {
+        assert_eq!(t["metrics"]["vectors"], 3000, "{t:?}");
+        let c = &t["config"];
+        graphs.insert((
+            c["m"].clone(),
+            c["ef_construction"].clone(),
+            c["quantization"].clone(),
+        ));
+    }
+    assert_eq!(on_full as usize, graphs.len(), "one build per full graph: {r:?}");
+    assert!(r["winner"]["validation"]["recall_at_k"].is_number(), "{r:?}");
+    // the winner is one of the transferred graphs, and it was promoted
+    let w = &r["winner"]["config"];
+    assert_eq!(r["promoted"], true, "{r:?}");
+    assert!(
+        sample["leading"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["m"] == w["m"] && l["ef_construction"] == w["ef_construction"]),
+        "{r:?}"
+    );
+    // its graph was stored by the run: activation loads it
+    let (s, a) = app.activate("idx").await;
+    assert_eq!(s, StatusCode::OK, "{a:?}");
+    assert_eq!(a["config"], *w, "{a:?}");
+    assert_eq!(a["loaded_from_store"], true, "{a:?}");
 }

@@ -28,6 +28,7 @@ use super::adaptive::{Adaptive, Ladders, Observation};
 use super::assure::{assurance_of, assure_all};
 pub use super::backend::{Backend, Recorded, Setup};
 use super::refine::{RefineStats, Refiner};
+use super::transfer::{SampleReport, Transfer};
 use super::{graph_groups, Candidate, Gate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
 use crate::measure::ROUNDS;
 use crate::params::{HnswConfig, Quantization};
@@ -66,6 +67,8 @@ pub struct Outcome {
     pub near_ties: Vec<NearTie>,
     /// The highest recall any trial reached: how far a run that found no winner got.
     pub best_recall: Option<f64>,
+    /// What the sample's exploration did, when the run sampled ([`super::transfer`]).
+    pub sample: Option<SampleReport>,
 }
 
 /// A trial near the winner, re-measured interleaved against it.
@@ -100,6 +103,8 @@ pub enum End {
 enum Phase {
     Climb,
     Refine(Box<Refiner>),
+    /// The sample's leading graphs on the full index ([`staged`]).
+    Transfer(Box<Transfer>),
     Done,
 }
 
@@ -130,6 +135,12 @@ pub struct Run<'a, B: Backend> {
     climb_quantization: Option<Quantization>,
     /// Trials the held-out check took out of the running, with why.
     disqualified: Vec<(Uuid, String)>,
+    /// The sample's exploration, when the run sampled ([`staged`]).
+    sampled: Option<staged::Sampled>,
+    /// On a sample's run: how much longer a full build takes, and the seconds left for
+    /// the full index's first build — a graph whose full build would not fit is not
+    /// explored.
+    full: Option<(f64, f64)>,
 }
 
 type Step<T, E> = Result<Option<T>, E>;
@@ -163,6 +174,8 @@ impl<'a, B: Backend> Run<'a, B> {
             climb_quantization: None,
             compared: None,
             disqualified: Vec::new(),
+            sampled: None,
+            full: None,
         }
     }
 
@@ -192,7 +205,15 @@ impl<'a, B: Backend> Run<'a, B> {
         self.candidates
             .iter()
             .any(|x| x.config.links_id(self.setup.engine) == links)
-            || self.secs_per_unit * f64::from(c.m) * f64::from(c.ef_construction) <= left
+            || (self.secs_per_unit * f64::from(c.m) * f64::from(c.ef_construction) <= left
+                && self.fits_full(c.m, c.ef_construction))
+    }
+
+    /// Whether a graph's build on the full index fits the time kept for it (always, on a
+    /// run that is not a sample's).
+    fn fits_full(&self, m: u32, ec: u32) -> bool {
+        self.full
+            .is_none_or(|(scale, secs)| self.secs_per_unit * scale * f64::from(m) * f64::from(ec) <= secs)
     }
 
     /// Step 1: the next config to measure, or `None` when the run has measured enough.
@@ -217,9 +238,12 @@ impl<'a, B: Backend> Run<'a, B> {
                             if self.candidates.len() >= max_trials - reserve || left <= 0.0 {
                                 None
                             } else {
-                                let spu = self.secs_per_unit;
-                                self.adaptive
-                                    .next(&|m, ec| spu * f64::from(m) * f64::from(ec) <= left)
+                                let (spu, full) = (self.secs_per_unit, self.full);
+                                self.adaptive.next(&|m, ec| {
+                                    let units = f64::from(m) * f64::from(ec);
+                                    spu * units <= left
+                                        && full.is_none_or(|(s, secs)| spu * s * units <= secs)
+                                })
                             }
                         }
                     };
@@ -249,6 +273,12 @@ impl<'a, B: Backend> Run<'a, B> {
                     if let Phase::Refine(r) = &mut self.phase {
                         r.observe(c, false, f64::INFINITY);
                     }
+                }
+                Phase::Transfer(_) => {
+                    if let Some(c) = self.next_transfer(left) {
+                        return Some(c);
+                    }
+                    self.phase = Phase::Done;
                 }
                 Phase::Done => return None,
             }
@@ -330,6 +360,7 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         match &mut self.phase {
             Phase::Refine(r) => r.observe(config, passes, metrics.distance_evals_per_query),
+            Phase::Transfer(t) => t.observe(config, passes),
             _ => self.adaptive.observe(
                 config,
                 Observation {
@@ -356,7 +387,7 @@ impl<'a, B: Backend> Run<'a, B> {
         } else {
             self.b.record(trial).await?;
         }
-        self.b.progress(self.candidates.len());
+        self.b.progress(self.progress_base() + self.candidates.len());
         Ok(Some(c))
     }
 
@@ -409,8 +440,8 @@ impl<'a, B: Backend> Run<'a, B> {
         }
     }
 
-    /// Runs the steps to the end.
-    pub async fn run(mut self) -> Result<End, B::Error> {
+    /// Steps 1 and 2 until the run has measured enough; whether it was cancelled.
+    async fn explore(&mut self) -> Result<bool, B::Error> {
         let mut cancelled = false;
         while let Some(config) = self.next_config() {
             if self.b.cancelled() || self.measure_and_record(config).await?.is_none() {
@@ -424,6 +455,15 @@ impl<'a, B: Backend> Run<'a, B> {
                 builds: self.b.builds().saturating_sub(self.builds_before_refine),
             };
         }
+        Ok(cancelled)
+    }
+
+    /// Runs the steps to the end (a large index: on a sample first, [`staged`]).
+    pub async fn run(mut self) -> Result<End, B::Error> {
+        let mut cancelled = match self.explore_sample().await? {
+            None => true,
+            Some(()) => self.explore().await?,
+        };
         let mut winner = None;
         if !cancelled {
             match self.validate().await? {
@@ -495,7 +535,7 @@ impl<'a, B: Backend> Run<'a, B> {
             winner,
             promoted,
             reason,
-            refinement: self.refines().then_some(self.refine),
+            refinement: self.refinement(),
             ineligible,
             validations: self.validated,
             near_ties,
@@ -504,6 +544,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 .iter()
                 .map(|c| c.recall_at_k)
                 .max_by(f64::total_cmp),
+            sample: self.sample_report(),
         })))
     }
 
@@ -515,6 +556,7 @@ impl<'a, B: Backend> Run<'a, B> {
 }
 
 mod climb;
+mod staged;
 #[cfg(test)]
 mod tests;
 mod winner;

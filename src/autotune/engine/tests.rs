@@ -15,7 +15,7 @@ use std::time::Duration;
 /// `build_secs` of (paused) tokio time per m×efC unit, and whose interleaved latencies
 /// are the cost times seeded noise.
 struct Fake {
-    built: HashSet<crate::params::GraphId>,
+    built: HashSet<(crate::params::GraphId, Option<usize>)>,
     journal: Vec<Recorded>,
     incumbent: Option<(Uuid, HnswConfig)>,
     promoted: Vec<HnswConfig>,
@@ -35,6 +35,14 @@ struct Fake {
     rabitq_factor: f64,
     /// Misses scaled by this (a harder index: above 1).
     difficulty: f64,
+    /// Live rows of the index.
+    rows: usize,
+    /// The sample measured on, if any.
+    scope: Option<usize>,
+    /// Misses on a sample scaled by this (a sample is easier: below 1).
+    sample_ease: f64,
+    /// Every scope switch asked for.
+    scopes: Vec<Option<usize>>,
 }
 
 impl Fake {
@@ -55,6 +63,10 @@ impl Fake {
             sq4_recall: 0.0,
             rabitq_factor: 1.0,
             difficulty: 1.0,
+            rows: 1000,
+            scope: None,
+            sample_ease: 0.5,
+            scopes: Vec::new(),
         }
     }
 }
@@ -74,7 +86,13 @@ impl Fake {
     fn recall(&self, c: &HnswConfig) -> f64 {
         // the graph's misses scaled by the difficulty, the quantization's factor kept
         let graph = recall(&c.with_quantization(crate::params::Quantization::None));
-        recall(c) / graph * (1.0 - (1.0 - graph) * self.difficulty)
+        let difficulty = self.difficulty
+            * if self.scope.is_some() {
+                self.sample_ease
+            } else {
+                1.0
+            };
+        recall(c) / graph * (1.0 - (1.0 - graph) * difficulty)
             + if c.quantization == crate::params::Quantization::Sq4 {
                 self.sq4_recall
             } else {
@@ -117,9 +135,14 @@ impl Backend for Fake {
             return Ok(None);
         }
         self.measured += 1;
-        let build = self.build_secs * f64::from(c.m) * f64::from(c.ef_construction);
+        // a sample's builds are cheaper by n log n
+        let scale = self.scope.map_or(1.0, |s| {
+            1.0 / crate::autotune::transfer::build_scale(s, self.rows)
+        });
+        let build = self.build_secs * f64::from(c.m) * f64::from(c.ef_construction) * scale;
         // a twin in another quantization is derived from the links held, as the tuner does
-        if self.built.insert(c.links_id(Engine::Native)) {
+        // (graphs of the sample and of the full index are different builds)
+        if self.built.insert((c.links_id(Engine::Native), self.scope)) {
             tokio::time::sleep(Duration::from_secs_f64(build)).await;
         }
         let r = self.recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };
@@ -169,6 +192,14 @@ impl Backend for Fake {
     }
     fn builds(&self) -> usize {
         self.built.len()
+    }
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    async fn scope(&mut self, sample: Option<usize>) -> Result<Option<()>, String> {
+        self.scopes.push(sample);
+        self.scope = sample;
+        Ok(Some(()))
     }
     fn cancelled(&self) -> bool {
         false
@@ -655,3 +686,5 @@ async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster(
         }
     }
 }
+
+mod sample;

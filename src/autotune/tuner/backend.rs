@@ -88,6 +88,14 @@ impl Backend for RunBackend<'_> {
         self.ctx.builds
     }
 
+    fn rows(&self) -> usize {
+        Tuner::rows_of(&self.ctx)
+    }
+
+    async fn scope(&mut self, sample: Option<usize>) -> Result<Option<()>> {
+        self.tuner.scope_in(&mut self.ctx, sample).await
+    }
+
     fn cancelled(&self) -> bool {
         self.ctx.cancel.is_cancelled()
     }

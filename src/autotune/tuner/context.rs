@@ -33,6 +33,7 @@ type QuerySet = (Vec<Vec<f32>>, Vec<Vec<u32>>);
 pub(super) struct RunContext {
     pub(super) index: IndexName,
     pub(super) harness: HarnessName,
+    /// The rows measured on: the index's, or a sample's while the run explores on one.
     set: Arc<VectorSet>,
     k: usize,
     /// Tuning queries and their exact top-k rows.
@@ -46,7 +47,26 @@ pub(super) struct RunContext {
     pub(super) cancel: CancellationToken,
     /// Rows the build under way has inserted (a job's `progress.build`).
     pub(super) build: Arc<crate::hnsw::native::BuildProgress>,
+    /// The full index's rows and queries, set aside while the run measures on a sample.
+    full: Option<Scope>,
+    /// Whether full builds are stored for activation to load: after a sample, the few
+    /// full builds are the winner's candidates, so its activation needs one of them.
+    keep_full_builds: bool,
+    /// What each stored full build cost: a reloaded graph reports its build's time.
+    kept_secs: Vec<(crate::params::GraphId, std::time::Duration)>,
 }
+
+/// Rows, queries and ground truth one size of the index is measured on.
+struct Scope {
+    set: Arc<VectorSet>,
+    tune: Arc<QuerySet>,
+    held: Option<Arc<QuerySet>>,
+    brute_us: Option<f64>,
+}
+
+/// Seed of the uniform sample a run explores on: the same rows every run of an index
+/// version, so the same request finds the same winner.
+const SAMPLE_SEED: u64 = 0x7361_6d70_6c65;
 
 fn pick<T: Clone>(all: &[T], at: &[usize]) -> Vec<T> {
     at.iter().map(|&i| all[i].clone()).collect()
@@ -59,6 +79,8 @@ enum GraphFrom {
     Held,
     /// Another quantization's graph held by the run: its links, new codes (no build).
     Derived,
+    /// A full build the run stored earlier and dropped from memory since (no build).
+    Loaded,
     /// A build.
     Built,
 }
@@ -119,7 +141,69 @@ impl Tuner {
             builds: 0,
             cancel,
             build: Arc::default(),
+            full: None,
+            keep_full_builds: false,
+            kept_secs: Vec::new(),
         })
+    }
+
+    /// Live rows of the run's index.
+    pub(super) fn rows_of(ctx: &RunContext) -> usize {
+        ctx.full.as_ref().map_or(&ctx.set, |f| &f.set).live()
+    }
+
+    /// Measures on a uniform sample of `sample` live rows from now on (with the sample's
+    /// exact ground truth for the tuning queries), or on the full index again with `None`;
+    /// the graphs the run held are dropped either way. `None` when cancelled.
+    pub(super) async fn scope_in(&self, ctx: &mut RunContext, sample: Option<usize>) -> Result<Option<()>> {
+        if ctx.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        ctx.cache = GraphCache::new(self.parts.run_graph_bytes, self.parts.build_options.engine);
+        let Some(rows) = sample else {
+            if let Some(f) = ctx.full.take() {
+                (ctx.set, ctx.tune, ctx.held, ctx.brute_us) = (f.set, f.tune, f.held, f.brute_us);
+                ctx.keep_full_builds = true;
+            }
+            return Ok(Some(()));
+        };
+        let full = match ctx.full.take() {
+            Some(f) => f,
+            None => Scope {
+                set: ctx.set.clone(),
+                tune: ctx.tune.clone(),
+                held: ctx.held.clone(),
+                brute_us: ctx.brute_us,
+            },
+        };
+        let (set, queries, k) = (full.set.clone(), full.tune.0.clone(), ctx.k);
+        let (sample, truth) = tokio::task::spawn_blocking(move || {
+            let live: Vec<usize> = set.live_rows().collect();
+            let mut at: Vec<usize> = crate::rng::SplitMix64::new(SAMPLE_SEED)
+                .sample(live.len(), rows)
+                .into_iter()
+                .map(|i| live[i])
+                .collect();
+            // in row order: the sample's rows keep the index's locality
+            at.sort_unstable();
+            let ids: Vec<String> = at.iter().map(|&r| set.id(r).to_string()).collect();
+            let mut data = Vec::with_capacity(at.len() * set.dims());
+            for &r in &at {
+                data.extend_from_slice(set.row(r));
+            }
+            let sample = VectorSet::from_rows(set.dims(), set.metric(), ids, data);
+            let truth = harness::ground_truth::exact(&sample, &queries, k);
+            (sample, truth)
+        })
+        .await
+        .map_err(TunerError::Task)?;
+        let truth = truth.map_err(TunerError::HarnessQuery)?;
+        ctx.set = Arc::new(sample);
+        ctx.tune = Arc::new((full.tune.0.clone(), truth));
+        ctx.held = None;
+        ctx.brute_us = None;
+        ctx.full = Some(full);
+        Ok(Some(()))
     }
 
     /// Every build permit: with build concurrency above 1, no other build of this process
@@ -158,19 +242,39 @@ impl Tuner {
                 .find_map(|q| ctx.cache.get(&config.with_quantization(q))),
         };
         let options = self.parts.build_options;
+        // a full build stored by this run and dropped from its memory since: loaded, not
+        // built again
+        let kept = match (
+            cached.is_none() && twin.is_none(),
+            ctx.keep_full_builds && ctx.full.is_none(),
+        ) {
+            (true, true) => {
+                let (storage, set) = (&self.parts.storage, ctx.set.clone());
+                let built = ctx
+                    .kept_secs
+                    .iter()
+                    .find(|(id, _)| *id == config.graph_id(options.engine));
+                let secs = built.map_or(std::time::Duration::ZERO, |b| b.1);
+                crate::serving::load_kept(storage, &ctx.index, set, config, options.engine)
+                    .await?
+                    .map(|g| g.with_build_time(secs))
+            }
+            _ => None,
+        };
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let progress = ctx.build.clone();
         let tune = ctx.tune.clone();
         let permit = self.measuring().await?;
         let out = tokio::task::spawn_blocking(move || {
-            let (graph, source) = match (cached, twin) {
-                (Some(g), _) => (g, GraphFrom::Held),
-                (None, Some(t)) => {
+            let (graph, source) = match (cached, twin, kept) {
+                (Some(g), _, _) => (g, GraphFrom::Held),
+                (None, None, Some(g)) => (Arc::new(g), GraphFrom::Loaded),
+                (None, Some(t), _) => {
                     let layout = t.frozen().clone();
                     let g = Graph::from_layout(layout, &set, config, t.engine(), t.build_time());
                     (Arc::new(g), GraphFrom::Derived)
                 }
-                (None, None) => {
+                (None, None, None) => {
                     if cancel.is_cancelled() {
                         return None;
                     }
@@ -202,6 +306,19 @@ impl Tuner {
                 self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
             }
             ctx.builds += 1;
+            if ctx.keep_full_builds && ctx.full.is_none() {
+                let engine = self.parts.build_options.engine;
+                crate::serving::keep_graph(
+                    &self.parts.storage,
+                    &ctx.index,
+                    &ctx.set,
+                    config,
+                    engine,
+                    graph.clone(),
+                )
+                .await?;
+                ctx.kept_secs.push((config.graph_id(engine), graph.build_time()));
+            }
         }
         if source != GraphFrom::Held {
             let bytes = graph.memory_bytes();

@@ -35,6 +35,9 @@ pub enum TunerError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Keeping a full build for activation failed.
+    #[error(transparent)]
+    Serving(#[from] crate::serving::ServingError),
     /// The run's lease was taken over (or expired): it stopped before writing more.
     #[error(transparent)]
     LeaseLost(LeaseLost),
@@ -62,6 +65,7 @@ impl crate::error::Classified for TunerError {
             T::Autotune(a) => a.classify(),
             T::Claim(c) => c.classify(),
             T::Storage(s) => s.classify(),
+            T::Serving(s) => s.classify(),
             T::LeaseLost(_) => Class::new(K::Conflict, "lease_lost"),
             T::Cancelled => Class::new(K::Conflict, "cancelled"),
             T::Task(_) | T::Internal(_) => Class::INTERNAL,

@@ -152,6 +152,8 @@ pub struct TunerParts {
     pub bounds: crate::params::Bounds,
     /// Memory the graphs one run keeps may take ([`RUN_GRAPH_CACHE_BYTES`] by default).
     pub run_graph_bytes: usize,
+    /// Where a sampled run's full builds are kept for activation to load.
+    pub storage: crate::storage::Storage,
 }
 
 /// The tuning component: trials and autotune runs over the service's data.
@@ -319,6 +321,7 @@ impl Tuner {
             near_ties: o.near_ties,
             best_recall: o.best_recall,
             bounds: Some(spec.bounds),
+            sample: o.sample,
         })))
     }
 

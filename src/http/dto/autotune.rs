@@ -176,6 +176,67 @@ pub struct AutotuneOut {
     pub best_recall: Option<f64>,
     /// The bounds the run's configs were held to (the server's `[tuning]` settings).
     pub bounds: BoundsOut,
+    /// What the run did on a uniform sample before the full index (null: it tuned the
+    /// index whole). Only the full index's trials are journaled and can win.
+    pub sample: Option<SampleOut>,
+}
+
+/// A sampled run's two sizes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleOut {
+    /// Rows of the sample.
+    pub rows: usize,
+    /// Rows of the index.
+    pub of_rows: usize,
+    /// `auto` (the run chose the size) or `request` (`sample_rows`).
+    pub chosen_by: String,
+    /// Trials measured on the sample (not journaled).
+    pub trials: usize,
+    /// Graphs built on the sample.
+    pub builds: usize,
+    /// Graphs built on the full index (stored: the winner's activation loads its graph).
+    pub full_builds: usize,
+    /// The graphs transferred to the full index, each at the `ef_search` it passed with on
+    /// the sample.
+    pub leading: Vec<ConfigOut>,
+    /// The first transferred config's recall on the sample and on the full index.
+    pub transfer: Option<TransferOut>,
+    /// Seconds the sample's part took.
+    pub secs: f64,
+}
+
+/// How far a config's recall moved from the sample to the full index.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferOut {
+    /// The config.
+    pub config: ConfigOut,
+    /// Recall@k on the sample, against its exact ground truth.
+    pub sample_recall: f64,
+    /// Recall@k on the full index, against the full ground truth.
+    pub full_recall: f64,
+    /// `sample_recall - full_recall`: positive when the full index is harder.
+    pub error: f64,
+}
+
+impl From<&crate::autotune::transfer::SampleReport> for SampleOut {
+    fn from(s: &crate::autotune::transfer::SampleReport) -> Self {
+        SampleOut {
+            rows: s.rows,
+            of_rows: s.of_rows,
+            chosen_by: s.chosen_by.clone(),
+            trials: s.trials,
+            builds: s.builds,
+            full_builds: s.full_builds,
+            leading: s.leading.iter().map(|&c| c.into()).collect(),
+            transfer: s.transfer.as_ref().map(|t| TransferOut {
+                config: t.config.into(),
+                sample_recall: t.sample_recall,
+                full_recall: t.full_recall,
+                error: t.error(),
+            }),
+            secs: s.secs,
+        }
+    }
 }
 
 /// The bounds of configs (lower bounds are fixed: `ef_construction`, `ef_search` ≥ 10, `m` ≥ 4).
@@ -239,6 +300,7 @@ impl From<&AutotuneResult> for AutotuneOut {
                 .collect(),
             best_recall: r.best_recall,
             bounds: r.bounds.unwrap_or(crate::params::Bounds::SEED).into(),
+            sample: r.sample.as_ref().map(SampleOut::from),
         }
     }
 }

@@ -1,0 +1,490 @@
+//! Sample-and-transfer: for a large index, graph parameters (`m`, `ef_construction`,
+//! quantization) are explored on a uniform sample of its rows, and only the leading graphs
+//! are built on the full index, where `ef_search` and the gate are decided against the full
+//! ground truth.
+//!
+//! Why it holds: a graph's quality ranks the same on a uniform sample as on the whole (the
+//! sample has the same density structure, only sparser), while what changes with size is
+//! how far a search must look — the `ef_search` a recall needs grows with n. So the sample
+//! ranks graphs, and the full index decides `ef_search`. A build costs about
+//! `n · log n · m · ef_construction`, so a climb of ten builds on a tenth of the rows costs
+//! under one full build.
+//!
+//! This module holds the rules (when to sample and how much, which graphs lead, how the
+//! full index's `ef_search` is found, how a full build is forecast from sample builds) and
+//! what a run reports of it; the run loop ([`super::engine`]) drives them.
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::Sampling;
+use super::Candidate;
+use crate::params::{Engine, HnswConfig};
+
+/// Indexes of at least this many rows are sampled when the request leaves it to the run.
+pub const SAMPLE_FROM: usize = 250_000;
+/// Rows of an automatic sample at least (a smaller one ranks graphs too noisily).
+pub const SAMPLE_MIN: usize = 50_000;
+/// Rows of an automatic sample at most: past this a sample's builds are themselves slow.
+pub const SAMPLE_MAX: usize = 1_000_000;
+/// Share of the budget the sample's exploration may take: the rest pays for the full
+/// builds and the `ef_search` probes on the full index.
+pub const SAMPLE_BUDGET_SHARE: f64 = 0.4;
+/// Share of the time left after the sample's exploration that the first full build may
+/// take: the sample explores no graph whose full build would not fit (the rest is the
+/// `ef_search` probes, the held-out check and the comparisons).
+pub const FULL_BUILD_SHARE: f64 = 0.75;
+/// Runs of fewer `max_trials` are not sampled: a sample and a full index need a few each.
+pub const MIN_SAMPLED_TRIALS: usize = 4;
+/// Graphs transferred to the full index at most.
+pub const MAX_LEADING: usize = 2;
+/// A second leading graph is built on the full index even when the first passes there if
+/// its cost on the sample is within this fraction of the first's: a near-tie on the sample
+/// is decided on the full index.
+pub const LEADING_NEAR: f64 = 0.10;
+/// Share of the full index's misses the sample may make: the sample's bar is
+/// `1 - (1 - target) · SAMPLE_MISS_SHARE`. A sample misses fewer neighbours than the full
+/// index at the same config (measured at 1M rows with a tenth sampled: .964 there, .917 on
+/// the whole), and a graph that only just passes on the sample can saturate below the
+/// target on the full index however wide its search; ranking graphs at a stricter bar
+/// favours those with headroom.
+pub const SAMPLE_MISS_SHARE: f64 = 0.5;
+/// The `ef_search` probes stop once the passing and failing values are this close
+/// (relative to the passing one).
+pub const EF_TOLERANCE: f64 = 0.05;
+
+/// Rows of the sample a run of `rows` rows explores on under `sampling`; `None`: tune the
+/// index whole.
+pub fn sample_rows(rows: usize, sampling: Sampling) -> Option<usize> {
+    match sampling {
+        Sampling::Off => None,
+        Sampling::Rows(s) => (s < rows).then_some(s),
+        Sampling::Auto if rows < SAMPLE_FROM => None,
+        Sampling::Auto => Some((rows / 10).clamp(SAMPLE_MIN, SAMPLE_MAX).min(rows)),
+    }
+}
+
+/// How much longer a build on `full` rows takes than the same build on `sample` rows:
+/// `n log n` (each insertion searches a graph whose depth grows with `log n`).
+pub fn build_scale(sample: usize, full: usize) -> f64 {
+    let cost = |n: usize| {
+        let n = n.max(2) as f64;
+        n * n.ln()
+    };
+    cost(full) / cost(sample)
+}
+
+/// The sample's bar for a run whose bar is `recall` ([`SAMPLE_MISS_SHARE`]).
+pub fn sample_bar(recall: f64) -> f64 {
+    1.0 - (1.0 - recall) * SAMPLE_MISS_SHARE
+}
+
+/// The graphs the sample's exploration ranks first, each at the `ef_search` it passed with
+/// there: the cheapest passing by exact distance evaluations, and the second cheapest too
+/// when the sample cannot tell them apart ([`LEADING_NEAR`]; at most [`MAX_LEADING`]). When
+/// none passed, the one with the highest recall (the full index may pass it with a larger
+/// `ef_search`, or a [`stronger`] build of it). `quantization`: the climb's choice, when it
+/// made one.
+pub fn leading(
+    candidates: &[Candidate],
+    can_win: &dyn Fn(&Candidate) -> bool,
+    quantization: Option<crate::params::Quantization>,
+    engine: Engine,
+) -> Vec<HnswConfig> {
+    let mut best: Vec<&Candidate> = Vec::new();
+    let passing: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| can_win(c))
+        .filter(|c| quantization.is_none_or(|q| c.config.quantization == q))
+        .collect();
+    let pool: Vec<&Candidate> = if passing.is_empty() {
+        candidates.iter().collect()
+    } else {
+        passing.clone()
+    };
+    for c in pool {
+        let id = c.config.graph_id(engine);
+        match best.iter_mut().find(|b| b.config.graph_id(engine) == id) {
+            Some(b) if passing.is_empty() && c.recall_at_k > b.recall_at_k => *b = c,
+            Some(b) if !passing.is_empty() && c.distance_evals_per_query < b.distance_evals_per_query => {
+                *b = c
+            }
+            Some(_) => {}
+            None => best.push(c),
+        }
+    }
+    if passing.is_empty() {
+        best.sort_by(|a, b| b.recall_at_k.total_cmp(&a.recall_at_k));
+        best.truncate(1);
+    } else {
+        best.sort_by(|a, b| a.distance_evals_per_query.total_cmp(&b.distance_evals_per_query));
+        // a second graph only when the sample cannot tell them apart
+        let lead = match best[..] {
+            [first, second, ..]
+                if second.distance_evals_per_query
+                    <= first.distance_evals_per_query * (1.0 + LEADING_NEAR) =>
+            {
+                MAX_LEADING
+            }
+            _ => best.len().min(1),
+        };
+        best.truncate(lead);
+    }
+    best.into_iter().map(|c| c.config).collect()
+}
+
+/// A graph stronger than `g` within `bounds`: twice the `ef_construction` (a graph built
+/// with too narrow a beam saturates on a large index however wide its search), else half
+/// as many links again; `None` at both bounds.
+pub fn stronger(g: &HnswConfig, bounds: &crate::params::Bounds) -> Option<HnswConfig> {
+    if g.ef_construction < bounds.max_ef_construction {
+        let ef_construction = (g.ef_construction * 2).min(bounds.max_ef_construction);
+        return Some(HnswConfig {
+            ef_construction,
+            ..*g
+        });
+    }
+    (g.m < bounds.max_m).then(|| HnswConfig {
+        m: (g.m + g.m / 2).clamp(g.m + 1, bounds.max_m),
+        ..*g
+    })
+}
+
+/// The `ef_search` probes of the leading graphs on the full index: each graph starts at the
+/// `ef_search` it passed with on the sample, doubles it until it passes (a larger index
+/// needs more), steps down the ladder while it still passes, then bisects between the last
+/// failing and the first passing value. When the first graph passes, a second leading one
+/// (a near-tie on the sample) is measured too and the usual steps decide between them; when
+/// it cannot pass within the bounds, it was too weak for the full index (a graph built with
+/// too narrow a beam saturates there however wide its search) and a [`stronger`] build of it
+/// is next, up to the bounds.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    leading: Vec<HnswConfig>,
+    bounds: crate::params::Bounds,
+    at: usize,
+    /// The `ef_search` rungs within the run's bounds, ascending.
+    ladder: Vec<u32>,
+    pass: Option<u32>,
+    fail: Option<u32>,
+    tried: Vec<u32>,
+    /// Graphs that passed on the full index.
+    passed: usize,
+    engine: Engine,
+}
+
+impl Transfer {
+    /// Probes of `leading` ([`leading`]) on the `ladder`'s rungs within `bounds`.
+    pub fn new(
+        leading: Vec<HnswConfig>,
+        ladder: Vec<u32>,
+        bounds: crate::params::Bounds,
+        engine: Engine,
+    ) -> Transfer {
+        Transfer {
+            leading,
+            bounds,
+            at: 0,
+            ladder,
+            pass: None,
+            fail: None,
+            tried: Vec::new(),
+            passed: 0,
+            engine,
+        }
+    }
+
+    /// The graphs transferred.
+    pub fn leading(&self) -> &[HnswConfig] {
+        &self.leading
+    }
+
+    /// Moves to the next graph after the current one `passed` (or not): after the first
+    /// passed, the second leading graph if there is one; after a failure with nothing
+    /// passed, a [`stronger`] build of the failed graph; `false` when done.
+    fn next_graph(&mut self, passed: bool) -> bool {
+        let current = self.leading[self.at];
+        self.at += 1;
+        self.pass = None;
+        self.fail = None;
+        self.tried.clear();
+        if self.passed > 0 {
+            // the first passed: the near-tie is measured, then done
+            return passed && self.passed == 1 && self.at < self.leading.len();
+        }
+        match stronger(&current, &self.bounds) {
+            Some(g) => {
+                self.leading.truncate(self.at);
+                self.leading.push(g);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next config to measure on the full index, `None` when done. `affordable` says
+    /// whether the budget pays for a graph's full build (asked before each graph after the
+    /// first).
+    pub fn next(&mut self, affordable: &dyn Fn(&HnswConfig) -> bool) -> Option<HnswConfig> {
+        loop {
+            let g = *self.leading.get(self.at)?;
+            if self.at > 0 && self.tried.is_empty() && !affordable(&g) {
+                return None;
+            }
+            let top = self
+                .ladder
+                .last()
+                .copied()
+                .unwrap_or(g.ef_search)
+                .max(g.ef_search);
+            let ef = match (self.pass, self.fail) {
+                _ if self.tried.is_empty() => Some(g.ef_search),
+                // failing so far: the next rung up
+                (None, Some(f)) if f >= top => None,
+                (None, Some(f)) => Some(f.saturating_mul(2).min(top)),
+                (None, None) => None,
+                // passing, nothing below tried: the next rung down
+                (Some(p), None) => self.ladder.iter().copied().rev().find(|&r| r < p),
+                (Some(p), Some(f)) => {
+                    let gap = f64::from(p - f.min(p));
+                    (gap > (f64::from(p) * EF_TOLERANCE).max(1.0)).then(|| f + (p - f) / 2)
+                }
+            };
+            match ef.filter(|e| !self.tried.contains(e)) {
+                Some(ef) => {
+                    self.tried.push(ef);
+                    return Some(HnswConfig { ef_search: ef, ..g });
+                }
+                None => {
+                    let passed_this = self.pass.is_some();
+                    self.passed += usize::from(passed_this);
+                    if !self.next_graph(passed_this) {
+                        self.at = self.leading.len();
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What `config`'s measurement on the full index said.
+    pub fn observe(&mut self, config: HnswConfig, passes: bool) {
+        let Some(g) = self.leading.get(self.at) else {
+            return;
+        };
+        if config.graph_id(self.engine) != g.graph_id(self.engine) {
+            return;
+        }
+        let ef = config.ef_search;
+        if passes {
+            self.pass = Some(self.pass.map_or(ef, |p| p.min(ef)));
+        } else {
+            self.fail = Some(self.fail.map_or(ef, |f| f.max(ef)));
+        }
+    }
+}
+
+/// The sample's pick measured on both sizes: how far its recall moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferError {
+    /// The config (the sample's leading graph at the `ef_search` it passed with there).
+    pub config: HnswConfig,
+    /// Its recall@k on the sample (against the sample's exact ground truth).
+    pub sample_recall: f64,
+    /// Its recall@k on the full index (against the full ground truth).
+    pub full_recall: f64,
+}
+
+impl TransferError {
+    /// Sample recall minus full recall (positive: the full index is harder).
+    pub fn error(&self) -> f64 {
+        self.sample_recall - self.full_recall
+    }
+}
+
+/// What a sampled run did at each size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleReport {
+    /// Rows of the sample.
+    pub rows: usize,
+    /// Rows of the index.
+    pub of_rows: usize,
+    /// Whether the run chose the size (`auto`) or the request did (`request`).
+    pub chosen_by: String,
+    /// Trials measured on the sample (not journaled: the journal holds the index's).
+    pub trials: usize,
+    /// Graphs built on the sample.
+    pub builds: usize,
+    /// Graphs built on the full index.
+    pub full_builds: usize,
+    /// The graphs built on the full index, in order, each at the `ef_search` it started
+    /// from there (the one it passed with on the sample; a graph made stronger after one
+    /// failed, at the failed one's).
+    pub leading: Vec<HnswConfig>,
+    /// The first transferred config's recall on the sample and on the full index.
+    pub transfer: Option<TransferError>,
+    /// Seconds the sample's exploration took (sampling, its ground truth, its builds).
+    pub secs: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(m: u32, ec: u32, ef: u32) -> HnswConfig {
+        HnswConfig {
+            m,
+            ef_construction: ec,
+            ef_search: ef,
+            ..HnswConfig::DEFAULT
+        }
+    }
+
+    fn cand(c: HnswConfig, recall: f64, cost: f64) -> Candidate {
+        let m = crate::trials::TrialMetrics {
+            build_time_secs: 1.0,
+            search_latency_p50_us: cost / 10.0,
+            search_latency_p95_us: cost / 5.0,
+            search_latency_p99_us: cost / 4.0,
+            recall_at_k: recall,
+            memory_bytes: 1000,
+            vectors: 1000,
+            eval_queries: 100,
+            brute_force_latency_us: 100.0,
+            recall_ci_low: recall - 0.01,
+            distance_evals_per_query: cost,
+            search_latency_mean_us: cost / 10.0,
+            qps: 1.0,
+            recall_p10: recall - 0.02,
+            per_query_recall: vec![recall as f32; 100],
+        };
+        super::super::candidate_of(uuid::Uuid::now_v7(), c, &m)
+    }
+
+    #[test]
+    fn the_sample_size_is_a_tenth_within_its_limits_and_small_indexes_are_whole() {
+        assert_eq!(sample_rows(100_000, Sampling::Auto), None);
+        assert_eq!(sample_rows(SAMPLE_FROM, Sampling::Auto), Some(SAMPLE_MIN));
+        assert_eq!(sample_rows(1_000_000, Sampling::Auto), Some(100_000));
+        assert_eq!(sample_rows(100_000_000, Sampling::Auto), Some(SAMPLE_MAX));
+        assert_eq!(sample_rows(1_000_000, Sampling::Off), None);
+        assert_eq!(sample_rows(5000, Sampling::Rows(2000)), Some(2000));
+        assert_eq!(
+            sample_rows(2000, Sampling::Rows(2000)),
+            None,
+            "not smaller: whole"
+        );
+    }
+
+    #[test]
+    fn a_full_build_is_forecast_by_n_log_n() {
+        assert!((build_scale(1000, 1000) - 1.0).abs() < 1e-12);
+        let s = build_scale(100_000, 1_000_000);
+        // 10 × ln(1e6)/ln(1e5) = 12
+        assert!((s - 12.0).abs() < 1e-9, "{s}");
+    }
+
+    #[test]
+    fn leading_graphs_are_the_cheapest_passing_and_a_second_only_near_the_first() {
+        let all = [
+            cand(cfg(16, 80, 40), 0.96, 1000.0),
+            cand(cfg(16, 80, 30), 0.95, 900.0),
+            cand(cfg(24, 160, 30), 0.96, 950.0),
+            cand(cfg(8, 80, 100), 0.90, 500.0),
+        ];
+        let pass = |c: &Candidate| c.recall_at_k >= 0.95;
+        let l = leading(&all, &pass, None, Engine::Native);
+        // 900 and 950: within 10 %, both lead
+        assert_eq!(l, vec![cfg(16, 80, 30), cfg(24, 160, 30)]);
+        let far = [
+            all[0].clone(),
+            all[1].clone(),
+            cand(cfg(24, 160, 30), 0.96, 2000.0),
+        ];
+        // far apart: the first alone
+        assert_eq!(leading(&far, &pass, None, Engine::Native), vec![cfg(16, 80, 30)]);
+        // nothing passes: the highest recall, to be pushed by ef on the full index
+        let none = |_: &Candidate| false;
+        assert_eq!(leading(&all, &none, None, Engine::Native), vec![cfg(16, 80, 40)]);
+        assert!(leading(&[], &pass, None, Engine::Native).is_empty());
+        assert!((sample_bar(0.95) - 0.975).abs() < 1e-12);
+    }
+
+    fn bounds() -> crate::params::Bounds {
+        crate::params::Bounds::SEED
+    }
+
+    /// Probes against a known threshold: a config passes from `need` up.
+    fn probe(t: &mut Transfer, need: &dyn Fn(&HnswConfig) -> u32) -> Vec<HnswConfig> {
+        let mut seen = Vec::new();
+        while let Some(c) = t.next(&|_| true) {
+            assert!(seen.len() < 60, "probes end");
+            t.observe(c, c.ef_search >= need(&c));
+            seen.push(c);
+        }
+        seen
+    }
+
+    #[test]
+    fn ef_climbs_until_it_passes_then_bisects_to_the_least_that_does() {
+        let ladder = vec![10, 20, 40, 80, 120, 200];
+        let mut t = Transfer::new(vec![cfg(16, 80, 40)], ladder.clone(), bounds(), Engine::Native);
+        let seen = probe(&mut t, &|_| 97);
+        let efs: Vec<u32> = seen.iter().map(|c| c.ef_search).collect();
+        assert_eq!(efs[..3], [40, 80, 160], "doubling from the sample's ef");
+        let least_pass = efs.iter().copied().filter(|&e| e >= 97).min().unwrap();
+        let most_fail = efs.iter().copied().filter(|&e| e < 97).max().unwrap();
+        assert!(least_pass - most_fail <= 6, "{efs:?}");
+        // passing at once: steps down, then bisects
+        let mut t = Transfer::new(vec![cfg(16, 80, 80)], ladder.clone(), bounds(), Engine::Native);
+        let efs: Vec<u32> = probe(&mut t, &|_| 25).iter().map(|c| c.ef_search).collect();
+        assert_eq!(efs[..3], [80, 40, 20]);
+        assert!(efs.iter().any(|&e| (25..=26).contains(&e)), "{efs:?}");
+    }
+
+    #[test]
+    fn a_near_tie_is_measured_after_a_pass_and_a_graph_that_cannot_pass_is_built_stronger() {
+        let ladder = vec![10, 20, 40, 80, 120, 200];
+        let (a, b) = (cfg(8, 80, 40), cfg(16, 80, 40));
+        // both pass: both measured (the sample could not tell them apart)
+        let mut t = Transfer::new(vec![a, b], ladder.clone(), bounds(), Engine::Native);
+        let seen = probe(&mut t, &|_| 50);
+        assert!(
+            seen.iter().any(|c| c.m == 8) && seen.iter().any(|c| c.m == 16),
+            "{seen:?}"
+        );
+        // one leading graph that passes: one graph
+        let mut t = Transfer::new(vec![b], ladder.clone(), bounds(), Engine::Native);
+        assert!(probe(&mut t, &|_| 50).iter().all(|c| c.m == 16));
+        // a never passes within 200 at efC 80: a stronger a (efC 160), not the near-tie
+        let mut t = Transfer::new(vec![a, b], ladder.clone(), bounds(), Engine::Native);
+        let seen = probe(&mut t, &|c| if c.ef_construction < 160 { 1000 } else { 60 });
+        assert!(
+            seen.iter().any(|c| c.m == 8 && c.ef_search == 200),
+            "a up to the bound: {seen:?}"
+        );
+        assert!(seen.iter().all(|c| c.m == 8), "{seen:?}");
+        assert!(
+            seen.iter().any(|c| c.ef_construction == 160 && c.ef_search >= 60),
+            "{seen:?}"
+        );
+        assert_eq!(
+            t.leading().last().map(|g| (g.m, g.ef_construction)),
+            Some((8, 160))
+        );
+        // nothing passes up to the bounds: efC doubled to 400, then m grown, then done
+        let mut t = Transfer::new(vec![cfg(32, 200, 40)], ladder.clone(), bounds(), Engine::Native);
+        let seen = probe(&mut t, &|_| 1000);
+        let graphs: Vec<(u32, u32)> = t.leading().iter().map(|g| (g.m, g.ef_construction)).collect();
+        assert_eq!(graphs, vec![(32, 200), (32, 400), (48, 400), (64, 400)]);
+        assert!(seen.iter().all(|c| c.ef_search <= 200));
+        assert_eq!(stronger(&cfg(64, 400, 40), &bounds()), None);
+        // a stronger build the budget cannot pay for is not started
+        let mut t = Transfer::new(vec![a], ladder, bounds(), Engine::Native);
+        let mut seen = Vec::new();
+        while let Some(c) = t.next(&|c| c.ef_construction == 80) {
+            t.observe(c, false);
+            seen.push(c);
+        }
+        assert!(seen.iter().all(|c| c.ef_construction == 80));
+    }
+}
