@@ -91,11 +91,17 @@ pub fn leading(
     engine: Engine,
 ) -> Vec<HnswConfig> {
     let mut best: Vec<&Candidate> = Vec::new();
-    let passing: Vec<&Candidate> = candidates
+    let mut passing: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| can_win(c))
         .filter(|c| quantization.is_none_or(|q| c.config.quantization == q))
         .collect();
+    // early termination does not transfer: how soon a search may stop depends on the
+    // graph's size (a patience tuned on the sample capped recall at .95 on a 1M index at any
+    // ef_search), so graphs are carried over with it off when the sample passed them so
+    if passing.iter().any(|c| c.config.patience == 0) {
+        passing.retain(|c| c.config.patience == 0);
+    }
     let pool: Vec<&Candidate> = if passing.is_empty() {
         candidates.iter().collect()
     } else {
@@ -324,6 +330,13 @@ pub struct SampleReport {
     pub transfer: Option<TransferError>,
     /// Seconds the sample's exploration took (sampling, its ground truth, its builds).
     pub secs: f64,
+    /// The first full build's seconds as forecast from the sample's builds
+    /// ([`build_scale`]), and as measured: how well the budget's forecast held.
+    #[serde(default)]
+    pub full_build_forecast_secs: Option<f64>,
+    /// See `full_build_forecast_secs`.
+    #[serde(default)]
+    pub full_build_secs: Option<f64>,
 }
 
 #[cfg(test)]
@@ -402,6 +415,14 @@ mod tests {
         ];
         // far apart: the first alone
         assert_eq!(leading(&far, &pass, None, Engine::Native), vec![cfg(16, 80, 30)]);
+        // a patience tuned on the sample is left there when the graph passed without one
+        let mut early = cfg(16, 80, 30);
+        early.patience = 24;
+        let with_early = [all[1].clone(), cand(early, 0.95, 700.0)];
+        assert_eq!(
+            leading(&with_early, &pass, None, Engine::Native),
+            vec![cfg(16, 80, 30)]
+        );
         // nothing passes: the highest recall, to be pushed by ef on the full index
         let none = |_: &Candidate| false;
         assert_eq!(leading(&all, &none, None, Engine::Native), vec![cfg(16, 80, 40)]);

@@ -786,6 +786,8 @@ mod tests {
                     full_recall: 0.94,
                 }),
                 secs: 1.5,
+                full_build_forecast_secs: Some(100.0),
+                full_build_secs: Some(110.0),
             }),
         }));
         for r in [activation, autotune] {

@@ -346,6 +346,7 @@ async fn adaptive_strategy_keeps_to_max_trials_and_bounds() {
     assert_eq!(s, StatusCode::OK, "{r:?}");
     let n = r["trials_run"].as_u64().unwrap();
     assert!((1..=5).contains(&n), "{r:?}");
+    assert!(r["sample"].is_null(), "a small index is tuned whole: {r:?}");
     assert!(r["builds"].as_u64().unwrap() <= n);
     let (_, list) = app.trials("idx", "").await;
     let trials = list["trials"].as_array().unwrap();

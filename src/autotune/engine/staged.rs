@@ -12,7 +12,7 @@ use crate::autotune::adaptive::Ladders;
 use crate::autotune::refine::RefineStats;
 use crate::autotune::spec::Sampling;
 use crate::autotune::transfer::{self, SampleReport, Transfer, TransferError};
-use crate::autotune::{Spec, Strategy};
+use crate::autotune::{Objective, Spec, Strategy};
 use crate::params::HnswConfig;
 
 /// What the sample's exploration left for the rest of the run.
@@ -39,7 +39,9 @@ impl<B: Backend> Run<'_, B> {
         let Some(rows) = transfer::sample_rows(of_rows, self.spec.sample) else {
             return Ok(Some(()));
         };
-        if max_trials < transfer::MIN_SAMPLED_TRIALS {
+        // the transfer decides the least ef_search that passes: a min_latency question
+        // (max_recall runs, and runs too short to spend trials at two sizes, tune whole)
+        if max_trials < transfer::MIN_SAMPLED_TRIALS || self.rules().objective != Objective::MinLatency {
             return Ok(Some(()));
         }
         let started = Instant::now();
@@ -106,6 +108,8 @@ impl<B: Backend> Run<'_, B> {
                 leading: Vec::new(),
                 transfer: None,
                 secs: started.elapsed().as_secs_f64(),
+                full_build_forecast_secs: None,
+                full_build_secs: None,
             },
             first_recall,
             builds,
@@ -180,6 +184,15 @@ impl<B: Backend> Run<'_, B> {
         let s = self.sampled.as_ref()?;
         let mut r = s.report.clone();
         r.full_builds = self.b.builds().saturating_sub(s.builds);
+        if let Some(g) = r.leading.first() {
+            let units = f64::from(g.m) * f64::from(g.ef_construction);
+            r.full_build_forecast_secs = Some(s.forecast_secs_per_unit * units);
+            r.full_build_secs = self
+                .candidates
+                .iter()
+                .find(|c| c.config.graph_id(self.setup.engine) == g.graph_id(self.setup.engine))
+                .map(|c| c.build_time_secs);
+        }
         r.transfer = match (r.leading.first(), s.first_recall) {
             (Some(&config), Some(sample_recall)) => {
                 self.candidates

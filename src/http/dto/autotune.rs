@@ -203,6 +203,10 @@ pub struct SampleOut {
     pub transfer: Option<TransferOut>,
     /// Seconds the sample's part took.
     pub secs: f64,
+    /// The first full build's seconds as forecast from the sample's builds (`n log n`).
+    pub full_build_forecast_secs: Option<f64>,
+    /// The first full build's seconds as measured.
+    pub full_build_secs: Option<f64>,
 }
 
 /// How far a config's recall moved from the sample to the full index.
@@ -235,6 +239,8 @@ impl From<&crate::autotune::transfer::SampleReport> for SampleOut {
                 error: t.error(),
             }),
             secs: s.secs,
+            full_build_forecast_secs: s.full_build_forecast_secs,
+            full_build_secs: s.full_build_secs,
         }
     }
 }

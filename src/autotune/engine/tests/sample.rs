@@ -54,6 +54,12 @@ async fn a_large_index_is_explored_on_a_sample_and_decided_on_the_full_index() {
     assert_eq!(s.builds + s.full_builds, o.builds);
     assert!((1..=2).contains(&s.full_builds), "{s:?}");
     assert!(s.builds >= 3, "the climb ran on the sample: {s:?}");
+    // the fake's builds scale by n log n exactly: the forecast from the sample is the build
+    let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
+    assert!(
+        (forecast - measured).abs() < 1e-6 * measured,
+        "{forecast} vs {measured}"
+    );
     // the transfer error is the fake's own: the sample halves the misses
     let t = s
         .transfer
