@@ -147,7 +147,7 @@ impl Vectune {
                 tracing::info!(index = %name, inserted = fresh.inserted, deleted = fresh.deleted,
                     "refresh: the writes since the generation passed max_fresh_fraction; re-activating");
                 let shutdown = me.inner.shutdown.clone();
-                match me.activate_with(&name, Some(&shutdown)).await {
+                match me.activate_with(&name, Some(&shutdown), None).await {
                     Ok(a) => {
                         tracing::info!(index = %name, generation = a.record.generation, "refresh: serving")
                     }

@@ -24,7 +24,10 @@ impl Vectune {
             .await?;
         let (me, name) = (self.clone(), name.clone());
         self.inner.jobs.spawn(job.id, ticket, async move {
-            match me.activate_with(&name, Some(&control.cancel)).await {
+            match me
+                .activate_with(&name, Some(&control.cancel), Some(control.build.clone()))
+                .await
+            {
                 Ok(a) => Ok(JobEnd::Succeeded {
                     done: 1,
                     result: JobResult::Activate {
@@ -32,7 +35,10 @@ impl Vectune {
                         record: a.record,
                     },
                 }),
-                Err(ServiceError::Cancelled) => Ok(JobEnd::Cancelled { done: 0, build: None }),
+                Err(ServiceError::Cancelled) => Ok(JobEnd::Cancelled {
+                    done: 0,
+                    build: crate::jobs::BuildStep::of(&control.build),
+                }),
                 Err(e) => Err(e),
             }
         });
@@ -51,18 +57,20 @@ impl Vectune {
     pub async fn activate(&self, name: &IndexName) -> Result<Activation> {
         self.inner.indexes.get(name)?;
         let _ticket = self.admit()?;
-        match self.activate_with(name, Some(&self.inner.shutdown)).await {
+        match self.activate_with(name, Some(&self.inner.shutdown), None).await {
             Err(ServiceError::Cancelled) => Err(ServiceError::ShuttingDown),
             other => other,
         }
     }
 
     /// [`Vectune::activate`], stopping with `Cancelled` if `cancel` is raised before the
-    /// new generation is swapped in.
+    /// new generation is swapped in (a build under way stops at its round's end, nothing
+    /// stored); `progress` shows the build's rows (an activation job's `progress.build`).
     pub(super) async fn activate_with(
         &self,
         name: &IndexName,
         cancel: Option<&CancellationToken>,
+        progress: Option<Arc<crate::hnsw::native::BuildProgress>>,
     ) -> Result<Activation> {
         let index = self.inner.indexes.get(name)?;
         let config = self.activation_config(name).await?;
@@ -71,7 +79,7 @@ impl Vectune {
             return Err(ServiceError::EmptyIndex(name.clone()));
         }
         let record = (self.inner.serving)
-            .activate(name, set, config, &|| self.index_exists(name), cancel)
+            .activate(name, set, config, &|| self.index_exists(name), cancel, progress)
             .await
             .map_err(|e| serving_error(name, e))?;
         if !record.loaded_from_store {

@@ -26,7 +26,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::hnsw::native::BuildProgress;
 use crate::hnsw::{store, BuildOptions, Graph};
+
+/// What an activation's build reports to and obeys: the rows it inserted, and the token
+/// whose cancel stops it at its round's end.
+pub type Watch = (Arc<BuildProgress>, CancellationToken);
 use crate::names::IndexName;
 use crate::params::{Engine, HnswConfig};
 use crate::storage::{keys, Storage, StorageError};
@@ -221,7 +226,8 @@ impl Serving {
     /// the build semaphore) and stored before it is returned; graphs of fewer rows, or of
     /// as many with fewer deletes, are then deleted (they can never serve again). Returns
     /// the graph, the deleted rows it leaves out, whether it was loaded, and the seconds it
-    /// took.
+    /// took. A build under `watch` shows its rows on the progress and stops at the end of
+    /// the round in which the token is cancelled (`Cancelled`, nothing stored).
     pub async fn graph(
         &self,
         index: &IndexName,
@@ -229,6 +235,7 @@ impl Serving {
         (rows, deleted, folded_from): (usize, u64, Option<u64>),
         config: HnswConfig,
         still_there: StillThere<'_>,
+        watch: Option<Watch>,
     ) -> Result<(Graph, u64, bool, f64), ServingError> {
         let started = Instant::now();
         let options = self.options;
@@ -250,13 +257,28 @@ impl Serving {
         let permit = self.builds.acquire().await.map_err(|_| ServingError::Closed)?;
         let deleted = set.deleted_below(rows) as u64;
         let key = keys::graph(index, rows as u64, deleted, config.graph_id(options.engine));
-        let (graph, bytes) = blocking(move || {
-            let graph = crate::hnsw::build(&set, rows, config, options);
+        let built = blocking(move || {
+            let shown = watch.as_ref().map(|(progress, _)| progress.clone());
+            let watch = watch.map(|(progress, stop)| {
+                crate::hnsw::native::BuildWatch::new(progress, move || stop.is_cancelled())
+            });
+            let graph = crate::hnsw::build_watched(&set, rows, config, options, watch.as_ref());
+            // a stopped build is incomplete: never stored, never served
+            if watch.as_ref().is_some_and(|w| w.stopped()) {
+                return None;
+            }
+            // done: no build under way any more (a finished job shows none)
+            if let Some(p) = shown {
+                p.clear();
+            }
             let bytes = store::encode(&graph);
-            (graph, bytes)
+            Some((graph, bytes))
         })
         .await?;
         drop(permit);
+        let Some((graph, bytes)) = built else {
+            return Err(ServingError::Cancelled);
+        };
         // the index may have been deleted while we built: never write into a deleted prefix
         if !still_there() {
             return Err(ServingError::IndexGone);
@@ -347,6 +369,7 @@ impl Serving {
         config: HnswConfig,
         still_there: StillThere<'_>,
         cancel: Option<&CancellationToken>,
+        progress: Option<Arc<BuildProgress>>,
     ) -> Result<ActivationRecord, ServingError> {
         let cancelled = || cancel.is_some_and(|c| c.is_cancelled());
         let lock = self.activation_lock(index);
@@ -362,6 +385,7 @@ impl Serving {
                 (set.len(), set.deleted() as u64, None),
                 config,
                 still_there,
+                cancel.map(|c| (progress.unwrap_or_default(), c.clone())),
             )
             .await?;
         if cancelled() {
@@ -412,6 +436,7 @@ impl Serving {
                 (record.vectors as usize, record.deleted, record.folded_from),
                 record.config,
                 still_there,
+                None,
             )
             .await?;
         if !still_there() {
@@ -560,7 +585,10 @@ mod tests {
             None,
             "nothing serves"
         );
-        let g1 = a.activate(&index, first, config, &there, None).await.unwrap();
+        let g1 = a
+            .activate(&index, first, config, &there, None, None)
+            .await
+            .unwrap();
         let record = a
             .fold_in(&index, all.clone(), &there)
             .await

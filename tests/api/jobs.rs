@@ -221,3 +221,61 @@ async fn a_job_shows_its_build_and_a_cancel_stops_the_build_within_a_round() {
         "nothing journaled"
     );
 }
+
+/// An activation job shows its build as rows inserted of its rows, and a cancel during the
+/// build stops it at the round's end: the job ends cancelled with the build where it
+/// stopped and nothing serves (an incomplete graph is never stored or swapped in).
+#[tokio::test]
+async fn an_activation_job_shows_its_build_and_a_cancel_stops_it_within_a_round() {
+    let app = TestApp::with_limit(64 << 20).await;
+    let r = app
+        .create_index(json!({"name": "big", "dims": 8, "metric": "l2"}))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED);
+    let r = app.append("big", batch_of("p0-", 0, 1_000)).await;
+    assert_eq!(r.0, StatusCode::OK, "{:?}", r.1);
+    let r = app
+        .autogen_harness(json!({"name": "bh", "index_name": "big", "queries": 10, "k": 10}))
+        .await;
+    assert_eq!(r.0, StatusCode::CREATED, "{:?}", r.1);
+    // a dear config, promoted while the index is small; then the index grows to 60,000
+    let dear = json!({"ef_construction": 400, "ef_search": 10, "m": 64});
+    let (s, t) = app
+        .trial(json!({"index_name": "big", "harness": "bh", "config": dear}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t:?}");
+    let (s, p) = app.promote("big", t["id"].as_str().unwrap(), None).await;
+    assert_eq!(s, StatusCode::OK, "{p:?}");
+    for part in 1..6 {
+        let r = app
+            .append(
+                "big",
+                batch_of(&format!("p{part}-"), 1_000 + (part - 1) * 11_800, 11_800),
+            )
+            .await;
+        assert_eq!(r.0, StatusCode::OK, "{:?}", r.1);
+    }
+    let (s, acc) = app.activate_async("big").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let id = acc["job_id"].as_str().unwrap().to_string();
+    let building = app
+        .poll_job(&id, |j| {
+            j["state"] != "running" && j["state"] != "queued" || !j["progress"]["build"].is_null()
+        })
+        .await;
+    let b = &building["progress"]["build"];
+    assert_eq!(b["total"], 59_999, "every row but the first: {building}");
+    assert!(b["done"].as_u64().unwrap() < 59_999, "{building}");
+    assert_eq!(app.cancel_job(&id).await.0, StatusCode::OK);
+    let end = app
+        .poll_job(&id, |j| j["state"] != "running" && j["state"] != "queued")
+        .await;
+    assert_eq!(end["state"], "cancelled", "{end}");
+    let stopped = end["progress"]["build"]["done"]
+        .as_u64()
+        .expect("where the build stopped");
+    assert!(stopped < 59_999, "the build stopped short of its rows: {end}");
+    // nothing serves
+    let (_, index) = app.get_index("big").await;
+    assert!(index["active"].is_null(), "{index:?}");
+}

@@ -57,6 +57,12 @@ impl BuildWatch {
         }
     }
 
+    /// Whether the build was told to stop (asked again now: a build that ended after the
+    /// stop was raised is treated as stopped, its graph dropped by the caller).
+    pub fn stopped(&self) -> bool {
+        (self.stop)()
+    }
+
     /// See [`BuildProgress::get`].
     pub fn progress(&self) -> Option<(usize, usize)> {
         self.progress.get()
