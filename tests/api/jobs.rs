@@ -192,27 +192,7 @@ async fn a_job_shows_its_build_and_a_cancel_stops_the_build_within_a_round() {
         .autotune_async(json!({"index_name": "big", "harness": "bh", "grid": grid, "promote": "never"}))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
-    let id = acc["job_id"].as_str().unwrap().to_string();
-    let building = app
-        .poll_job(&id, |j| {
-            j["state"] != "running" && j["state"] != "queued" || !j["progress"]["build"].is_null()
-        })
-        .await;
-    let b = &building["progress"]["build"];
-    assert_eq!(
-        b["total"], 59_999,
-        "every row but the first is inserted in rounds: {building}"
-    );
-    assert!(b["done"].as_u64().unwrap() < 59_999, "{building}");
-    assert_eq!(app.cancel_job(&id).await.0, StatusCode::OK);
-    let end = app
-        .poll_job(&id, |j| j["state"] != "running" && j["state"] != "queued")
-        .await;
-    assert_eq!(end["state"], "cancelled", "{end}");
-    let stopped = end["progress"]["build"]["done"]
-        .as_u64()
-        .expect("where the build stopped");
-    assert!(stopped < 59_999, "the build stopped short of its rows: {end}");
+    let end = cancel_mid_build(&app, acc["job_id"].as_str().unwrap()).await;
     assert_eq!(end["progress"]["done"], 0);
     let (_, trials) = app.trials("big", "").await;
     assert_eq!(
@@ -257,25 +237,32 @@ async fn an_activation_job_shows_its_build_and_a_cancel_stops_it_within_a_round(
     }
     let (s, acc) = app.activate_async("big").await;
     assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
-    let id = acc["job_id"].as_str().unwrap().to_string();
+    cancel_mid_build(&app, acc["job_id"].as_str().unwrap()).await;
+    // nothing serves
+    let (_, index) = app.get_index("big").await;
+    assert!(index["active"].is_null(), "{index:?}");
+}
+
+/// Waits until job `id` shows a build of a 60,000-row index under way (every row but the
+/// first is inserted in rounds), cancels it, and returns the job once it ended: cancelled,
+/// with the build stopped short of its rows.
+async fn cancel_mid_build(app: &TestApp, id: &str) -> Value {
     let building = app
-        .poll_job(&id, |j| {
+        .poll_job(id, |j| {
             j["state"] != "running" && j["state"] != "queued" || !j["progress"]["build"].is_null()
         })
         .await;
     let b = &building["progress"]["build"];
     assert_eq!(b["total"], 59_999, "every row but the first: {building}");
     assert!(b["done"].as_u64().unwrap() < 59_999, "{building}");
-    assert_eq!(app.cancel_job(&id).await.0, StatusCode::OK);
+    assert_eq!(app.cancel_job(id).await.0, StatusCode::OK);
     let end = app
-        .poll_job(&id, |j| j["state"] != "running" && j["state"] != "queued")
+        .poll_job(id, |j| j["state"] != "running" && j["state"] != "queued")
         .await;
     assert_eq!(end["state"], "cancelled", "{end}");
     let stopped = end["progress"]["build"]["done"]
         .as_u64()
         .expect("where the build stopped");
     assert!(stopped < 59_999, "the build stopped short of its rows: {end}");
-    // nothing serves
-    let (_, index) = app.get_index("big").await;
-    assert!(index["active"].is_null(), "{index:?}");
+    end
 }
