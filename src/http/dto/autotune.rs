@@ -196,8 +196,9 @@ pub struct SampleOut {
     pub builds: usize,
     /// Graphs built on the full index (stored: the winner's activation loads its graph).
     pub full_builds: usize,
-    /// The graphs transferred to the full index, each at the `ef_search` it passed with on
-    /// the sample.
+    /// The graphs built on the full index, in order, each at the `ef_search` it started
+    /// from there (the one it passed with on the sample; a graph made stronger after one
+    /// failed, at the failed one's).
     pub leading: Vec<ConfigOut>,
     /// The first transferred config's recall on the sample and on the full index.
     pub transfer: Option<TransferOut>,
