@@ -14,7 +14,7 @@
 pub mod fresh;
 mod stored;
 
-pub use stored::{keep_graph, load_kept};
+pub use stored::{drop_kept, keep_graph, load_kept};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

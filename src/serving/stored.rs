@@ -50,6 +50,28 @@ pub async fn load_kept(
     Ok(decoded.ok())
 }
 
+/// Deletes the graph [`keep_graph`] stored for `config` over all rows of `set`, unless the
+/// index's newest activation serves it: a tuning run's full build of a config that did not
+/// win would otherwise stay in storage until the index changes. Whether it was deleted.
+pub async fn drop_kept(
+    storage: &Storage,
+    index: &IndexName,
+    set: &VectorSet,
+    config: HnswConfig,
+    engine: Engine,
+) -> Result<bool, ServingError> {
+    let rows = set.len();
+    let deleted = set.deleted_below(rows) as u64;
+    let key = keys::graph(index, rows as u64, deleted, config.graph_id(engine));
+    if let Some(r) = super::latest_record(storage, index).await? {
+        if r.graph_key(index, engine) == key {
+            return Ok(false);
+        }
+    }
+    storage.delete(&key).await?;
+    Ok(true)
+}
+
 /// Deletes the stored graphs that can never serve again once a graph of `rows` rows,
 /// `deleted` left out, is stored at `kept`: those of fewer rows, or as many with fewer
 /// deletes.

@@ -608,7 +608,8 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
         run_graph_bytes: 1,
         ..vectune::service::ServiceOptions::default()
     };
-    let service = vectune::service::Vectune::open_with(vectune::storage::Storage::in_memory(), options)
+    let storage = vectune::storage::Storage::in_memory();
+    let service = vectune::service::Vectune::open_with(storage.clone(), options)
         .await
         .unwrap();
     let limits = vectune::http::RouterLimits {
@@ -682,6 +683,12 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
             .any(|l| l["m"] == w["m"] && l["ef_construction"] == w["ef_construction"]),
         "{r:?}"
     );
+    // the run stored its full builds and kept only the winner's
+    let idx = vectune::names::IndexName::parse("idx").unwrap();
+    let stored = storage.list(&vectune::storage::keys::graphs(&idx)).await.unwrap();
+    let winner_graph = format!("-m{}-ec{}-s{}-", w["m"], w["ef_construction"], w["seed"]);
+    assert_eq!(stored.len(), 1, "{stored:?} of {sample:?}");
+    assert!(stored[0].as_ref().contains(&winner_graph), "{stored:?} vs {w:?}");
     // its graph was stored by the run: activation loads it
     let (s, a) = app.activate("idx").await;
     assert_eq!(s, StatusCode::OK, "{a:?}");

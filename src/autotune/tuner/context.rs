@@ -52,8 +52,9 @@ pub(super) struct RunContext {
     /// Whether full builds are stored for activation to load: after a sample, the few
     /// full builds are the winner's candidates, so its activation needs one of them.
     keep_full_builds: bool,
-    /// What each stored full build cost: a reloaded graph reports its build's time.
-    kept_secs: Vec<(crate::params::GraphId, std::time::Duration)>,
+    /// The full builds stored, with what each cost: a reloaded graph reports its build's
+    /// time, and the run drops the ones that did not win when it ends.
+    pub(super) kept: Vec<(HnswConfig, std::time::Duration)>,
 }
 
 /// Rows, queries and ground truth one size of the index is measured on.
@@ -86,6 +87,11 @@ enum GraphFrom {
 }
 
 impl RunContext {
+    /// The index's rows (the full set, also while the run measures a sample).
+    pub(super) fn full_set(&self) -> &VectorSet {
+        self.full.as_ref().map_or(&self.set, |f| &f.set)
+    }
+
     /// A journal trial of this run's index and harness.
     pub(super) fn trial(
         &self,
@@ -143,13 +149,13 @@ impl Tuner {
             build: Arc::default(),
             full: None,
             keep_full_builds: false,
-            kept_secs: Vec::new(),
+            kept: Vec::new(),
         })
     }
 
     /// Live rows of the run's index.
     pub(super) fn rows_of(ctx: &RunContext) -> usize {
-        ctx.full.as_ref().map_or(&ctx.set, |f| &f.set).live()
+        ctx.full_set().live()
     }
 
     /// Measures on a uniform sample of `sample` live rows from now on (with the sample's
@@ -250,10 +256,8 @@ impl Tuner {
         ) {
             (true, true) => {
                 let (storage, set) = (&self.parts.storage, ctx.set.clone());
-                let built = ctx
-                    .kept_secs
-                    .iter()
-                    .find(|(id, _)| *id == config.graph_id(options.engine));
+                let id = config.graph_id(options.engine);
+                let built = ctx.kept.iter().find(|(c, _)| c.graph_id(options.engine) == id);
                 let secs = built.map_or(std::time::Duration::ZERO, |b| b.1);
                 crate::serving::load_kept(storage, &ctx.index, set, config, options.engine)
                     .await?
@@ -317,7 +321,7 @@ impl Tuner {
                     graph.clone(),
                 )
                 .await?;
-                ctx.kept_secs.push((config.graph_id(engine), graph.build_time()));
+                ctx.kept.push((config, graph.build_time()));
             }
         }
         if source != GraphFrom::Held {

@@ -292,6 +292,11 @@ impl Tuner {
             lease: lease.clone(),
         };
         let end = Run::new(&mut backend, spec, setup).run().await;
+        let winner = match &end {
+            Ok(End::Finished(o)) => o.winner.as_ref().map(|w| w.config),
+            _ => None,
+        };
+        self.drop_losers(&backend.ctx, winner).await;
         if let Err(e) = lease.check() {
             return Err(TunerError::LeaseLost(e));
         }
@@ -323,6 +328,25 @@ impl Tuner {
             bounds: Some(spec.bounds),
             sample: o.sample,
         })))
+    }
+
+    /// Deletes the full builds a sampled run stored whose graph did not win (the winner's
+    /// stays for its activation to load). A failure is logged, not the run's: the graphs
+    /// are only storage, and the next build of more rows drops them as stale.
+    async fn drop_losers(&self, ctx: &context::RunContext, winner: Option<HnswConfig>) {
+        let engine = self.parts.build_options.engine;
+        let won = winner.map(|w| w.graph_id(engine));
+        for (config, _) in &ctx.kept {
+            if Some(config.graph_id(engine)) == won {
+                continue;
+            }
+            let dropped =
+                crate::serving::drop_kept(&self.parts.storage, &ctx.index, ctx.full_set(), *config, engine)
+                    .await;
+            if let Err(e) = dropped {
+                tracing::warn!(index = %ctx.index, ?config, error = %e, "a tuning run's stored graph was not deleted");
+            }
+        }
     }
 
     async fn journal(&self, trial: Trial) -> Result<Arc<Trial>> {
