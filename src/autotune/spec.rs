@@ -233,6 +233,30 @@ impl Spec {
             Strategy::Adaptive { max_trials, .. } => max_trials,
         }
     }
+
+    /// Trials the run expects over an index of `rows` live rows: a sampled run may measure
+    /// `max_trials` on the sample and as many on the full index (a job's progress counts both).
+    pub fn planned_trials_over(&self, rows: usize) -> usize {
+        match self.samples(rows) {
+            Some(_) => 2 * self.planned_trials(),
+            None => self.planned_trials(),
+        }
+    }
+
+    /// Rows of the sample a run over `rows` live rows explores on first, `None` when it tunes
+    /// the index whole: only adaptive `min_latency` runs sample (the transfer decides the least
+    /// `ef_search` that passes), and only with trials enough for two sizes.
+    pub fn samples(&self, rows: usize) -> Option<usize> {
+        match self.strategy {
+            Strategy::Adaptive { max_trials, .. }
+                if max_trials >= super::transfer::MIN_SAMPLED_TRIALS
+                    && self.rules.objective == super::Objective::MinLatency =>
+            {
+                super::transfer::sample_rows(rows, self.sample)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Splits `n` harness queries into (tuning, held-out) positions: `round(fraction·n)` held
@@ -291,6 +315,28 @@ mod tests {
             .map(|s| s.sample)
         };
         assert_eq!(sampled(0).ok(), Some(Sampling::Off));
+        // who samples: adaptive min_latency runs with trials for two sizes, over a large index
+        let min_latency = |trials: i64, objective: &str| {
+            Spec::parse(
+                &SpecFields {
+                    strategy: Some("adaptive".into()),
+                    objective: Some(objective.into()),
+                    max_trials: Some(trials),
+                    ..Default::default()
+                },
+                Bounds::SEED,
+            )
+            .unwrap()
+        };
+        let s = min_latency(40, "min_latency");
+        assert_eq!(
+            (s.samples(1_000_000), s.planned_trials_over(1_000_000)),
+            (Some(100_000), 80)
+        );
+        assert_eq!((s.samples(10_000), s.planned_trials_over(10_000)), (None, 40));
+        assert_eq!(min_latency(3, "min_latency").samples(1_000_000), None);
+        assert_eq!(min_latency(40, "max_recall").samples(1_000_000), None);
+        assert_eq!(ok.samples(1_000_000), None, "a grid is measured whole");
         assert_eq!(sampled(1000).ok(), Some(Sampling::Rows(1000)));
         assert_eq!(
             (

@@ -51,15 +51,15 @@ impl Vectune {
         let control = RunControl::default();
         let prepared = self.inner.tuner.claim(checked, &control.cancel).await?;
         self.reap_if_due().await;
+        // a sampled run counts the sample's trials and the full index's
+        let rows = self.inner.indexes.get(&prepared.index)?.total();
+        let planned = prepared
+            .spec
+            .planned_trials_over(usize::try_from(rows).unwrap_or(usize::MAX));
         let job = self
             .inner
             .jobs
-            .create(
-                &prepared.index,
-                JobKind::Autotune,
-                prepared.spec.planned_trials(),
-                control.clone(),
-            )
+            .create(&prepared.index, JobKind::Autotune, planned, control.clone())
             .await?;
         let (me, id) = (self.clone(), job.id);
         self.inner.jobs.spawn(id, ticket, async move {
@@ -70,7 +70,7 @@ impl Vectune {
                 .await;
             Ok::<_, ServiceError>(match end? {
                 RunEnd::Finished(r) => JobEnd::Succeeded {
-                    done: r.trials_run,
+                    done: r.trials_run + r.sample.as_ref().map_or(0, |s| s.trials),
                     result: JobResult::Autotune(r),
                 },
                 RunEnd::Cancelled { trials_run } => JobEnd::Cancelled {

@@ -694,4 +694,25 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
     assert_eq!(s, StatusCode::OK, "{a:?}");
     assert_eq!(a["config"], *w, "{a:?}");
     assert_eq!(a["loaded_from_store"], true, "{a:?}");
+    // as a job, its progress counts the trials at both sizes
+    let (s, acc) = app
+        .autotune_async(
+            json!({"index_name": "idx", "harness": "h", "strategy": "adaptive", "max_trials": 15,
+                "objective": "min_latency", "target_recall": 0.9, "promote": "never", "sample_rows": 1000}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{acc:?}");
+    let job = app
+        .poll_job(acc["job_id"].as_str().unwrap(), |j| {
+            j["state"] != "running" && j["state"] != "queued"
+        })
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let r = &job["result"];
+    assert_eq!(job["progress"]["total"], 30, "{job}");
+    assert_eq!(
+        job["progress"]["done"].as_u64().unwrap(),
+        r["trials_run"].as_u64().unwrap() + r["sample"]["trials"].as_u64().unwrap(),
+        "{job}"
+    );
 }

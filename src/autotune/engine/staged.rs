@@ -12,7 +12,7 @@ use crate::autotune::adaptive::Ladders;
 use crate::autotune::refine::RefineStats;
 use crate::autotune::spec::Sampling;
 use crate::autotune::transfer::{self, SampleReport, Transfer, TransferError};
-use crate::autotune::{Objective, Spec, Strategy};
+use crate::autotune::{Spec, Strategy};
 use crate::params::HnswConfig;
 
 /// What the sample's exploration left for the rest of the run.
@@ -36,14 +36,9 @@ impl<B: Backend> Run<'_, B> {
             return Ok(Some(()));
         };
         let of_rows = self.b.rows();
-        let Some(rows) = transfer::sample_rows(of_rows, self.spec.sample) else {
+        let Some(rows) = self.spec.samples(of_rows) else {
             return Ok(Some(()));
         };
-        // the transfer decides the least ef_search that passes: a min_latency question
-        // (max_recall runs, and runs too short to spend trials at two sizes, tune whole)
-        if max_trials < transfer::MIN_SAMPLED_TRIALS || self.rules().objective != Objective::MinLatency {
-            return Ok(Some(()));
-        }
         let started = Instant::now();
         if self.b.scope(Some(rows)).await?.is_none() {
             return Ok(None);
