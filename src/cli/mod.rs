@@ -143,16 +143,22 @@ impl Client {
     /// uploads up to its bytes in flight, or its queue is full) stored nothing, so the upload
     /// is sent again after a pause that grows from 1 s to 10 s, for up to [`BUSY_RETRY`];
     /// any other answer is final.
-    async fn post_bytes(&self, path: &str, bytes: Vec<u8>) -> Result<Value, CliError> {
-        let bytes = bytes::Bytes::from(bytes);
+    async fn post_file(&self, path: &str, file: &Path) -> Result<Value, CliError> {
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_secs(1);
+        let unreadable = |e: std::io::Error| CliError::Input(format!("cannot read {}: {e}", file.display()));
         loop {
+            // streamed from the file with its length: the client never holds the body (a
+            // 2 GB file costs this process a read buffer, not 2 GB); each attempt reopens it
+            let f = tokio::fs::File::open(file).await.map_err(unreadable)?;
+            let length = f.metadata().await.map_err(unreadable)?.len();
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
             let req = self
                 .http
                 .post(self.url(path))
                 .header("content-type", "application/octet-stream")
-                .body(bytes.clone());
+                .header("content-length", length)
+                .body(body);
             match self.send(req).await {
                 Err(CliError::Api {
                     status: 503, code, ..
@@ -473,12 +479,10 @@ pub async fn ingest(c: &Client, index: &str, file: &Path, o: &mut Output<'_>) ->
             )))
         }
     };
-    let bytes =
-        std::fs::read(file).map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
     let v = c
-        .post_bytes(
+        .post_file(
             &format!("/vectors/indexes/{}/vectors?format={format}", enc(index)),
-            bytes,
+            file,
         )
         .await?;
     o.print(&v, || {
