@@ -102,23 +102,26 @@ pub fn leading(
     if passing.iter().any(|c| c.config.patience == 0) {
         passing.retain(|c| c.config.patience == 0);
     }
-    let pool: Vec<&Candidate> = if passing.is_empty() {
+    // nothing passed: the graph with the highest recall, else the cheapest passing one
+    let none_pass = passing.is_empty();
+    let pool: Vec<&Candidate> = if none_pass {
         candidates.iter().collect()
     } else {
-        passing.clone()
+        passing
+    };
+    let better = |c: &Candidate, b: &Candidate| match none_pass {
+        true => c.recall_at_k > b.recall_at_k,
+        false => c.distance_evals_per_query < b.distance_evals_per_query,
     };
     for c in pool {
         let id = c.config.graph_id(engine);
         match best.iter_mut().find(|b| b.config.graph_id(engine) == id) {
-            Some(b) if passing.is_empty() && c.recall_at_k > b.recall_at_k => *b = c,
-            Some(b) if !passing.is_empty() && c.distance_evals_per_query < b.distance_evals_per_query => {
-                *b = c
-            }
+            Some(b) if better(c, b) => *b = c,
             Some(_) => {}
             None => best.push(c),
         }
     }
-    if passing.is_empty() {
+    if none_pass {
         best.sort_by(|a, b| b.recall_at_k.total_cmp(&a.recall_at_k));
         best.truncate(1);
     } else {

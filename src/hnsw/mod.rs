@@ -115,6 +115,30 @@ pub fn build(set: &VectorSet, rows: usize, config: HnswConfig, opts: BuildOption
     build_watched(set, rows, config, opts, None)
 }
 
+/// [`build`] that a caller can stop: its rows shown on `progress` at each round's end, and
+/// `stop` asked there (and before it starts). `None` when it was stopped — the incomplete
+/// graph is dropped here, so no caller can store or serve it; once done, `progress` shows no
+/// build under way.
+pub fn build_stoppable(
+    set: &VectorSet,
+    rows: usize,
+    config: HnswConfig,
+    opts: BuildOptions,
+    progress: std::sync::Arc<native::BuildProgress>,
+    stop: impl Fn() -> bool + Send + Sync + 'static,
+) -> Option<Graph> {
+    if stop() {
+        return None;
+    }
+    let watch = native::BuildWatch::new(progress.clone(), stop);
+    let graph = build_watched(set, rows, config, opts, Some(&watch));
+    if watch.stopped() {
+        return None;
+    }
+    progress.clear();
+    Some(graph)
+}
+
 /// [`build`], showing its progress on `watch` and stopping within one round when it says
 /// so (the graph returned then is incomplete: check the watch's stop before using it). The
 /// reference engine (hnsw_rs) reports nothing and runs to its end.

@@ -28,14 +28,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hnsw::native::BuildProgress;
 use crate::hnsw::{store, BuildOptions, Graph};
-
-/// What an activation's build reports to and obeys: the rows it inserted, and the token
-/// whose cancel stops it at its round's end.
-pub type Watch = (Arc<BuildProgress>, CancellationToken);
 use crate::names::IndexName;
 use crate::params::{Engine, HnswConfig};
 use crate::storage::{keys, Storage, StorageError};
 use crate::vectors::VectorSet;
+
+/// What an activation's build reports to and obeys: the rows it inserted, and the token
+/// whose cancel stops it at its round's end.
+pub type Watch = (Arc<BuildProgress>, CancellationToken);
 
 /// Why a generation could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -244,33 +244,22 @@ impl Serving {
             Some(base) => keys::graph_folded(index, rows as u64, deleted, id, base),
             None => keys::graph(index, rows as u64, deleted, id),
         };
-        if let Some(bytes) = self.storage.get(&key).await? {
-            let set = set.clone();
-            let decoded = blocking(move || store::decode(&bytes, &set, rows, config, options.engine)).await?;
-            match decoded {
-                Ok(graph) => return Ok((graph, deleted, true, started.elapsed().as_secs_f64())),
-                Err(e) => {
-                    tracing::warn!(index = %index, key = %key, error = %e, "stored graph refused; rebuilding")
-                }
-            }
+        let stored = stored::load_at(&self.storage, &key, set.clone(), rows, config, options.engine).await?;
+        if let Some(graph) = stored {
+            return Ok((graph, deleted, true, started.elapsed().as_secs_f64()));
         }
         let permit = self.builds.acquire().await.map_err(|_| ServingError::Closed)?;
-        let deleted = set.deleted_below(rows) as u64;
-        let key = keys::graph(index, rows as u64, deleted, config.graph_id(options.engine));
+        let (key, deleted) = stored::key_of(index, &set, rows, config, options.engine);
         let built = blocking(move || {
-            let shown = watch.as_ref().map(|(progress, _)| progress.clone());
-            let watch = watch.map(|(progress, stop)| {
-                crate::hnsw::native::BuildWatch::new(progress, move || stop.is_cancelled())
-            });
-            let graph = crate::hnsw::build_watched(&set, rows, config, options, watch.as_ref());
             // a stopped build is incomplete: never stored, never served
-            if watch.as_ref().is_some_and(|w| w.stopped()) {
-                return None;
-            }
-            // done: no build under way any more (a finished job shows none)
-            if let Some(p) = shown {
-                p.clear();
-            }
+            let graph = match watch {
+                Some((progress, stop)) => {
+                    crate::hnsw::build_stoppable(&set, rows, config, options, progress, move || {
+                        stop.is_cancelled()
+                    })?
+                }
+                None => crate::hnsw::build(&set, rows, config, options),
+            };
             let bytes = store::encode(&graph);
             Some((graph, bytes))
         })

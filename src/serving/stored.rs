@@ -3,12 +3,53 @@
 
 use std::sync::Arc;
 
+use object_store::path::Path;
+
 use super::{blocking, ServingError};
 use crate::hnsw::{store, Graph};
 use crate::names::IndexName;
 use crate::params::{Engine, HnswConfig};
 use crate::storage::{keys, Storage};
 use crate::vectors::VectorSet;
+
+/// Where the graph of the first `rows` rows of `set` under `config` is stored (the rows
+/// deleted below `rows` now are the ones a build leaves out), with that deleted count.
+pub(super) fn key_of(
+    index: &IndexName,
+    set: &VectorSet,
+    rows: usize,
+    config: HnswConfig,
+    engine: Engine,
+) -> (Path, u64) {
+    let deleted = set.deleted_below(rows) as u64;
+    (
+        keys::graph(index, rows as u64, deleted, config.graph_id(engine)),
+        deleted,
+    )
+}
+
+/// The graph stored at `key` for the first `rows` rows of `set` under `config`, if it is
+/// there and sound; one that does not decode or match is logged and left (`None`: the
+/// caller builds).
+pub(super) async fn load_at(
+    storage: &Storage,
+    key: &Path,
+    set: Arc<VectorSet>,
+    rows: usize,
+    config: HnswConfig,
+    engine: Engine,
+) -> Result<Option<Graph>, ServingError> {
+    let Some(bytes) = storage.get(key).await? else {
+        return Ok(None);
+    };
+    match blocking(move || store::decode(&bytes, &set, rows, config, engine)).await? {
+        Ok(graph) => Ok(Some(graph)),
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "stored graph refused; rebuilding");
+            Ok(None)
+        }
+    }
+}
 
 /// Stores `graph`, built by `engine` over all rows of `set` under `config`, at the key an
 /// activation of that config over those rows loads ([`super::Serving::graph`]): a tuning
@@ -23,8 +64,7 @@ pub async fn keep_graph(
     graph: Arc<Graph>,
 ) -> Result<(), ServingError> {
     let rows = set.len();
-    let deleted = set.deleted_below(rows) as u64;
-    let key = keys::graph(index, rows as u64, deleted, config.graph_id(engine));
+    let (key, deleted) = key_of(index, set, rows, config, engine);
     let bytes = blocking(move || store::encode(&graph)).await?;
     storage.put_overwrite(&key, bytes).await?;
     drop_stale(storage, index, rows as u64, deleted, &key).await
@@ -41,13 +81,8 @@ pub async fn load_kept(
     engine: Engine,
 ) -> Result<Option<Graph>, ServingError> {
     let rows = set.len();
-    let deleted = set.deleted_below(rows) as u64;
-    let key = keys::graph(index, rows as u64, deleted, config.graph_id(engine));
-    let Some(bytes) = storage.get(&key).await? else {
-        return Ok(None);
-    };
-    let decoded = blocking(move || store::decode(&bytes, &set, rows, config, engine)).await?;
-    Ok(decoded.ok())
+    let (key, _) = key_of(index, &set, rows, config, engine);
+    load_at(storage, &key, set, rows, config, engine).await
 }
 
 /// Deletes the graph [`keep_graph`] stored for `config` over all rows of `set`, unless the
@@ -60,9 +95,7 @@ pub async fn drop_kept(
     config: HnswConfig,
     engine: Engine,
 ) -> Result<bool, ServingError> {
-    let rows = set.len();
-    let deleted = set.deleted_below(rows) as u64;
-    let key = keys::graph(index, rows as u64, deleted, config.graph_id(engine));
+    let (key, _) = key_of(index, set, set.len(), config, engine);
     if let Some(r) = super::latest_record(storage, index).await? {
         if r.graph_key(index, engine) == key {
             return Ok(false);
@@ -80,7 +113,7 @@ pub(super) async fn drop_stale(
     index: &IndexName,
     rows: u64,
     deleted: u64,
-    kept: &object_store::path::Path,
+    kept: &Path,
 ) -> Result<(), ServingError> {
     for old in storage.list(&keys::graphs(index)).await? {
         let stale = keys::graph_vectors_of(&old)

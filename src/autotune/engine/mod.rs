@@ -145,6 +145,14 @@ pub struct Run<'a, B: Backend> {
 
 type Step<T, E> = Result<Option<T>, E>;
 
+/// Whether a build of `(m, ef_construction)` fits the `left` seconds at `spu` seconds per
+/// m × efC unit and, on a sample's run (`full`: how much longer a full build takes, and the
+/// seconds kept for it), whether its full build would fit too.
+fn build_fits(spu: f64, full: Option<(f64, f64)>, (m, ec): (u32, u32), left: f64) -> bool {
+    let units = f64::from(m) * f64::from(ec);
+    spu * units <= left && full.is_none_or(|(scale, secs)| spu * scale * units <= secs)
+}
+
 impl<'a, B: Backend> Run<'a, B> {
     /// A run of `spec` on `b`.
     pub fn new(b: &'a mut B, spec: &'a Spec, setup: Setup) -> Self {
@@ -205,15 +213,7 @@ impl<'a, B: Backend> Run<'a, B> {
         self.candidates
             .iter()
             .any(|x| x.config.links_id(self.setup.engine) == links)
-            || (self.secs_per_unit * f64::from(c.m) * f64::from(c.ef_construction) <= left
-                && self.fits_full(c.m, c.ef_construction))
-    }
-
-    /// Whether a graph's build on the full index fits the time kept for it (always, on a
-    /// run that is not a sample's).
-    fn fits_full(&self, m: u32, ec: u32) -> bool {
-        self.full
-            .is_none_or(|(scale, secs)| self.secs_per_unit * scale * f64::from(m) * f64::from(ec) <= secs)
+            || build_fits(self.secs_per_unit, self.full, (c.m, c.ef_construction), left)
     }
 
     /// Step 1: the next config to measure, or `None` when the run has measured enough.
@@ -239,11 +239,7 @@ impl<'a, B: Backend> Run<'a, B> {
                                 None
                             } else {
                                 let (spu, full) = (self.secs_per_unit, self.full);
-                                self.adaptive.next(&|m, ec| {
-                                    let units = f64::from(m) * f64::from(ec);
-                                    spu * units <= left
-                                        && full.is_none_or(|(s, secs)| spu * s * units <= secs)
-                                })
+                                self.adaptive.next(&|m, ec| build_fits(spu, full, (m, ec), left))
                             }
                         }
                     };

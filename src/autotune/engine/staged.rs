@@ -20,8 +20,6 @@ pub(super) struct Sampled {
     report: SampleReport,
     /// The first leading config's recall on the sample.
     first_recall: Option<f64>,
-    /// Graphs built before the run went back to the full index.
-    builds: usize,
     /// Seconds per (m × ef_construction) unit of a full build, forecast from the sample's
     /// builds ([`transfer::build_scale`]) until a full build is measured.
     forecast_secs_per_unit: f64,
@@ -107,7 +105,6 @@ impl<B: Backend> Run<'_, B> {
                 full_build_secs: None,
             },
             first_recall,
-            builds,
             forecast_secs_per_unit: spu * transfer::build_scale(rows, of_rows),
             refinement,
         });
@@ -135,10 +132,9 @@ impl<B: Backend> Run<'_, B> {
             return None;
         }
         // a full build measured is the forecast from then on
-        let spu = match (&self.sampled, self.secs_per_unit) {
-            (_, s) if s > 0.0 => s,
-            (Some(s), _) => s.forecast_secs_per_unit,
-            (None, s) => s,
+        let spu = match &self.sampled {
+            Some(s) if self.secs_per_unit <= 0.0 => s.forecast_secs_per_unit,
+            _ => self.secs_per_unit,
         };
         let Phase::Transfer(t) = &mut self.phase else {
             return None;
@@ -178,7 +174,7 @@ impl<B: Backend> Run<'_, B> {
     pub(super) fn sample_report(&self) -> Option<SampleReport> {
         let s = self.sampled.as_ref()?;
         let mut r = s.report.clone();
-        r.full_builds = self.b.builds().saturating_sub(s.builds);
+        r.full_builds = self.b.builds().saturating_sub(r.builds);
         if let Some(g) = r.leading.first() {
             let units = f64::from(g.m) * f64::from(g.ef_construction);
             r.full_build_forecast_secs = Some(s.forecast_secs_per_unit * units);

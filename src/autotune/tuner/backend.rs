@@ -89,7 +89,7 @@ impl Backend for RunBackend<'_> {
     }
 
     fn rows(&self) -> usize {
-        Tuner::rows_of(&self.ctx)
+        self.ctx.full_set().live()
     }
 
     async fn scope(&mut self, sample: Option<usize>) -> Result<Option<()>> {

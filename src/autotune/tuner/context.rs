@@ -49,8 +49,8 @@ pub(super) struct RunContext {
     pub(super) build: Arc<crate::hnsw::native::BuildProgress>,
     /// The full index's rows and queries, set aside while the run measures on a sample.
     full: Option<Scope>,
-    /// Whether full builds are stored for activation to load: after a sample, the few
-    /// full builds are the winner's candidates, so its activation needs one of them.
+    /// Whether full builds are stored for activation to load: on the full index after a
+    /// sample, the few full builds are the winner's candidates, so its activation needs one.
     keep_full_builds: bool,
     /// The full builds stored, with what each cost: a reloaded graph reports its build's
     /// time, and the run drops the ones that did not win when it ends.
@@ -153,11 +153,6 @@ impl Tuner {
         })
     }
 
-    /// Live rows of the run's index.
-    pub(super) fn rows_of(ctx: &RunContext) -> usize {
-        ctx.full_set().live()
-    }
-
     /// Measures on a uniform sample of `sample` live rows from now on (with the sample's
     /// exact ground truth for the tuning queries), or on the full index again with `None`;
     /// the graphs the run held are dropped either way. `None` when cancelled.
@@ -166,10 +161,10 @@ impl Tuner {
             return Ok(None);
         }
         ctx.cache = GraphCache::new(self.parts.run_graph_bytes, self.parts.build_options.engine);
+        ctx.keep_full_builds = sample.is_none() && ctx.full.is_some();
         let Some(rows) = sample else {
             if let Some(f) = ctx.full.take() {
                 (ctx.set, ctx.tune, ctx.held, ctx.brute_us) = (f.set, f.tune, f.held, f.brute_us);
-                ctx.keep_full_builds = true;
             }
             return Ok(Some(()));
         };
@@ -183,7 +178,7 @@ impl Tuner {
             },
         };
         let (set, queries, k) = (full.set.clone(), full.tune.0.clone(), ctx.k);
-        let (sample, truth) = tokio::task::spawn_blocking(move || {
+        let (sample, queries, truth) = tokio::task::spawn_blocking(move || {
             let live: Vec<usize> = set.live_rows().collect();
             let mut at: Vec<usize> = crate::rng::SplitMix64::new(SAMPLE_SEED)
                 .sample(live.len(), rows)
@@ -199,13 +194,13 @@ impl Tuner {
             }
             let sample = VectorSet::from_rows(set.dims(), set.metric(), ids, data);
             let truth = harness::ground_truth::exact(&sample, &queries, k);
-            (sample, truth)
+            (sample, queries, truth)
         })
         .await
         .map_err(TunerError::Task)?;
         let truth = truth.map_err(TunerError::HarnessQuery)?;
         ctx.set = Arc::new(sample);
-        ctx.tune = Arc::new((full.tune.0.clone(), truth));
+        ctx.tune = Arc::new((queries, truth));
         ctx.held = None;
         ctx.brute_us = None;
         ctx.full = Some(full);
@@ -250,20 +245,21 @@ impl Tuner {
         let options = self.parts.build_options;
         // a full build stored by this run and dropped from its memory since: loaded, not
         // built again
-        let kept = match (
-            cached.is_none() && twin.is_none(),
-            ctx.keep_full_builds && ctx.full.is_none(),
-        ) {
-            (true, true) => {
-                let (storage, set) = (&self.parts.storage, ctx.set.clone());
-                let id = config.graph_id(options.engine);
-                let built = ctx.kept.iter().find(|(c, _)| c.graph_id(options.engine) == id);
-                let secs = built.map_or(std::time::Duration::ZERO, |b| b.1);
-                crate::serving::load_kept(storage, &ctx.index, set, config, options.engine)
-                    .await?
-                    .map(|g| g.with_build_time(secs))
-            }
-            _ => None,
+        let kept = if cached.is_none() && twin.is_none() && ctx.keep_full_builds {
+            let id = config.graph_id(options.engine);
+            let built = ctx.kept.iter().find(|(c, _)| c.graph_id(options.engine) == id);
+            let secs = built.map_or(std::time::Duration::ZERO, |b| b.1);
+            crate::serving::load_kept(
+                &self.parts.storage,
+                &ctx.index,
+                ctx.set.clone(),
+                config,
+                options.engine,
+            )
+            .await?
+            .map(|g| g.with_build_time(secs))
+        } else {
+            None
         };
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let progress = ctx.build.clone();
@@ -279,18 +275,12 @@ impl Tuner {
                     (Arc::new(g), GraphFrom::Derived)
                 }
                 (None, None, None) => {
-                    if cancel.is_cancelled() {
-                        return None;
-                    }
                     // progress shown at each round's end, a cancel obeyed there: a big
                     // build stops within ~2 % of its rows, its incomplete graph dropped
                     let stop = cancel.clone();
-                    let watch = hnsw::native::BuildWatch::new(progress.clone(), move || stop.is_cancelled());
-                    let g = hnsw::build_watched(&set, set.len(), config, options, Some(&watch));
-                    if cancel.is_cancelled() {
-                        return None;
-                    }
-                    progress.clear();
+                    let g = hnsw::build_stoppable(&set, set.len(), config, options, progress, move || {
+                        stop.is_cancelled()
+                    })?;
                     (Arc::new(g), GraphFrom::Built)
                 }
             };
@@ -310,7 +300,7 @@ impl Tuner {
                 self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);
             }
             ctx.builds += 1;
-            if ctx.keep_full_builds && ctx.full.is_none() {
+            if ctx.keep_full_builds {
                 let engine = self.parts.build_options.engine;
                 crate::serving::keep_graph(
                     &self.parts.storage,
