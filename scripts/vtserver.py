@@ -10,9 +10,13 @@ BINARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target"
 
 
 class Server:
-    def __init__(self, env=None, binary=BINARY):
+    def __init__(self, env=None, binary=BINARY, store=None, cpus=None):
+        """`store`: another server's store (several instances on one store); `cpus`: the
+        cores to pin the process to (`taskset -c`)."""
         self.binary, self.env = binary, dict(os.environ, **(env or {}))
-        self.store = tempfile.mkdtemp(prefix="vectune-scale-")
+        self.shared = store is not None
+        self.store = store or tempfile.mkdtemp(prefix="vectune-scale-")
+        self.cpus = cpus
         self.start()
 
     def start(self):
@@ -20,7 +24,8 @@ class Server:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen([self.binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--store", self.store],
+        pin = ["taskset", "-c", self.cpus] if self.cpus else []
+        self.proc = subprocess.Popen(pin + [self.binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--store", self.store],
                                      env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait("/health")
 
@@ -64,7 +69,8 @@ class Server:
     def close(self):
         if self.proc.poll() is None:
             self.stop()
-        subprocess.run(["rm", "-rf", self.store])
+        if not self.shared:
+            subprocess.run(["rm", "-rf", self.store])
 
 
 def upload_env(size):

@@ -64,6 +64,7 @@ impl Application {
             fleet: settings.leases.options(),
             bounds: settings.tuning.bounds()?,
             run_graph_bytes: settings.tuning.run_graph_bytes()?,
+            fleet_builds: settings.tuning.fleet_builds,
         };
         let service = Vectune::open_with(storage, options).await?;
         let listener =

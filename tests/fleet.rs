@@ -525,3 +525,105 @@ async fn an_agent_runs_on_one_instance_and_another_takes_it_over_when_that_one_d
         held["runs"], after["runs"]
     );
 }
+
+/// Six graphs of about one build's cost each, two `ef_search` apiece: builds the second
+/// instance can share.
+fn shared_grid() -> Vec<Value> {
+    [(16, 240), (24, 160), (12, 320), (20, 192), (32, 120), (40, 96)]
+        .iter()
+        .flat_map(|&(m, ec)| [40, 80].map(|ef| json!({"m": m, "ef_construction": ec, "ef_search": ef})))
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
+async fn two_instances_share_one_autotune_s_builds_and_a_killed_builder_s_item_is_re_leased() {
+    let (url, endpoint) = bucket("fleet-builds");
+    let a = instance(&url, &endpoint, &SHORT_TTL);
+    let b = instance(&url, &endpoint, &SHORT_TTL);
+    seed_tuned(&a).await;
+    eventually(&b, "/vectors/indexes/tuned", 10, |_, i| {
+        i["vectors"] == json!(4000)
+    })
+    .await;
+    // both count two live instances (a heartbeat is a third of the TTL)
+    for s in [&a, &b] {
+        let (_, t) = eventually_metric(s, "vectune_fleet_instances", 10, |v| v == 2.0).await;
+        eprintln!("two instances seen after {t:?}");
+    }
+    let body = json!({"index_name": "tuned", "harness": "th", "grid": shared_grid(), "promote": "never",
+        "objective": "min_latency", "target_recall": 0.5});
+
+    // 1. B builds some of A's graphs, A loads them from the bucket
+    let t = Instant::now();
+    let (st, r) = a.autotune(body.clone()).await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        (r["builds"].clone(), r["trials_run"].clone()),
+        (json!(6), json!(12)),
+        "{r}"
+    );
+    let elsewhere = r["builds_elsewhere"].as_u64().unwrap();
+    assert!(elsewhere >= 1, "B built none: {r}");
+    let built_on_b = metric(
+        &metrics(&b).await,
+        r#"vectune_graph_builds_total{purpose="fleet"}"#,
+    );
+    assert!(built_on_b >= elsewhere as f64, "{built_on_b} < {elsewhere}");
+    eprintln!(
+        "shared autotune: {:?}, {elsewhere} of 6 graphs built on B",
+        t.elapsed()
+    );
+
+    // 2. B dies (kill -9) in the middle of an item: A waits out its claim, re-leases the
+    // item, builds it itself and finishes the run
+    let (st, j) = a.autotune_async(body.clone()).await;
+    assert_eq!(st, 202, "{j}");
+    eventually_metric(&b, "vectune_fleet_building", 60, |v| v == 1.0).await;
+    signal(&b, "-KILL");
+    let killed = Instant::now();
+    let job = j["job_id"].as_str().unwrap();
+    let (done, _) = eventually(&a, &format!("/vectors/jobs/{job}"), 300, |_, j| {
+        j["state"] != "running" && j["state"] != "queued"
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let r = &done["result"];
+    assert_eq!(
+        r["builds"],
+        json!(6),
+        "every graph measured, B's last one rebuilt on A: {r}"
+    );
+    assert!(r["builds_elsewhere"].as_u64().unwrap() < 6, "{r}");
+    eprintln!(
+        "builder killed mid-item: A finished {:?} later, {} of 6 graphs from B",
+        killed.elapsed(),
+        r["builds_elsewhere"]
+    );
+    assert!(a.terminate().success());
+}
+
+/// Polls `series` in `s`'s metrics until `until` holds (for up to `secs`).
+async fn eventually_metric(
+    s: &TestServer,
+    series: &str,
+    secs: u64,
+    until: impl Fn(f64) -> bool,
+) -> (f64, Duration) {
+    let t = Instant::now();
+    loop {
+        let text = metrics(s).await;
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
+            .unwrap_or(f64::NAN);
+        if until(v) {
+            return (v, t.elapsed());
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{series} = {v} after {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

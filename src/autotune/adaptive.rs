@@ -326,6 +326,11 @@ impl Adaptive {
     /// looks best, every near-best graph's neighbourhood is looked at); best graphs first.
     /// While nothing passes the bar, only the neighbours of the highest-recall graph.
     fn climb_step(&self) -> Option<(usize, usize)> {
+        self.climb_order().into_iter().find(|p| !self.tried.contains(p))
+    }
+
+    /// The lattice points [`Adaptive::climb_step`] looks at, in its order.
+    fn climb_order(&self) -> Vec<(usize, usize)> {
         let mut near: Vec<(f64, usize)> = match self.best_score() {
             Some(best) => self
                 .graphs
@@ -337,9 +342,39 @@ impl Adaptive {
             None => self.best().map(|i| vec![(0.0, i)]).unwrap_or_default(),
         };
         near.sort_by(|a, b| a.0.total_cmp(&b.0));
-        near.into_iter()
-            .flat_map(|(_, i)| self.neighbours(i))
-            .find(|p| !self.tried.contains(p))
+        near.into_iter().flat_map(|(_, i)| self.neighbours(i)).collect()
+    }
+
+    /// The graphs the search would start next as it stands, soonest first, at most `n`
+    /// of those `affordable` allows: the rest of the coarse pass, then the climb's unbuilt
+    /// neighbours in the order [`Adaptive::next`] takes them. A hint for building them
+    /// elsewhere meanwhile ([`crate::fleet::work`]): the climb may turn before it gets
+    /// there. Their `ef_search` is the ladder's middle (a graph does not depend on it).
+    pub fn upcoming(&self, n: usize, affordable: &dyn Fn(u32, u32) -> bool) -> Vec<HnswConfig> {
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for p in self.coarse.iter().copied().chain(self.climb_order()) {
+            if out.len() >= n {
+                break;
+            }
+            if self.tried.contains(&p)
+                || out.contains(&p)
+                || !affordable(self.ladders.m[p.0], self.ladders.ec[p.1])
+            {
+                continue;
+            }
+            out.push(p);
+        }
+        let ef = self.ladders.ef[(self.ladders.ef.len() - 1) / 2];
+        out.into_iter()
+            .map(|(mi, ei)| HnswConfig {
+                m: self.ladders.m[mi],
+                ef_construction: self.ladders.ec[ei],
+                ef_search: ef,
+                seed: self.seed,
+                quantization: self.quantization,
+                patience: 0,
+            })
+            .collect()
     }
 
     /// Reports the measurement of `config` (which [`Adaptive::next`] proposed).

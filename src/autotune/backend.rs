@@ -62,6 +62,17 @@ pub trait Backend: Send {
         &mut self,
         sample: Option<usize>,
     ) -> impl Future<Output = Result<Option<()>, Self::Error>> + Send;
+    /// The graphs of `configs` the run is about to need: a backend with other instances
+    /// beside it offers them to be built there ([`crate::fleet::work`]); a hint, never
+    /// required (the default does nothing).
+    fn prefetch(&mut self, configs: &[HnswConfig]) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = configs;
+        async { Ok(()) }
+    }
+    /// Of [`Backend::builds`], the graphs another instance built for the run.
+    fn builds_elsewhere(&self) -> usize {
+        0
+    }
     /// Whether the run was asked to stop.
     fn cancelled(&self) -> bool;
     /// Trials finished so far (for progress).

@@ -35,5 +35,6 @@ pub use spec::{
     split_queries, Sampling, Spec, SpecFields, Strategy, DEFAULT_BUDGET_SECS, DEFAULT_MAX_TRIALS,
 };
 pub use tuner::{
-    AutotuneRequest, CheckedAutotune, PreparedAutotune, RunEnd, TrialRequest, Tuner, TunerError, TunerParts,
+    AutotuneRequest, BuiltForFleet, CheckedAutotune, PreparedAutotune, RunEnd, TrialRequest, Tuner,
+    TunerError, TunerParts,
 };

@@ -52,6 +52,9 @@ pub struct AutotuneResult {
     /// What the run did on a sample of the index before the full index, when it sampled.
     #[serde(default)]
     pub sample: Option<super::transfer::SampleReport>,
+    /// Of `builds`, the graphs other instances of the fleet built for the run.
+    #[serde(default)]
+    pub builds_elsewhere: usize,
 }
 
 /// A trial kept from winning by a cap.

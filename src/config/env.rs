@@ -79,6 +79,9 @@ pub(super) fn apply(s: &mut Settings, env: &dyn Fn(&str) -> Option<String>) -> R
     if let Some(v) = parse_env(env, "VECTUNE_TUNING_MAX_MEMORY_BYTES", "a byte count")? {
         s.tuning.max_memory_bytes = v;
     }
+    if let Some(v) = parse_env(env, "VECTUNE_TUNING_FLEET_BUILDS", "true or false")? {
+        s.tuning.fleet_builds = v;
+    }
     if let Some(v) = env("VECTUNE_API_TOKEN") {
         s.auth.token = Some(Secret::new(v));
     }

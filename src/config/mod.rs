@@ -95,6 +95,10 @@ pub struct TuningSettings {
     /// it, rebuilt if needed again; at least 1 MiB). Not the autotune request's
     /// `max_memory_bytes`, which caps what a winning config may hold.
     pub max_memory_bytes: u64,
+    /// Whether an autotune offers its full builds to the other live instances on the
+    /// bucket and this instance builds what theirs offer (on by default; an instance alone
+    /// offers nothing).
+    pub fleet_builds: bool,
 }
 
 impl Default for TuningSettings {
@@ -105,6 +109,7 @@ impl Default for TuningSettings {
             max_ef_construction: b.max_ef_construction,
             max_m: b.max_m,
             max_memory_bytes: crate::autotune::tuner::RUN_GRAPH_CACHE_BYTES as u64,
+            fleet_builds: true,
         }
     }
 }

@@ -80,6 +80,11 @@ impl Claims {
         }
     }
 
+    /// This instance's place in the fleet.
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.fleet
+    }
+
     fn local(&self) -> std::sync::MutexGuard<'_, HashSet<IndexName>> {
         self.local.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -23,10 +23,12 @@ mod claims;
 mod holder;
 mod lease;
 pub mod sync;
+mod work;
 
 pub use claims::{AutotuneClaim, ClaimError, Claims};
 pub use holder::Holder;
 pub use lease::{Lease, LeaseLostOr};
+pub use work::{BuildDone, BuildItem, Claim, ItemState};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -789,6 +789,7 @@ mod tests {
                 full_build_forecast_secs: Some(100.0),
                 full_build_secs: Some(110.0),
             }),
+            builds_elsewhere: 1,
         }));
         for r in [activation, autotune] {
             let json = serde_json::to_value(&r).unwrap();

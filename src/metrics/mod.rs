@@ -44,6 +44,8 @@ pub enum BuildPurpose {
     trial,
     /// A serving generation.
     activation,
+    /// A graph for another instance's autotune ([`crate::fleet`]'s build items).
+    fleet,
 }
 
 /// Labels of a build series.
@@ -191,6 +193,7 @@ pub struct Metrics {
     takeovers: Family<KindLabels, Counter>,
     lost: Family<KindLabels, Counter>,
     pickups: Counter,
+    fleet_building: Gauge,
     reaped: Counter,
     fleet_generation: Family<ServingLabels, Gauge>,
     /// Serialises scrapes: the fleet's counters are counted by the fleet and carried
@@ -245,6 +248,7 @@ impl Metrics {
             takeovers: Family::default(),
             lost: Family::default(),
             pickups: Counter::default(),
+            fleet_building: Gauge::default(),
             reaped: Counter::default(),
             fleet_generation: Family::default(),
             scrape: std::sync::Mutex::new(()),
@@ -279,6 +283,11 @@ impl Metrics {
             "vectune_fleet_activation_pickups",
             "Activations of other instances this one now serves (stored graph loaded)",
             m.pickups.clone(),
+        );
+        r.register(
+            "vectune_fleet_building",
+            "1 while this instance builds a graph another instance's autotune offered",
+            m.fleet_building.clone(),
         );
         r.register(
             "vectune_fleet_serving_generation",
@@ -404,6 +413,11 @@ impl Metrics {
         let labels = BuildLabels { purpose };
         self.builds.get_or_create(&labels).inc();
         self.build_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Whether this instance builds a graph for another instance's autotune now.
+    pub fn fleet_building(&self, on: bool) {
+        self.fleet_building.set(i64::from(on));
     }
 
     /// One autotune ended with `outcome`.

@@ -139,6 +139,8 @@ pub struct ServiceOptions {
     pub bounds: crate::params::Bounds,
     /// Memory the graphs one tuning run keeps may take.
     pub run_graph_bytes: usize,
+    /// Whether autotune builds are spread over the live instances on the bucket.
+    pub fleet_builds: bool,
 }
 
 impl Default for ServiceOptions {
@@ -151,6 +153,7 @@ impl Default for ServiceOptions {
             fleet: crate::fleet::FleetOptions::default(),
             bounds: crate::params::Bounds::SEED,
             run_graph_bytes: crate::autotune::tuner::RUN_GRAPH_CACHE_BYTES,
+            fleet_builds: true,
         }
     }
 }
@@ -187,6 +190,7 @@ impl Vectune {
             fleet,
             bounds,
             run_graph_bytes,
+            fleet_builds,
         } = options;
         let fleet = Fleet::new(storage.clone(), fleet);
         // alive before owning anything: no other instance may reap what this one starts
@@ -214,6 +218,7 @@ impl Vectune {
             bounds,
             run_graph_bytes,
             storage: storage.clone(),
+            fleet_builds,
         });
         let agents = Agents::new(fleet.clone(), storage.clone());
         let me = Vectune {
@@ -241,6 +246,9 @@ impl Vectune {
         tokio::spawn(crate::fleet::sync::run(move || {
             weak.upgrade().map(|inner| Vectune { inner })
         }));
+        if fleet_builds {
+            tokio::spawn(tune::fleet_builder(Arc::downgrade(&me.inner)));
+        }
         me.load_live().await?;
         me.load_refresh().await?;
         Ok(me)

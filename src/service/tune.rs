@@ -95,3 +95,44 @@ impl Vectune {
         }
     }
 }
+
+/// Builds what other instances' autotunes offer ([`crate::fleet::work`]), one graph at a
+/// time, until the service is dropped or stops: looks every fleet sync interval, and again
+/// at once after a build (runs offer several graphs at a time).
+pub(super) async fn fleet_builder(weak: std::sync::Weak<super::Inner>) {
+    let every = match weak.upgrade() {
+        Some(inner) => inner.fleet.options().sync_interval,
+        None => return,
+    }
+    .max(std::time::Duration::from_millis(50));
+    loop {
+        let built = {
+            let Some(inner) = weak.upgrade() else { return };
+            if inner.shutdown.is_cancelled() {
+                return;
+            }
+            let me = Vectune { inner };
+            me.build_offered().await
+        };
+        match built {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "building an offered graph failed; retrying"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+impl Vectune {
+    /// Builds one graph another instance's autotune offered, if there is one this instance
+    /// can build (see [`crate::autotune::Tuner::build_offered`]). Public so tests can step
+    /// two services over one store without the clock.
+    pub async fn build_offered(&self) -> Result<Option<crate::autotune::BuiltForFleet>> {
+        // alone on the bucket, nobody offers anything: not even a listing
+        if self.inner.fleet.others_alive() {
+            Ok(self.inner.tuner.build_offered(&self.inner.shutdown).await?)
+        } else {
+            Ok(None)
+        }
+    }
+}

@@ -20,6 +20,9 @@
 //!                                                 a captured one: rewritten as its capture moves)
 //! harnesses/{harness}/ground_truth/{manifest:020}.json  exact top-k for one manifest version
 //! indexes/{index}/leases/{kind}/{epoch:020}.json  autotune / agent leases, one object per epoch
+//! indexes/{index}/builds/{run}/{graph}/item.json   a graph an autotune run offers the fleet to build
+//! indexes/{index}/builds/{run}/{graph}/claims/{epoch:020}.json  who builds it, one object per epoch
+//! indexes/{index}/builds/{run}/{graph}/done.json   built: the graph is stored, who built it, how long
 //! fleet/instances/{uuid}.json                     liveness lease of each running instance
 //! ```
 //!
@@ -225,6 +228,48 @@ pub fn graph_deleted_of(key: &Path) -> u64 {
         .and_then(|part| part.strip_prefix('x'))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Folder of the build work items of every autotune run of an index.
+pub fn builds(index: &IndexName) -> Path {
+    index_prefix(index).join("builds")
+}
+
+/// Folder of one run's build work items.
+pub fn build_run(index: &IndexName, run: Uuid) -> Path {
+    builds(index).join(run.to_string())
+}
+
+/// Folder of one build work item: the graph `id` run `run` needs.
+pub fn build_item(index: &IndexName, run: Uuid, id: GraphId) -> Path {
+    build_run(index, run).join(format!(
+        "m{}-ec{}-s{}-{}-{}",
+        id.m,
+        id.ef_construction,
+        id.seed,
+        id.quantization.as_str(),
+        id.engine.as_str()
+    ))
+}
+
+/// The item a run offers, in its folder ([`build_item`]).
+pub fn build_offer(item: &Path) -> Path {
+    item.clone().join("item.json")
+}
+
+/// Folder of an item's claims.
+pub fn build_claims(item: &Path) -> Path {
+    item.clone().join("claims")
+}
+
+/// One epoch of a claim on an item: written once with a conditional create.
+pub fn build_claim(item: &Path, epoch: u64) -> Path {
+    versioned(build_claims(item), epoch)
+}
+
+/// The mark of a finished item.
+pub fn build_done(item: &Path) -> Path {
+    item.clone().join("done.json")
 }
 
 /// Folder of the index's trial journal.

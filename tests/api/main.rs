@@ -7,6 +7,7 @@ mod helpers;
 mod agents;
 mod autotune;
 mod bounds;
+mod fleet_builds;
 mod harness;
 mod indexes;
 mod jobs;

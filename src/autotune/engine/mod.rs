@@ -38,6 +38,8 @@ use crate::params::{HnswConfig, Quantization};
 pub const NEAR_TIE: f64 = 0.10;
 /// Near-ties re-measured at most.
 pub const MAX_NEAR_TIES: usize = 6;
+/// Graphs of the climb offered to other instances at a time ([`Run::prefetch_climb`]).
+pub const PREFETCH: usize = 2;
 /// Candidates checked on the held-out queries at most (a check is one measurement on
 /// the held-out share, on a graph the run usually still holds: cheap beside a build).
 pub const MAX_VALIDATIONS: usize = 64;
@@ -69,6 +71,8 @@ pub struct Outcome {
     pub best_recall: Option<f64>,
     /// What the sample's exploration did, when the run sampled ([`super::transfer`]).
     pub sample: Option<SampleReport>,
+    /// Of `builds`, the graphs other instances built for the run ([`crate::fleet::work`]).
+    pub builds_elsewhere: usize,
 }
 
 /// A trial near the winner, re-measured interleaved against it.
@@ -440,6 +444,7 @@ impl<'a, B: Backend> Run<'a, B> {
     async fn explore(&mut self) -> Result<bool, B::Error> {
         let mut cancelled = false;
         while let Some(config) = self.next_config() {
+            self.prefetch_climb().await?;
             if self.b.cancelled() || self.measure_and_record(config).await?.is_none() {
                 cancelled = true;
                 break;
@@ -454,8 +459,30 @@ impl<'a, B: Backend> Run<'a, B> {
         Ok(cancelled)
     }
 
+    /// Graphs the climb would build next, offered to be built elsewhere meanwhile
+    /// ([`Backend::prefetch`]): adaptive climbs only (a grid offers all its graphs at the
+    /// start, refinement's builds are few and chosen one at a time).
+    async fn prefetch_climb(&mut self) -> Result<(), B::Error> {
+        if !matches!(self.spec.strategy, Strategy::Adaptive { .. }) || !matches!(self.phase, Phase::Climb) {
+            return Ok(());
+        }
+        let left = match self.spec.strategy {
+            Strategy::Adaptive { budget, .. } => budget.as_secs_f64() - self.started.elapsed().as_secs_f64(),
+            Strategy::Grid => f64::INFINITY,
+        };
+        let (spu, full) = (self.secs_per_unit, self.full);
+        let next = self
+            .adaptive
+            .upcoming(PREFETCH, &|m, ec| build_fits(spu, full, (m, ec), left));
+        self.b.prefetch(&next).await
+    }
+
     /// Runs the steps to the end (a large index: on a sample first, [`staged`]).
     pub async fn run(mut self) -> Result<End, B::Error> {
+        if self.spec.strategy == Strategy::Grid {
+            let all: Vec<HnswConfig> = self.grid.as_slice().to_vec();
+            self.b.prefetch(&all).await?;
+        }
         let mut cancelled = match self.explore_sample().await? {
             None => true,
             Some(()) => self.explore().await?,
@@ -541,6 +568,7 @@ impl<'a, B: Backend> Run<'a, B> {
                 .map(|c| c.recall_at_k)
                 .max_by(f64::total_cmp),
             sample: self.sample_report(),
+            builds_elsewhere: self.b.builds_elsewhere(),
         })))
     }
 

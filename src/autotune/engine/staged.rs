@@ -85,6 +85,8 @@ impl<B: Backend> Run<'_, B> {
         if self.b.scope(None).await?.is_none() {
             return Ok(None);
         }
+        // the leading graphs' full builds: the second may be built elsewhere meanwhile
+        self.b.prefetch(&leading).await?;
         tracing::info!(rows, of_rows, trials, builds, leading = ?leading, "autotune: sample explored");
         self.sampled = Some(Sampled {
             report: SampleReport {

@@ -43,6 +43,43 @@ struct Fake {
     sample_ease: f64,
     /// Every scope switch asked for.
     scopes: Vec<Option<usize>>,
+    /// A second instance building what the run offers, one graph at a time (`None`: alone).
+    helper: Option<Helper>,
+}
+
+/// Another instance of the fleet, simulated: it takes offered full-index graphs the run
+/// has not claimed, the one needed last first (the run builds from the front), one at a time, each as long as the run's own build
+/// of it would take (events computed lazily from their times).
+#[derive(Default)]
+struct Helper {
+    /// When it is free for its next item.
+    free_at: Option<tokio::time::Instant>,
+    /// Offered and not yet taken by either side: graph, when offered, build seconds.
+    queue: Vec<(crate::params::GraphId, tokio::time::Instant, f64)>,
+    /// Taken by the helper: when each build ends.
+    taken: std::collections::HashMap<crate::params::GraphId, tokio::time::Instant>,
+    /// Every offer, as made.
+    offers: Vec<Vec<HnswConfig>>,
+    /// Graphs the run loaded instead of building.
+    loaded: usize,
+}
+
+impl Helper {
+    /// Takes what the helper would have started by `now`.
+    fn advance(&mut self, now: tokio::time::Instant) {
+        while let Some(&(id, offered, secs)) = self.queue.last() {
+            // it looks for offers once a second (the worker's poll)
+            let seen = offered + Duration::from_secs(1);
+            let start = self.free_at.map_or(seen, |f| f.max(seen));
+            if start > now {
+                return;
+            }
+            self.queue.pop();
+            let end = start + Duration::from_secs_f64(secs);
+            self.taken.insert(id, end);
+            self.free_at = Some(end);
+        }
+    }
 }
 
 impl Fake {
@@ -67,6 +104,7 @@ impl Fake {
             scope: None,
             sample_ease: 0.5,
             scopes: Vec::new(),
+            helper: None,
         }
     }
 }
@@ -143,7 +181,19 @@ impl Backend for Fake {
         // a twin in another quantization is derived from the links held, as the tuner does
         // (graphs of the sample and of the full index are different builds)
         if self.built.insert((c.links_id(Engine::Native), self.scope)) {
-            tokio::time::sleep(Duration::from_secs_f64(build)).await;
+            // started elsewhere: waited for; otherwise claimed and built here
+            let id = c.links_id(Engine::Native);
+            let mut elsewhere = None;
+            if let Some(h) = self.helper.as_mut().filter(|_| self.scope.is_none()) {
+                h.advance(tokio::time::Instant::now());
+                elsewhere = h.taken.get(&id).copied();
+                h.queue.retain(|(q, _, _)| *q != id);
+                h.loaded += usize::from(elsewhere.is_some());
+            }
+            match elsewhere {
+                Some(end) => tokio::time::sleep_until(end).await,
+                None => tokio::time::sleep(Duration::from_secs_f64(build)).await,
+            }
         }
         let r = self.recall(&c) - if held_out { self.held_out_penalty } else { 0.0 };
         let mut m = metrics(&c, r.max(0.0), build);
@@ -200,6 +250,33 @@ impl Backend for Fake {
         self.scopes.push(sample);
         self.scope = sample;
         Ok(Some(()))
+    }
+    async fn prefetch(&mut self, configs: &[HnswConfig]) -> Result<(), String> {
+        let (built, scope, unit) = (&self.built, self.scope, self.build_secs);
+        let Some(h) = self.helper.as_mut() else {
+            return Ok(());
+        };
+        h.offers.push(configs.to_vec());
+        if scope.is_some() {
+            return Ok(()); // only full-index builds are offered
+        }
+        let now = tokio::time::Instant::now();
+        h.advance(now);
+        // offers no longer wanted are withdrawn unless taken, as the tuner does
+        let wanted: Vec<_> = configs.iter().map(|c| c.links_id(Engine::Native)).collect();
+        h.queue.retain(|(q, _, _)| wanted.contains(q));
+        for c in configs {
+            let id = c.links_id(Engine::Native);
+            if built.contains(&(id, None)) || h.taken.contains_key(&id) || h.queue.iter().any(|q| q.0 == id) {
+                continue;
+            }
+            h.queue
+                .push((id, now, unit * f64::from(c.m) * f64::from(c.ef_construction)));
+        }
+        Ok(())
+    }
+    fn builds_elsewhere(&self) -> usize {
+        self.helper.as_ref().map_or(0, |h| h.loaded)
     }
     fn cancelled(&self) -> bool {
         false
@@ -687,4 +764,5 @@ async fn the_climb_searches_the_quantization_the_paired_comparison_shows_faster(
     }
 }
 
+mod fleet;
 mod sample;

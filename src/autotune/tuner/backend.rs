@@ -96,6 +96,14 @@ impl Backend for RunBackend<'_> {
         self.tuner.scope_in(&mut self.ctx, sample).await
     }
 
+    async fn prefetch(&mut self, configs: &[HnswConfig]) -> Result<()> {
+        self.tuner.offer_in(&mut self.ctx, configs).await
+    }
+
+    fn builds_elsewhere(&self) -> usize {
+        self.ctx.offers.as_ref().map_or(0, |o| o.elsewhere)
+    }
+
     fn cancelled(&self) -> bool {
         self.ctx.cancel.is_cancelled()
     }

@@ -55,6 +55,8 @@ pub(super) struct RunContext {
     /// The full builds stored, with what each cost: a reloaded graph reports its build's
     /// time, and the run drops the ones that did not win when it ends.
     pub(super) kept: Vec<(HnswConfig, std::time::Duration)>,
+    /// The builds offered to the fleet, when other instances may take them.
+    pub(super) offers: Option<super::fleet::Offers>,
 }
 
 /// Rows, queries and ground truth one size of the index is measured on.
@@ -82,6 +84,8 @@ enum GraphFrom {
     Derived,
     /// A full build the run stored earlier and dropped from memory since (no build).
     Loaded,
+    /// Built by another instance of the fleet for this run, loaded from the store.
+    Fetched,
     /// A build.
     Built,
 }
@@ -90,6 +94,25 @@ impl RunContext {
     /// The index's rows (the full set, also while the run measures a sample).
     pub(super) fn full_set(&self) -> &VectorSet {
         self.full.as_ref().map_or(&self.set, |f| &f.set)
+    }
+
+    /// [`RunContext::full_set`], shared.
+    pub(super) fn full_set_arc(&self) -> Arc<VectorSet> {
+        self.full.as_ref().map_or(&self.set, |f| &f.set).clone()
+    }
+
+    /// Whether the run measures the full index now (not a sample).
+    pub(super) fn on_full(&self) -> bool {
+        self.full.is_none()
+    }
+
+    /// Whether the run holds the graph of `config` (or its links in another quantization).
+    pub(super) fn holds(&mut self, config: &HnswConfig) -> bool {
+        self.cache.get(config).is_some()
+            || config
+                .quantization
+                .twins()
+                .any(|q| self.cache.get(&config.with_quantization(q)).is_some())
     }
 
     /// A journal trial of this run's index and harness.
@@ -150,6 +173,7 @@ impl Tuner {
             full: None,
             keep_full_builds: false,
             kept: Vec::new(),
+            offers: None,
         })
     }
 
@@ -261,6 +285,16 @@ impl Tuner {
         } else {
             None
         };
+        // a graph offered to the fleet: built elsewhere (loaded), being built elsewhere
+        // (waited for), or claimed and built here
+        let (fetched, claim) = match (&cached, &twin, &kept) {
+            (None, None, None) => match self.fetch_in(ctx, config).await? {
+                super::fleet::Fetched::Graph(g) => (Some(*g), None),
+                super::fleet::Fetched::Here(claim) => (None, claim),
+                super::fleet::Fetched::Cancelled => return Ok(None),
+            },
+            _ => (None, None),
+        };
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let progress = ctx.build.clone();
         let tune = ctx.tune.clone();
@@ -269,6 +303,10 @@ impl Tuner {
             let (graph, source) = match (cached, twin, kept) {
                 (Some(g), _, _) => (g, GraphFrom::Held),
                 (None, None, Some(g)) => (Arc::new(g), GraphFrom::Loaded),
+                (None, None, None) if fetched.is_some() => match fetched {
+                    Some(g) => (Arc::new(g), GraphFrom::Fetched),
+                    None => return None,
+                },
                 (None, Some(t), _) => {
                     let layout = t.frozen().clone();
                     let g = Graph::from_layout(layout, &set, config, t.engine(), t.build_time());
@@ -292,9 +330,18 @@ impl Tuner {
         .await
         .map_err(TunerError::Task)?;
         drop(permit);
+        if let (Some(c), Some((_, GraphFrom::Built, _, _))) = (claim, &out) {
+            self.built_here(ctx, config, c).await?;
+        }
         let Some((graph, source, brute, metrics)) = out else {
             return Ok(None);
         };
+        if source == GraphFrom::Fetched {
+            // built for this run, elsewhere: counted as its build, and deleted at the end
+            // unless it wins
+            ctx.builds += 1;
+            ctx.kept.push((config, graph.build_time()));
+        }
         if source == GraphFrom::Built {
             if let Some(m) = &metrics {
                 self.parts.metrics.build(BuildPurpose::trial, m.build_time_secs);

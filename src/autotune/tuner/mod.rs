@@ -19,6 +19,7 @@
 mod backend;
 mod context;
 mod error;
+mod fleet;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use crate::vectors::Indexes;
 use backend::RunBackend;
 pub use context::{PAIRED_MAX_QUERIES, RUN_GRAPH_CACHE_BYTES};
 pub use error::TunerError;
+pub use fleet::BuiltForFleet;
 
 /// Result of the tuner.
 pub type Result<T, E = TunerError> = std::result::Result<T, E>;
@@ -154,6 +156,9 @@ pub struct TunerParts {
     pub run_graph_bytes: usize,
     /// Where a sampled run's full builds are kept for activation to load.
     pub storage: crate::storage::Storage,
+    /// Whether an autotune's full builds are offered to the other live instances, and
+    /// this instance builds what theirs offer (`tuning.fleet_builds`).
+    pub fleet_builds: bool,
 }
 
 /// The tuning component: trials and autotune runs over the service's data.
@@ -274,6 +279,12 @@ impl Tuner {
             .context(&p.index, &p.harness, spec.validation_fraction, p.cancel.clone())
             .await?;
         ctx.build = build;
+        if let (Fence::Autotune(c), true) = (&p.fence, self.parts.fleet_builds) {
+            ctx.offers = Some(fleet::Offers::new(
+                self.parts.claims.fleet().clone(),
+                c.lease().epoch(),
+            ));
+        }
         let setup = Setup {
             defer: ctx.held.is_some(),
             note: match p.source {
@@ -296,7 +307,8 @@ impl Tuner {
             Ok(End::Finished(o)) => o.winner.as_ref().map(|w| w.config),
             _ => None,
         };
-        self.drop_losers(&backend.ctx, winner).await;
+        let built_elsewhere = self.clear_offers(&backend.ctx).await;
+        self.drop_losers(&backend.ctx, &built_elsewhere, winner).await;
         if let Err(e) = lease.check() {
             return Err(TunerError::LeaseLost(e));
         }
@@ -327,19 +339,29 @@ impl Tuner {
             best_recall: o.best_recall,
             bounds: Some(spec.bounds),
             sample: o.sample,
+            builds_elsewhere: o.builds_elsewhere,
         })))
     }
 
-    /// Deletes the full builds a sampled run stored whose graph did not win (the winner's
-    /// stays for its activation to load). A failure is logged, not the run's: the graphs
+    /// Deletes the full builds the run stored (a sampled run's, and those other instances
+    /// built for it) whose graph did not win (the winner's stays for its activation to
+    /// load). A failure is logged, not the run's: the graphs
     /// are only storage, and the next build of more rows drops them as stale.
-    async fn drop_losers(&self, ctx: &context::RunContext, winner: Option<HnswConfig>) {
+    async fn drop_losers(
+        &self,
+        ctx: &context::RunContext,
+        elsewhere: &[HnswConfig],
+        winner: Option<HnswConfig>,
+    ) {
         let engine = self.parts.build_options.engine;
         let won = winner.map(|w| w.graph_id(engine));
-        for (config, _) in &ctx.kept {
-            if Some(config.graph_id(engine)) == won {
+        let mut dropped_ids = Vec::new();
+        for config in ctx.kept.iter().map(|(c, _)| c).chain(elsewhere) {
+            let id = config.graph_id(engine);
+            if Some(id) == won || dropped_ids.contains(&id) {
                 continue;
             }
+            dropped_ids.push(id);
             let dropped =
                 crate::serving::drop_kept(&self.parts.storage, &ctx.index, ctx.full_set(), *config, engine)
                     .await;

@@ -179,6 +179,9 @@ pub struct AutotuneOut {
     /// What the run did on a uniform sample before the full index (null: it tuned the
     /// index whole). Only the full index's trials are journaled and can win.
     pub sample: Option<SampleOut>,
+    /// Of `builds`, the graphs other live instances on the bucket built for this run and
+    /// it loaded from the store (0 on an instance alone, or with `tuning.fleet_builds` off).
+    pub builds_elsewhere: usize,
 }
 
 /// A sampled run's two sizes.
@@ -308,6 +311,7 @@ impl From<&AutotuneResult> for AutotuneOut {
             best_recall: r.best_recall,
             bounds: r.bounds.unwrap_or(crate::params::Bounds::SEED).into(),
             sample: r.sample.as_ref().map(SampleOut::from),
+            builds_elsewhere: r.builds_elsewhere,
         }
     }
 }
