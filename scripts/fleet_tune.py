@@ -10,10 +10,13 @@ of DIR/query.fvecs (exact ground truth by the server), then the timed autotune o
 (B, when there, only builds what A offers).
 
   scripts/fleet_tune.py --data .bench/synth-100k-128-latent12 --dims 128 --mode grid --rounds 2
+  scripts/fleet_tune.py --data .bench/vt-synth-1000k-128-full --dims 128 --mode adaptive --rounds 1 \
+      --validation 0.2 --env VECTUNE_TUNING_MAX_EF_SEARCH=2000 --env VECTUNE_TUNING_MAX_EF_CONSTRUCTION=800 \
+      --env VECTUNE_TUNING_MAX_M=96
 """
-import argparse, json, os, struct, time
+import argparse, json, os, time
 
-from vtserver import Server, upload_env
+from vtserver import Server, read_fvecs, upload_env
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", required=True)
@@ -22,6 +25,10 @@ ap.add_argument("--mode", choices=["grid", "adaptive"], default="grid")
 ap.add_argument("--rounds", type=int, default=2)
 ap.add_argument("--queries", type=int, default=500)
 ap.add_argument("--target", type=float, default=0.95)
+ap.add_argument("--budget", type=float, default=3600)
+ap.add_argument("--validation", type=float, default=None, help="validation_fraction (absent: the default)")
+ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for both instances")
+ap.add_argument("--setups", default="1,2", help="which setups each round runs: 1, 2 or 1,2")
 a = ap.parse_args()
 
 GRID = [{"m": m, "ef_construction": ec, "ef_search": ef}
@@ -29,23 +36,12 @@ GRID = [{"m": m, "ef_construction": ec, "ef_search": ef}
         for ef in (40, 80)]
 
 
-def read_fvecs(path, limit):
-    rows = []
-    with open(path, "rb") as f:
-        while len(rows) < limit:
-            head = f.read(4)
-            if not head:
-                break
-            d = struct.unpack("<i", head)[0]
-            rows.append(list(struct.unpack(f"<{d}f", f.read(4 * d))))
-    return rows
-
-
 def one_round(helpers):
     base = os.path.join(a.data, "base.fvecs")
     size = os.path.getsize(base)
     env = upload_env(size)
     env.update({"VECTUNE_BUILD_THREADS": "1", "VECTUNE_LEASE_TTL_SECS": "6", "VECTUNE_FLEET_SYNC_SECS": "0.5"})
+    env.update(kv.split("=", 1) for kv in a.env)
     srv = Server(env, cpus="0")
     others = [Server(env, store=srv.store, cpus=str(1 + i)) for i in range(helpers)]
     try:
@@ -65,12 +61,18 @@ def one_round(helpers):
         if a.mode == "grid":
             req["grid"] = GRID
         else:
-            req.update({"strategy": "adaptive", "budget_secs": 3600})
+            req.update({"strategy": "adaptive", "budget_secs": a.budget})
+        if a.validation is not None:
+            req["validation_fraction"] = a.validation
         t = time.perf_counter()
         _, res = srv.call("POST", "/vectors/hnsw/autotune", req)
         wall = time.perf_counter() - t
         w = res.get("winner") or {}
+        s = res.get("sample") or {}
         return {"instances": 1 + helpers, "wall_secs": round(wall, 1), "builds": res["builds"],
+                "sample_builds": s.get("builds"), "full_builds": s.get("full_builds"),
+                "leading": [(c["m"], c["ef_construction"], c.get("quantization"), c.get("patience", 0))
+                            for c in s.get("leading", [])],
                 "builds_elsewhere": res.get("builds_elsewhere"), "trials": res["trials_run"],
                 "winner": (w.get("config") or {}), "winner_recall": w.get("recall_at_k")}
     finally:
@@ -84,10 +86,11 @@ with open("/proc/cpuinfo") as f:
 print(json.dumps({"cpu": cpu, "data": a.data, "mode": a.mode}))
 walls = {1: [], 2: []}
 for r in range(a.rounds):
-    for helpers in (0, 1):
+    for helpers in [int(n) - 1 for n in a.setups.split(",")]:
         out = one_round(helpers)
         out["round"] = r + 1
         print(json.dumps(out), flush=True)
         walls[1 + helpers].append(out["wall_secs"])
-one, two = min(walls[1]), min(walls[2])
-print(json.dumps({"one_instance_secs": one, "two_instances_secs": two, "ratio": round(two / one, 3)}))
+if walls[1] and walls[2]:
+    one, two = min(walls[1]), min(walls[2])
+    print(json.dumps({"one_instance_secs": one, "two_instances_secs": two, "ratio": round(two / one, 3)}))

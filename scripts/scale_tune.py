@@ -11,9 +11,9 @@ best recall, bounds, reason) as JSON. Make DIR with `vectune-bench synth`.
   scripts/scale_tune.py --data .bench/vt-synth-1000k-128 --dims 128 \
       --env VECTUNE_TUNING_MAX_EF_SEARCH=800 --budget 900
 """
-import argparse, json, os, struct, time
+import argparse, json, os, time
 
-from vtserver import Server, upload_env
+from vtserver import Server, read_fvecs, upload_env
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", required=True)
@@ -29,18 +29,6 @@ ap.add_argument("--baseline", action="store_true",
                 help="first activate the default config (nothing promoted yet) and time it: "
                      "the one-build yardstick of the autotune's wall time")
 a = ap.parse_args()
-
-
-def read_fvecs(path, limit):
-    rows = []
-    with open(path, "rb") as f:
-        while len(rows) < limit:
-            head = f.read(4)
-            if not head:
-                break
-            d = struct.unpack("<i", head)[0]
-            rows.append(list(struct.unpack(f"<{d}f", f.read(4 * d))))
-    return rows
 
 
 base = os.path.join(a.data, "base.fvecs")

@@ -4,7 +4,7 @@ Server(env): started on a free loopback port; call() one JSON or streamed binary
 wait() until a GET answers as wanted; memory() the process's RSS and peak RSS (MiB);
 stop() with SIGTERM; restart() on the same store; close() removes the store.
 """
-import http.client, json, os, signal, socket, subprocess, tempfile, time
+import http.client, json, os, signal, socket, struct, subprocess, tempfile, time
 
 BINARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "vectune")
 
@@ -78,3 +78,16 @@ def upload_env(size):
     return {"VECTUNE_MAX_BINARY_BODY_BYTES": str(max(size + 1024, 1 << 30)),
             "VECTUNE_MAX_INGEST_BYTES_IN_FLIGHT": str(max(size + 1024, 2 << 30)),
             "VECTUNE_REQUEST_TIMEOUT_SECS": "3600"}
+
+
+def read_fvecs(path, limit):
+    """The first `limit` rows of an fvecs file, as lists of floats."""
+    rows = []
+    with open(path, "rb") as f:
+        while len(rows) < limit:
+            head = f.read(4)
+            if not head:
+                break
+            d = struct.unpack("<i", head)[0]
+            rows.append(list(struct.unpack(f"<{d}f", f.read(4 * d))))
+    return rows

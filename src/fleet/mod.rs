@@ -411,6 +411,21 @@ impl Fleet {
             .filter(|r| r.holder.instance != self.me.instance && self.is_live(r)))
     }
 
+    /// The record of the epoch after `latest` (the first without one), held by this
+    /// instance for a TTL from now: what a lease or a build claim writes to take over.
+    fn next_epoch(&self, latest: Option<&LeaseRecord>) -> LeaseRecord {
+        let now = Utc::now();
+        LeaseRecord {
+            epoch: latest.map_or(1, |r| r.epoch + 1),
+            holder: self.me.clone(),
+            acquired_at: now,
+            renewed_at: now,
+            expires_at: after(self.options.ttl),
+            released: false,
+            status: None,
+        }
+    }
+
     /// Takes the lease of `kind` on `index`, or says who holds it. The returned lease
     /// renews itself until it is dropped (then it is released).
     pub async fn acquire(
@@ -428,17 +443,8 @@ impl Fleet {
                     return Ok(Err(Taken(Box::new(r.clone()))));
                 }
             }
-            let epoch = latest.as_ref().map_or(1, |r| r.epoch + 1);
-            let now = Utc::now();
-            let record = LeaseRecord {
-                epoch,
-                holder: self.me.clone(),
-                acquired_at: now,
-                renewed_at: now,
-                expires_at: after(self.options.ttl),
-                released: false,
-                status: None,
-            };
+            let record = self.next_epoch(latest.as_ref());
+            let epoch = record.epoch;
             let key = keys::lease(index, kind.as_str(), epoch);
             match self.storage.put_json_new(&key, &record).await {
                 Ok(()) => {}

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn opts(ttl_ms: u64) -> FleetOptions {
+pub(super) fn opts(ttl_ms: u64) -> FleetOptions {
     FleetOptions {
         ttl: Duration::from_millis(ttl_ms),
         sync_interval: Duration::from_secs(1),

@@ -280,17 +280,8 @@ impl Fleet {
         if latest.as_ref().is_some_and(|r| self.is_live(r)) {
             return Ok(None);
         }
-        let epoch = latest.as_ref().map_or(1, |r| r.epoch + 1);
-        let now = Utc::now();
-        let record = LeaseRecord {
-            epoch,
-            holder: self.me.clone(),
-            acquired_at: now,
-            renewed_at: now,
-            expires_at: after(self.options.ttl),
-            released: false,
-            status: None,
-        };
+        let record = self.next_epoch(latest.as_ref());
+        let epoch = record.epoch;
         let key = keys::build_claim(folder, epoch);
         match self.storage.put_json_new(&key, &record).await {
             Ok(()) => {}
@@ -371,24 +362,15 @@ mod tests {
     //! Claims, re-leases and fencing on the in-memory store (its conditional create is
     //! atomic, as S3's `If-None-Match` is).
 
+    use super::super::tests::opts;
     use super::*;
-
-    fn opts(ttl_ms: u64) -> FleetOptions {
-        FleetOptions {
-            ttl: Duration::from_millis(ttl_ms),
-            sync_interval: Duration::from_secs(1),
-            detect_local_dead: true,
-        }
-    }
 
     fn ix() -> IndexName {
         IndexName::parse("work").unwrap()
     }
 
-    /// A run on `owner` holding the index's autotune lease, and one item it offers.
-    async fn offered(owner: &Arc<Fleet>, seq: u32) -> (Arc<Lease>, Path, BuildItem) {
-        let lease = owner.acquire(LeaseKind::Autotune, &ix()).await.unwrap().unwrap();
-        let run = Uuid::now_v7();
+    /// Item `seq` of `run` (a graph of m 8 + seq) under `lease`, and its folder.
+    fn item_of(owner: &Fleet, lease: &Lease, run: Uuid, seq: u32) -> (Path, BuildItem) {
         let config = HnswConfig {
             m: 8 + seq,
             ..HnswConfig::DEFAULT
@@ -404,7 +386,16 @@ mod tests {
             seq,
             created_at: Utc::now(),
         };
-        let folder = keys::build_item(&ix(), run, config.graph_id(Engine::Native));
+        (
+            keys::build_item(&ix(), run, config.graph_id(Engine::Native)),
+            item,
+        )
+    }
+
+    /// A run on `owner` holding the index's autotune lease, and one item it offers.
+    async fn offered(owner: &Arc<Fleet>, seq: u32) -> (Arc<Lease>, Path, BuildItem) {
+        let lease = owner.acquire(LeaseKind::Autotune, &ix()).await.unwrap().unwrap();
+        let (folder, item) = item_of(owner, &lease, Uuid::now_v7(), seq);
         assert!(owner.offer(&folder, &item).await.unwrap());
         assert!(!owner.offer(&folder, &item).await.unwrap(), "offered once");
         (lease, folder, item)
@@ -541,22 +532,7 @@ mod tests {
         let run = Uuid::now_v7();
         let mut folders = Vec::new();
         for seq in 0..3u32 {
-            let config = HnswConfig {
-                m: 8 + seq,
-                ..HnswConfig::DEFAULT
-            };
-            let item = BuildItem {
-                run,
-                owner: owner.id(),
-                autotune_epoch: lease.epoch(),
-                rows: 10,
-                deleted: 0,
-                config,
-                engine: Engine::Native,
-                seq,
-                created_at: Utc::now(),
-            };
-            let folder = keys::build_item(&ix(), run, config.graph_id(Engine::Native));
+            let (folder, item) = item_of(&owner, &lease, run, seq);
             owner.offer(&folder, &item).await.unwrap();
             folders.push(folder);
         }

@@ -101,7 +101,7 @@ impl Backend for RunBackend<'_> {
     }
 
     fn builds_elsewhere(&self) -> usize {
-        self.ctx.offers.as_ref().map_or(0, |o| o.elsewhere)
+        self.ctx.offers.as_ref().map_or(0, |o| o.elsewhere())
     }
 
     fn cancelled(&self) -> bool {

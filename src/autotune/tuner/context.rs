@@ -269,31 +269,37 @@ impl Tuner {
         let options = self.parts.build_options;
         // a full build stored by this run and dropped from its memory since: loaded, not
         // built again
-        let kept = if cached.is_none() && twin.is_none() && ctx.keep_full_builds {
-            let id = config.graph_id(options.engine);
-            let built = ctx.kept.iter().find(|(c, _)| c.graph_id(options.engine) == id);
-            let secs = built.map_or(std::time::Duration::ZERO, |b| b.1);
-            crate::serving::load_kept(
-                &self.parts.storage,
-                &ctx.index,
-                ctx.set.clone(),
-                config,
-                options.engine,
-            )
-            .await?
-            .map(|g| g.with_build_time(secs))
-        } else {
-            None
+        // only this run's own full builds: a graph another instance stored at the same key
+        // is an offered build, counted as one (below), not a reload
+        let id = config.graph_id(options.engine);
+        let built = ctx
+            .kept
+            .iter()
+            .find(|(c, _)| c.graph_id(options.engine) == id)
+            .map(|b| b.1);
+        let kept = match built {
+            Some(secs) if cached.is_none() && twin.is_none() && ctx.keep_full_builds => {
+                crate::serving::load_kept(
+                    &self.parts.storage,
+                    &ctx.index,
+                    ctx.set.clone(),
+                    config,
+                    options.engine,
+                )
+                .await?
+                .map(|g| g.with_build_time(secs))
+            }
+            _ => None,
         };
         // a graph offered to the fleet: built elsewhere (loaded), being built elsewhere
         // (waited for), or claimed and built here
-        let (fetched, claim) = match (&cached, &twin, &kept) {
+        let (fetched, claim, first_fetch) = match (&cached, &twin, &kept) {
             (None, None, None) => match self.fetch_in(ctx, config).await? {
-                super::fleet::Fetched::Graph(g) => (Some(*g), None),
-                super::fleet::Fetched::Here(claim) => (None, claim),
+                super::fleet::Fetched::Graph(g, first) => (Some(*g), None, first),
+                super::fleet::Fetched::Here(claim) => (None, claim, false),
                 super::fleet::Fetched::Cancelled => return Ok(None),
             },
-            _ => (None, None),
+            _ => (None, None, false),
         };
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let progress = ctx.build.clone();
@@ -330,13 +336,13 @@ impl Tuner {
         .await
         .map_err(TunerError::Task)?;
         drop(permit);
-        if let (Some(c), Some((_, GraphFrom::Built, _, _))) = (claim, &out) {
+        if let Some(c) = claim {
             self.built_here(ctx, config, c).await?;
         }
         let Some((graph, source, brute, metrics)) = out else {
             return Ok(None);
         };
-        if source == GraphFrom::Fetched {
+        if source == GraphFrom::Fetched && first_fetch {
             // built for this run, elsewhere: counted as its build, and deleted at the end
             // unless it wins
             ctx.builds += 1;

@@ -37,8 +37,16 @@ pub(super) struct Offers {
     offered: Vec<(GraphId, HnswConfig)>,
     /// The next offer's place in the run's order of need.
     seq: u32,
-    /// Graphs another instance built and this run loaded.
-    pub(super) elsewhere: usize,
+    /// Graphs another instance built and this run loaded (by links; a reload after the
+    /// run's cache dropped one is not another build).
+    loaded: Vec<GraphId>,
+}
+
+impl Offers {
+    /// Graphs another instance built for the run.
+    pub(super) fn elsewhere(&self) -> usize {
+        self.loaded.len()
+    }
 }
 
 impl Offers {
@@ -50,15 +58,16 @@ impl Offers {
             epoch,
             offered: Vec::new(),
             seq: 0,
-            elsewhere: 0,
+            loaded: Vec::new(),
         }
     }
 }
 
 /// Where a graph the run needs comes from.
 pub(super) enum Fetched {
-    /// Another instance built it: loaded from the store, with its build's time.
-    Graph(Box<Graph>),
+    /// Another instance built it: loaded from the store, with its build's time; whether
+    /// this is the run's first load of it (a build to count).
+    Graph(Box<Graph>, bool),
     /// Build it here (under the item's claim when it was offered, so nobody else starts it).
     Here(Option<Arc<Claim>>),
     /// The run was cancelled while it waited.
@@ -164,8 +173,10 @@ impl Tuner {
                     tracing::info!(index = %ctx.index, ?config, builder = %done.builder, secs = done.build_secs,
                         "autotune: graph built by another instance loaded");
                     let secs = Duration::from_secs_f64(done.build_secs.max(0.0));
-                    if let Some(o) = ctx.offers.as_mut() {
-                        o.elsewhere += 1;
+                    let mut first = false;
+                    if let Some(o) = ctx.offers.as_mut().filter(|o| !o.loaded.contains(&id)) {
+                        o.loaded.push(id);
+                        first = true;
                     }
                     // built in a twin quantization: the same links, this config's codes
                     let g = if offered.quantization == config.quantization {
@@ -179,7 +190,7 @@ impl Tuner {
                         .await
                         .map_err(TunerError::Task)?
                     };
-                    return Ok(Fetched::Graph(Box::new(g.with_build_time(secs))));
+                    return Ok(Fetched::Graph(Box::new(g.with_build_time(secs)), first));
                 }
                 ItemState::Claimed(_) => {
                     tokio::select! {
@@ -197,8 +208,9 @@ impl Tuner {
         }
     }
 
-    /// The run built the graph of `config` itself under `claim`: its item is withdrawn (a
-    /// released claim would leave it open, and a helper would build it again).
+    /// The run built the graph of `config` itself under `claim` (or was cancelled while
+    /// building it): its item is withdrawn (a released claim would leave it open, and a
+    /// helper would build it again).
     pub(super) async fn built_here(
         &self,
         ctx: &mut RunContext,
@@ -290,6 +302,7 @@ impl Tuner {
             item.clone(),
             run_gone.clone(),
         ));
+        let stop_all = stop.clone();
         let (lost, stop, gone) = (claim.lost().clone(), stop.clone(), run_gone.clone());
         let (options, rows, config, s) = (
             self.parts.build_options,
@@ -310,6 +323,12 @@ impl Tuner {
         drop(permit);
         let graph = graph.map_err(TunerError::Task)?;
         let Some(graph) = graph else {
+            // given back only when this process stops (the run may re-lease it at once);
+            // a lost claim or an ended run leaves nothing to give back, and a release
+            // written after the run cleared its items would be a stray object
+            if !stop_all.is_cancelled() || run_gone.is_cancelled() {
+                claim.retire();
+            }
             return Ok(None);
         };
         let build_secs = graph.build_time().as_secs_f64();
