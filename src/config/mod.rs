@@ -676,6 +676,23 @@ mod tests {
             Settings::load(None, &env_of(&[("VECTUNE_TUNING_MAX_M", "many")]), &none),
             Err(ConfigError::Env { .. })
         ));
+        // builds over the fleet: on unless switched off; anything but a bool is refused
+        assert!(
+            Settings::load(None, &env_of(&[]), &none)
+                .unwrap()
+                .tuning
+                .fleet_builds
+        );
+        let off = Settings::load(None, &env_of(&[("VECTUNE_TUNING_FLEET_BUILDS", "false")]), &none);
+        assert!(!off.unwrap().tuning.fleet_builds);
+        assert!(matches!(
+            Settings::load(
+                None,
+                &env_of(&[("VECTUNE_TUNING_FLEET_BUILDS", "sometimes")]),
+                &none
+            ),
+            Err(ConfigError::Env { .. })
+        ));
     }
 
     #[test]
