@@ -35,6 +35,8 @@ pub(super) struct Offers {
     epoch: u64,
     /// By links (a twin quantization's graph serves too), with the config offered.
     offered: Vec<(GraphId, HnswConfig)>,
+    /// Offers seen claimed or built (by links): kept whatever the climb wants next.
+    taken: Vec<GraphId>,
     /// The next offer's place in the run's order of need.
     seq: u32,
     /// Graphs another instance built and this run loaded (by links; a reload after the
@@ -57,6 +59,7 @@ impl Offers {
             run: Uuid::now_v7(),
             epoch,
             offered: Vec::new(),
+            taken: Vec::new(),
             seq: 0,
             loaded: Vec::new(),
         }
@@ -108,10 +111,15 @@ impl Tuner {
         let mut kept = Vec::with_capacity(o.offered.len());
         for (id, config) in std::mem::take(&mut o.offered) {
             let folder = keys::build_item(&index, o.run, id);
-            if wanted.contains(&id) || o.fleet.item_state(&folder).await? != ItemState::Open {
+            // an offer someone took is never withdrawn, so it is looked at once: a climb
+            // step costs no store request when its offers did not change
+            if wanted.contains(&id) || o.taken.contains(&id) {
                 kept.push((id, config));
-            } else {
+            } else if o.fleet.item_state(&folder).await? == ItemState::Open {
                 o.fleet.drop_item(&folder).await?;
+            } else {
+                o.taken.push(id);
+                kept.push((id, config));
             }
         }
         o.offered = kept;
