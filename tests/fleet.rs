@@ -297,8 +297,8 @@ const SHORT_TTL: [(&str, &str); 3] = [
 ];
 
 /// Two instances with a 3 s TTL that judge each other's death only by it (both run on
-/// this machine), an index both see, and a long autotune job running on the first.
-async fn holder_and_standby(test: &str) -> (TestServer, TestServer, String) {
+/// this machine) and an index both see ([`seed_tuned`] on the first).
+async fn seeded_pair(test: &str) -> (TestServer, TestServer) {
     let (url, endpoint) = bucket(test);
     let a = instance(&url, &endpoint, &SHORT_TTL);
     let b = instance(&url, &endpoint, &SHORT_TTL);
@@ -307,6 +307,12 @@ async fn holder_and_standby(test: &str) -> (TestServer, TestServer, String) {
         i["vectors"] == json!(4000)
     })
     .await;
+    (a, b)
+}
+
+/// [`seeded_pair`] with a long autotune job running on the first.
+async fn holder_and_standby(test: &str) -> (TestServer, TestServer, String) {
+    let (a, b) = seeded_pair(test).await;
     let (st, j) = long_autotune(&a).await;
     assert_eq!(st, 202, "{j}");
     let job = j["job_id"].as_str().unwrap().to_string();
@@ -538,14 +544,7 @@ fn shared_grid() -> Vec<Value> {
 #[tokio::test]
 #[ignore = "needs an S3-compatible server: scripts/test.sh starts one"]
 async fn two_instances_share_one_autotune_s_builds_and_a_killed_builder_s_item_is_re_leased() {
-    let (url, endpoint) = bucket("fleet-builds");
-    let a = instance(&url, &endpoint, &SHORT_TTL);
-    let b = instance(&url, &endpoint, &SHORT_TTL);
-    seed_tuned(&a).await;
-    eventually(&b, "/vectors/indexes/tuned", 10, |_, i| {
-        i["vectors"] == json!(4000)
-    })
-    .await;
+    let (a, b) = seeded_pair("fleet-builds").await;
     // both count two live instances (a heartbeat is a third of the TTL)
     for s in [&a, &b] {
         let (_, t) = eventually_metric(s, "vectune_fleet_instances", 10, |v| v == 2.0).await;

@@ -103,13 +103,7 @@ impl Lease {
 
     async fn newer_exists(&self) -> Result<bool, StorageError> {
         let prefix = keys::leases(&self.index, self.kind.as_str());
-        Ok(self
-            .fleet
-            .storage
-            .list_after(&prefix, &self.key)
-            .await?
-            .iter()
-            .any(|k| keys::version_of(k).is_some()))
+        self.fleet.newer_epoch(&prefix, &self.key).await
     }
 
     /// Extends the lease by a TTL and sets its status; `false` when it was lost meanwhile
@@ -119,9 +113,7 @@ impl Lease {
             return Ok(false);
         }
         let next = {
-            let mut r = self.record().clone();
-            r.renewed_at = Utc::now();
-            r.expires_at = after(self.fleet.options.ttl);
+            let mut r = self.record().renewed(self.fleet.options.ttl);
             if status.is_some() {
                 r.status = status;
             }

@@ -92,6 +92,17 @@ pub struct LeaseRecord {
     pub status: Option<String>,
 }
 
+impl LeaseRecord {
+    /// This record renewed now for another `ttl`.
+    fn renewed(&self, ttl: Duration) -> LeaseRecord {
+        LeaseRecord {
+            renewed_at: Utc::now(),
+            expires_at: after(ttl),
+            ..self.clone()
+        }
+    }
+}
+
 /// The liveness record of an instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
@@ -411,6 +422,17 @@ impl Fleet {
             .filter(|r| r.holder.instance != self.me.instance && self.is_live(r)))
     }
 
+    /// Whether an epoch newer than the one at `key` exists below `prefix`: how a holder of
+    /// a lease or a build claim learns it was taken over.
+    async fn newer_epoch(&self, prefix: &Path, key: &Path) -> Result<bool, StorageError> {
+        Ok(self
+            .storage
+            .list_after(prefix, key)
+            .await?
+            .iter()
+            .any(|k| keys::version_of(k).is_some()))
+    }
+
     /// The record of the epoch after `latest` (the first without one), held by this
     /// instance for a TTL from now: what a lease or a build claim writes to take over.
     fn next_epoch(&self, latest: Option<&LeaseRecord>) -> LeaseRecord {
@@ -492,21 +514,44 @@ impl Fleet {
     }
 }
 
-async fn renew_loop(lease: Weak<Lease>, every: Duration) {
+/// What is held by renewing its own epoch object (a lease, a build claim): the one renewal
+/// loop drives both.
+trait Renewed: Send + Sync + 'static {
+    /// Lost or given up: renewal ends.
+    fn stopped(&self) -> bool;
+    /// Renews once; `false` when it turned out lost.
+    fn renew_once(&self) -> impl std::future::Future<Output = Result<bool, StorageError>> + Send;
+    /// What it is, for the log.
+    fn describe(&self) -> String;
+}
+
+impl Renewed for Lease {
+    fn stopped(&self) -> bool {
+        self.is_lost()
+    }
+    fn renew_once(&self) -> impl std::future::Future<Output = Result<bool, StorageError>> + Send {
+        self.renew()
+    }
+    fn describe(&self) -> String {
+        format!("lease {} of {}", self.kind.as_str(), self.index)
+    }
+}
+
+/// Renews `held` every `every` until it is dropped, lost or stopped.
+async fn renew_loop<T: Renewed>(held: Weak<T>, every: Duration) {
     let every = every.max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
-        let Some(lease) = lease.upgrade() else {
+        let Some(held) = held.upgrade() else {
             return;
         };
-        if lease.is_lost() {
+        if held.stopped() {
             return;
         }
-        match lease.renew().await {
+        match held.renew_once().await {
             Ok(true) => {}
             Ok(false) => return,
-            Err(e) => tracing::warn!(index = %lease.index, lease = lease.kind.as_str(), error = %e,
-                "lease renewal failed; retrying"),
+            Err(e) => tracing::warn!(held = %held.describe(), error = %e, "renewal failed; retrying"),
         }
     }
 }

@@ -134,25 +134,16 @@ impl Claim {
     }
 
     async fn newer_exists(&self) -> Result<bool, StorageError> {
-        Ok(self
-            .fleet
-            .storage
-            .list_after(&keys::build_claims(&self.folder), &self.key)
-            .await?
-            .iter()
-            .any(|k| keys::version_of(k).is_some()))
+        self.fleet
+            .newer_epoch(&keys::build_claims(&self.folder), &self.key)
+            .await
     }
 
     async fn renew(&self) -> Result<bool, StorageError> {
         if self.lost.is_cancelled() {
             return Ok(false);
         }
-        let next = {
-            let mut r = self.record().clone();
-            r.renewed_at = Utc::now();
-            r.expires_at = after(self.fleet.options.ttl);
-            r
-        };
+        let next = self.record().renewed(self.fleet.options.ttl);
         // our own epoch's key: only we write it; a takeover shows as a newer epoch
         self.fleet.storage.put_json_overwrite(&self.key, &next).await?;
         if self.newer_exists().await? {
@@ -196,19 +187,15 @@ impl Drop for Claim {
     }
 }
 
-async fn renew_claim(claim: Weak<Claim>, every: Duration) {
-    let every = every.max(Duration::from_millis(100));
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(c) = claim.upgrade() else { return };
-        if c.lost.is_cancelled() {
-            return;
-        }
-        match c.renew().await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => tracing::warn!(item = %c.folder, error = %e, "build claim renewal failed; retrying"),
-        }
+impl Renewed for Claim {
+    fn stopped(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+    fn renew_once(&self) -> impl std::future::Future<Output = Result<bool, StorageError>> + Send {
+        self.renew()
+    }
+    fn describe(&self) -> String {
+        format!("build claim {}", self.folder)
     }
 }
 
@@ -236,7 +223,7 @@ impl Fleet {
             if key.filename() != Some("item.json") {
                 continue;
             }
-            let folder: Path = key.parts().take(key.parts().count() - 1).collect();
+            let folder = keys::build_item_of(&key);
             match self.storage.get_json::<BuildItem>(&key).await {
                 Ok(Some(item)) => out.push((folder, item)),
                 Ok(None) | Err(StorageError::Corrupt { .. }) => {}
@@ -299,7 +286,7 @@ impl Fleet {
             record: Mutex::new(record),
             lost: CancellationToken::new(),
         });
-        tokio::spawn(renew_claim(Arc::downgrade(&claim), self.options.ttl / 3));
+        tokio::spawn(renew_loop(Arc::downgrade(&claim), self.options.ttl / 3));
         Ok(Some(claim))
     }
 
@@ -345,14 +332,22 @@ impl Fleet {
     /// Deletes every item of run `run`, returning the configs whose graphs were built and
     /// stored (the caller deletes those it does not keep).
     pub async fn clear_run(&self, index: &IndexName, run: Uuid) -> Result<Vec<HnswConfig>, StorageError> {
-        let prefix = keys::build_run(index, run);
+        // one listing of the run's folder says which items are done and what to delete
+        let all = self.storage.list(&keys::build_run(index, run)).await?;
         let mut built = Vec::new();
-        for (folder, item) in self.offered(index).await? {
-            if item.run == run && matches!(self.item_state(&folder).await?, ItemState::Done(_)) {
+        for done in all.iter().filter(|k| k.filename() == Some("done.json")) {
+            let folder = keys::build_item_of(done);
+            if let Some(item) = self
+                .storage
+                .get_json::<BuildItem>(&keys::build_offer(&folder))
+                .await?
+            {
                 built.push(item.config);
             }
         }
-        self.storage.delete_prefix(&prefix).await?;
+        for key in &all {
+            self.storage.delete(key).await?;
+        }
         Ok(built)
     }
 }

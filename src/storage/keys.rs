@@ -252,6 +252,11 @@ pub fn build_item(index: &IndexName, run: Uuid, id: GraphId) -> Path {
     ))
 }
 
+/// The folder of the item a key inside it belongs to ([`build_offer`], [`build_done`]).
+pub fn build_item_of(key: &Path) -> Path {
+    key.parts().take(key.parts().count().saturating_sub(1)).collect()
+}
+
 /// The item a run offers, in its folder ([`build_item`]).
 pub fn build_offer(item: &Path) -> Path {
     item.clone().join("item.json")

@@ -170,7 +170,7 @@ async fn a_builder_that_died_holding_an_item_is_waited_out_and_its_item_re_lease
         assert!(started.elapsed() < Duration::from_secs(20), "offers not seen");
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let folder: object_store::path::Path = last.parts().take(last.parts().count() - 1).collect();
+    let folder = keys::build_item_of(&last);
     let dies_at = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
     let dead = LeaseRecord {
         epoch: 1,

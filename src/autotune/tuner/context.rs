@@ -92,13 +92,8 @@ enum GraphFrom {
 
 impl RunContext {
     /// The index's rows (the full set, also while the run measures a sample).
-    pub(super) fn full_set(&self) -> &VectorSet {
+    pub(super) fn full_set(&self) -> &Arc<VectorSet> {
         self.full.as_ref().map_or(&self.set, |f| &f.set)
-    }
-
-    /// [`RunContext::full_set`], shared.
-    pub(super) fn full_set_arc(&self) -> Arc<VectorSet> {
-        self.full.as_ref().map_or(&self.set, |f| &f.set).clone()
     }
 
     /// Whether the run measures the full index now (not a sample).
@@ -106,13 +101,23 @@ impl RunContext {
         self.full.is_none()
     }
 
+    /// The graph of `config` the run holds, else its links held in another quantization
+    /// (only the codes differ, so it is this config's graph without a build).
+    fn held(&mut self, config: &HnswConfig) -> (Option<Arc<Graph>>, Option<Arc<Graph>>) {
+        if let Some(g) = self.cache.get(config) {
+            return (Some(g), None);
+        }
+        let twin = config
+            .quantization
+            .twins()
+            .find_map(|q| self.cache.get(&config.with_quantization(q)));
+        (None, twin)
+    }
+
     /// Whether the run holds the graph of `config` (or its links in another quantization).
     pub(super) fn holds(&mut self, config: &HnswConfig) -> bool {
-        self.cache.get(config).is_some()
-            || config
-                .quantization
-                .twins()
-                .any(|q| self.cache.get(&config.with_quantization(q)).is_some())
+        let (g, twin) = self.held(config);
+        g.is_some() || twin.is_some()
     }
 
     /// A journal trial of this run's index and harness.
@@ -256,20 +261,10 @@ impl Tuner {
             (Some(h), true) => h.clone(),
             _ => ctx.tune.clone(),
         };
-        let cached = ctx.cache.get(&config);
-        // the same links in another quantization: only the codes differ, so a graph held
-        // under one is the others' without a build
-        let twin = match cached {
-            Some(_) => None,
-            None => config
-                .quantization
-                .twins()
-                .find_map(|q| ctx.cache.get(&config.with_quantization(q))),
-        };
+        let (cached, twin) = ctx.held(&config);
         let options = self.parts.build_options;
         // a full build stored by this run and dropped from its memory since: loaded, not
-        // built again
-        // only this run's own full builds: a graph another instance stored at the same key
+        // built again — only this run's own full builds: a graph another instance stored at the same key
         // is an offered build, counted as one (below), not a reload
         let id = config.graph_id(options.engine);
         let built = ctx

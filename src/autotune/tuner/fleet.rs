@@ -33,6 +33,9 @@ pub(super) struct Offers {
     run: Uuid,
     /// Its autotune lease's epoch (fences what helpers store).
     epoch: u64,
+    /// The index's rows the run measures, and of them deleted (fixed for the run).
+    rows: u64,
+    deleted: u64,
     /// By links (a twin quantization's graph serves too), with the config offered.
     offered: Vec<(GraphId, HnswConfig)>,
     /// Offers seen claimed or built (by links): kept whatever the climb wants next.
@@ -52,12 +55,14 @@ impl Offers {
 }
 
 impl Offers {
-    /// A run under the autotune lease of `epoch`.
-    pub(super) fn new(fleet: Arc<Fleet>, epoch: u64) -> Offers {
+    /// A run over `set` (the full index) under the autotune lease of `epoch`.
+    pub(super) fn new(fleet: Arc<Fleet>, epoch: u64, set: &VectorSet) -> Offers {
         Offers {
             fleet,
             run: Uuid::now_v7(),
             epoch,
+            rows: set.len() as u64,
+            deleted: set.deleted_below(set.len()) as u64,
             offered: Vec::new(),
             taken: Vec::new(),
             seq: 0,
@@ -96,17 +101,15 @@ impl Tuner {
     /// serves its twins too, their codes derived without a build.
     pub(super) async fn offer_in(&self, ctx: &mut RunContext, configs: &[HnswConfig]) -> Result<()> {
         let engine = self.parts.build_options.engine;
-        let on_full = ctx.on_full();
-        let rows = ctx.full_set().len();
-        let deleted = ctx.full_set().deleted_below(rows) as u64;
+        // alone on the bucket or on a sample: nothing offered, nothing looked at
+        if !ctx.on_full() || !ctx.offers.as_ref().is_some_and(|o| o.fleet.others_alive()) {
+            return Ok(());
+        }
         let index = ctx.index.clone();
         let fresh: Vec<HnswConfig> = configs.iter().copied().filter(|c| !ctx.holds(c)).collect();
         let Some(o) = ctx.offers.as_mut() else {
             return Ok(());
         };
-        if !on_full || !o.fleet.others_alive() {
-            return Ok(());
-        }
         let wanted: Vec<GraphId> = configs.iter().map(|c| c.links_id(engine)).collect();
         let mut kept = Vec::with_capacity(o.offered.len());
         for (id, config) in std::mem::take(&mut o.offered) {
@@ -132,8 +135,8 @@ impl Tuner {
                 run: o.run,
                 owner: o.fleet.id(),
                 autotune_epoch: o.epoch,
-                rows: rows as u64,
-                deleted,
+                rows: o.rows,
+                deleted: o.deleted,
                 config,
                 engine,
                 seq: o.seq,
@@ -165,7 +168,7 @@ impl Tuner {
         loop {
             match fleet.item_state(&folder).await? {
                 ItemState::Done(done) => {
-                    let set = ctx.full_set_arc();
+                    let set = ctx.full_set().clone();
                     let g = crate::serving::load_kept(
                         &self.parts.storage,
                         &ctx.index,
@@ -261,11 +264,21 @@ impl Tuner {
         let fleet = self.parts.claims.fleet().clone();
         for ix in self.parts.indexes.list() {
             let name = ix.meta().name.clone();
+            // each run's lease is looked at once per pass, not once per item
+            let mut runs: Vec<(Uuid, bool)> = Vec::new();
             for (folder, item) in fleet.offered(&name).await? {
                 if item.owner == fleet.id() || item.engine != self.parts.build_options.engine {
                     continue;
                 }
-                if !fleet.run_alive(&name, &item).await? {
+                let alive = match runs.iter().find(|(r, _)| *r == item.run) {
+                    Some(&(_, alive)) => alive,
+                    None => {
+                        let alive = fleet.run_alive(&name, &item).await?;
+                        runs.push((item.run, alive));
+                        alive
+                    }
+                };
+                if !alive {
                     fleet.drop_item(&folder).await?;
                     continue;
                 }

@@ -280,10 +280,8 @@ impl Tuner {
             .await?;
         ctx.build = build;
         if let (Fence::Autotune(c), true) = (&p.fence, self.parts.fleet_builds) {
-            ctx.offers = Some(fleet::Offers::new(
-                self.parts.claims.fleet().clone(),
-                c.lease().epoch(),
-            ));
+            let fleet = self.parts.claims.fleet().clone();
+            ctx.offers = Some(fleet::Offers::new(fleet, c.lease().epoch(), ctx.full_set()));
         }
         let setup = Setup {
             defer: ctx.held.is_some(),
