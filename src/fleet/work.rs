@@ -90,7 +90,15 @@ pub struct Claim {
     record: Mutex<LeaseRecord>,
     /// Cancelled when the claim is lost (or dropped): a build under it stops.
     lost: CancellationToken,
+    /// What the build under the claim has done, `(rows inserted, of rows)`: each renewal
+    /// carries it (the record's `status`), so a run waiting on the item sees a builder that
+    /// renews without progress.
+    progress: Mutex<Option<Progress>>,
 }
+
+/// Where a claim's renewals read its build's `(rows inserted, of rows)`; `None` before the
+/// build started.
+pub type Progress = Box<dyn Fn() -> Option<(usize, usize)> + Send + Sync>;
 
 impl std::fmt::Debug for Claim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +126,11 @@ impl Claim {
         &self.lost
     }
 
+    /// Where the build under this claim reports: its renewals from now on carry it.
+    pub fn report(&self, progress: Progress) {
+        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Some(progress);
+    }
+
     /// Whether the claim still holds: not lost, not past a tenth of the TTL before its
     /// expiry by this clock, and (a look at the store) no newer epoch.
     pub async fn verify(&self) -> Result<bool, StorageError> {
@@ -143,7 +156,8 @@ impl Claim {
         if self.lost.is_cancelled() {
             return Ok(false);
         }
-        let next = self.record().renewed(self.fleet.options.ttl);
+        let mut next = self.record().renewed(self.fleet.options.ttl);
+        next.status = progress_status(&self.progress);
         // our own epoch's key: only we write it; a takeover shows as a newer epoch
         self.fleet.storage.put_json_overwrite(&self.key, &next).await?;
         if self.newer_exists().await? {
@@ -185,6 +199,14 @@ impl Drop for Claim {
             });
         }
     }
+}
+
+/// What a claim's renewal says of its build: rows inserted so far (a build moves it at
+/// least every round, ~2 % of the rows), `None` before the build started.
+fn progress_status(progress: &Mutex<Option<Progress>>) -> Option<String> {
+    let progress = progress.lock().unwrap_or_else(|p| p.into_inner());
+    let (done, total) = progress.as_ref()?()?;
+    Some(format!("built {done} of {total} rows"))
 }
 
 impl Renewed for Claim {
@@ -285,6 +307,7 @@ impl Fleet {
             key,
             record: Mutex::new(record),
             lost: CancellationToken::new(),
+            progress: Mutex::new(None),
         });
         tokio::spawn(renew_loop(Arc::downgrade(&claim), self.options.ttl / 3));
         Ok(Some(claim))
@@ -432,6 +455,36 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         assert_eq!(again.epoch(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claims_renewals_carry_its_builds_progress() {
+        let storage = Storage::in_memory();
+        let builder = Fleet::new(storage.clone(), opts(300));
+        let (_lease, folder, _) = offered(&builder, 0).await;
+        let claim = builder.claim(&folder).await.unwrap().unwrap();
+        let status = || async {
+            match builder.item_state(&folder).await.unwrap() {
+                ItemState::Claimed(r) => r.status,
+                other => panic!("{other:?}"),
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(status().await, None, "renewed, nothing reported");
+        let rows = Arc::new(AtomicU64::new(0));
+        let seen = rows.clone();
+        claim.report(Box::new(move || {
+            Some((seen.load(Ordering::Relaxed) as usize, 60))
+        }));
+        for done in [0, 24] {
+            rows.store(done, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            assert_eq!(
+                status().await.as_deref(),
+                Some(format!("built {done} of 60 rows").as_str()),
+                "each renewal carries the build's progress"
+            );
+        }
     }
 
     #[tokio::test]

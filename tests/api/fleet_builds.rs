@@ -65,6 +65,64 @@ async fn items_left(storage: &Storage) -> usize {
     storage.list(&keys::builds(&ix)).await.unwrap().len()
 }
 
+/// The folder of the item a run offers last (it needs it last), once all six are offered.
+async fn last_offer(storage: &Storage, started: Instant) -> object_store::path::Path {
+    let ix = vectune::names::IndexName::parse("idx").unwrap();
+    let last = loop {
+        let items: Vec<_> = storage
+            .list(&keys::builds(&ix))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.filename() == Some("item.json"))
+            .collect();
+        if items.len() == 6 {
+            let mut best = None;
+            for k in items {
+                let item: vectune::fleet::BuildItem = storage.get_json(&k).await.unwrap().unwrap();
+                if best.as_ref().is_none_or(|(s, _)| item.seq > *s) {
+                    best = Some((item.seq, k));
+                }
+            }
+            break best.unwrap().1;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "offers not seen");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    keys::build_item_of(&last)
+}
+
+/// A service on `storage` with 3,000 rows and a harness, beside a peer that is alive (its
+/// record renewed) but builds nothing, so the run offers its graphs; the peer's heartbeat.
+async fn with_idle_peer(storage: &Storage) -> (TestApp, tokio::task::JoinHandle<()>) {
+    let va = open(storage).await;
+    let a = app(va.clone());
+    a.seeded(3000).await;
+    a.autogen("h", 20, 10).await;
+    let peer = vectune::fleet::Fleet::new(storage.clone(), fleet());
+    let beat = tokio::spawn(async move {
+        loop {
+            peer.heartbeat(Default::default()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    (a, beat)
+}
+
+/// The record of a claim another (planted) builder holds at epoch 1, live until `expires_at`.
+fn planted_claim(expires_at: chrono::DateTime<chrono::Utc>, status: Option<&str>) -> LeaseRecord {
+    LeaseRecord {
+        epoch: 1,
+        holder: Holder::current(uuid::Uuid::now_v7()),
+        acquired_at: chrono::Utc::now(),
+        renewed_at: chrono::Utc::now(),
+        expires_at,
+        released: false,
+        status: status.map(str::to_owned),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_other_service_builds_what_an_autotune_offers_and_the_run_loads_it() {
     let storage = Storage::in_memory();
@@ -118,28 +176,8 @@ async fn the_other_service_builds_what_an_autotune_offers_and_the_run_loads_it()
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_builder_that_died_holding_an_item_is_waited_out_and_its_item_re_leased() {
-    let storage = Storage::in_memory();
-    let va = open(&storage).await;
-    let a = app(va.clone());
-    a.seeded(3000).await;
-    a.autogen("h", 20, 10).await;
-    // a second instance that is alive (its record renewed) but builds nothing: the run
-    // offers its graphs, and nobody but the planted dead claim takes one
-    let peer = vectune::fleet::Fleet::new(storage.clone(), fleet());
-    let beat = {
-        let peer = peer.clone();
-        tokio::spawn(async move {
-            loop {
-                peer.heartbeat(Default::default()).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(700)).await;
-
-    let started = Instant::now();
+/// Starts the grid autotune as a job on `a`; its id.
+async fn start_grid(a: &TestApp) -> String {
     let (s, job) = a
         .autotune_async(
             json!({"index_name": "idx", "harness": "h", "grid": grid(), "promote": "never",
@@ -147,63 +185,87 @@ async fn a_builder_that_died_holding_an_item_is_waited_out_and_its_item_re_lease
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
-    // the last graph the run needs: claimed by a builder that then died (never renewed)
-    let ix = vectune::names::IndexName::parse("idx").unwrap();
-    let last = loop {
-        let items: Vec<_> = storage
-            .list(&keys::builds(&ix))
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|k| k.filename() == Some("item.json"))
-            .collect();
-        if items.len() == 6 {
-            let mut best = None;
-            for k in items {
-                let item: vectune::fleet::BuildItem = storage.get_json(&k).await.unwrap().unwrap();
-                if best.as_ref().is_none_or(|(s, _)| item.seq > *s) {
-                    best = Some((item.seq, k));
-                }
-            }
-            break best.unwrap().1;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "offers not seen");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let folder = keys::build_item_of(&last);
-    let dies_at = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
-    let dead = LeaseRecord {
-        epoch: 1,
-        holder: Holder::current(uuid::Uuid::now_v7()),
-        acquired_at: chrono::Utc::now(),
-        renewed_at: chrono::Utc::now(),
-        expires_at: dies_at,
-        released: false,
-        status: None,
-    };
-    storage
-        .put_json_new(&keys::build_claim(&folder, 1), &dead)
-        .await
-        .unwrap();
+    job["job_id"].as_str().unwrap().to_owned()
+}
 
-    let id = job["job_id"].as_str().unwrap();
+/// The ended job's result, which must have built all six graphs on the run's instance.
+async fn built_all_here(a: &TestApp, id: &str) -> Value {
     let ended = a
         .poll_job(id, |j| j["state"] != "running" && j["state"] != "queued")
         .await;
-    let wall = started.elapsed();
     assert_eq!(ended["state"], "succeeded", "{ended}");
-    let r = &ended["result"];
+    let r = ended["result"].clone();
     assert_eq!(
         (r["builds"].clone(), r["builds_elsewhere"].clone()),
         (json!(6), json!(0)),
         "{r}"
     );
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_builder_that_died_holding_an_item_is_waited_out_and_its_item_re_leased() {
+    let storage = Storage::in_memory();
+    // nobody but the planted dead claim takes an item
+    let (a, beat) = with_idle_peer(&storage).await;
+    let started = Instant::now();
+    let id = start_grid(&a).await;
+    // the last graph the run needs: claimed by a builder that then died (never renewed)
+    let folder = last_offer(&storage, started).await;
+    let dies_at = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
+    storage
+        .put_json_new(&keys::build_claim(&folder, 1), &planted_claim(dies_at, None))
+        .await
+        .unwrap();
+
+    built_all_here(&a, &id).await;
     // the run waited for the dead builder's claim to run out, then built it itself
     let waited = (dies_at - chrono::Utc::now()).num_milliseconds();
     assert!(
         waited <= 0,
-        "finished {waited} ms before the dead claim expired (wall {wall:?})"
+        "finished {waited} ms before the dead claim expired (wall {:?})",
+        started.elapsed()
     );
     assert_eq!(items_left(&storage).await, 0);
+    beat.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_builder_that_renews_its_claim_without_progress_is_not_waited_on() {
+    let storage = Storage::in_memory();
+    let (a, beat) = with_idle_peer(&storage).await;
+    let started = Instant::now();
+    let id = start_grid(&a).await;
+    // the last graph the run needs: claimed by a builder that stays alive (renews every
+    // 100 ms) but whose build never moves, as a hung build or a busy process would
+    let folder = last_offer(&storage, started).await;
+    let key = keys::build_claim(&folder, 1);
+    let stuck = |expires| planted_claim(expires, Some("built 0 of 3000 rows"));
+    let ttl = chrono::Duration::from_std(fleet().ttl).unwrap();
+    storage
+        .put_json_new(&key, &stuck(chrono::Utc::now() + ttl))
+        .await
+        .unwrap();
+    let renew = {
+        let (storage, key) = (storage.clone(), key.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let record = stuck(chrono::Utc::now() + ttl);
+                storage.put_json_overwrite(&key, &record).await.unwrap();
+            }
+        })
+    };
+
+    // the claim never expires: the run ended because it stopped waiting and built it
+    built_all_here(&a, &id).await;
+    assert!(!renew.is_finished(), "the stuck claim was live throughout");
+    renew.abort();
+    let ix = vectune::names::IndexName::parse("idx").unwrap();
+    let left = storage.list(&keys::builds(&ix)).await.unwrap();
+    assert!(
+        left.iter().all(|k| k.filename() != Some("item.json")),
+        "the run withdrew its offers: {left:?}"
+    );
     beat.abort();
 }

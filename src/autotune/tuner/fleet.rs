@@ -25,6 +25,12 @@ use crate::vectors::VectorSet;
 
 /// How often a run waiting for another instance's build looks at its item.
 const WAIT: Duration = Duration::from_millis(200);
+/// TTLs a run waits on a builder whose claim renews without its build moving (stuck, or
+/// its process busy with something else) before it builds the graph itself — or three
+/// times the longest the build went without moving before, if longer. A build's progress
+/// moves every round (at most 2 % of its rows), and a claim's renewal carries it every
+/// third of a TTL.
+const STALL_TTLS: u32 = 4;
 
 /// What a run offered the fleet.
 pub(super) struct Offers {
@@ -165,6 +171,11 @@ impl Tuner {
             return Ok(Fetched::Here(None));
         };
         let (fleet, folder) = (o.fleet.clone(), keys::build_item(&ctx.index, o.run, id));
+        // the claim waited on (epoch and reported progress), since when it has not moved,
+        // and the longest it went without moving before (a big build's rounds are long)
+        let mut stalled: Option<((u64, Option<String>), tokio::time::Instant)> = None;
+        let mut longest = Duration::ZERO;
+        let stall = fleet.options().ttl * STALL_TTLS;
         loop {
             match fleet.item_state(&folder).await? {
                 ItemState::Done(done) => {
@@ -203,7 +214,30 @@ impl Tuner {
                     };
                     return Ok(Fetched::Graph(Box::new(g.with_build_time(secs)), first));
                 }
-                ItemState::Claimed(_) => {
+                ItemState::Claimed(claim) => {
+                    let seen = (claim.epoch, claim.status);
+                    match &stalled {
+                        Some((was, _)) if *was == seen => {}
+                        Some((_, since)) => {
+                            longest = longest.max(since.elapsed());
+                            stalled = Some((seen, tokio::time::Instant::now()));
+                        }
+                        None => stalled = Some((seen, tokio::time::Instant::now())),
+                    }
+                    let patience = stall.max(longest * 3);
+                    if stalled
+                        .as_ref()
+                        .is_some_and(|(_, since)| since.elapsed() >= patience)
+                    {
+                        // not waited on further: built here, the item left to its claimant
+                        // (a late finish stores the same graph; the run's end clears it)
+                        tracing::warn!(index = %ctx.index, ?config, holder = %claim.holder.instance,
+                            "a build claimed by another instance made no progress; building it here");
+                        if let Some(o) = ctx.offers.as_mut() {
+                            o.offered.retain(|(i, _)| *i != id);
+                        }
+                        return Ok(Fetched::Here(None));
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(WAIT) => {}
                         () = ctx.cancel.cancelled() => return Ok(Fetched::Cancelled),
@@ -290,10 +324,15 @@ impl Tuner {
                 if set.len() != rows || set.deleted_below(rows) as u64 != item.deleted {
                     continue; // the index moved on: the run's own build covers it
                 }
+                // only with a build permit free: a helper busy with its own builds would
+                // hold the item without building it while the run waits
+                let Ok(permit) = self.parts.builds.clone().try_acquire_owned() else {
+                    return Ok(None);
+                };
                 let Some(claim) = fleet.claim(&folder).await? else {
                     continue;
                 };
-                return self.build_item(&fleet, &name, set, item, claim, stop).await;
+                return self.build_item(&name, set, item, claim, permit, stop).await;
             }
         }
         Ok(None)
@@ -301,19 +340,14 @@ impl Tuner {
 
     async fn build_item(
         &self,
-        fleet: &Fleet,
         index: &IndexName,
         set: Arc<VectorSet>,
         item: BuildItem,
         claim: Arc<Claim>,
+        permit: tokio::sync::OwnedSemaphorePermit,
         stop: &CancellationToken,
     ) -> Result<Option<BuiltForFleet>> {
-        let permit = self
-            .parts
-            .builds
-            .acquire()
-            .await
-            .map_err(|_| TunerError::Internal("the build semaphore is closed"))?;
+        let fleet = self.parts.claims.fleet();
         // stopped when the claim is lost, the process stops, or the run ends or dies (its
         // lease no longer held at the item's epoch: nothing would load the graph)
         let run_gone = CancellationToken::new();
@@ -325,6 +359,10 @@ impl Tuner {
         ));
         let stop_all = stop.clone();
         let (lost, stop, gone) = (claim.lost().clone(), stop.clone(), run_gone.clone());
+        // the claim's renewals carry the build's progress: a run waiting on it sees it move
+        let progress: Arc<hnsw::native::BuildProgress> = Arc::default();
+        let seen = progress.clone();
+        claim.report(Box::new(move || seen.get()));
         let (options, rows, config, s) = (
             self.parts.build_options,
             item.rows as usize,
@@ -334,7 +372,7 @@ impl Tuner {
         tracing::info!(index = %index, ?config, run = %item.run, epoch = claim.epoch(), "building a graph for another instance's autotune");
         self.parts.metrics.fleet_building(true);
         let graph = tokio::task::spawn_blocking(move || {
-            hnsw::build_stoppable(&s, rows, config, options, Arc::default(), move || {
+            hnsw::build_stoppable(&s, rows, config, options, progress, move || {
                 lost.is_cancelled() || stop.is_cancelled() || gone.is_cancelled()
             })
         })
