@@ -7,8 +7,8 @@
 //!
 //! Why paired and interleaved ([`measure_paired`]): comparing two p50s taken minutes apart
 //! on a shared machine promoted a config over itself in 4 of 4 runs; timing both configs
-//! back to back on each query, in an order that rotates round after round, puts them under
-//! the same conditions, and [`crate::stats::ratio_interval`] decides on the per-query ratio.
+//! on each query within milliseconds of each other (block by block of queries), in an
+//! order that rotates round after round, puts them under the same conditions, and [`crate::stats::ratio_interval`] decides on the per-query ratio.
 
 use std::time::Instant;
 
@@ -40,19 +40,30 @@ pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -
     start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
 }
 
-/// Timed repeats of each query; its latency is the median of them, so one preempted run
-/// on a shared machine does not become a p99.
+/// Timed passes over the queries; a query's latency is the median of its passes, so one
+/// preempted run on a shared machine does not become a p99.
 pub const REPEATS: usize = 3;
+
+/// Queries each graph of an interleaved comparison searches in turn: enough that a block's
+/// paths no longer fit the cache at 1M rows (256 queries touch ~100 MB of links, codes and
+/// rows), few enough that both sides of a pair are timed within milliseconds of each other.
+pub const PAIRED_BLOCK: usize = 256;
 
 /// One measurement at a time in this process: latencies measured while another
 /// measurement runs would measure the contention.
 static MEASURE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Measures `graph` (built over the first `graph.len()` rows of `set`) at `ef` on
-/// prepared queries with their exact top-`k` rows: one warm-up pass, then each query timed
-/// [`REPEATS`] times with a monotonic clock (median per query, percentiles over queries),
-/// distance evaluations counted exactly on the first timed pass. CPU-heavy: run it on a
-/// blocking thread; it holds the process-wide measurement lock.
+/// prepared queries with their exact top-`k` rows: one warm-up pass, then [`REPEATS`]
+/// timed passes, each query once per pass with a monotonic clock (median per query,
+/// percentiles over queries), distance evaluations counted exactly on the first.
+/// CPU-heavy: run it on a blocking thread; it holds the process-wide measurement lock.
+///
+/// Why passes and not a query repeated back to back: serving meets a query with the cache
+/// as the other queries left it. Repeated back to back, a query finds its own path warm —
+/// harmless while the index fits the cache, but at 1M rows it read a config several times
+/// faster than it serves, and favoured configs whose distances are cheap over configs
+/// whose memory reads are few (codes beside the links).
 ///
 /// `cancel` is read between queries: a cancelled job stops within one query's search, not
 /// one sweep, and `None` is returned (a half-measured trial is no trial).
@@ -74,38 +85,40 @@ pub fn measure(
         }
         std::hint::black_box(graph.search_with(set, q, k, knobs, None));
     }
-    let mut lat = Vec::with_capacity(queries.len());
-    let mut found = 0usize;
-    let mut slots = 0usize;
     let mut evals = 0u64;
-    let mut per_query = Vec::with_capacity(queries.len());
-    let mut runs = [0f64; REPEATS];
-    for (q, t) in queries.iter().zip(truth) {
-        if cancel.is_cancelled() {
-            return None;
-        }
-        let mut hits = Vec::new();
-        for (r, run) in runs.iter_mut().enumerate() {
+    // runs[q * REPEATS + pass]; neighbours found per query on the first pass
+    let mut runs = vec![0f64; queries.len() * REPEATS];
+    let mut got = vec![0usize; queries.len()];
+    for pass in 0..REPEATS {
+        for (qi, (q, t)) in queries.iter().zip(truth).enumerate() {
+            if cancel.is_cancelled() {
+                return None;
+            }
             let start = Instant::now();
-            let h = if r == 0 {
-                graph.search_with(set, q, k, knobs, Some(&mut evals))
-            } else {
-                graph.search_with(set, q, k, knobs, None)
-            };
-            *run = start.elapsed().as_secs_f64() * 1e6;
-            if r == 0 {
-                hits = h;
+            let hits = graph.search_with(set, q, k, knobs, (pass == 0).then_some(&mut evals));
+            runs[qi * REPEATS + pass] = start.elapsed().as_secs_f64() * 1e6;
+            if pass == 0 {
+                let want = &t[..t.len().min(k)];
+                got[qi] = hits.iter().filter(|h| want.contains(&h.row)).count();
             }
         }
-        runs.sort_by(f64::total_cmp);
-        lat.push(runs[REPEATS / 2]);
-        let want = &t[..t.len().min(k)];
-        let got = hits.iter().filter(|h| want.contains(&h.row)).count();
-        if !want.is_empty() {
-            per_query.push(got as f32 / want.len() as f32);
+    }
+    let mut lat: Vec<f64> = runs
+        .chunks_mut(REPEATS)
+        .map(|c| {
+            c.sort_by(f64::total_cmp);
+            c[REPEATS / 2]
+        })
+        .collect();
+    let (mut found, mut slots) = (0usize, 0usize);
+    let mut per_query = Vec::with_capacity(queries.len());
+    for (t, &g) in truth.iter().zip(&got) {
+        let want = t.len().min(k);
+        if want > 0 {
+            per_query.push(g as f32 / want as f32);
         }
-        found += got;
-        slots += want.len();
+        found += g;
+        slots += want;
     }
     let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
     lat.sort_by(f64::total_cmp);
@@ -135,10 +148,12 @@ pub fn measure(
 }
 
 /// Measures several graphs (each at its `ef`) interleaved on the same queries: after a
-/// warm-up pass, round after round each query is searched on every graph back to back, in
-/// an order that rotates with the round, so no config is always the first (or second) to
-/// touch a query. Per graph and query the latency is the median over the rounds; found
-/// neighbours are counted on the first round. `None` when cancelled.
+/// warm-up pass, round after round each block of [`PAIRED_BLOCK`] queries is searched on
+/// every graph in turn, in an order that rotates with the round and the block, so no config
+/// is always the first (or second) to touch a query, and none finds the cache warmed by the
+/// other's search of the same query a moment before (see [`measure`]). Per graph and query
+/// the latency is the median over the rounds; found neighbours are counted on the first
+/// round. `None` when cancelled.
 pub fn measure_paired(
     set: &VectorSet,
     graphs: &[(&Graph, Knobs)],
@@ -160,19 +175,22 @@ pub fn measure_paired(
     let mut times = vec![vec![0f64; queries.len() * rounds]; n];
     let mut found = vec![vec![0u32; queries.len()]; n];
     for r in 0..rounds {
-        for (qi, q) in queries.iter().enumerate() {
-            if cancel.is_cancelled() {
-                return None;
-            }
+        for (b, block) in queries.chunks(PAIRED_BLOCK).enumerate() {
             for j in 0..n {
-                let gi = (j + r + qi) % n;
+                let gi = (j + r + b) % n;
                 let (g, knobs) = graphs[gi];
-                let start = Instant::now();
-                let hits = g.search_with(set, q, k, knobs, None);
-                times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
-                if r == 0 {
-                    let want = &truth[qi][..truth[qi].len().min(k)];
-                    found[gi][qi] = hits.iter().filter(|h| want.contains(&h.row)).count() as u32;
+                for (o, q) in block.iter().enumerate() {
+                    if cancel.is_cancelled() {
+                        return None;
+                    }
+                    let qi = b * PAIRED_BLOCK + o;
+                    let start = Instant::now();
+                    let hits = g.search_with(set, q, k, knobs, None);
+                    times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
+                    if r == 0 {
+                        let want = &truth[qi][..truth[qi].len().min(k)];
+                        found[gi][qi] = hits.iter().filter(|h| want.contains(&h.row)).count() as u32;
+                    }
                 }
             }
         }

@@ -6,7 +6,7 @@
 //!
 //! Why the paired ratio. On a shared machine two runs of the same search differ by 10–40 %,
 //! and whatever is measured second runs on warmer caches or a quieter neighbour. Timing A
-//! and B back to back on each query puts both under the same conditions, and the per-query
+//! and B on each query within milliseconds of each other puts both under the same conditions, and the per-query
 //! ratio cancels what makes one query dearer than another. The effect is the geometric mean
 //! of the per-query ratios (`b / a`), its 95 % interval a percentile bootstrap over queries;
 //! a latency win counts only when the whole interval lies below `1 - min_improvement`.
