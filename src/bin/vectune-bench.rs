@@ -9,6 +9,8 @@
 //! vectune-bench synth --out DIR --n 1000000 --dims 128 [--queries 1000] [--k 100] [--seed 42]
 //! vectune-bench extend --data DIR --metric l2 --base 66667 [--m 16] [--ec 80] [--threads 1]
 //! vectune-bench http --base http://127.0.0.1:8080 --index NAME --data DIR [--efs ...]
+//! vectune-bench grid --data DIR --metric l2 [--ms 8,12,16,24,32] [--ecs 40,80,160,320]
+//!     [--quantizations none,sq8,sq4,rabitq] [--target 0.95] [--pick 24,160,36,sq8]
 //! ```
 //! DIR holds `base.fvecs`, `query.fvecs` and `groundtruth.ivecs` (exact neighbours, best first).
 
@@ -105,6 +107,39 @@ enum Cmd {
         latent: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// The offline yardstick of a tuner's pick: every graph of an `m` × `ef_construction`
+    /// lattice built once (the quantizations are twins over the same links, their codes
+    /// derived, as the tuner does), each config's recall and batch mean swept over `ef`, the
+    /// mean at `target` recall interpolated; then the leaders and `--pick` measured again in
+    /// rounds alternating configs (each figure's minimum). One line per config on stderr.
+    Grid {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "l2")]
+        metric: String,
+        #[arg(long, default_value = "8,12,16,24,32")]
+        ms: String,
+        #[arg(long, default_value = "40,80,160,320")]
+        ecs: String,
+        #[arg(long, default_value = "none,sq8,sq4,rabitq")]
+        quantizations: String,
+        #[arg(
+            long,
+            default_value = "10,12,14,16,18,20,24,28,32,36,40,48,56,64,80,96,112,128,160,192,256,320,400,512"
+        )]
+        efs: String,
+        #[arg(long, default_value_t = 0.95)]
+        target: f64,
+        /// The tuner's winner to hold against the grid: `m,ef_construction,ef_search,quantization`.
+        #[arg(long)]
+        pick: Option<String>,
+        #[arg(long, default_value_t = 6)]
+        leaders: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value = "native")]
+        engine: String,
     },
     /// Search a running server's index over one keep-alive connection.
     Http {
@@ -360,6 +395,228 @@ fn inproc(
     })
 }
 
+/// What [`Cmd::Grid`] measures.
+struct GridSpec {
+    data: PathBuf,
+    metric: Metric,
+    ms: Vec<usize>,
+    ecs: Vec<usize>,
+    quantizations: Vec<Quantization>,
+    efs: Vec<usize>,
+    target: f64,
+    pick: Option<(usize, usize, usize, Quantization)>,
+    leaders: usize,
+    rounds: usize,
+    engine: Engine,
+}
+
+/// One pass of every query on this thread after a warm-up pass: (found rows, batch mean µs).
+fn batch(g: &Graph, set: &VectorSet, queries: &[Vec<f32>], ef: usize) -> (Vec<Vec<u32>>, f64) {
+    let knobs = Knobs { ef, patience: 0 };
+    for q in queries {
+        std::hint::black_box(g.search_with(set, q, 10, knobs, None));
+    }
+    let t = Instant::now();
+    let found: Vec<Vec<u32>> = queries
+        .iter()
+        .map(|q| {
+            g.search_with(set, q, 10, knobs, None)
+                .iter()
+                .map(|h| h.row)
+                .collect()
+        })
+        .collect();
+    (
+        found,
+        t.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64,
+    )
+}
+
+/// The mean µs at `target` recall, linear between the sweep's points around it; the
+/// bracketing efs. `None` when no point reaches it. `points` are (ef, recall, µs), ef rising.
+fn at_target(points: &[(usize, f64, f64)], target: f64) -> Option<(f64, usize, usize)> {
+    let i = points.iter().position(|p| p.1 >= target)?;
+    if i == 0 {
+        return Some((points[0].2, points[0].0, points[0].0));
+    }
+    let (a, b) = (points[i - 1], points[i]);
+    let w = if b.1 > a.1 {
+        (target - a.1) / (b.1 - a.1)
+    } else {
+        1.0
+    };
+    Some((a.2 + w * (b.2 - a.2), a.0, b.0))
+}
+
+/// See [`Cmd::Grid`].
+fn grid(spec: &GridSpec) -> Value {
+    let (set, queries, truth) = load(&spec.data, spec.metric);
+    let threads = hnsw::available_threads();
+    let mut lattice: Vec<(usize, usize)> = spec
+        .ms
+        .iter()
+        .flat_map(|&m| spec.ecs.iter().map(move |&ec| (m, ec)))
+        .collect();
+    if let Some((m, ec, _, _)) = spec.pick {
+        if !lattice.contains(&(m, ec)) {
+            lattice.push((m, ec));
+        }
+    }
+    let config = |m: usize, ec: usize, ef: usize, q: Quantization| {
+        HnswConfig::new(ec as i64, ef as i64, m as i64, vectune::params::DEFAULT_SEED)
+            .expect("config in bounds")
+            .with_quantization(q)
+    };
+    // every graph's links kept (the final rounds derive their codes again), and every
+    // config's sweep: (m, ec, quantization, build secs, [(ef, recall, µs)])
+    let mut layouts = Vec::new();
+    let mut sweeps = Vec::new();
+    let started = Instant::now();
+    for &(m, ec) in &lattice {
+        let t = Instant::now();
+        let base = build_with(&set, config(m, ec, 10, Quantization::None), spec.engine, threads);
+        let build_secs = t.elapsed().as_secs_f64();
+        for &q in &spec.quantizations {
+            let g = Graph::from_layout(
+                base.frozen().clone(),
+                &set,
+                config(m, ec, 10, q),
+                spec.engine,
+                base.build_time(),
+            );
+            let mut points = Vec::new();
+            let mut past = 0;
+            for &ef in &spec.efs {
+                let (found, us) = batch(&g, &set, &queries, ef);
+                let r = recall(&found, &truth, 10);
+                points.push((ef, r, us));
+                past += usize::from(r >= spec.target);
+                if past >= 2 || r >= 0.999 {
+                    break;
+                }
+            }
+            let at = at_target(&points, spec.target);
+            eprintln!(
+                "grid m {m} efC {ec} {:>6}: build {build_secs:.1} s, {} efs swept, at {:.3}: {} [{:.0} s]",
+                q.as_str(),
+                points.len(),
+                spec.target,
+                at.map_or("never".into(), |a| format!("{:.2} µs (ef {}..{})", a.0, a.1, a.2)),
+                started.elapsed().as_secs_f64()
+            );
+            sweeps.push((m, ec, q, build_secs, points));
+        }
+        layouts.push(((m, ec), base.frozen().clone(), base.build_time()));
+    }
+    // the leaders by their sweep, and the pick, measured again in alternating rounds
+    let mut ranked: Vec<(usize, f64)> = sweeps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| at_target(&s.4, spec.target).map(|a| (i, a.0)))
+        .collect();
+    ranked.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // (sweep index, efs measured again)
+    let mut again: Vec<(usize, Vec<usize>)> = ranked
+        .iter()
+        .take(spec.leaders)
+        .map(|&(i, _)| {
+            let (_, lo, hi) = at_target(&sweeps[i].4, spec.target).expect("ranked passes");
+            (i, if lo == hi { vec![lo] } else { vec![lo, hi] })
+        })
+        .collect();
+    let pick_at = spec.pick.map(|(m, ec, ef, q)| {
+        let i = sweeps
+            .iter()
+            .position(|s| (s.0, s.1, s.2) == (m, ec, q))
+            .expect("the pick's quantization is among --quantizations");
+        match again.iter_mut().find(|a| a.0 == i) {
+            Some(a) if !a.1.contains(&ef) => a.1.push(ef),
+            Some(_) => {}
+            None => again.push((i, vec![ef])),
+        }
+        (i, ef)
+    });
+    let graphs: Vec<Graph> = again
+        .iter()
+        .map(|(i, _)| {
+            let (m, ec, q) = (sweeps[*i].0, sweeps[*i].1, sweeps[*i].2);
+            let (_, layout, bt) = layouts.iter().find(|l| l.0 == (m, ec)).expect("built");
+            Graph::from_layout(layout.clone(), &set, config(m, ec, 10, q), spec.engine, *bt)
+        })
+        .collect();
+    // best[(entry, ef)] = (recall, min µs)
+    let mut best: Vec<Vec<(f64, f64)>> = again
+        .iter()
+        .map(|a| vec![(0.0, f64::INFINITY); a.1.len()])
+        .collect();
+    let mut round_log = Vec::new();
+    for round in 0..spec.rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..again.len()).collect()
+        } else {
+            (0..again.len()).rev().collect()
+        };
+        let mut line = Vec::new();
+        for e in order {
+            for (j, &ef) in again[e].1.iter().enumerate() {
+                let (found, us) = batch(&graphs[e], &set, &queries, ef);
+                let r = recall(&found, &truth, 10);
+                best[e][j] = (r, best[e][j].1.min(us));
+                let s = &sweeps[again[e].0];
+                line.push(json!({"m": s.0, "ef_construction": s.1, "quantization": s.2.as_str(), "ef_search": ef, "recall_at_10": r, "mean_us": us}));
+            }
+        }
+        eprintln!(
+            "round {round}: {}",
+            serde_json::to_string(&line).unwrap_or_default()
+        );
+        round_log.push(Value::Array(line));
+    }
+    let finals: Vec<Value> = again
+        .iter()
+        .enumerate()
+        .map(|(e, (i, efs_again))| {
+            let s = &sweeps[*i];
+            let mut pts: Vec<(usize, f64, f64)> = efs_again.iter().zip(&best[e]).map(|(&ef, &(r, us))| (ef, r, us)).collect();
+            pts.sort_by_key(|p| p.0);
+            let at = at_target(&pts, spec.target);
+            json!({"m": s.0, "ef_construction": s.1, "quantization": s.2.as_str(),
+                   "points": pts.iter().map(|p| json!({"ef_search": p.0, "recall_at_10": p.1, "min_mean_us": p.2})).collect::<Vec<_>>(),
+                   "mean_us_at_target": at.map(|a| a.0)})
+        })
+        .collect();
+    let best_grid = finals
+        .iter()
+        .filter_map(|f| f["mean_us_at_target"].as_f64().map(|us| (us, f)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let pick = pick_at.map(|(i, ef)| {
+        let e = again.iter().position(|a| a.0 == i).expect("pick measured");
+        let j = again[e]
+            .1
+            .iter()
+            .position(|&x| x == ef)
+            .expect("pick's ef measured");
+        let (r, us) = best[e][j];
+        json!({"m": sweeps[i].0, "ef_construction": sweeps[i].1, "ef_search": ef,
+               "quantization": sweeps[i].2.as_str(), "recall_at_10": r, "min_mean_us": us,
+               "ratio_to_best_grid": best_grid.map(|b| us / b.0)})
+    });
+    json!({
+        "vectors": set.len(), "dims": set.dims(), "queries": queries.len(),
+        "metric": spec.metric.as_str(), "engine": spec.engine.as_str(),
+        "kernels": vectune::kernels::level().as_str(), "build_threads": threads,
+        "target": spec.target, "builds": lattice.len(), "configs": sweeps.len(),
+        "secs": started.elapsed().as_secs_f64(),
+        "sweeps": sweeps.iter().map(|s| json!({"m": s.0, "ef_construction": s.1, "quantization": s.2.as_str(),
+            "build_secs": s.3, "mean_us_at_target": at_target(&s.4, spec.target).map(|a| a.0),
+            "points": s.4.iter().map(|p| json!({"ef_search": p.0, "recall_at_10": p.1, "mean_us": p.2})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "rounds": round_log,
+        "finals": finals,
+        "best_grid": best_grid.map(|b| b.1.clone()),
+        "pick": pick,
+    })
+}
+
 /// One HTTP/1.1 POST on a keep-alive connection; returns the body.
 fn post(conn: &mut TcpStream, host: &str, path: &str, body: &[u8], buf: &mut Vec<u8>) -> Vec<u8> {
     request(conn, "POST", host, path, body, buf)
@@ -556,6 +813,39 @@ fn main() {
             seed,
             patience,
         ),
+        Cmd::Grid {
+            data,
+            metric,
+            ms,
+            ecs,
+            quantizations,
+            efs: e,
+            target,
+            pick,
+            leaders,
+            rounds,
+            engine,
+        } => grid(&GridSpec {
+            data,
+            metric: Metric::parse(&metric).expect("metric"),
+            ms: efs(&ms),
+            ecs: efs(&ecs),
+            quantizations: quantizations
+                .split(',')
+                .map(|q| quantization_of(q.trim()))
+                .collect(),
+            efs: efs(&e),
+            target,
+            pick: pick.map(|p| {
+                let f: Vec<&str> = p.split(',').map(str::trim).collect();
+                assert_eq!(f.len(), 4, "--pick m,ef_construction,ef_search,quantization");
+                let n = |s: &str| s.parse::<usize>().expect("--pick numbers");
+                (n(f[0]), n(f[1]), n(f[2]), quantization_of(f[3]))
+            }),
+            leaders,
+            rounds,
+            engine: Engine::parse(&engine).expect("--engine native|native_sq8"),
+        }),
         Cmd::Http {
             base,
             index,
