@@ -25,6 +25,8 @@ ap.add_argument("--queries", type=int, default=1000)
 ap.add_argument("--env", action="append", default=[])
 ap.add_argument("--sample-rows", type=int, default=None,
                 help="the request's sample_rows (absent: the run decides; 0: never sample)")
+ap.add_argument("--trials", action="store_true",
+                help="add the run's journal (config, recall, its lower bound, p50, mean, note) to the output")
 ap.add_argument("--baseline", action="store_true",
                 help="first activate the default config (nothing promoted yet) and time it: "
                      "the one-build yardstick of the autotune's wall time")
@@ -77,5 +79,12 @@ out = {
     "bounds": res.get("bounds"), "reason": res.get("reason"), "promoted": res.get("promoted"),
     "sample": res.get("sample"), "near_ties": len(res.get("near_ties") or []),
 }
+if a.trials:
+    _, j = srv.call("GET", "/vectors/hnsw/trials/big")
+    out["trials"] = [{"config": t["config"], "recall": t["metrics"].get("recall_at_k"),
+                      "recall_ci_low": t["metrics"].get("recall_ci_low"),
+                      "p50_us": t["metrics"].get("search_latency_p50_us"),
+                      "mean_us": t["metrics"].get("search_latency_mean_us"),
+                      "note": t.get("note")} for t in j.get("trials", [])]
 srv.close()
 print(json.dumps(out, indent=1))
