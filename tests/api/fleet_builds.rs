@@ -176,6 +176,25 @@ async fn the_other_service_builds_what_an_autotune_offers_and_the_run_loads_it()
     );
 }
 
+/// A service beside an idle peer ([`with_idle_peer`]) running the grid autotune as a job:
+/// the app, the peer's heartbeat, the job id, the folder of the item it needs last, and when
+/// the job started.
+async fn offers_beside_an_idle_peer(
+    storage: &Storage,
+) -> (
+    TestApp,
+    tokio::task::JoinHandle<()>,
+    String,
+    object_store::path::Path,
+    Instant,
+) {
+    let (a, beat) = with_idle_peer(storage).await;
+    let started = Instant::now();
+    let id = start_grid(&a).await;
+    let folder = last_offer(storage, started).await;
+    (a, beat, id, folder, started)
+}
+
 /// Starts the grid autotune as a job on `a`; its id.
 async fn start_grid(a: &TestApp) -> String {
     let (s, job) = a
@@ -206,12 +225,9 @@ async fn built_all_here(a: &TestApp, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_builder_that_died_holding_an_item_is_waited_out_and_its_item_re_leased() {
     let storage = Storage::in_memory();
-    // nobody but the planted dead claim takes an item
-    let (a, beat) = with_idle_peer(&storage).await;
-    let started = Instant::now();
-    let id = start_grid(&a).await;
-    // the last graph the run needs: claimed by a builder that then died (never renewed)
-    let folder = last_offer(&storage, started).await;
+    // nobody but the planted dead claim takes an item; the last graph the run needs is
+    // claimed by a builder that then died (never renewed)
+    let (a, beat, id, folder, started) = offers_beside_an_idle_peer(&storage).await;
     let dies_at = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
     storage
         .put_json_new(&keys::build_claim(&folder, 1), &planted_claim(dies_at, None))
@@ -233,12 +249,9 @@ async fn a_builder_that_died_holding_an_item_is_waited_out_and_its_item_re_lease
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_builder_that_renews_its_claim_without_progress_is_not_waited_on() {
     let storage = Storage::in_memory();
-    let (a, beat) = with_idle_peer(&storage).await;
-    let started = Instant::now();
-    let id = start_grid(&a).await;
     // the last graph the run needs: claimed by a builder that stays alive (renews every
     // 100 ms) but whose build never moves, as a hung build or a busy process would
-    let folder = last_offer(&storage, started).await;
+    let (a, beat, id, folder, _) = offers_beside_an_idle_peer(&storage).await;
     let key = keys::build_claim(&folder, 1);
     let stuck = |expires| planted_claim(expires, Some("built 0 of 3000 rows"));
     let ttl = chrono::Duration::from_std(fleet().ttl).unwrap();
