@@ -51,6 +51,8 @@ pub(super) struct Offers {
     /// Graphs another instance built and this run loaded (by links; a reload after the
     /// run's cache dropped one is not another build).
     loaded: Vec<GraphId>,
+    /// Offers whose builder stalled (by links): built here, never offered or waited on again.
+    abandoned: Vec<GraphId>,
 }
 
 impl Offers {
@@ -73,6 +75,7 @@ impl Offers {
             taken: Vec::new(),
             seq: 0,
             loaded: Vec::new(),
+            abandoned: Vec::new(),
         }
     }
 }
@@ -134,7 +137,7 @@ impl Tuner {
         o.offered = kept;
         for config in fresh {
             let id = config.links_id(engine);
-            if o.offered.iter().any(|(i, _)| *i == id) {
+            if o.offered.iter().any(|(i, _)| *i == id) || o.abandoned.contains(&id) {
                 continue;
             }
             let item = BuildItem {
@@ -235,6 +238,7 @@ impl Tuner {
                             "a build claimed by another instance made no progress; building it here");
                         if let Some(o) = ctx.offers.as_mut() {
                             o.offered.retain(|(i, _)| *i != id);
+                            o.abandoned.push(id);
                         }
                         return Ok(Fetched::Here(None));
                     }
