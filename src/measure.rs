@@ -8,7 +8,8 @@
 //! Why paired and interleaved ([`measure_paired`]): comparing two p50s taken minutes apart
 //! on a shared machine promoted a config over itself in 4 of 4 runs; timing both configs
 //! on each query within milliseconds of each other (block by block of queries), in an
-//! order that rotates round after round, puts them under the same conditions, and [`crate::stats::ratio_interval`] decides on the per-query ratio.
+//! order that rotates round after round, puts them under the same conditions, and
+//! [`crate::stats::ratio_interval`] decides on the per-query ratio.
 
 use std::time::Instant;
 
@@ -98,18 +99,11 @@ pub fn measure(
             let hits = graph.search_with(set, q, k, knobs, (pass == 0).then_some(&mut evals));
             runs[qi * REPEATS + pass] = start.elapsed().as_secs_f64() * 1e6;
             if pass == 0 {
-                let want = &t[..t.len().min(k)];
-                got[qi] = hits.iter().filter(|h| want.contains(&h.row)).count();
+                got[qi] = found_of(&hits, t, k);
             }
         }
     }
-    let mut lat: Vec<f64> = runs
-        .chunks_mut(REPEATS)
-        .map(|c| {
-            c.sort_by(f64::total_cmp);
-            c[REPEATS / 2]
-        })
-        .collect();
+    let mut lat = medians(&mut runs, REPEATS);
     let (mut found, mut slots) = (0usize, 0usize);
     let mut per_query = Vec::with_capacity(queries.len());
     for (t, &g) in truth.iter().zip(&got) {
@@ -188,31 +182,37 @@ pub fn measure_paired(
                     let hits = g.search_with(set, q, k, knobs, None);
                     times[gi][qi * rounds + r] = start.elapsed().as_secs_f64() * 1e6;
                     if r == 0 {
-                        let want = &truth[qi][..truth[qi].len().min(k)];
-                        found[gi][qi] = hits.iter().filter(|h| want.contains(&h.row)).count() as u32;
+                        found[gi][qi] = found_of(&hits, &truth[qi], k) as u32;
                     }
                 }
             }
         }
     }
-    let latency_us = times
-        .into_iter()
-        .map(|t| {
-            t.chunks(rounds)
-                .map(|c| {
-                    let mut c = c.to_vec();
-                    c.sort_by(f64::total_cmp);
-                    c[c.len() / 2]
-                })
-                .collect()
-        })
-        .collect();
+    let latency_us = times.iter_mut().map(|t| medians(t, rounds)).collect();
     Some(Paired {
         latency_us,
         found,
         slots: truth.iter().map(|t| t.len().min(k) as u32).collect(),
         rounds,
     })
+}
+
+/// Of a query's exact top-`k` rows (`truth`, best first), how many `hits` found.
+fn found_of(hits: &[crate::hnsw::Hit], truth: &[u32], k: usize) -> usize {
+    let want = &truth[..truth.len().min(k)];
+    hits.iter().filter(|h| want.contains(&h.row)).count()
+}
+
+/// The median of each run of `per` timings in `times` (one query's repeats, laid out
+/// query after query); `times` is left sorted within each run.
+fn medians(times: &mut [f64], per: usize) -> Vec<f64> {
+    times
+        .chunks_mut(per.max(1))
+        .map(|c| {
+            c.sort_by(f64::total_cmp);
+            c[c.len() / 2]
+        })
+        .collect()
 }
 
 /// The 10th percentile (nearest rank) of per-query recall.
