@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::context::RunContext;
 use super::{Result, Tuner, TunerError};
-use crate::fleet::{BuildItem, Claim, Fleet, ItemState};
+use crate::fleet::{BuildItem, Claim, Fleet, ItemState, LeaseRecord};
 use crate::hnsw::{self, Graph};
 use crate::metrics::BuildPurpose;
 use crate::names::IndexName;
@@ -31,6 +31,43 @@ const WAIT: Duration = Duration::from_millis(200);
 /// moves every round (at most 2 % of its rows), and a claim's renewal carries it every
 /// third of a TTL.
 const STALL_TTLS: u32 = 4;
+
+/// A claim a run waits on, watched for progress: its epoch and reported progress, since
+/// when they have not moved, and the longest they went without moving before.
+struct StallWatch {
+    seen: Option<((u64, Option<String>), tokio::time::Instant)>,
+    longest: Duration,
+    /// The least patience: [`STALL_TTLS`] TTLs.
+    least: Duration,
+}
+
+impl StallWatch {
+    fn new(ttl: Duration) -> StallWatch {
+        StallWatch {
+            seen: None,
+            longest: Duration::ZERO,
+            least: ttl * STALL_TTLS,
+        }
+    }
+
+    /// Notes the claim as now read; whether it has gone without moving for longer than the
+    /// patience (the least, or three times its longest pause before).
+    fn stalled(&mut self, claim: &LeaseRecord) -> bool {
+        let now = (claim.epoch, claim.status.clone());
+        match &self.seen {
+            Some((was, _)) if *was == now => {}
+            Some((_, since)) => {
+                self.longest = self.longest.max(since.elapsed());
+                self.seen = Some((now, tokio::time::Instant::now()));
+            }
+            None => self.seen = Some((now, tokio::time::Instant::now())),
+        }
+        let patience = self.least.max(self.longest * 3);
+        self.seen
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= patience)
+    }
+}
 
 /// What a run offered the fleet.
 pub(super) struct Offers {
@@ -60,9 +97,7 @@ impl Offers {
     pub(super) fn elsewhere(&self) -> usize {
         self.loaded.len()
     }
-}
 
-impl Offers {
     /// A run over `set` (the full index) under the autotune lease of `epoch`.
     pub(super) fn new(fleet: Arc<Fleet>, epoch: u64, set: &VectorSet) -> Offers {
         Offers {
@@ -174,11 +209,7 @@ impl Tuner {
             return Ok(Fetched::Here(None));
         };
         let (fleet, folder) = (o.fleet.clone(), keys::build_item(&ctx.index, o.run, id));
-        // the claim waited on (epoch and reported progress), since when it has not moved,
-        // and the longest it went without moving before (a big build's rounds are long)
-        let mut stalled: Option<((u64, Option<String>), tokio::time::Instant)> = None;
-        let mut longest = Duration::ZERO;
-        let stall = fleet.options().ttl * STALL_TTLS;
+        let mut watch = StallWatch::new(fleet.options().ttl);
         loop {
             match fleet.item_state(&folder).await? {
                 ItemState::Done(done) => {
@@ -218,20 +249,7 @@ impl Tuner {
                     return Ok(Fetched::Graph(Box::new(g.with_build_time(secs)), first));
                 }
                 ItemState::Claimed(claim) => {
-                    let seen = (claim.epoch, claim.status);
-                    match &stalled {
-                        Some((was, _)) if *was == seen => {}
-                        Some((_, since)) => {
-                            longest = longest.max(since.elapsed());
-                            stalled = Some((seen, tokio::time::Instant::now()));
-                        }
-                        None => stalled = Some((seen, tokio::time::Instant::now())),
-                    }
-                    let patience = stall.max(longest * 3);
-                    if stalled
-                        .as_ref()
-                        .is_some_and(|(_, since)| since.elapsed() >= patience)
-                    {
+                    if watch.stalled(&claim) {
                         // not waited on further: built here, the item left to its claimant
                         // (a late finish stores the same graph; the run's end clears it)
                         tracing::warn!(index = %ctx.index, ?config, holder = %claim.holder.instance,
@@ -297,6 +315,11 @@ impl Tuner {
     /// was nothing to build (or the build was stopped or fenced).
     pub async fn build_offered(&self, stop: &CancellationToken) -> Result<Option<BuiltForFleet>> {
         if !self.parts.fleet_builds {
+            return Ok(None);
+        }
+        // nothing listed while this instance's own builds hold every permit: it could
+        // claim nothing (checked again when it claims)
+        if self.parts.builds.available_permits() == 0 {
             return Ok(None);
         }
         let fleet = self.parts.claims.fleet().clone();
