@@ -478,7 +478,7 @@ fn grid(spec: &GridSpec) -> Value {
         let build_secs = t.elapsed().as_secs_f64();
         for &q in &spec.quantizations {
             let g = Graph::from_layout(
-                base.frozen().clone(),
+                base.links(),
                 &set,
                 config(m, ec, 10, q),
                 spec.engine,
@@ -506,7 +506,7 @@ fn grid(spec: &GridSpec) -> Value {
             );
             sweeps.push((m, ec, q, build_secs, points));
         }
-        layouts.push(((m, ec), base.frozen().clone(), base.build_time()));
+        layouts.push(((m, ec), base.links(), base.build_time()));
     }
     // the leaders by their sweep, and the pick, measured again in alternating rounds
     let mut ranked: Vec<(usize, f64)> = sweeps

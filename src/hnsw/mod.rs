@@ -75,7 +75,8 @@ pub struct Hit {
 /// or RaBitQ blocks of its nodes when its config asks for them.
 #[derive(Debug)]
 pub struct Graph {
-    layout: FrozenGraph,
+    /// Shared with its twin quantizations ([`Graph::links`]): one copy (1M × 128, m 24: 200 MB).
+    layout: std::sync::Arc<FrozenGraph>,
     reads: Reads,
     metric: Metric,
     dims: usize,
@@ -418,16 +419,16 @@ fn rerank<K: Kernel, const L2: bool>(
 }
 
 impl Graph {
-    /// A graph from a finished layout (a build, or a stored graph): encodes the SQ8 / SQ4 codes
-    /// of its rows when the config asks for them (codes are a function of the vectors, so
-    /// they are recomputed rather than stored).
+    /// A graph from a finished layout (a build, a stored graph, a twin's [`Graph::links`]):
+    /// its SQ codes or RaBitQ blocks derived when the config asks (never stored).
     pub fn from_layout(
-        layout: FrozenGraph,
+        layout: impl Into<std::sync::Arc<FrozenGraph>>,
         set: &VectorSet,
         config: HnswConfig,
         engine: Engine,
         build_time: Duration,
     ) -> Graph {
+        let layout = layout.into();
         let reads = match config.quantization {
             Quantization::None => Reads::Rows,
             Quantization::Sq8 => Reads::Codes(Sq::encode(set, layout.len(), Bits::Eight)),
@@ -477,6 +478,10 @@ impl Graph {
     /// The links.
     pub fn frozen(&self) -> &FrozenGraph {
         &self.layout
+    }
+    /// The links, shared: a twin quantization is made of them without a copy.
+    pub fn links(&self) -> std::sync::Arc<FrozenGraph> {
+        self.layout.clone()
     }
     /// The SQ8 / SQ4 codes, if the config asks for them.
     pub fn codes(&self) -> Option<&Sq> {

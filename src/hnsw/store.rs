@@ -124,6 +124,29 @@ pub fn encode(graph: &Graph) -> Bytes {
     Bytes::from(out)
 }
 
+/// Offset of the quantization code in the header.
+const QUANTIZATION_AT: usize = 44;
+
+/// A stored graph relabelled as its twin in quantization `q`: the same links under the
+/// identity a config of `q` loads ([`decode`] checks the quantization; codes are never
+/// stored), checksummed again. Why: a tuning run that stored a full build in one
+/// quantization and found its twin faster keeps that graph for the winner's activation
+/// without decoding the links or deriving codes just to write them back.
+pub fn retag(b: &[u8], q: Quantization) -> Result<Bytes, GraphStoreError> {
+    if b.len() < HEADER + 4 || &b[..8] != MAGIC || u32_at(b, 8) != VERSION {
+        return Err(GraphStoreError::Format);
+    }
+    let body = b.len() - 4;
+    if crc32fast::hash(&b[..body]) != u32_at(b, body) {
+        return Err(GraphStoreError::Checksum);
+    }
+    let mut out = b[..body].to_vec();
+    out[QUANTIZATION_AT..QUANTIZATION_AT + 4].copy_from_slice(&quantization_code(q).to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(Bytes::from(out))
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -152,6 +175,24 @@ pub fn decode(
     config: HnswConfig,
     engine: Engine,
 ) -> Result<Graph, GraphStoreError> {
+    decode_as(b, set, n, config, config, engine)
+}
+
+/// [`decode`] of the graph stored under `stored`'s identity, served under `config`: a twin
+/// quantization of it (the same links — `config` may differ from `stored` only in its
+/// quantization and search knobs — with `config`'s codes derived), so a tuning run that
+/// stored one quantization of a graph loads any other without a build.
+pub fn decode_as(
+    b: &[u8],
+    set: &VectorSet,
+    n: usize,
+    stored_as: HnswConfig,
+    config: HnswConfig,
+    engine: Engine,
+) -> Result<Graph, GraphStoreError> {
+    if stored_as.links_id(engine) != config.links_id(engine) {
+        return Err(GraphStoreError::Mismatch);
+    }
     if b.len() < HEADER + 4 || &b[..8] != MAGIC || u32_at(b, 8) != VERSION {
         return Err(GraphStoreError::Format);
     }
@@ -160,7 +201,7 @@ pub fn decode(
         return Err(GraphStoreError::Checksum);
     }
     let m = u32_at(b, 20) as usize;
-    let quantization = match u32_at(b, 44) {
+    let quantization = match u32_at(b, QUANTIZATION_AT) {
         0 => Quantization::None,
         1 => Quantization::Sq8,
         2 => Quantization::Sq4,
@@ -184,7 +225,7 @@ pub fn decode(
         || u32_at(b, 16) as usize != set.dims()
         || u64_at(b, 24) != n as u64
         || n > set.len()
-        || stored != config.graph_id(engine)
+        || stored != stored_as.graph_id(engine)
     {
         return Err(GraphStoreError::Mismatch);
     }

@@ -157,6 +157,27 @@ fn the_ceilings_m_builds_and_searches_in_every_mode() {
 }
 
 #[test]
+fn twin_quantizations_share_one_copy_of_the_links_and_search_as_a_build_of_their_own() {
+    let set = clustered_set(1500, 32, Metric::L2, 5);
+    let qs = queries(&set, 30, 2);
+    let base = build(&set, set.len(), cfg(60, 40, 12, 7), opts(Engine::Native, 2));
+    for q in Quantization::ALL {
+        let c = base.config().with_quantization(q);
+        let twin = Graph::from_layout(base.links(), &set, c, Engine::Native, Duration::ZERO);
+        // the same allocation, not a copy
+        assert!(std::sync::Arc::ptr_eq(&twin.links(), &base.links()), "{q:?}");
+        let own = build(&set, set.len(), c, opts(Engine::Native, 2));
+        for query in &qs {
+            assert_eq!(
+                twin.search(&set, query, 10, 40),
+                own.search(&set, query, 10, 40),
+                "{q:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn rabitq_recall_is_close_to_f32_on_wide_vectors() {
     for metric in [Metric::L2, Metric::Cosine] {
         let set = clustered_set(3000, 96, metric, 12);
@@ -671,6 +692,48 @@ fn counted_search_counts_distance_evaluations() {
     let mut m = 0u64;
     g.search_counted(&set, set.row(0), 10, 200, Some(&mut m));
     assert!(m > n, "a wider beam computes more distances");
+}
+
+#[test]
+fn a_stored_graph_loads_as_its_twin_and_is_relabelled_for_it() {
+    use store::GraphStoreError as E;
+    let set = random_set(400, 8, Metric::L2, 6);
+    let c = cfg(40, 20, 8, 9).with_quantization(Quantization::Sq8);
+    let g = build(&set, 400, c, opts(Engine::Native, 2));
+    let bytes = store::encode(&g);
+    let twin = c.with_quantization(Quantization::Rabitq);
+    // loaded as its twin: the same links, the twin's reads
+    let back = store::decode_as(&bytes, &set, 400, c, twin, Engine::Native).unwrap();
+    assert_eq!(back.frozen(), g.frozen());
+    assert_eq!(back.config(), twin);
+    assert!(back.codes().is_none(), "RaBitQ blocks, no SQ codes");
+    // not a twin (other links), or not what is stored: refused
+    let other = HnswConfig { m: 12, ..twin };
+    assert_eq!(
+        store::decode_as(&bytes, &set, 400, c, other, Engine::Native).unwrap_err(),
+        E::Mismatch
+    );
+    assert_eq!(
+        store::decode_as(&bytes, &set, 400, twin, twin, Engine::Native).unwrap_err(),
+        E::Mismatch
+    );
+    // relabelled: it is the twin's graph to a plain decode, and no longer the original's
+    let re = store::retag(&bytes, Quantization::Rabitq).unwrap();
+    assert_eq!(re.len(), bytes.len());
+    let t = store::decode(&re, &set, 400, twin, Engine::Native).unwrap();
+    assert_eq!(t.frozen(), g.frozen());
+    assert_eq!(
+        store::decode(&re, &set, 400, c, Engine::Native).unwrap_err(),
+        E::Mismatch
+    );
+    // a damaged graph is not relabelled into a sound-looking one
+    let mut bad = bytes.to_vec();
+    bad[100] ^= 1;
+    assert_eq!(store::retag(&bad, Quantization::Rabitq).unwrap_err(), E::Checksum);
+    assert_eq!(
+        store::retag(&bytes[..50], Quantization::Rabitq).unwrap_err(),
+        E::Format
+    );
 }
 
 #[test]

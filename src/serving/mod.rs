@@ -14,7 +14,7 @@
 pub mod fresh;
 mod stored;
 
-pub use stored::{drop_kept, keep_graph, load_kept};
+pub use stored::{drop_kept, keep_as_twin, keep_graph, load_kept, load_kept_as};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -614,5 +614,51 @@ mod tests {
         // the graph of generation 1 can never serve again: dropped
         let g1_key = g1.graph_key(&index, options.engine);
         assert!(storage.get(&g1_key).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_kept_build_serves_its_twin_quantization_and_moves_to_the_twin_s_key() {
+        let storage = Storage::in_memory();
+        let index = IndexName::parse("i").unwrap();
+        let engine = Engine::Native;
+        let (ids, data) = rows(600, 8);
+        let set = Arc::new(VectorSet::from_rows(8, Metric::L2, ids, data));
+        let sq8 = HnswConfig::DEFAULT.with_quantization(Quantization::Sq8);
+        let rabitq = sq8.with_quantization(Quantization::Rabitq);
+        let options = BuildOptions { engine, threads: 2 };
+        let built = Arc::new(crate::hnsw::build(&set, set.len(), sq8, options));
+        keep_graph(&storage, &index, &set, sq8, engine, built.clone())
+            .await
+            .unwrap();
+        // a run that dropped it from memory loads it in the twin quantization
+        let twin = load_kept_as(&storage, &index, set.clone(), sq8, rabitq, engine)
+            .await
+            .unwrap()
+            .expect("kept");
+        assert_eq!((twin.frozen(), twin.config()), (built.frozen(), rabitq));
+        assert!(load_kept(&storage, &index, set.clone(), rabitq, engine)
+            .await
+            .unwrap()
+            .is_none());
+        // the twin won: the build moves to its key, and its activation loads it
+        assert!(keep_as_twin(&storage, &index, &set, sq8, rabitq, engine)
+            .await
+            .unwrap());
+        assert!(load_kept(&storage, &index, set.clone(), sq8, engine)
+            .await
+            .unwrap()
+            .is_none());
+        let serving = Serving::new(storage.clone(), Arc::new(Semaphore::new(1)), options);
+        let there = || true;
+        let record = serving
+            .activate(&index, set.clone(), rabitq, &there, None, None)
+            .await
+            .unwrap();
+        assert!(record.loaded_from_store, "{record:?}");
+        assert_eq!(serving.current(&index).unwrap().graph.frozen(), built.frozen());
+        // nothing stored for it: nothing moved
+        assert!(!keep_as_twin(&storage, &index, &set, sq8, rabitq, engine)
+            .await
+            .unwrap());
     }
 }

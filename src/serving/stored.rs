@@ -39,10 +39,24 @@ pub(super) async fn load_at(
     config: HnswConfig,
     engine: Engine,
 ) -> Result<Option<Graph>, ServingError> {
+    load_as(storage, key, set, rows, config, config, engine).await
+}
+
+/// [`load_at`] of a graph stored under `stored_as`, served as its twin `config`
+/// ([`store::decode_as`]).
+async fn load_as(
+    storage: &Storage,
+    key: &Path,
+    set: Arc<VectorSet>,
+    rows: usize,
+    stored_as: HnswConfig,
+    config: HnswConfig,
+    engine: Engine,
+) -> Result<Option<Graph>, ServingError> {
     let Some(bytes) = storage.get(key).await? else {
         return Ok(None);
     };
-    match blocking(move || store::decode(&bytes, &set, rows, config, engine)).await? {
+    match blocking(move || store::decode_as(&bytes, &set, rows, stored_as, config, engine)).await? {
         Ok(graph) => Ok(Some(graph)),
         Err(e) => {
             tracing::warn!(key = %key, error = %e, "stored graph refused; rebuilding");
@@ -80,9 +94,54 @@ pub async fn load_kept(
     config: HnswConfig,
     engine: Engine,
 ) -> Result<Option<Graph>, ServingError> {
+    load_kept_as(storage, index, set, config, config, engine).await
+}
+
+/// [`load_kept`] of the graph kept for `stored_as`, served as its twin quantization
+/// `config`: a run that dropped every copy of a graph's links from memory loads them in
+/// any quantization, where a build at 1M rows takes minutes.
+pub async fn load_kept_as(
+    storage: &Storage,
+    index: &IndexName,
+    set: Arc<VectorSet>,
+    stored_as: HnswConfig,
+    config: HnswConfig,
+    engine: Engine,
+) -> Result<Option<Graph>, ServingError> {
     let rows = set.len();
-    let (key, _) = key_of(index, &set, rows, config, engine);
-    load_at(storage, &key, set, rows, config, engine).await
+    let (key, _) = key_of(index, &set, rows, stored_as, engine);
+    load_as(storage, &key, set, rows, stored_as, config, engine).await
+}
+
+/// Moves the graph [`keep_graph`] stored for `stored_as` to the key of its twin `config`
+/// (same links, another quantization: [`store::retag`]), where the winner's activation
+/// looks: a tuning run whose winner is a twin of its full build keeps that build instead of
+/// leaving the activation a build of its own (minutes at 1M rows). The old key is deleted
+/// unless the index's newest activation serves it. Whether it moved (`false`: nothing
+/// sound was stored there).
+pub async fn keep_as_twin(
+    storage: &Storage,
+    index: &IndexName,
+    set: &VectorSet,
+    stored_as: HnswConfig,
+    config: HnswConfig,
+    engine: Engine,
+) -> Result<bool, ServingError> {
+    let (from, _) = key_of(index, set, set.len(), stored_as, engine);
+    let (to, _) = key_of(index, set, set.len(), config, engine);
+    let Some(bytes) = storage.get(&from).await? else {
+        return Ok(false);
+    };
+    let q = config.quantization;
+    match blocking(move || store::retag(&bytes, q)).await? {
+        Ok(retagged) => storage.put_overwrite(&to, retagged).await?,
+        Err(e) => {
+            tracing::warn!(key = %from, error = %e, "stored graph refused; not kept for its twin");
+            return Ok(false);
+        }
+    }
+    drop_kept(storage, index, set, stored_as, engine).await?;
+    Ok(true)
 }
 
 /// Deletes the graph [`keep_graph`] stored for `config` over all rows of `set`, unless the

@@ -264,20 +264,22 @@ impl Tuner {
         let (cached, twin) = ctx.held(&config);
         let options = self.parts.build_options;
         // a full build stored by this run and dropped from its memory since: loaded, not
-        // built again — only this run's own full builds: a graph another instance stored at the same key
-        // is an offered build, counted as one (below), not a reload
-        let id = config.graph_id(options.engine);
+        // built again, in any quantization of its links (the codes derived) — only this
+        // run's own full builds: a graph another instance stored at the same key is an
+        // offered build, counted as one (below), not a reload
+        let id = config.links_id(options.engine);
         let built = ctx
             .kept
             .iter()
-            .find(|(c, _)| c.graph_id(options.engine) == id)
-            .map(|b| b.1);
+            .find(|(c, _)| c.links_id(options.engine) == id)
+            .copied();
         let kept = match built {
-            Some(secs) if cached.is_none() && twin.is_none() && ctx.keep_full_builds => {
-                crate::serving::load_kept(
+            Some((stored_as, secs)) if cached.is_none() && twin.is_none() && ctx.keep_full_builds => {
+                crate::serving::load_kept_as(
                     &self.parts.storage,
                     &ctx.index,
                     ctx.set.clone(),
+                    stored_as,
                     config,
                     options.engine,
                 )
@@ -309,7 +311,7 @@ impl Tuner {
                     None => return None,
                 },
                 (None, Some(t), _) => {
-                    let layout = t.frozen().clone();
+                    let layout = t.links();
                     let g = Graph::from_layout(layout, &set, config, t.engine(), t.build_time());
                     (Arc::new(g), GraphFrom::Derived)
                 }

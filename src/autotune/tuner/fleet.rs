@@ -238,7 +238,7 @@ impl Tuner {
                     let g = if offered.quantization == config.quantization {
                         g
                     } else {
-                        let layout = g.frozen().clone();
+                        let layout = g.links();
                         let engine = g.engine();
                         tokio::task::spawn_blocking(move || {
                             Graph::from_layout(layout, &set, config, engine, secs)

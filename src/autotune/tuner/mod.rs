@@ -353,13 +353,36 @@ impl Tuner {
     ) {
         let engine = self.parts.build_options.engine;
         let won = winner.map(|w| w.graph_id(engine));
+        let stored = || ctx.kept.iter().map(|(c, _)| c).chain(elsewhere);
+        // a winner whose own graph is not stored, with a build of its links that is
+        let twin_of = winner.filter(|_| !stored().any(|c| Some(c.graph_id(engine)) == won));
         let mut dropped_ids = Vec::new();
-        for config in ctx.kept.iter().map(|(c, _)| c).chain(elsewhere) {
+        for config in stored() {
             let id = config.graph_id(engine);
             if Some(id) == won || dropped_ids.contains(&id) {
                 continue;
             }
             dropped_ids.push(id);
+            // the winner is a twin quantization of this build: kept at the winner's key
+            if let Some(w) = twin_of.filter(|w| w.links_id(engine) == config.links_id(engine)) {
+                let moved = crate::serving::keep_as_twin(
+                    &self.parts.storage,
+                    &ctx.index,
+                    ctx.full_set(),
+                    *config,
+                    w,
+                    engine,
+                )
+                .await;
+                match moved {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(index = %ctx.index, ?config, error = %e, "a tuning run's stored graph was not kept for its twin");
+                        continue;
+                    }
+                }
+            }
             let dropped =
                 crate::serving::drop_kept(&self.parts.storage, &ctx.index, ctx.full_set(), *config, engine)
                     .await;
