@@ -166,9 +166,20 @@ pub fn stronger(g: &HnswConfig, bounds: &crate::params::Bounds) -> Option<HnswCo
 /// it cannot pass within the bounds, it was too weak for the full index (a graph built with
 /// too narrow a beam saturates there however wide its search) and a [`stronger`] build of it
 /// is next, up to the bounds.
+///
+/// The first graph to pass is also measured in its **twin quantizations** (the same links,
+/// codes derived: no build), each from the `ef_search` it passed with, before the near-tie:
+/// which codes serve a graph fastest depends on the index's size, not only on the graph.
+/// Measured at 1M × 128 (`vectune-bench grid`, each query once per pass): the sample's
+/// choice, sq8, served m 24 / efC 160 at recall .95 in 66 µs, its RaBitQ twin in 31 µs —
+/// on the 100,000-row sample, which the cache mostly holds, sq8 had ranked first.
 #[derive(Debug, Clone)]
 pub struct Transfer {
     leading: Vec<HnswConfig>,
+    /// Quantizations the first passing graph is measured in besides its own.
+    twins: Vec<crate::params::Quantization>,
+    /// Whether the twins were queued (once, for the first graph that passed).
+    twinned: bool,
     bounds: crate::params::Bounds,
     at: usize,
     /// The `ef_search` rungs within the run's bounds, ascending.
@@ -182,15 +193,19 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    /// Probes of `leading` ([`leading`]) on the `ladder`'s rungs within `bounds`.
+    /// Probes of `leading` ([`leading`]) on the `ladder`'s rungs within `bounds`, the first
+    /// passing graph's `twins` too.
     pub fn new(
         leading: Vec<HnswConfig>,
+        twins: Vec<crate::params::Quantization>,
         ladder: Vec<u32>,
         bounds: crate::params::Bounds,
         engine: Engine,
     ) -> Transfer {
         Transfer {
             leading,
+            twins,
+            twinned: false,
             bounds,
             at: 0,
             ladder,
@@ -208,17 +223,31 @@ impl Transfer {
     }
 
     /// Moves to the next graph after the current one `passed` (or not): after the first
-    /// passed, the second leading graph if there is one; after a failure with nothing
-    /// passed, a [`stronger`] build of the failed graph; `false` when done.
+    /// passed, its twins, then the second leading graph if there is one; after a failure
+    /// with nothing passed, a [`stronger`] build of the failed graph; `false` when done.
     fn next_graph(&mut self, passed: bool) -> bool {
         let current = self.leading[self.at];
+        let ef = self.pass.unwrap_or(current.ef_search);
         self.at += 1;
         self.pass = None;
         self.fail = None;
         self.tried.clear();
+        if passed && !self.twinned {
+            self.twinned = true;
+            let twins: Vec<HnswConfig> = self
+                .twins
+                .iter()
+                .filter(|&&q| q != current.quantization)
+                .map(|&q| HnswConfig {
+                    ef_search: ef,
+                    ..current.with_quantization(q)
+                })
+                .collect();
+            self.leading.splice(self.at..self.at, twins);
+        }
         if self.passed > 0 {
-            // the first passed: the near-tie is measured, then done
-            return passed && self.passed == 1 && self.at < self.leading.len();
+            // one passed: its twins and the near-tie are measured, each once, then done
+            return self.at < self.leading.len();
         }
         match stronger(&current, &self.bounds) {
             Some(g) => {
@@ -236,7 +265,11 @@ impl Transfer {
     pub fn next(&mut self, affordable: &dyn Fn(&HnswConfig) -> bool) -> Option<HnswConfig> {
         loop {
             let g = *self.leading.get(self.at)?;
-            if self.at > 0 && self.tried.is_empty() && !affordable(&g) {
+            // a twin of a graph measured before needs no build
+            let derived = self.leading[..self.at]
+                .iter()
+                .any(|p| p.links_id(self.engine) == g.links_id(self.engine));
+            if self.at > 0 && self.tried.is_empty() && !derived && !affordable(&g) {
                 return None;
             }
             let top = self
@@ -451,7 +484,13 @@ mod tests {
     #[test]
     fn ef_climbs_until_it_passes_then_bisects_to_the_least_that_does() {
         let ladder = vec![10, 20, 40, 80, 120, 200];
-        let mut t = Transfer::new(vec![cfg(16, 80, 40)], ladder.clone(), bounds(), Engine::Native);
+        let mut t = Transfer::new(
+            vec![cfg(16, 80, 40)],
+            Vec::new(),
+            ladder.clone(),
+            bounds(),
+            Engine::Native,
+        );
         let seen = probe(&mut t, &|_| 97);
         let efs: Vec<u32> = seen.iter().map(|c| c.ef_search).collect();
         assert_eq!(efs[..3], [40, 80, 160], "doubling from the sample's ef");
@@ -459,7 +498,13 @@ mod tests {
         let most_fail = efs.iter().copied().filter(|&e| e < 97).max().unwrap();
         assert!(least_pass - most_fail <= 6, "{efs:?}");
         // passing at once: steps down, then bisects
-        let mut t = Transfer::new(vec![cfg(16, 80, 80)], ladder.clone(), bounds(), Engine::Native);
+        let mut t = Transfer::new(
+            vec![cfg(16, 80, 80)],
+            Vec::new(),
+            ladder.clone(),
+            bounds(),
+            Engine::Native,
+        );
         let efs: Vec<u32> = probe(&mut t, &|_| 25).iter().map(|c| c.ef_search).collect();
         assert_eq!(efs[..3], [80, 40, 20]);
         assert!(efs.iter().any(|&e| (25..=26).contains(&e)), "{efs:?}");
@@ -470,17 +515,17 @@ mod tests {
         let ladder = vec![10, 20, 40, 80, 120, 200];
         let (a, b) = (cfg(8, 80, 40), cfg(16, 80, 40));
         // both pass: both measured (the sample could not tell them apart)
-        let mut t = Transfer::new(vec![a, b], ladder.clone(), bounds(), Engine::Native);
+        let mut t = Transfer::new(vec![a, b], Vec::new(), ladder.clone(), bounds(), Engine::Native);
         let seen = probe(&mut t, &|_| 50);
         assert!(
             seen.iter().any(|c| c.m == 8) && seen.iter().any(|c| c.m == 16),
             "{seen:?}"
         );
         // one leading graph that passes: one graph
-        let mut t = Transfer::new(vec![b], ladder.clone(), bounds(), Engine::Native);
+        let mut t = Transfer::new(vec![b], Vec::new(), ladder.clone(), bounds(), Engine::Native);
         assert!(probe(&mut t, &|_| 50).iter().all(|c| c.m == 16));
         // a never passes within 200 at efC 80: a stronger a (efC 160), not the near-tie
-        let mut t = Transfer::new(vec![a, b], ladder.clone(), bounds(), Engine::Native);
+        let mut t = Transfer::new(vec![a, b], Vec::new(), ladder.clone(), bounds(), Engine::Native);
         let seen = probe(&mut t, &|c| if c.ef_construction < 160 { 1000 } else { 60 });
         assert!(
             seen.iter().any(|c| c.m == 8 && c.ef_search == 200),
@@ -496,19 +541,102 @@ mod tests {
             Some((8, 160))
         );
         // nothing passes up to the bounds: efC doubled to 400, then m grown, then done
-        let mut t = Transfer::new(vec![cfg(32, 200, 40)], ladder.clone(), bounds(), Engine::Native);
+        let mut t = Transfer::new(
+            vec![cfg(32, 200, 40)],
+            Vec::new(),
+            ladder.clone(),
+            bounds(),
+            Engine::Native,
+        );
         let seen = probe(&mut t, &|_| 1000);
         let graphs: Vec<(u32, u32)> = t.leading().iter().map(|g| (g.m, g.ef_construction)).collect();
         assert_eq!(graphs, vec![(32, 200), (32, 400), (48, 400), (64, 400)]);
         assert!(seen.iter().all(|c| c.ef_search <= 200));
         assert_eq!(stronger(&cfg(64, 400, 40), &bounds()), None);
         // a stronger build the budget cannot pay for is not started
-        let mut t = Transfer::new(vec![a], ladder, bounds(), Engine::Native);
+        let mut t = Transfer::new(vec![a], Vec::new(), ladder, bounds(), Engine::Native);
         let mut seen = Vec::new();
         while let Some(c) = t.next(&|c| c.ef_construction == 80) {
             t.observe(c, false);
             seen.push(c);
         }
         assert!(seen.iter().all(|c| c.ef_construction == 80));
+    }
+
+    #[test]
+    fn the_first_passing_graph_is_measured_in_its_twin_quantizations_before_the_near_tie() {
+        use crate::params::Quantization::{Rabitq, Sq4, Sq8};
+        let ladder = vec![10, 20, 40, 80, 120, 200];
+        let (a, b) = (
+            cfg(8, 80, 40).with_quantization(Sq8),
+            cfg(16, 80, 40).with_quantization(Sq8),
+        );
+        let mut t = Transfer::new(
+            vec![a, b],
+            vec![Sq8, Sq4, Rabitq],
+            ladder,
+            bounds(),
+            Engine::Native,
+        );
+        // a passes from ef 50; its sq4 twin from 90, its rabitq twin never within the bound
+        let need = |c: &HnswConfig| match (c.m, c.quantization) {
+            (8, Sq4) => 90,
+            (8, Rabitq) => 1000,
+            _ => 50,
+        };
+        let mut seen = Vec::new();
+        // the budget pays for no build: the twins need none, the near-tie b does
+        while let Some(c) = t.next(&|g| g.m == 8) {
+            assert!(seen.len() < 60, "probes end");
+            t.observe(c, c.ef_search >= need(&c));
+            seen.push(c);
+        }
+        let order: Vec<_> = seen.iter().map(|c| (c.m, c.quantization)).collect();
+        let first_twin = order.iter().position(|o| o.1 != Sq8).unwrap();
+        assert!(order[..first_twin].iter().all(|o| *o == (8, Sq8)), "{order:?}");
+        // each twin starts from the ef its sibling passed with, and climbs or bisects
+        let a_pass = seen[..first_twin]
+            .iter()
+            .map(|c| c.ef_search)
+            .filter(|&e| e >= 50)
+            .min()
+            .unwrap();
+        for q in [Sq4, Rabitq] {
+            let efs: Vec<u32> = seen
+                .iter()
+                .filter(|c| c.quantization == q)
+                .map(|c| c.ef_search)
+                .collect();
+            assert_eq!(efs.first(), Some(&a_pass), "{q:?}: {efs:?}");
+        }
+        assert!(
+            seen.iter()
+                .any(|c| c.quantization == Sq4 && (90..=95).contains(&c.ef_search)),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|c| c.quantization == Rabitq && c.ef_search == 200),
+            "{seen:?}"
+        );
+        // no stronger build for a failing twin, and the near-tie's build was not affordable
+        assert!(
+            seen.iter().all(|c| c.m == 8 && c.ef_construction == 80),
+            "{seen:?}"
+        );
+        // affordable: the near-tie comes after the twins, in its own quantization only
+        let mut t = Transfer::new(
+            vec![a, b],
+            vec![Sq4],
+            vec![10, 20, 40, 80, 120, 200],
+            bounds(),
+            Engine::Native,
+        );
+        let seen = probe(&mut t, &|_| 50);
+        let order: Vec<_> = seen.iter().map(|c| (c.m, c.quantization)).collect();
+        let last_twin = order.iter().rposition(|o| o.1 == Sq4).unwrap();
+        let first_b = order.iter().position(|o| o.0 == 16).unwrap();
+        assert!(last_twin < first_b, "{order:?}");
+        assert!(order[first_b..].iter().all(|o| *o == (16, Sq8)), "{order:?}");
     }
 }

@@ -660,17 +660,21 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
     let trials = list["trials"].as_array().unwrap();
     assert_eq!(trials.len() as u64, r["trials_run"].as_u64().unwrap());
     assert!(!trials.is_empty());
-    let mut graphs = std::collections::HashSet::new();
+    let (mut graphs, mut quantizations) =
+        (std::collections::HashSet::new(), std::collections::HashSet::new());
     for t in trials {
         assert_eq!(t["metrics"]["vectors"], 3000, "{t:?}");
         let c = &t["config"];
-        graphs.insert((
-            c["m"].clone(),
-            c["ef_construction"].clone(),
-            c["quantization"].clone(),
-        ));
+        graphs.insert((c["m"].clone(), c["ef_construction"].clone()));
+        quantizations.insert(c["quantization"].clone());
     }
+    // one build per full graph's links: its twin quantizations are derived, not built
     assert_eq!(on_full as usize, graphs.len(), "one build per full graph: {r:?}");
+    assert_eq!(
+        quantizations.len(),
+        4,
+        "the passing graph in every quantization: {r:?}"
+    );
     assert!(r["winner"]["validation"]["recall_at_k"].is_number(), "{r:?}");
     // the winner is one of the transferred graphs, and it was promoted
     let w = &r["winner"]["config"];
@@ -689,6 +693,9 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
     let winner_graph = format!("-m{}-ec{}-s{}-", w["m"], w["ef_construction"], w["seed"]);
     assert_eq!(stored.len(), 1, "{stored:?} of {sample:?}");
     assert!(stored[0].as_ref().contains(&winner_graph), "{stored:?} vs {w:?}");
+    // at the winner's own key, whichever quantization of the build won
+    let quantization = format!("-{}-", w["quantization"].as_str().unwrap());
+    assert!(stored[0].as_ref().contains(&quantization), "{stored:?} vs {w:?}");
     // its graph was stored by the run: activation loads it
     let (s, a) = app.activate("idx").await;
     assert_eq!(s, StatusCode::OK, "{a:?}");

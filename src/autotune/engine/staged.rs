@@ -112,8 +112,11 @@ impl<B: Backend> Run<'_, B> {
         });
         let ladder = Ladders::within(&self.spec.bounds).ef;
         let bounds = self.spec.bounds;
+        // the first graph that passes on the full index is measured in every quantization
+        let twins = crate::params::Quantization::ALL.to_vec();
         self.phase = Phase::Transfer(Box::new(Transfer::new(
             leading,
+            twins,
             ladder,
             bounds,
             self.setup.engine,
@@ -149,7 +152,7 @@ impl<B: Backend> Run<'_, B> {
                 .report
                 .leading
                 .iter()
-                .any(|l| l.graph_id(engine) == next.graph_id(engine))
+                .any(|l| l.links_id(engine) == next.links_id(engine))
             {
                 s.report.leading.push(next);
             }

@@ -77,10 +77,12 @@ async fn a_large_index_is_explored_on_a_sample_and_decided_on_the_full_index() {
     assert!(full >= 0.95 && w.recall_at_k == full, "{w:?}");
     // the sample ranks graphs at a stricter bar (.975): it misses half as many here
     assert!(t.sample_recall >= 0.975 - 1e-9, "{t:?}");
+    // the winner is a leading graph, in its own quantization or a twin's (measured on
+    // the full index: no build)
     assert!(s
         .leading
         .iter()
-        .any(|l| l.graph_id(Engine::Native) == w.config.graph_id(Engine::Native)));
+        .any(|l| l.links_id(Engine::Native) == w.config.links_id(Engine::Native)));
     // only the full index's trials are journaled, and every one is a full measurement
     assert_eq!(b.journal.len(), o.trials_run);
     let journaled: Vec<(HnswConfig, f64)> = b
