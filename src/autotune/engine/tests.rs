@@ -605,6 +605,60 @@ async fn an_adaptive_winner_must_also_pass_on_the_held_out_queries() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_held_out_miss_steps_the_same_graph_up_in_ef_before_falling_back_to_slower_ones() {
+    // held out is .03 harder: every rung the climb and refinement chose just over the bar
+    // misses there, and only more ef on a graph (never measured yet) passes
+    let mut b = Fake::new(12);
+    b.held_out_penalty = 0.03;
+    let f = SpecFields {
+        strategy: Some("adaptive".into()),
+        objective: Some("min_latency".into()),
+        target_recall: Some(0.95),
+        gate: Some("point".into()),
+        validation_fraction: Some(0.2),
+        promote: Some("never".into()),
+        ..Default::default()
+    };
+    let o = finished(run(&mut b, f, true).await);
+    let w = o.winner.clone().unwrap();
+    assert!(w.validation.as_ref().unwrap().recall_at_k >= 0.95, "{w:?}");
+    let stepped: Vec<&Recorded> = b
+        .journal
+        .iter()
+        .filter(|t| t.note.contains("held-out step"))
+        .collect();
+    assert!(
+        !stepped.is_empty(),
+        "{:?}",
+        b.journal.iter().map(|t| &t.note).collect::<Vec<_>>()
+    );
+    // known truth: the cheapest config of any graph the run built that holds the bar on
+    // the held-out queries (every ef within the bounds); the winner is within 10 % of it
+    let graphs: Vec<HnswConfig> = b.journal.iter().map(|t| t.config).collect();
+    let oracle = graphs
+        .iter()
+        .flat_map(|g| (1..=200).map(move |ef| HnswConfig { ef_search: ef, ..*g }))
+        .filter(|c| b.recall(c) - b.held_out_penalty >= 0.95)
+        .map(|c| cost(&c) * b.factor(&c))
+        .fold(f64::INFINITY, f64::min);
+    let won = cost(&w.config) * b.factor(&w.config);
+    assert!(
+        won <= oracle * 1.1,
+        "winner {:?} costs {won}, the oracle {oracle}",
+        w.config
+    );
+    // each step measured a graph one rung above a rung of it that missed
+    for t in &stepped {
+        assert!(o.ineligible.iter().any(|i| {
+            let m = b.journal.iter().find(|j| j.id == i.trial_id).unwrap();
+            m.config.graph_id(Engine::Native) == t.config.graph_id(Engine::Native)
+                && m.config.ef_search < t.config.ef_search
+                && i.reason.contains("held-out")
+        }));
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn near_ties_are_reported_against_the_winner_not_acted_on() {
     let mut b = Fake::new(10);
     // the same cost in three graphs: within noise of each other

@@ -2,11 +2,15 @@
 //! the near-ties re-measured against it.
 
 use super::{Backend, NearTie, Run, Step, MAX_NEAR_TIES, MAX_VALIDATIONS, NEAR_TIE};
-use crate::autotune::assure::{assurance_of, cheapness, lowest_rung, repick, Assurance, ALPHA};
+use crate::autotune::assure::{cheapness, holds_out, lowest_rung, repick};
 use crate::autotune::{Candidate, Gate, Objective, Strategy};
 use crate::measure::ROUNDS;
-use crate::stats::mean_lower_bound;
 use crate::trials::Validation;
+
+/// How far a graph's `ef_search` steps up after a held-out miss ([`Run::step_up`]): a
+/// quarter, so a few steps cover the held-out share's noise (±.015 at 200 queries) without
+/// overshooting by more than a rung of the ladder.
+const STEP_UP: f64 = 1.1;
 
 impl<B: Backend> Run<'_, B> {
     /// Step 3a: the winner under the rules (the contract's: highest recall then lowest p50,
@@ -53,18 +57,22 @@ impl<B: Backend> Run<'_, B> {
                 search_latency_p50_us: m.search_latency_p50_us,
                 eval_queries: m.eval_queries,
             });
-            let mut held = crate::autotune::candidate_of(w.trial_id, w.config, &m);
-            if self.rules().gate == Gate::Confident {
-                // one config on queries the choice never saw: no selection to correct
-                let q: Vec<f64> = m.per_query_recall.iter().map(|&r| f64::from(r)).collect();
-                held.assurance = Some(Assurance {
-                    recall_ci_low: Some(mean_lower_bound(&q, ALPHA)),
-                    ..w.assurance
-                        .clone()
-                        .unwrap_or_else(|| assurance_of(Gate::Confident, &w))
-                });
-            }
-            if !walk || self.rules().passes_recall(&held) || self.validated >= MAX_VALIDATIONS {
+            let passes = if self.rules().gate == Gate::Confident {
+                // all its queries at the gate's corrected level, the held-out share not
+                // contradicting them ([`holds_out`])
+                let held: Vec<f64> = m.per_query_recall.iter().map(|&r| f64::from(r)).collect();
+                let tuning = self
+                    .candidates
+                    .iter()
+                    .position(|c| c.trial_id == w.trial_id)
+                    .map_or(&[][..], |i| &self.per_query[i][..]);
+                let compared = w.assurance.as_ref().and_then(|a| a.graphs_compared).unwrap_or(1);
+                holds_out(tuning, &held, compared as usize, self.rules().target_recall)
+            } else {
+                self.rules()
+                    .passes_recall(&crate::autotune::candidate_of(w.trial_id, w.config, &m))
+            };
+            if !walk || passes || self.validated >= MAX_VALIDATIONS {
                 return Ok(Some(Some(w)));
             }
             self.disqualified.push((
@@ -74,11 +82,47 @@ impl<B: Backend> Run<'_, B> {
                     m.recall_at_k, m.eval_queries
                 ),
             ));
+            if let Some(up) = self.step_up(&w) {
+                let Some(c) = self.measure_and_record(up).await? else {
+                    return Ok(None);
+                };
+                if let Some(t) = self.pending.iter_mut().find(|t| t.id == c.trial_id) {
+                    t.note
+                        .push_str("; held-out step: its graph's least passing ef_search missed there");
+                }
+            }
             match self.pick() {
                 Some(next) => w = next,
                 None => return Ok(Some(None)),
             }
         }
+    }
+
+    /// After `w` missed on the held-out queries: its graph one step up in `ef_search`
+    /// (×[`STEP_UP`], within the bounds), when the run measured no rung of that graph above
+    /// `w` that could still win. Why: a graph whose least passing ef misses there is most
+    /// often still the fastest graph at a few more ef (recall is monotone in ef on one
+    /// graph, and its rungs were chosen to sit just over the bar); without the step the walk
+    /// could only fall back to other graphs' measured rungs — at 1M × 128 a RaBitQ graph
+    /// serving at 44 µs lost to an SQ8 config at 93 µs that way. Measuring another ef of a
+    /// held graph needs no build.
+    fn step_up(&self, w: &Candidate) -> Option<crate::params::HnswConfig> {
+        let engine = self.setup.engine;
+        let id = w.config.graph_id(engine);
+        let e = w.config.ef_search;
+        let higher = self
+            .candidates
+            .iter()
+            .any(|c| c.config.graph_id(engine) == id && c.config.ef_search > e && self.can_win(c));
+        let up = ((f64::from(e) * STEP_UP).ceil() as u32)
+            .max(e + 1)
+            .min(self.spec.bounds.max_ef_search);
+        let up = crate::params::HnswConfig {
+            ef_search: up,
+            ..w.config
+        };
+        let measured = self.candidates.iter().any(|c| c.config == up);
+        (!higher && !measured && up.ef_search > e).then_some(up)
     }
 
     /// The trials within [`NEAR_TIE`] of the winner's p50 (under the confident gate, or of
