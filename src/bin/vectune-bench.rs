@@ -477,6 +477,7 @@ fn grid(spec: &GridSpec) -> Value {
         let base = build_with(&set, config(m, ec, 10, Quantization::None), spec.engine, threads);
         let build_secs = t.elapsed().as_secs_f64();
         for &q in &spec.quantizations {
+            let derive = Instant::now();
             let g = Graph::from_layout(
                 base.links(),
                 &set,
@@ -484,6 +485,8 @@ fn grid(spec: &GridSpec) -> Value {
                 spec.engine,
                 base.build_time(),
             );
+            // what a twin costs a tuning run (and an activation loading a stored graph)
+            let derive_secs = derive.elapsed().as_secs_f64();
             let mut points = Vec::new();
             let mut past = 0;
             for &ef in &spec.efs {
@@ -497,7 +500,7 @@ fn grid(spec: &GridSpec) -> Value {
             }
             let at = at_target(&points, spec.target);
             eprintln!(
-                "grid m {m} efC {ec} {:>6}: build {build_secs:.1} s, {} efs swept, at {:.3}: {} [{:.0} s]",
+                "grid m {m} efC {ec} {:>6}: build {build_secs:.1} s, codes {derive_secs:.2} s, {} efs swept, at {:.3}: {} [{:.0} s]",
                 q.as_str(),
                 points.len(),
                 spec.target,
