@@ -101,7 +101,7 @@ enum Reads {
 /// (hnsw_rs several times the graph's size); glibc keeps such freed memory in its arenas,
 /// so without a trim a server that built a few graphs holds hundreds of MB it does not use
 /// (measured: 700 MB RSS serving a 62 MB index of 100k × 128 after hnsw_rs builds).
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns unused heap memory to the OS; it is thread-safe.
     unsafe {

@@ -122,6 +122,10 @@ impl Vectune {
             // ready even if one index failed to come back: the others serve, and the
             // failed one answers `not_active` until it is activated again (the log says why)
             me.inner.reactivated.store(true, Ordering::Release);
+            // RaBitQ generations came back on exact reads: their blocks follow
+            if let Err(e) = me.inner.serving.complete_stand_ins().await {
+                tracing::error!(error = %e, "deriving re-activated RaBitQ blocks failed; exact reads serve");
+            }
         })
     }
 

@@ -12,6 +12,7 @@
 //! (the native builder would rebuild the very same graph, only slower).
 
 pub mod fresh;
+mod restart;
 mod stored;
 
 pub use stored::{drop_kept, keep_as_twin, keep_graph, load_kept, load_kept_as};
@@ -147,6 +148,9 @@ pub struct Serving {
     storage: Storage,
     builds: Arc<Semaphore>,
     options: BuildOptions,
+    /// Indexes a restart serves on exact reads until their RaBitQ blocks are derived
+    /// ([`Serving::complete_stand_ins`]).
+    stand_ins: Mutex<Vec<IndexName>>,
 }
 
 impl Serving {
@@ -158,6 +162,7 @@ impl Serving {
             storage,
             builds,
             options,
+            stand_ins: Mutex::default(),
         }
     }
 
@@ -418,6 +423,19 @@ impl Serving {
         if self.current(index).is_some() {
             return Ok(false);
         }
+        if let Some(graph) = self.stand_in(index, set.clone(), &record).await? {
+            if !still_there() {
+                return Err(ServingError::IndexGone);
+            }
+            tracing::info!(index = %index, generation = record.generation, config = ?record.config,
+                "re-activated after restart on exact reads; its RaBitQ blocks follow");
+            self.serve(index, graph, set, record);
+            self.stand_ins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(index.clone());
+            return Ok(true);
+        }
         let (graph, _, loaded, secs) = self
             .graph(
                 index,
@@ -614,6 +632,67 @@ mod tests {
         // the graph of generation 1 can never serve again: dropped
         let g1_key = g1.graph_key(&index, options.engine);
         assert!(storage.get(&g1_key).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_restarted_rabitq_generation_serves_on_exact_reads_until_its_blocks_are_swapped_in() {
+        let storage = Storage::in_memory();
+        let index = IndexName::parse("i").unwrap();
+        let options = BuildOptions {
+            engine: Engine::Native,
+            threads: 2,
+        };
+        let (ids, data) = rows(800, 16);
+        let set = Arc::new(VectorSet::from_rows(16, Metric::L2, ids, data));
+        let config = HnswConfig::DEFAULT.with_quantization(Quantization::Rabitq);
+        let there = || true;
+        let first = Serving::new(storage.clone(), Arc::new(Semaphore::new(1)), options);
+        let record = first
+            .activate(&index, set.clone(), config, &there, None, None)
+            .await
+            .unwrap();
+        let served = first.current(&index).unwrap();
+        // a restart: serving at once, on the same links with exact reads
+        let again = Serving::new(storage.clone(), Arc::new(Semaphore::new(1)), options);
+        assert!(again
+            .reactivate(&index, set.clone(), record.clone(), &there)
+            .await
+            .unwrap());
+        let stand_in = again.current(&index).unwrap();
+        assert_eq!(stand_in.record, record);
+        assert_eq!(stand_in.graph.config().quantization, Quantization::None);
+        assert_eq!(stand_in.graph.frozen(), served.graph.frozen());
+        for r in [0, 399, 799] {
+            assert_eq!(stand_in.graph.search(&set, set.row(r), 1, 40)[0].row as usize, r);
+        }
+        // the blocks follow: the same generation, as the activation served it
+        assert_eq!(again.complete_stand_ins().await.unwrap(), 1);
+        let full = again.current(&index).unwrap();
+        assert_eq!(
+            (full.record.generation, full.graph.config()),
+            (record.generation, config)
+        );
+        for r in (0..800).step_by(37) {
+            let q = set.row(r);
+            assert_eq!(
+                full.graph.search(&set, q, 10, 40),
+                served.graph.search(&set, q, 10, 40)
+            );
+        }
+        assert_eq!(again.complete_stand_ins().await.unwrap(), 0, "nothing left");
+        // an f32 generation restarts as before: no stand-in
+        let f32_config = HnswConfig::DEFAULT;
+        let record = first
+            .activate(&index, set.clone(), f32_config, &there, None, None)
+            .await
+            .unwrap();
+        let third = Serving::new(storage.clone(), Arc::new(Semaphore::new(1)), options);
+        assert!(third
+            .reactivate(&index, set.clone(), record, &there)
+            .await
+            .unwrap());
+        assert_eq!(third.complete_stand_ins().await.unwrap(), 0);
+        assert_eq!(third.current(&index).unwrap().graph.config(), f32_config);
     }
 
     #[tokio::test]

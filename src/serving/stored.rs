@@ -44,7 +44,7 @@ pub(super) async fn load_at(
 
 /// [`load_at`] of a graph stored under `stored_as`, served as its twin `config`
 /// ([`store::decode_as`]).
-async fn load_as(
+pub(super) async fn load_as(
     storage: &Storage,
     key: &Path,
     set: Arc<VectorSet>,
