@@ -236,7 +236,10 @@ impl Rabitq {
             let mut workers = Vec::new();
             // each worker zeroes its own share first: the first touch of ~2 GB at 1M rows
             // (page faults, costly in a VM) runs on every thread instead of one
-            for (t, chunk) in blocks.spare_capacity_mut()[..len].chunks_mut(per * at.lines).enumerate() {
+            for (t, chunk) in blocks.spare_capacity_mut()[..len]
+                .chunks_mut(per * at.lines)
+                .enumerate()
+            {
                 let rotated = &rotated;
                 workers.push(scope.spawn(move || {
                     chunk.fill(std::mem::MaybeUninit::new(Line([0; 64])));
