@@ -384,6 +384,21 @@ mod tests {
             .collect()
     }
 
+    /// The gate's judgement of every config of `s` on one run's per-query recall.
+    fn judged(s: &Space, per_query: &[Vec<f64>], target: f64) -> Judged {
+        let observed: Vec<Observed> = s
+            .configs
+            .iter()
+            .zip(per_query)
+            .map(|(&(g, ef, _, _), q)| Observed {
+                graph: g,
+                ef,
+                per_query: q,
+            })
+            .collect();
+        judge(&observed, target)
+    }
+
     /// The fastest config passing `passes`, if any.
     fn fastest(s: &Space, passes: impl Fn(usize) -> bool) -> Option<usize> {
         (0..s.configs.len())
@@ -405,17 +420,7 @@ mod tests {
                     wilson_lower(found, per_query[i].len() * K as usize) >= target
                 }),
                 _ => {
-                    let observed: Vec<Observed> = s
-                        .configs
-                        .iter()
-                        .zip(&per_query)
-                        .map(|(&(g, ef, _, _), q)| Observed {
-                            graph: g,
-                            ef,
-                            per_query: q,
-                        })
-                        .collect();
-                    let j = judge(&observed, target);
+                    let j = judged(&s, &per_query, target);
                     fastest(&s, |i| j.lows[i] >= target)
                 }
             };
@@ -471,17 +476,7 @@ mod tests {
         for seed in 0..runs {
             let per_query = run(&s, tune, 5000 + seed as u64);
             let check = run(&s, held, 900_000 + seed as u64);
-            let observed: Vec<Observed> = s
-                .configs
-                .iter()
-                .zip(&per_query)
-                .map(|(&(g, ef, _, _), q)| Observed {
-                    graph: g,
-                    ef,
-                    per_query: q,
-                })
-                .collect();
-            let j = judge(&observed, target);
+            let j = judged(&s, &per_query, target);
             let mut order: Vec<usize> = (0..s.configs.len()).filter(|&i| j.lows[i] >= target).collect();
             order.sort_by(|&a, &b| s.configs[a].3.total_cmp(&s.configs[b].3));
             let pick = order.into_iter().find(|&i| {

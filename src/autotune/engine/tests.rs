@@ -551,20 +551,25 @@ async fn a_grid_winner_is_the_grid_rule_s_and_its_validation_is_reported() {
     assert!(o.winner.unwrap().validation.unwrap().recall_at_k < 0.95);
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_adaptive_winner_must_also_pass_on_the_held_out_queries() {
-    let mut b = Fake::new(9);
-    b.held_out_penalty = 0.01;
-    let f = SpecFields {
+/// An adaptive `min_latency` run to `target` under the literal `point` gate, 20 % of its
+/// queries held out: the held-out walk on a fake whose held-out share is harder.
+fn held_out_walk(target: f64) -> SpecFields {
+    SpecFields {
         strategy: Some("adaptive".into()),
         objective: Some("min_latency".into()),
-        target_recall: Some(0.975),
+        target_recall: Some(target),
         gate: Some("point".into()),
         validation_fraction: Some(0.2),
         promote: Some("never".into()),
         ..Default::default()
-    };
-    let o = finished(run(&mut b, f, true).await);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adaptive_winner_must_also_pass_on_the_held_out_queries() {
+    let mut b = Fake::new(9);
+    b.held_out_penalty = 0.01;
+    let o = finished(run(&mut b, held_out_walk(0.975), true).await);
     let w = o.winner.clone().unwrap();
     assert!(w.validation.as_ref().unwrap().recall_at_k >= 0.975, "{w:?}");
     assert!(
@@ -610,16 +615,7 @@ async fn a_held_out_miss_steps_the_same_graph_up_in_ef_before_falling_back_to_sl
     // misses there, and only more ef on a graph (never measured yet) passes
     let mut b = Fake::new(12);
     b.held_out_penalty = 0.03;
-    let f = SpecFields {
-        strategy: Some("adaptive".into()),
-        objective: Some("min_latency".into()),
-        target_recall: Some(0.95),
-        gate: Some("point".into()),
-        validation_fraction: Some(0.2),
-        promote: Some("never".into()),
-        ..Default::default()
-    };
-    let o = finished(run(&mut b, f, true).await);
+    let o = finished(run(&mut b, held_out_walk(0.95), true).await);
     let w = o.winner.clone().unwrap();
     assert!(w.validation.as_ref().unwrap().recall_at_k >= 0.95, "{w:?}");
     let stepped: Vec<&Recorded> = b
