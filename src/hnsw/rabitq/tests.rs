@@ -1,10 +1,12 @@
 //! The rotation, the codes' estimates against exact keys, the block's layout.
 
 use super::*;
+use crate::distance::Metric;
 use crate::hnsw::tests::random_set;
 use crate::hnsw::{build, BuildOptions};
 use crate::kernels::{run_at, supported, Task};
 use crate::params::{HnswConfig, Quantization};
+use crate::vectors::VectorSet;
 
 /// `H x` by its definition (`H[i][j] = (-1)^popcount(i & j)`), O(n²).
 fn hadamard_naive(x: &[f32]) -> Vec<f32> {
