@@ -470,6 +470,11 @@ mod tests {
         crate::params::Bounds::SEED
     }
 
+    /// Probes of `leading` on `ladder` within the seed's bounds, no twin quantizations.
+    fn without_twins(leading: Vec<HnswConfig>, ladder: &[u32]) -> Transfer {
+        Transfer::new(leading, Vec::new(), ladder.to_vec(), bounds(), Engine::Native)
+    }
+
     /// Probes against a known threshold: a config passes from `need` up.
     fn probe(t: &mut Transfer, need: &dyn Fn(&HnswConfig) -> u32) -> Vec<HnswConfig> {
         let mut seen = Vec::new();
@@ -484,13 +489,7 @@ mod tests {
     #[test]
     fn ef_climbs_until_it_passes_then_bisects_to_the_least_that_does() {
         let ladder = vec![10, 20, 40, 80, 120, 200];
-        let mut t = Transfer::new(
-            vec![cfg(16, 80, 40)],
-            Vec::new(),
-            ladder.clone(),
-            bounds(),
-            Engine::Native,
-        );
+        let mut t = without_twins(vec![cfg(16, 80, 40)], &ladder);
         let seen = probe(&mut t, &|_| 97);
         let efs: Vec<u32> = seen.iter().map(|c| c.ef_search).collect();
         assert_eq!(efs[..3], [40, 80, 160], "doubling from the sample's ef");
@@ -498,13 +497,7 @@ mod tests {
         let most_fail = efs.iter().copied().filter(|&e| e < 97).max().unwrap();
         assert!(least_pass - most_fail <= 6, "{efs:?}");
         // passing at once: steps down, then bisects
-        let mut t = Transfer::new(
-            vec![cfg(16, 80, 80)],
-            Vec::new(),
-            ladder.clone(),
-            bounds(),
-            Engine::Native,
-        );
+        let mut t = without_twins(vec![cfg(16, 80, 80)], &ladder);
         let efs: Vec<u32> = probe(&mut t, &|_| 25).iter().map(|c| c.ef_search).collect();
         assert_eq!(efs[..3], [80, 40, 20]);
         assert!(efs.iter().any(|&e| (25..=26).contains(&e)), "{efs:?}");
@@ -515,17 +508,17 @@ mod tests {
         let ladder = vec![10, 20, 40, 80, 120, 200];
         let (a, b) = (cfg(8, 80, 40), cfg(16, 80, 40));
         // both pass: both measured (the sample could not tell them apart)
-        let mut t = Transfer::new(vec![a, b], Vec::new(), ladder.clone(), bounds(), Engine::Native);
+        let mut t = without_twins(vec![a, b], &ladder);
         let seen = probe(&mut t, &|_| 50);
         assert!(
             seen.iter().any(|c| c.m == 8) && seen.iter().any(|c| c.m == 16),
             "{seen:?}"
         );
         // one leading graph that passes: one graph
-        let mut t = Transfer::new(vec![b], Vec::new(), ladder.clone(), bounds(), Engine::Native);
+        let mut t = without_twins(vec![b], &ladder);
         assert!(probe(&mut t, &|_| 50).iter().all(|c| c.m == 16));
         // a never passes within 200 at efC 80: a stronger a (efC 160), not the near-tie
-        let mut t = Transfer::new(vec![a, b], Vec::new(), ladder.clone(), bounds(), Engine::Native);
+        let mut t = without_twins(vec![a, b], &ladder);
         let seen = probe(&mut t, &|c| if c.ef_construction < 160 { 1000 } else { 60 });
         assert!(
             seen.iter().any(|c| c.m == 8 && c.ef_search == 200),
@@ -541,20 +534,14 @@ mod tests {
             Some((8, 160))
         );
         // nothing passes up to the bounds: efC doubled to 400, then m grown, then done
-        let mut t = Transfer::new(
-            vec![cfg(32, 200, 40)],
-            Vec::new(),
-            ladder.clone(),
-            bounds(),
-            Engine::Native,
-        );
+        let mut t = without_twins(vec![cfg(32, 200, 40)], &ladder);
         let seen = probe(&mut t, &|_| 1000);
         let graphs: Vec<(u32, u32)> = t.leading().iter().map(|g| (g.m, g.ef_construction)).collect();
         assert_eq!(graphs, vec![(32, 200), (32, 400), (48, 400), (64, 400)]);
         assert!(seen.iter().all(|c| c.ef_search <= 200));
         assert_eq!(stronger(&cfg(64, 400, 40), &bounds()), None);
         // a stronger build the budget cannot pay for is not started
-        let mut t = Transfer::new(vec![a], Vec::new(), ladder, bounds(), Engine::Native);
+        let mut t = without_twins(vec![a], &ladder);
         let mut seen = Vec::new();
         while let Some(c) = t.next(&|c| c.ef_construction == 80) {
             t.observe(c, false);

@@ -363,25 +363,16 @@ impl Tuner {
                 continue;
             }
             dropped_ids.push(id);
-            // the winner is a twin quantization of this build: kept at the winner's key
+            // the winner is a twin quantization of this build: moved to the winner's key
+            // (nothing stored there: nothing to drop either)
             if let Some(w) = twin_of.filter(|w| w.links_id(engine) == config.links_id(engine)) {
-                let moved = crate::serving::keep_as_twin(
-                    &self.parts.storage,
-                    &ctx.index,
-                    ctx.full_set(),
-                    *config,
-                    w,
-                    engine,
-                )
-                .await;
-                match moved {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(index = %ctx.index, ?config, error = %e, "a tuning run's stored graph was not kept for its twin");
-                        continue;
-                    }
+                let store = &self.parts.storage;
+                let moved =
+                    crate::serving::keep_as_twin(store, &ctx.index, ctx.full_set(), *config, w, engine);
+                if let Err(e) = moved.await {
+                    tracing::warn!(index = %ctx.index, ?config, error = %e, "a tuning run's stored graph was not kept for its twin");
                 }
+                continue;
             }
             let dropped =
                 crate::serving::drop_kept(&self.parts.storage, &ctx.index, ctx.full_set(), *config, engine)
