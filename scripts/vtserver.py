@@ -3,6 +3,8 @@
 Server(env): started on a free loopback port; call() one JSON or streamed binary request;
 wait() until a GET answers as wanted; memory() the process's RSS and peak RSS (MiB);
 stop() with SIGTERM; restart() on the same store; close() removes the store.
+With VTSERVER_LOG=FILE in the environment the server's log (stdout and stderr) is appended to FILE
+(set RUST_LOG too for more than the defaults), to read a run's phases afterwards.
 """
 import http.client, json, os, signal, socket, struct, subprocess, tempfile, time
 
@@ -25,8 +27,12 @@ class Server:
             self.port = s.getsockname()[1]
         self.t0 = time.perf_counter()
         pin = ["taskset", "-c", self.cpus] if self.cpus else []
+        log = self.env.get("VTSERVER_LOG")
+        err = open(log, "ab") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(pin + [self.binary, "serve", "--bind", f"127.0.0.1:{self.port}", "--store", self.store],
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     env=self.env, stdout=err, stderr=err)
+        if log:
+            err.close()
         self.wait("/health")
 
     def call(self, method, path, body=None, raw=None, length=None, check=True):

@@ -24,21 +24,42 @@ use crate::vectors::VectorSet;
 /// Rounds of an interleaved comparison (each query timed this many times per config).
 pub const ROUNDS: usize = 5;
 
-/// Mean exact brute-force time per query on `queries`, one thread, µs: the scale a
-/// trial's latency is read against. It depends on the vectors and queries only, not on the
-/// graph, so a run measures it once per build, not once per `ef_search`.
+/// Queries an exact search is timed on at most, evenly spaced over the harness.
+///
+/// Why not all: an exact search does the same work for every query (a distance to each
+/// row, a top-`k`), so its mean is known within a few percent from a handful, while timing
+/// every query cost a 1M-row run 58 s of its 284 (800 queries × 73 ms) — for a figure
+/// trials are only read against.
+pub const BRUTE_FORCE_QUERIES: usize = 16;
+
+/// Positions of the queries [`brute_force_latency_us`] times among `len`: all of them up to
+/// [`BRUTE_FORCE_QUERIES`], else that many evenly spaced.
+fn brute_force_sample(len: usize) -> impl Iterator<Item = usize> {
+    let n = len.min(BRUTE_FORCE_QUERIES);
+    (0..n).map(move |i| i * len / n)
+}
+
+/// Mean exact brute-force time per query on `queries` (at most [`BRUTE_FORCE_QUERIES`] of
+/// them), one thread, µs: the scale a trial's latency is read against. It depends on the
+/// vectors and queries only, not on the graph, so a run measures it once per scope (the
+/// sample, the full index), not once per trial.
 pub fn brute_force_latency_us(set: &VectorSet, queries: &[Vec<f32>], k: usize) -> f64 {
     let _alone = MEASURE.lock().unwrap_or_else(|p| p.into_inner());
     let start = Instant::now();
-    for q in queries {
+    let mut timed = 0usize;
+    for i in brute_force_sample(queries.len()) {
         let _ = std::hint::black_box(ground_truth::exact_with_threads(
             set,
-            std::slice::from_ref(q),
+            std::slice::from_ref(&queries[i]),
             k,
             1,
         ));
+        timed += 1;
     }
-    start.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
+    match timed {
+        0 => 0.0,
+        n => start.elapsed().as_secs_f64() * 1e6 / n as f64,
+    }
 }
 
 /// Timed passes over the queries; a query's latency is the median of its passes, so one
@@ -285,6 +306,27 @@ mod tests {
         );
         assert_eq!(recall_p10(&[]), 0.0);
         assert_eq!(recall_p10(&[1.0; 7]), 1.0);
+    }
+
+    /// The exact search is timed on every query of a small harness, and on a bounded,
+    /// evenly spread, duplicate-free share of a large one.
+    #[test]
+    fn brute_force_is_timed_on_a_bounded_spread_of_queries() {
+        assert_eq!(brute_force_sample(0).count(), 0);
+        assert_eq!(brute_force_sample(5).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        let big: Vec<usize> = brute_force_sample(800).collect();
+        assert_eq!(big.len(), BRUTE_FORCE_QUERIES);
+        assert!(big.windows(2).all(|w| w[1] - w[0] == 50), "{big:?}");
+        let odd: Vec<usize> = brute_force_sample(17).collect();
+        assert_eq!(odd.len(), BRUTE_FORCE_QUERIES);
+        assert!(odd.windows(2).all(|w| w[0] < w[1]) && odd[15] < 17, "{odd:?}");
+        let ids = (0..100).map(|i| format!("r{i}")).collect();
+        let data = (0..400).map(|i| i as f32).collect();
+        let set = VectorSet::from_rows(4, crate::distance::Metric::L2, ids, data);
+        let queries: Vec<Vec<f32>> = (0..40).map(|i| vec![i as f32; 4]).collect();
+        let us = brute_force_latency_us(&set, &queries, 3);
+        assert!(us.is_finite() && us > 0.0, "{us}");
+        assert_eq!(brute_force_latency_us(&set, &[], 3), 0.0);
     }
 
     #[test]

@@ -301,8 +301,11 @@ impl Tuner {
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let progress = ctx.build.clone();
         let tune = ctx.tune.clone();
+        let waited = std::time::Instant::now();
         let permit = self.measuring().await?;
+        let waited = waited.elapsed().as_secs_f64();
         let out = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let (graph, source) = match (cached, twin, kept) {
                 (Some(g), _, _) => (g, GraphFrom::Held),
                 (None, None, Some(g)) => (Arc::new(g), GraphFrom::Loaded),
@@ -325,10 +328,12 @@ impl Tuner {
                     (Arc::new(g), GraphFrom::Built)
                 }
             };
+            let ready = started.elapsed().as_secs_f64();
             let brute = brute.unwrap_or_else(|| measure::brute_force_latency_us(&set, &tune.0, k));
             let (q, truth) = (&queries.0, &queries.1);
             let m = measure::measure(&set, &graph, Knobs::of(&config), q, truth, k, brute, &cancel);
-            Some((graph, source, brute, m))
+            let measured = started.elapsed().as_secs_f64() - ready;
+            Some((graph, source, brute, m, [ready, measured]))
         })
         .await
         .map_err(TunerError::Task)?;
@@ -336,9 +341,10 @@ impl Tuner {
         if let Some(c) = claim {
             self.built_here(ctx, config, c).await?;
         }
-        let Some((graph, source, brute, metrics)) = out else {
+        let Some((graph, source, brute, metrics, [ready, measured])) = out else {
             return Ok(None);
         };
+        let stored = std::time::Instant::now();
         if source == GraphFrom::Fetched && first_fetch {
             // built for this run, elsewhere: counted as its build, and deleted at the end
             // unless it wins
@@ -364,6 +370,10 @@ impl Tuner {
                 ctx.kept.push((config, graph.build_time()));
             }
         }
+        // where a run's time goes, measurement by measurement (a 1M run's profile)
+        tracing::debug!(index = %ctx.index, ?config, ?source, held_out,
+            waited_secs = waited, graph_secs = ready,
+            measure_secs = measured, kept_secs = stored.elapsed().as_secs_f64(), "autotune: measured");
         if source != GraphFrom::Held {
             let bytes = graph.memory_bytes();
             ctx.cache.insert(&config, graph, bytes);
