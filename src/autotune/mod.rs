@@ -3,8 +3,8 @@
 //!
 //! One room, split by concept: [`rules`] (eligibility, the winner, the promotion decision),
 //! [`spec`] (a request parsed before anything runs), [`plan`] (a grid and its builds),
-//! [`adaptive`] and [`refine`] (choosing configs by themselves), [`cache`] (graphs a run
-//! keeps), [`engine`] (the run loop, generic over its [`backend`]), [`result`] (what a run
+//! [`adaptive`] and [`refine`] (choosing configs by themselves), [`forecast`] (how long a
+//! build will take), [`cache`] (graphs a run keeps), [`engine`] (the run loop, generic over its [`backend`]), [`result`] (what a run
 //! reports) and [`tuner`] (the component that runs the engine over the service's vectors,
 //! harnesses, journal and registry, under the run's claim). Measurement itself lives below,
 //! in [`crate::measure`]; who may tune an index now is [`crate::fleet::Claims`]'s rule.
@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cache;
 pub mod engine;
 mod error;
+pub mod forecast;
 pub mod plan;
 pub mod refine;
 pub mod result;

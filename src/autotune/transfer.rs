@@ -6,12 +6,12 @@
 //! Why it holds: a graph's quality ranks the same on a uniform sample as on the whole (the
 //! sample has the same density structure, only sparser), while what changes with size is
 //! how far a search must look — the `ef_search` a recall needs grows with n. So the sample
-//! ranks graphs, and the full index decides `ef_search`. A build costs about
-//! `n · log n · m · ef_construction`, so a climb of ten builds on a tenth of the rows costs
-//! under one full build.
+//! ranks graphs, and the full index decides `ef_search`. A build on a tenth of the rows
+//! costs about a twentieth of the full one ([`super::forecast::size_scale`]), so a climb of
+//! ten builds on a sample costs under one full build.
 //!
 //! This module holds the rules (when to sample and how much, which graphs lead, how the
-//! full index's `ef_search` is found, how a full build is forecast from sample builds) and
+//! full index's `ef_search` is found) and
 //! what a run reports of it; the run loop ([`super::engine`]) drives them.
 
 use serde::{Deserialize, Serialize};
@@ -61,16 +61,6 @@ pub fn sample_rows(rows: usize, sampling: Sampling) -> Option<usize> {
         Sampling::Auto if rows < SAMPLE_FROM => None,
         Sampling::Auto => Some((rows / 10).clamp(SAMPLE_MIN, SAMPLE_MAX).min(rows)),
     }
-}
-
-/// How much longer a build on `full` rows takes than the same build on `sample` rows:
-/// `n log n` (each insertion searches a graph whose depth grows with `log n`).
-pub fn build_scale(sample: usize, full: usize) -> f64 {
-    let cost = |n: usize| {
-        let n = n.max(2) as f64;
-        n * n.ln()
-    };
-    cost(full) / cost(sample)
 }
 
 /// The sample's bar for a run whose bar is `recall` ([`SAMPLE_MISS_SHARE`]).
@@ -367,7 +357,7 @@ pub struct SampleReport {
     /// Seconds the sample's exploration took (sampling, its ground truth, its builds).
     pub secs: f64,
     /// The first full build's seconds as forecast from the sample's builds
-    /// ([`build_scale`]), and as measured: how well the budget's forecast held.
+    /// ([`super::forecast`]), and as measured: how well the budget's forecast held.
     #[serde(default)]
     pub full_build_forecast_secs: Option<f64>,
     /// See `full_build_forecast_secs`.
@@ -422,14 +412,6 @@ mod tests {
             None,
             "not smaller: whole"
         );
-    }
-
-    #[test]
-    fn a_full_build_is_forecast_by_n_log_n() {
-        assert!((build_scale(1000, 1000) - 1.0).abs() < 1e-12);
-        let s = build_scale(100_000, 1_000_000);
-        // 10 × ln(1e6)/ln(1e5) = 12
-        assert!((s - 12.0).abs() < 1e-9, "{s}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use super::adaptive::{Adaptive, Ladders, Observation};
 use super::assure::{assurance_of, assure_all};
 pub use super::backend::{Backend, Recorded, Setup};
+use super::forecast::BuildForecast;
 use super::refine::{RefineStats, Refiner};
 use super::transfer::{SampleReport, Transfer};
 use super::{graph_groups, Candidate, Gate, Ineligible, Objective, Promote, Rules, Spec, Strategy};
@@ -127,8 +128,8 @@ pub struct Run<'a, B: Backend> {
     grid: std::vec::IntoIter<HnswConfig>,
     phase: Phase,
     started: Instant,
-    /// Seconds per (m × ef_construction) unit seen so far: the budget's build forecast.
-    secs_per_unit: f64,
+    /// The builds seen so far at this run's size: the budget's build forecast.
+    forecast: BuildForecast,
     refine: RefineStats,
     builds_before_refine: usize,
     /// Candidates measured on the held-out queries.
@@ -149,12 +150,12 @@ pub struct Run<'a, B: Backend> {
 
 type Step<T, E> = Result<Option<T>, E>;
 
-/// Whether a build of `(m, ef_construction)` fits the `left` seconds at `spu` seconds per
-/// m × efC unit and, on a sample's run (`full`: how much longer a full build takes, and the
+/// Whether a build of `(m, ef_construction)` fits the `left` seconds as `forecast` sees it
+/// and, on a sample's run (`full`: how much longer a full build takes, and the
 /// seconds kept for it), whether its full build would fit too.
-fn build_fits(spu: f64, full: Option<(f64, f64)>, (m, ec): (u32, u32), left: f64) -> bool {
-    let units = f64::from(m) * f64::from(ec);
-    spu * units <= left && full.is_none_or(|(scale, secs)| spu * scale * units <= secs)
+fn build_fits(forecast: &BuildForecast, full: Option<(f64, f64)>, (m, ec): (u32, u32), left: f64) -> bool {
+    let secs = forecast.secs(m, ec);
+    secs <= left && full.is_none_or(|(scale, kept)| secs * scale <= kept)
 }
 
 impl<'a, B: Backend> Run<'a, B> {
@@ -179,7 +180,7 @@ impl<'a, B: Backend> Run<'a, B> {
             grid: grid.into_iter(),
             phase: Phase::Climb,
             started: Instant::now(),
-            secs_per_unit: 0.0,
+            forecast: BuildForecast::default(),
             refine: RefineStats::default(),
             builds_before_refine: 0,
             validated: 0,
@@ -217,7 +218,7 @@ impl<'a, B: Backend> Run<'a, B> {
         self.candidates
             .iter()
             .any(|x| x.config.links_id(self.setup.engine) == links)
-            || build_fits(self.secs_per_unit, self.full, (c.m, c.ef_construction), left)
+            || build_fits(&self.forecast, self.full, (c.m, c.ef_construction), left)
     }
 
     /// Step 1: the next config to measure, or `None` when the run has measured enough.
@@ -242,8 +243,9 @@ impl<'a, B: Backend> Run<'a, B> {
                             if self.candidates.len() >= max_trials - reserve || left <= 0.0 {
                                 None
                             } else {
-                                let (spu, full) = (self.secs_per_unit, self.full);
-                                self.adaptive.next(&|m, ec| build_fits(spu, full, (m, ec), left))
+                                let (forecast, full) = (&self.forecast, self.full);
+                                self.adaptive
+                                    .next(&|m, ec| build_fits(forecast, full, (m, ec), left))
                             }
                         }
                     };
@@ -335,8 +337,8 @@ impl<'a, B: Backend> Run<'a, B> {
             return Ok(None);
         };
         if self.b.builds() > built_before {
-            let units = f64::from(config.m) * f64::from(config.ef_construction);
-            self.secs_per_unit = self.secs_per_unit.max(metrics.build_time_secs / units);
+            self.forecast
+                .observe(config.m, config.ef_construction, metrics.build_time_secs);
         }
         let id = Uuid::now_v7();
         self.candidates.push(super::candidate_of(id, config, &metrics));
@@ -472,10 +474,10 @@ impl<'a, B: Backend> Run<'a, B> {
             Strategy::Adaptive { budget, .. } => budget.as_secs_f64() - self.started.elapsed().as_secs_f64(),
             Strategy::Grid => f64::INFINITY,
         };
-        let (spu, full) = (self.secs_per_unit, self.full);
+        let (forecast, full) = (&self.forecast, self.full);
         let next = self
             .adaptive
-            .upcoming(PREFETCH, &|m, ec| build_fits(spu, full, (m, ec), left));
+            .upcoming(PREFETCH, &|m, ec| build_fits(forecast, full, (m, ec), left));
         self.b.prefetch(&next).await
     }
 

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::{Backend, Phase, Run, Setup, Step};
 use crate::autotune::adaptive::Ladders;
+use crate::autotune::forecast::{self, BuildForecast};
 use crate::autotune::refine::RefineStats;
 use crate::autotune::spec::Sampling;
 use crate::autotune::transfer::{self, SampleReport, Transfer, TransferError};
@@ -20,9 +21,9 @@ pub(super) struct Sampled {
     report: SampleReport,
     /// The first leading config's recall on the sample.
     first_recall: Option<f64>,
-    /// Seconds per (m × ef_construction) unit of a full build, forecast from the sample's
-    /// builds ([`transfer::build_scale`]) until a full build is measured.
-    forecast_secs_per_unit: f64,
+    /// The sample's builds, and how much longer a full build takes
+    /// ([`forecast::size_scale`]): the full builds' forecast until one is measured.
+    forecast: (BuildForecast, f64),
     refinement: Option<RefineStats>,
 }
 
@@ -59,12 +60,12 @@ impl<B: Backend> Run<'_, B> {
             defer: true,
             ..self.setup.clone()
         };
-        let (leading, trials, first_recall, spu, refinement) = {
+        let (leading, trials, first_recall, forecast, refinement) = {
             let mut r = Run::new(&mut *self.b, &spec, setup);
             r.started = self.started;
             let kept =
                 budget.as_secs_f64() * (1.0 - transfer::SAMPLE_BUDGET_SHARE) * transfer::FULL_BUILD_SHARE;
-            r.full = Some((transfer::build_scale(rows, of_rows), kept));
+            r.full = Some((forecast::size_scale(rows, of_rows), kept));
             if r.explore().await? {
                 return Ok(None);
             }
@@ -79,7 +80,7 @@ impl<B: Backend> Run<'_, B> {
                 .and_then(|f| r.candidates.iter().find(|c| c.config == *f))
                 .map(|c| c.recall_at_k);
             let refinement = r.refines().then_some(r.refine);
-            (leading, r.candidates.len(), first, r.secs_per_unit, refinement)
+            (leading, r.candidates.len(), first, r.forecast, refinement)
         };
         let builds = self.b.builds();
         if self.b.scope(None).await?.is_none() {
@@ -107,7 +108,7 @@ impl<B: Backend> Run<'_, B> {
                 full_build_secs: None,
             },
             first_recall,
-            forecast_secs_per_unit: spu * transfer::build_scale(rows, of_rows),
+            forecast: (forecast, forecast::size_scale(rows, of_rows)),
             refinement,
         });
         let ladder = Ladders::within(&self.spec.bounds).ef;
@@ -137,14 +138,14 @@ impl<B: Backend> Run<'_, B> {
             return None;
         }
         // a full build measured is the forecast from then on
-        let spu = match &self.sampled {
-            Some(s) if self.secs_per_unit <= 0.0 => s.forecast_secs_per_unit,
-            _ => self.secs_per_unit,
+        let (forecast, scale) = match &self.sampled {
+            Some(s) if self.forecast.is_empty() => (&s.forecast.0, s.forecast.1),
+            _ => (&self.forecast, 1.0),
         };
         let Phase::Transfer(t) = &mut self.phase else {
             return None;
         };
-        let next = t.next(&|c| spu * f64::from(c.m) * f64::from(c.ef_construction) <= left)?;
+        let next = t.next(&|c| forecast.secs(c.m, c.ef_construction) * scale <= left)?;
         // the report lists each graph transferred, at the ef_search it started from
         if let Some(s) = self.sampled.as_mut() {
             let engine = self.setup.engine;
@@ -181,8 +182,8 @@ impl<B: Backend> Run<'_, B> {
         let mut r = s.report.clone();
         r.full_builds = self.b.builds().saturating_sub(r.builds);
         if let Some(g) = r.leading.first() {
-            let units = f64::from(g.m) * f64::from(g.ef_construction);
-            r.full_build_forecast_secs = Some(s.forecast_secs_per_unit * units);
+            let (forecast, scale) = &s.forecast;
+            r.full_build_forecast_secs = Some(forecast.secs(g.m, g.ef_construction) * scale);
             r.full_build_secs = self
                 .candidates
                 .iter()

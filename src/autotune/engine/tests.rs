@@ -12,7 +12,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// A backend whose recall and cost are formulas of the config, whose builds take
-/// `build_secs` of (paused) tokio time per m×efC unit, and whose interleaved latencies
+/// `build_secs` of (paused) tokio time per m×efC unit (or per `m^a · efC^b` with
+/// `build_law`), and whose interleaved latencies
 /// are the cost times seeded noise.
 struct Fake {
     built: HashSet<(crate::params::GraphId, Option<usize>)>,
@@ -24,6 +25,8 @@ struct Fake {
     cancel_after: Option<usize>,
     measured: usize,
     build_secs: f64,
+    /// Exponents of `m` and `ef_construction` in a build's time (1, 1: per unit).
+    build_law: (f64, f64),
     /// Held-out queries are harder by this much recall.
     held_out_penalty: f64,
     /// Interleaved latencies of SQ8 configs are scaled by this (narrow vectors: above 1).
@@ -83,6 +86,12 @@ impl Helper {
 }
 
 impl Fake {
+    /// Seconds of a full build of `c`'s graph.
+    fn build_of(&self, c: &HnswConfig) -> f64 {
+        let (a, b) = self.build_law;
+        self.build_secs * f64::from(c.m).powf(a) * f64::from(c.ef_construction).powf(b)
+    }
+
     fn new(seed: u64) -> Fake {
         Fake {
             built: HashSet::new(),
@@ -94,6 +103,7 @@ impl Fake {
             cancel_after: None,
             measured: 0,
             build_secs: 1e-4,
+            build_law: (1.0, 1.0),
             held_out_penalty: 0.0,
             sq8_factor: 1.0,
             sq4_factor: 1.0,
@@ -173,11 +183,11 @@ impl Backend for Fake {
             return Ok(None);
         }
         self.measured += 1;
-        // a sample's builds are cheaper by n log n
-        let scale = self.scope.map_or(1.0, |s| {
-            1.0 / crate::autotune::transfer::build_scale(s, self.rows)
-        });
-        let build = self.build_secs * f64::from(c.m) * f64::from(c.ef_construction) * scale;
+        // a sample's builds are cheaper by the forecast's size law
+        let scale = self
+            .scope
+            .map_or(1.0, |s| 1.0 / crate::autotune::forecast::size_scale(s, self.rows));
+        let build = self.build_of(&c) * scale;
         // a twin in another quantization is derived from the links held, as the tuner does
         // (graphs of the sample and of the full index are different builds)
         if self.built.insert((c.links_id(Engine::Native), self.scope)) {
@@ -252,7 +262,8 @@ impl Backend for Fake {
         Ok(Some(()))
     }
     async fn prefetch(&mut self, configs: &[HnswConfig]) -> Result<(), String> {
-        let (built, scope, unit) = (&self.built, self.scope, self.build_secs);
+        let secs: Vec<f64> = configs.iter().map(|c| self.build_of(c)).collect();
+        let (built, scope) = (&self.built, self.scope);
         let Some(h) = self.helper.as_mut() else {
             return Ok(());
         };
@@ -265,13 +276,12 @@ impl Backend for Fake {
         // offers no longer wanted are withdrawn unless taken, as the tuner does
         let wanted: Vec<_> = configs.iter().map(|c| c.links_id(Engine::Native)).collect();
         h.queue.retain(|(q, _, _)| wanted.contains(q));
-        for c in configs {
+        for (c, secs) in configs.iter().zip(secs) {
             let id = c.links_id(Engine::Native);
             if built.contains(&(id, None)) || h.taken.contains_key(&id) || h.queue.iter().any(|q| q.0 == id) {
                 continue;
             }
-            h.queue
-                .push((id, now, unit * f64::from(c.m) * f64::from(c.ef_construction)));
+            h.queue.push((id, now, secs));
         }
         Ok(())
     }

@@ -207,7 +207,8 @@ pub struct SampleOut {
     pub transfer: Option<TransferOut>,
     /// Seconds the sample's part took.
     pub secs: f64,
-    /// The first full build's seconds as forecast from the sample's builds (`n log n`).
+    /// The first full build's seconds as forecast from the sample's builds (a law fitted to
+    /// them, scaled to the full size).
     pub full_build_forecast_secs: Option<f64>,
     /// The first full build's seconds as measured.
     pub full_build_secs: Option<f64>,

@@ -1,5 +1,5 @@
 //! Sample-and-transfer on the fake backend: a 1M-row index whose sample is easier (half
-//! the misses) and whose sample builds are cheaper by `n log n`.
+//! the misses) and whose sample builds are cheaper by the forecast's size law.
 
 use super::*;
 use crate::autotune::transfer::SAMPLE_BUDGET_SHARE;
@@ -54,7 +54,7 @@ async fn a_large_index_is_explored_on_a_sample_and_decided_on_the_full_index() {
     assert_eq!(s.builds + s.full_builds, o.builds);
     assert!((1..=2).contains(&s.full_builds), "{s:?}");
     assert!(s.builds >= 3, "the climb ran on the sample: {s:?}");
-    // the fake's builds scale by n log n exactly: the forecast from the sample is the build
+    // the fake's builds follow the forecast's laws exactly: the forecast from the sample is the build
     let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
     assert!(
         (forecast - measured).abs() < 1e-6 * measured,
@@ -140,12 +140,59 @@ async fn a_budget_too_small_for_the_climb_explores_only_graphs_whose_full_build_
     let kept = 600.0 * (1.0 - SAMPLE_BUDGET_SHARE) * crate::autotune::transfer::FULL_BUILD_SHARE;
     for (id, scope) in &b.built {
         if scope.is_some() {
-            // the fake's full build: build_secs per unit (a sample's is cheaper by n log n)
+            // the fake's full build: build_secs per unit (a sample's is cheaper by the size law)
             let units = f64::from(id.m) * f64::from(id.ef_construction);
             assert!(b.build_secs * units <= kept * 1.0001, "{id:?}");
         }
     }
     assert!(s.full_builds >= 1, "{s:?}");
+}
+
+/// Builds that grow slower than `m × ef_construction`, as real ones do (`m^0.26 · efC^0.78`
+/// at 1M): the fitted forecast is exact where the per-unit rule (the dearest build per unit,
+/// the climb's small first ones) forecast the full build 1.7× long, the sample explores
+/// graphs whose full builds that rule put past the budget, and the budget still holds.
+#[tokio::test(start_paused = true)]
+async fn a_sublinear_build_law_is_fitted_and_the_budget_still_holds() {
+    let mut b = large(5);
+    b.build_law = (0.3, 0.75);
+    // the full m 16 / efC 80 build still takes 80 s
+    b.build_secs = 80.0 / (16f64.powf(0.3) * 80f64.powf(0.75));
+    let started = Instant::now();
+    let o = finished(run(&mut b, spec(600.0, None), false).await);
+    let wall = started.elapsed().as_secs_f64();
+    assert!(wall <= 600.0 * 1.1, "{wall}");
+    let kept = 600.0 * (1.0 - SAMPLE_BUDGET_SHARE) * crate::autotune::transfer::FULL_BUILD_SHARE;
+    let explored: Vec<HnswConfig> = b
+        .built
+        .iter()
+        .filter(|(_, scope)| scope.is_some())
+        .map(|(id, _)| cfg(id.m, id.ef_construction, 10))
+        .collect();
+    let units = |c: &HnswConfig| f64::from(c.m) * f64::from(c.ef_construction);
+    let per_unit = explored
+        .iter()
+        .map(|c| b.build_of(c) / units(c))
+        .fold(0f64, f64::max);
+    let refused: Vec<_> = explored
+        .iter()
+        .filter(|c| per_unit * units(c) > kept)
+        .map(|c| (c.m, c.ef_construction))
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "explored only what the per-unit rule allowed: {explored:?}"
+    );
+    // the law is exact on the fake: every graph explored would have fit as a full build
+    for c in &explored {
+        assert!(b.build_of(c) <= kept * 1.0001, "{c:?}");
+    }
+    let s = o.sample.unwrap();
+    let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
+    assert!(
+        (forecast - measured).abs() < 1e-6 * measured,
+        "{forecast} vs {measured}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
