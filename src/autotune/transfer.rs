@@ -39,8 +39,14 @@ pub const MIN_SAMPLED_TRIALS: usize = 4;
 pub const MAX_LEADING: usize = 2;
 /// A second leading graph is built on the full index even when the first passes there if
 /// its cost on the sample is within this fraction of the first's: a near-tie on the sample
-/// is decided on the full index.
+/// is decided on the full index — when their builds cost alike ([`LEADING_BUILD_NEAR`]).
 pub const LEADING_NEAR: f64 = 0.10;
+/// Near-tied graphs whose sample builds differ by more than this fraction are not both
+/// built on the full index: the one cheaper to build leads alone. Why: the sample cannot
+/// tell them apart in serving, and the full build is most of a large run's wall — at 1M a
+/// near-tie of m 24 / efC 160 with efC 320 (a build 1.6× as long) took the run from 211 s to
+/// 485 s for a winner the sample had called equal.
+pub const LEADING_BUILD_NEAR: f64 = 0.25;
 /// Share of the full index's misses the sample may make: the sample's bar is
 /// `1 - (1 - target) · SAMPLE_MISS_SHARE`. A sample misses fewer neighbours than the full
 /// index at the same config (measured at 1M rows with a tenth sampled: .964 there, .917 on
@@ -63,6 +69,22 @@ pub fn sample_rows(rows: usize, sampling: Sampling) -> Option<usize> {
     }
 }
 
+/// The builder of a sample's graphs when the index's builder is `engine`: the native
+/// builder on SQ8 codes (`native_sq8`) in place of the native one on the rows.
+///
+/// Why: a sample's graphs only rank configs — they are never stored, served or activated
+/// (the leading graph is built on the full index by the index's own builder) — and a build
+/// on codes reads a quarter of the bytes per distance: ~1.25× faster at 100k × 128, with
+/// recall at every `ef_search` within .0011 of the native graph's (BENCHMARKS, Engine III
+/// fourth step), well inside the transfer error a sample already has. The reference builder
+/// (hnsw_rs) stays itself: a run on it is asked to measure that builder's graphs.
+pub fn sample_engine(engine: Engine) -> Engine {
+    match engine {
+        Engine::Native | Engine::NativeSq8 => Engine::NativeSq8,
+        Engine::HnswRs => Engine::HnswRs,
+    }
+}
+
 /// The sample's bar for a run whose bar is `recall` ([`SAMPLE_MISS_SHARE`]).
 pub fn sample_bar(recall: f64) -> f64 {
     1.0 - (1.0 - recall) * SAMPLE_MISS_SHARE
@@ -70,7 +92,8 @@ pub fn sample_bar(recall: f64) -> f64 {
 
 /// The graphs the sample's exploration ranks first, each at the `ef_search` it passed with
 /// there: the cheapest passing by exact distance evaluations, and the second cheapest too
-/// when the sample cannot tell them apart ([`LEADING_NEAR`]; at most [`MAX_LEADING`]). When
+/// when the sample cannot tell them apart ([`LEADING_NEAR`]; at most [`MAX_LEADING`]) and
+/// their builds cost alike (else the cheaper build alone, [`LEADING_BUILD_NEAR`]). When
 /// none passed, the one with the highest recall (the full index may pass it with a larger
 /// `ef_search`, or a [`stronger`] build of it). `quantization`: the climb's choice, when it
 /// made one.
@@ -116,17 +139,25 @@ pub fn leading(
         best.truncate(1);
     } else {
         best.sort_by(|a, b| a.distance_evals_per_query.total_cmp(&b.distance_evals_per_query));
-        // a second graph only when the sample cannot tell them apart
-        let lead = match best[..] {
+        // a second graph only when the sample cannot tell them apart, and their builds
+        // cost alike; else the cheaper build of a near-tie leads alone
+        match best[..] {
             [first, second, ..]
                 if second.distance_evals_per_query
                     <= first.distance_evals_per_query * (1.0 + LEADING_NEAR) =>
             {
-                MAX_LEADING
+                let (f, s) = (first.build_time_secs, second.build_time_secs);
+                if s * (1.0 + LEADING_BUILD_NEAR) < f {
+                    best.swap(0, 1);
+                    best.truncate(1);
+                } else if f * (1.0 + LEADING_BUILD_NEAR) < s {
+                    best.truncate(1);
+                } else {
+                    best.truncate(MAX_LEADING);
+                }
             }
-            _ => best.len().min(1),
-        };
-        best.truncate(lead);
+            _ => best.truncate(1),
+        }
     }
     best.into_iter().map(|c| c.config).collect()
 }
@@ -163,6 +194,11 @@ pub fn stronger(g: &HnswConfig, bounds: &crate::params::Bounds) -> Option<HnswCo
 /// Measured at 1M × 128 (`vectune-bench grid`, each query once per pass): the sample's
 /// choice, sq8, served m 24 / efC 160 at recall .95 in 66 µs, its RaBitQ twin in 31 µs —
 /// on the 100,000-row sample, which the cache mostly holds, sq8 had ranked first.
+///
+/// As in the climb, a graph (or twin) whose **failing** probe is already slower than the
+/// fastest passing config seen is left at once: every `ef_search` that could pass it is
+/// larger and slower still. At 1M the f32 and sq4 twins of the first graph each walked 6–8
+/// probes (2–3 s) that could not win this way.
 #[derive(Debug, Clone)]
 pub struct Transfer {
     leading: Vec<HnswConfig>,
@@ -179,6 +215,8 @@ pub struct Transfer {
     tried: Vec<u32>,
     /// Graphs that passed on the full index.
     passed: usize,
+    /// The least p50 of a passing config so far (µs).
+    fastest: Option<f64>,
     engine: Engine,
 }
 
@@ -203,6 +241,7 @@ impl Transfer {
             fail: None,
             tried: Vec::new(),
             passed: 0,
+            fastest: None,
             engine,
         }
     }
@@ -298,8 +337,9 @@ impl Transfer {
         }
     }
 
-    /// What `config`'s measurement on the full index said.
-    pub fn observe(&mut self, config: HnswConfig, passes: bool) {
+    /// What `config`'s measurement on the full index said: whether it passes, and its p50
+    /// when measured (`None`: unknown, nothing is left for being slow).
+    pub fn observe(&mut self, config: HnswConfig, passes: bool, p50_us: Option<f64>) {
         let Some(g) = self.leading.get(self.at) else {
             return;
         };
@@ -309,6 +349,12 @@ impl Transfer {
         let ef = config.ef_search;
         if passes {
             self.pass = Some(self.pass.map_or(ef, |p| p.min(ef)));
+            if let Some(us) = p50_us {
+                self.fastest = Some(self.fastest.map_or(us, |f| f.min(us)));
+            }
+        } else if self.pass.is_none() && p50_us.zip(self.fastest).is_some_and(|(us, f)| us >= f) {
+            // failing and already slower than a passing config: no rung of it can win
+            self.fail = Some(u32::MAX);
         } else {
             self.fail = Some(self.fail.map_or(ef, |f| f.max(ef)));
         }
@@ -346,6 +392,9 @@ pub struct SampleReport {
     pub trials: usize,
     /// Graphs built on the sample.
     pub builds: usize,
+    /// Their builder ([`sample_engine`]; reports from before it was chosen: the index's).
+    #[serde(default)]
+    pub engine: Engine,
     /// Graphs built on the full index.
     pub full_builds: usize,
     /// The graphs built on the full index, in order, each at the `ef_search` it started
@@ -415,6 +464,13 @@ mod tests {
     }
 
     #[test]
+    fn a_sample_is_built_on_codes_unless_the_reference_builder_is_asked_for() {
+        assert_eq!(sample_engine(Engine::Native), Engine::NativeSq8);
+        assert_eq!(sample_engine(Engine::NativeSq8), Engine::NativeSq8);
+        assert_eq!(sample_engine(Engine::HnswRs), Engine::HnswRs);
+    }
+
+    #[test]
     fn leading_graphs_are_the_cheapest_passing_and_a_second_only_near_the_first() {
         let all = [
             cand(cfg(16, 80, 40), 0.96, 1000.0),
@@ -433,6 +489,24 @@ mod tests {
         ];
         // far apart: the first alone
         assert_eq!(leading(&far, &pass, None, Engine::Native), vec![cfg(16, 80, 30)]);
+        // near in serving, far in building: the cheaper build alone, whichever is first
+        let built = |c: &Candidate, secs: f64| Candidate {
+            build_time_secs: secs,
+            ..c.clone()
+        };
+        let dear_second = [built(&all[1], 5.0), built(&all[2], 7.7)];
+        assert_eq!(
+            leading(&dear_second, &pass, None, Engine::Native),
+            vec![cfg(16, 80, 30)]
+        );
+        let dear_first = [built(&all[1], 7.7), built(&all[2], 5.0)];
+        assert_eq!(
+            leading(&dear_first, &pass, None, Engine::Native),
+            vec![cfg(24, 160, 30)]
+        );
+        // builds within a quarter of each other: both, as before
+        let alike = [built(&all[1], 5.0), built(&all[2], 6.0)];
+        assert_eq!(leading(&alike, &pass, None, Engine::Native).len(), 2);
         // a patience tuned on the sample is left there when the graph passed without one
         let mut early = cfg(16, 80, 30);
         early.patience = 24;
@@ -462,7 +536,7 @@ mod tests {
         let mut seen = Vec::new();
         while let Some(c) = t.next(&|_| true) {
             assert!(seen.len() < 60, "probes end");
-            t.observe(c, c.ef_search >= need(&c));
+            t.observe(c, c.ef_search >= need(&c), None);
             seen.push(c);
         }
         seen
@@ -526,10 +600,53 @@ mod tests {
         let mut t = without_twins(vec![a], &ladder);
         let mut seen = Vec::new();
         while let Some(c) = t.next(&|c| c.ef_construction == 80) {
-            t.observe(c, false);
+            t.observe(c, false, None);
             seen.push(c);
         }
         assert!(seen.iter().all(|c| c.ef_construction == 80));
+    }
+
+    /// A twin whose failing probe is already slower than the fastest passing config is left
+    /// after that probe (every ef that could pass it costs more); a faster one climbs until
+    /// it passes. Without latencies nothing is left for being slow.
+    #[test]
+    fn a_twin_failing_slower_than_a_passing_config_is_left_at_once() {
+        use crate::params::Quantization as Q;
+        let ladder = vec![10, 20, 40, 80, 120, 200];
+        let a = cfg(8, 80, 40).with_quantization(Q::Sq8);
+        // sq8 passes from ef 50 at 1 µs an ef; f32 from 60 at 2 (slower while failing);
+        // sq4 from 90 at 0.5 and rabitq from 70 at 0.8 (faster while failing)
+        let need = |c: &HnswConfig| match c.quantization {
+            Q::Sq8 => 50,
+            Q::None => 60,
+            Q::Sq4 => 90,
+            Q::Rabitq => 70,
+        };
+        let per_ef = |c: &HnswConfig| match c.quantization {
+            Q::Sq8 => 1.0,
+            Q::None => 2.0,
+            Q::Sq4 => 0.5,
+            Q::Rabitq => 0.8,
+        };
+        for timed in [true, false] {
+            let twins = vec![Q::None, Q::Sq4, Q::Rabitq];
+            let mut t = Transfer::new(vec![a], twins, ladder.clone(), bounds(), Engine::Native);
+            let mut seen = Vec::new();
+            while let Some(c) = t.next(&|_| true) {
+                assert!(seen.len() < 80, "probes end");
+                let p50 = timed.then(|| per_ef(&c) * f64::from(c.ef_search));
+                t.observe(c, c.ef_search >= need(&c), p50);
+                seen.push(c);
+            }
+            let probes = |q: Q| seen.iter().filter(|c| c.quantization == q).count();
+            let passed = |q: Q| seen.iter().any(|c| c.quantization == q && c.ef_search >= need(c));
+            assert!(passed(Q::Sq4) && passed(Q::Rabitq), "{seen:?}");
+            if timed {
+                assert_eq!(probes(Q::None), 1, "{seen:?}");
+            } else {
+                assert!(probes(Q::None) > 1 && passed(Q::None), "{seen:?}");
+            }
+        }
     }
 
     #[test]
@@ -557,7 +674,7 @@ mod tests {
         // the budget pays for no build: the twins need none, the near-tie b does
         while let Some(c) = t.next(&|g| g.m == 8) {
             assert!(seen.len() < 60, "probes end");
-            t.observe(c, c.ef_search >= need(&c));
+            t.observe(c, c.ef_search >= need(&c), None);
             seen.push(c);
         }
         let order: Vec<_> = seen.iter().map(|c| (c.m, c.quantization)).collect();

@@ -778,6 +778,7 @@ mod tests {
                 chosen_by: "auto".into(),
                 trials: 3,
                 builds: 2,
+                engine: crate::params::Engine::NativeSq8,
                 full_builds: 1,
                 leading: vec![crate::params::HnswConfig::DEFAULT],
                 transfer: Some(crate::autotune::transfer::TransferError {

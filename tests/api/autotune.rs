@@ -644,6 +644,8 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
     );
     assert!(on_sample >= 1 && (1..=2).contains(&on_full), "{sample:?}");
     assert_eq!(r["builds"].as_u64().unwrap(), on_sample + on_full);
+    // the sample's graphs only rank configs: built on codes
+    assert_eq!(sample["engine"], "native_sq8", "{sample:?}");
     let t = &sample["transfer"];
     let (sr, fr) = (
         t["sample_recall"].as_f64().unwrap(),
@@ -696,6 +698,8 @@ async fn a_sampled_run_transfers_its_leading_graphs_and_activation_loads_the_win
     // at the winner's own key, whichever quantization of the build won
     let quantization = format!("-{}-", w["quantization"].as_str().unwrap());
     assert!(stored[0].as_ref().contains(&quantization), "{stored:?} vs {w:?}");
+    // built by the index's builder, not the sample's
+    assert!(stored[0].as_ref().ends_with("-native.graph"), "{stored:?}");
     // its graph was stored by the run: activation loads it
     let (s, a) = app.activate("idx").await;
     assert_eq!(s, StatusCode::OK, "{a:?}");

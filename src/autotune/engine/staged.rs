@@ -22,7 +22,8 @@ pub(super) struct Sampled {
     /// The first leading config's recall on the sample.
     first_recall: Option<f64>,
     /// The sample's builds, and how much longer a full build takes
-    /// ([`forecast::size_scale`]): the full builds' forecast until one is measured.
+    /// ([`forecast::size_scale`], [`forecast::builder_scale`]): the full builds' forecast
+    /// until one is measured.
     forecast: (BuildForecast, f64),
     refinement: Option<RefineStats>,
 }
@@ -55,9 +56,15 @@ impl<B: Backend> Run<'_, B> {
             validation_fraction: 0.0,
             ..self.spec.clone()
         };
+        // a full build against the sample's: more rows, and the index's builder
+        let sample_engine = transfer::sample_engine(self.setup.engine);
+        let full_scale =
+            forecast::size_scale(rows, of_rows) * forecast::builder_scale(sample_engine, self.setup.engine);
         let setup = Setup {
             // never journaled: the pending trials are dropped with the sample's run
             defer: true,
+            // its graphs are built on codes: they only rank configs
+            engine: sample_engine,
             ..self.setup.clone()
         };
         let (leading, trials, first_recall, forecast, refinement) = {
@@ -65,7 +72,7 @@ impl<B: Backend> Run<'_, B> {
             r.started = self.started;
             let kept =
                 budget.as_secs_f64() * (1.0 - transfer::SAMPLE_BUDGET_SHARE) * transfer::FULL_BUILD_SHARE;
-            r.full = Some((forecast::size_scale(rows, of_rows), kept));
+            r.full = Some((full_scale, kept));
             if r.explore().await? {
                 return Ok(None);
             }
@@ -100,6 +107,7 @@ impl<B: Backend> Run<'_, B> {
                 .into(),
                 trials,
                 builds,
+                engine: sample_engine,
                 full_builds: 0,
                 leading: Vec::new(),
                 transfer: None,
@@ -108,7 +116,7 @@ impl<B: Backend> Run<'_, B> {
                 full_build_secs: None,
             },
             first_recall,
-            forecast: (forecast, forecast::size_scale(rows, of_rows)),
+            forecast: (forecast, full_scale),
             refinement,
         });
         let ladder = Ladders::within(&self.spec.bounds).ef;

@@ -183,10 +183,11 @@ impl Backend for Fake {
             return Ok(None);
         }
         self.measured += 1;
-        // a sample's builds are cheaper by the forecast's size law
-        let scale = self
-            .scope
-            .map_or(1.0, |s| 1.0 / crate::autotune::forecast::size_scale(s, self.rows));
+        // a sample's builds are cheaper by the forecast's size law, and built on codes
+        let scale = self.scope.map_or(1.0, |s| {
+            use crate::autotune::forecast::{builder_scale, size_scale};
+            1.0 / (size_scale(s, self.rows) * builder_scale(Engine::NativeSq8, Engine::Native))
+        });
         let build = self.build_of(&c) * scale;
         // a twin in another quantization is derived from the links held, as the tuner does
         // (graphs of the sample and of the full index are different builds)

@@ -43,6 +43,9 @@ pub(super) struct RunContext {
     /// Brute-force µs per tuning query (once per run: it does not depend on the graph).
     brute_us: Option<f64>,
     cache: GraphCache<Graph>,
+    /// The builder of this scope's graphs: the index's, or a sample's
+    /// ([`crate::autotune::transfer::sample_engine`]).
+    engine: crate::params::Engine,
     pub(super) builds: usize,
     pub(super) cancel: CancellationToken,
     /// Rows the build under way has inserted (a job's `progress.build`).
@@ -172,6 +175,7 @@ impl Tuner {
             held,
             brute_us: None,
             cache: GraphCache::new(self.parts.run_graph_bytes, self.parts.build_options.engine),
+            engine: self.parts.build_options.engine,
             builds: 0,
             cancel,
             build: Arc::default(),
@@ -189,7 +193,12 @@ impl Tuner {
         if ctx.cancel.is_cancelled() {
             return Ok(None);
         }
-        ctx.cache = GraphCache::new(self.parts.run_graph_bytes, self.parts.build_options.engine);
+        let engine = self.parts.build_options.engine;
+        ctx.engine = match sample {
+            Some(_) => crate::autotune::transfer::sample_engine(engine),
+            None => engine,
+        };
+        ctx.cache = GraphCache::new(self.parts.run_graph_bytes, ctx.engine);
         ctx.keep_full_builds = sample.is_none() && ctx.full.is_some();
         let Some(rows) = sample else {
             if let Some(f) = ctx.full.take() {
@@ -262,7 +271,10 @@ impl Tuner {
             _ => ctx.tune.clone(),
         };
         let (cached, twin) = ctx.held(&config);
-        let options = self.parts.build_options;
+        let options = crate::hnsw::BuildOptions {
+            engine: ctx.engine,
+            ..self.parts.build_options
+        };
         // a full build stored by this run and dropped from its memory since: loaded, not
         // built again, in any quantization of its links (the codes derived) — only this
         // run's own full builds: a graph another instance stored at the same key is an

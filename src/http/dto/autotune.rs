@@ -197,6 +197,9 @@ pub struct SampleOut {
     pub trials: usize,
     /// Graphs built on the sample.
     pub builds: usize,
+    /// Their builder: `native_sq8` (on codes: they only rank configs) unless the index's
+    /// builder is the reference `hnsw_rs`; the full index's graphs are the index's builder's.
+    pub engine: String,
     /// Graphs built on the full index (stored: the winner's activation loads its graph).
     pub full_builds: usize,
     /// The graphs built on the full index, in order, each at the `ef_search` it started
@@ -235,6 +238,7 @@ impl From<&crate::autotune::transfer::SampleReport> for SampleOut {
             chosen_by: s.chosen_by.clone(),
             trials: s.trials,
             builds: s.builds,
+            engine: s.engine.as_str().to_string(),
             full_builds: s.full_builds,
             leading: s.leading.iter().map(|&c| c.into()).collect(),
             transfer: s.transfer.as_ref().map(|t| TransferOut {
