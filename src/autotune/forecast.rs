@@ -6,13 +6,16 @@
 //! either. Measured on this project's 1M × 128 grid (20 builds, 2 threads, Zen 4) it goes as
 //! `m^0.26 · ef_construction^0.78` (every build within 13 % of that law), so the seconds per
 //! unit of the run's cheapest build — usually its first, `m` 8 — over-forecast a sample's
-//! m 24 / efC 160 by 1.6–2.3× at 1M, and the sample's climb never explored m 32 / efC 160 or
-//! m 24 / efC 320 (whose full builds would have fitted the budget twice over). So the
+//! m 24 / efC 160 by 1.6–2.3× at 1M (286–368 s for 159–162 s builds): with a 600 s budget
+//! (270 s kept for the first full build) the sample's climb could not have explored the very
+//! graph that won at 900 s. So the
 //! exponents are fitted to the run's own builds by least squares on logs, clamped to what
 //! an insertion's work allows ([`M_EXPONENT`], [`EC_EXPONENT`]), and the law is scaled to
 //! the **slowest** build relative to it: every build seen would have been forecast at
 //! least at its own time. Until the builds vary in both `m` and `ef_construction` (three at
 //! least), the exponents stay 1: the old per-unit rule, which over-forecasts upward.
+
+use crate::params::Engine;
 
 /// Range of the fitted `m` exponent: an insertion evaluates at most `2m` links per node
 /// expanded (linear), and a noisy fit on a few small builds must not make larger graphs
@@ -20,8 +23,6 @@
 pub const M_EXPONENT: (f64, f64) = (0.25, 1.0);
 /// Range of the fitted `ef_construction` exponent: the beam's work is at most linear in it.
 pub const EC_EXPONENT: (f64, f64) = (0.5, 1.0);
-
-use crate::params::Engine;
 
 /// How much longer a build on `full` rows takes than the same build on `sample` rows:
 /// `(full / sample)^1.3`. Each insertion searches a graph whose depth grows with `log n`
