@@ -313,9 +313,9 @@ impl Tuner {
         let (set, k, cancel, brute) = (ctx.set.clone(), ctx.k, ctx.cancel.clone(), ctx.brute_us);
         let progress = ctx.build.clone();
         let tune = ctx.tune.clone();
-        let waited = std::time::Instant::now();
+        let asked = std::time::Instant::now();
         let permit = self.measuring().await?;
-        let waited = waited.elapsed().as_secs_f64();
+        let waited = asked.elapsed().as_secs_f64();
         let out = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let (graph, source) = match (cached, twin, kept) {
