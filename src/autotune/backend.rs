@@ -56,12 +56,15 @@ pub trait Backend: Send {
     fn rows(&self) -> usize;
     /// From now on measures on a uniform sample of `sample` of the index's live rows,
     /// against the sample's own exact ground truth (`Some`), or on the full index again
-    /// (`None`); graphs held for the other size are dropped. `None` when the run was
-    /// cancelled meanwhile.
+    /// (`None`); graphs held for the other size are dropped. Says which builder the
+    /// scope's graphs are built by (the backend chooses it: a sample's graphs only rank
+    /// configs, [`crate::autotune::transfer::sample_engine`]), so the run's graph ids and
+    /// build forecasts follow the builds it gets. `None` when the run was cancelled
+    /// meanwhile.
     fn scope(
         &mut self,
         sample: Option<usize>,
-    ) -> impl Future<Output = Result<Option<()>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Engine>, Self::Error>> + Send;
     /// The graphs of `configs` the run is about to need: a backend with other instances
     /// beside it offers them to be built there ([`crate::fleet::work`]); a hint, never
     /// required (the default does nothing).

@@ -39,7 +39,10 @@ pub fn size_scale(sample: usize, full: usize) -> f64 {
 /// native one on the rows, else 1. Measured at 100k × 128: 1.6–1.95× on Zen 4 with VNNI
 /// (m 8–24, efC 40–160), 1.26× on an AVX2-only Zen 3. Without it the first 1M full build's
 /// forecast ran 28 % short; with 2 it ran 42–58 % long (the law's envelope already leans
-/// long), with 1.75 about a quarter.
+/// long), with 1.75 about a quarter. The two factors split differently by machine and
+/// only their product (here 10^1.3 × 1.75 ≈ 35) reaches the forecast: on an AVX2-only Zen 3
+/// the codes were 1.15–1.25× at 100k (m 24 / efC 160) and the size step 10^1.43 (7.5 s →
+/// 201 s), a product of ~39, and the envelope still forecast that build at 225 s (12 % long).
 pub fn builder_scale(from: Engine, to: Engine) -> f64 {
     match (from, to) {
         (Engine::NativeSq8, Engine::Native) => 1.75,

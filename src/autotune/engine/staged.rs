@@ -40,9 +40,11 @@ impl<B: Backend> Run<'_, B> {
             return Ok(Some(()));
         };
         let started = Instant::now();
-        if self.b.scope(Some(rows)).await?.is_none() {
+        // the backend says which builder the sample's graphs get (on codes: they only rank
+        // configs, [`transfer::sample_engine`]): the ids and forecasts below follow it
+        let Some(sample_engine) = self.b.scope(Some(rows)).await? else {
             return Ok(None);
-        }
+        };
         // the sample misses less: its bar is stricter, so its graphs have headroom
         let mut rules = self.spec.rules;
         rules.target_recall = transfer::sample_bar(rules.target_recall);
@@ -57,13 +59,11 @@ impl<B: Backend> Run<'_, B> {
             ..self.spec.clone()
         };
         // a full build against the sample's: more rows, and the index's builder
-        let sample_engine = transfer::sample_engine(self.setup.engine);
         let full_scale =
             forecast::size_scale(rows, of_rows) * forecast::builder_scale(sample_engine, self.setup.engine);
         let setup = Setup {
             // never journaled: the pending trials are dropped with the sample's run
             defer: true,
-            // its graphs are built on codes: they only rank configs
             engine: sample_engine,
             ..self.setup.clone()
         };

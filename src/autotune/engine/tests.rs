@@ -257,10 +257,14 @@ impl Backend for Fake {
     fn rows(&self) -> usize {
         self.rows
     }
-    async fn scope(&mut self, sample: Option<usize>) -> Result<Option<()>, String> {
+    async fn scope(&mut self, sample: Option<usize>) -> Result<Option<Engine>, String> {
         self.scopes.push(sample);
         self.scope = sample;
-        Ok(Some(()))
+        // as the service: a sample's graphs on SQ8 codes, the full index's on its builder
+        Ok(Some(match sample {
+            Some(_) => Engine::NativeSq8,
+            None => Engine::Native,
+        }))
     }
     async fn prefetch(&mut self, configs: &[HnswConfig]) -> Result<(), String> {
         let secs: Vec<f64> = configs.iter().map(|c| self.build_of(c)).collect();

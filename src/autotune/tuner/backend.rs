@@ -13,7 +13,7 @@ use crate::autotune::engine::{Backend, Recorded};
 use crate::autotune::{winner_note, Candidate};
 use crate::fleet::{Lease, LeaseLostOr};
 use crate::measure::Paired;
-use crate::params::HnswConfig;
+use crate::params::{Engine, HnswConfig};
 use crate::trials::{Source, Trial, TrialMetrics};
 
 /// One run's backend.
@@ -92,7 +92,7 @@ impl Backend for RunBackend<'_> {
         self.ctx.full_set().live()
     }
 
-    async fn scope(&mut self, sample: Option<usize>) -> Result<Option<()>> {
+    async fn scope(&mut self, sample: Option<usize>) -> Result<Option<Engine>> {
         self.tuner.scope_in(&mut self.ctx, sample).await
     }
 

@@ -8,13 +8,14 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Result, Tuner, TunerError};
+use crate::autotune::transfer::sample_engine;
 use crate::autotune::{split_queries, GraphCache};
 use crate::harness;
 use crate::hnsw::{self, Graph, Knobs};
 use crate::measure::{self, Paired};
 use crate::metrics::BuildPurpose;
 use crate::names::{HarnessName, IndexName};
-use crate::params::HnswConfig;
+use crate::params::{Engine, HnswConfig};
 use crate::trials::{Source, Trial, TrialMetrics};
 use crate::vectors::VectorSet;
 
@@ -45,7 +46,7 @@ pub(super) struct RunContext {
     cache: GraphCache<Graph>,
     /// The builder of this scope's graphs: the index's, or a sample's
     /// ([`crate::autotune::transfer::sample_engine`]).
-    engine: crate::params::Engine,
+    engine: Engine,
     pub(super) builds: usize,
     pub(super) cancel: CancellationToken,
     /// Rows the build under way has inserted (a job's `progress.build`).
@@ -188,14 +189,20 @@ impl Tuner {
 
     /// Measures on a uniform sample of `sample` live rows from now on (with the sample's
     /// exact ground truth for the tuning queries), or on the full index again with `None`;
-    /// the graphs the run held are dropped either way. `None` when cancelled.
-    pub(super) async fn scope_in(&self, ctx: &mut RunContext, sample: Option<usize>) -> Result<Option<()>> {
+    /// the graphs the run held are dropped either way. Returns the builder of the scope's
+    /// graphs: the index's on the full index, [`sample_engine`]'s choice on a sample (the
+    /// one place that rule is asked). `None` when cancelled.
+    pub(super) async fn scope_in(
+        &self,
+        ctx: &mut RunContext,
+        sample: Option<usize>,
+    ) -> Result<Option<Engine>> {
         if ctx.cancel.is_cancelled() {
             return Ok(None);
         }
         let engine = self.parts.build_options.engine;
         ctx.engine = match sample {
-            Some(_) => crate::autotune::transfer::sample_engine(engine),
+            Some(_) => sample_engine(engine),
             None => engine,
         };
         ctx.cache = GraphCache::new(self.parts.run_graph_bytes, ctx.engine);
@@ -204,7 +211,7 @@ impl Tuner {
             if let Some(f) = ctx.full.take() {
                 (ctx.set, ctx.tune, ctx.held, ctx.brute_us) = (f.set, f.tune, f.held, f.brute_us);
             }
-            return Ok(Some(()));
+            return Ok(Some(ctx.engine));
         };
         let full = match ctx.full.take() {
             Some(f) => f,
@@ -242,7 +249,7 @@ impl Tuner {
         ctx.held = None;
         ctx.brute_us = None;
         ctx.full = Some(full);
-        Ok(Some(()))
+        Ok(Some(ctx.engine))
     }
 
     /// Every build permit: with build concurrency above 1, no other build of this process
