@@ -48,6 +48,8 @@ struct Fake {
     scopes: Vec<Option<usize>>,
     /// A second instance building what the run offers, one graph at a time (`None`: alone).
     helper: Option<Helper>,
+    /// The builder of a sample's graphs, as [`Backend::scope`] reports it.
+    sample_engine: Engine,
 }
 
 /// Another instance of the fleet, simulated: it takes offered full-index graphs the run
@@ -115,6 +117,7 @@ impl Fake {
             sample_ease: 0.5,
             scopes: Vec::new(),
             helper: None,
+            sample_engine: Engine::NativeSq8,
         }
     }
 }
@@ -183,10 +186,10 @@ impl Backend for Fake {
             return Ok(None);
         }
         self.measured += 1;
-        // a sample's builds are cheaper by the forecast's size law, and built on codes
+        // a sample's builds are cheaper by the forecast's size law, and by their builder's
         let scale = self.scope.map_or(1.0, |s| {
             use crate::autotune::forecast::{builder_scale, size_scale};
-            1.0 / (size_scale(s, self.rows) * builder_scale(Engine::NativeSq8, Engine::Native))
+            1.0 / (size_scale(s, self.rows) * builder_scale(self.sample_engine, Engine::Native))
         });
         let build = self.build_of(&c) * scale;
         // a twin in another quantization is derived from the links held, as the tuner does
@@ -260,9 +263,10 @@ impl Backend for Fake {
     async fn scope(&mut self, sample: Option<usize>) -> Result<Option<Engine>, String> {
         self.scopes.push(sample);
         self.scope = sample;
-        // as the service: a sample's graphs on SQ8 codes, the full index's on its builder
+        // as the service: a sample's graphs on its builder (SQ8 codes unless a test says
+        // otherwise), the full index's on the index's
         Ok(Some(match sample {
-            Some(_) => Engine::NativeSq8,
+            Some(_) => self.sample_engine,
             None => Engine::Native,
         }))
     }

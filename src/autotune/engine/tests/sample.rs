@@ -195,6 +195,26 @@ async fn a_sublinear_build_law_is_fitted_and_the_budget_still_holds() {
     );
 }
 
+/// The run takes the sample's builder from the backend ([`Backend::scope`]), not from a
+/// rule of its own: its report names that builder, and the full build's forecast carries
+/// that builder's factor (none, for a sample built by the index's own builder) — exact on
+/// the fake, where a run that assumed codes would forecast 1.75× long.
+#[tokio::test(start_paused = true)]
+async fn the_sample_is_built_by_the_builder_the_backend_reports() {
+    for engine in [Engine::NativeSq8, Engine::Native] {
+        let mut b = large(11);
+        b.sample_engine = engine;
+        let o = finished(run(&mut b, spec(1800.0, None), false).await);
+        let s = o.sample.expect("sampled");
+        assert_eq!(s.engine, engine);
+        let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
+        assert!(
+            (forecast - measured).abs() < 1e-6 * measured,
+            "{engine:?}: {forecast} vs {measured}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_cancel_on_the_sample_journals_nothing_and_one_on_the_full_index_keeps_its_trials() {
     let mut b = large(9);
