@@ -362,7 +362,7 @@ impl<'a, B: Backend> Run<'a, B> {
         }
         match &mut self.phase {
             Phase::Refine(r) => r.observe(config, passes, metrics.distance_evals_per_query),
-            Phase::Transfer(t) => t.observe(config, passes, Some(c.search_latency_p50_us)),
+            Phase::Transfer(t) => t.observe(config, passes),
             // a held-out miss's step up ([`Run::validate`]): nothing left to steer
             Phase::Done => {}
             Phase::Climb => self.adaptive.observe(
