@@ -21,11 +21,19 @@ pub(super) struct Sampled {
     report: SampleReport,
     /// The first leading config's recall on the sample.
     first_recall: Option<f64>,
-    /// The sample's builds, and how much longer a full build takes
-    /// ([`forecast::size_scale`], [`forecast::builder_scale`]): the full builds' forecast
-    /// until one is measured.
-    forecast: (BuildForecast, f64),
+    /// The sample's builds: the full builds' forecast until one is measured.
+    forecast: BuildForecast,
+    /// How much longer a full build takes than the sample's ([`forecast::size_scale`],
+    /// [`forecast::builder_scale`]).
+    full_scale: f64,
     refinement: Option<RefineStats>,
+}
+
+impl Sampled {
+    /// Seconds a full build of `c`'s graph is forecast to take from the sample's builds.
+    fn full_build_secs(&self, c: &HnswConfig) -> f64 {
+        self.forecast.secs(c.m, c.ef_construction) * self.full_scale
+    }
 }
 
 impl<B: Backend> Run<'_, B> {
@@ -116,7 +124,8 @@ impl<B: Backend> Run<'_, B> {
                 full_build_secs: None,
             },
             first_recall,
-            forecast: (forecast, full_scale),
+            forecast,
+            full_scale,
             refinement,
         });
         let ladder = Ladders::within(&self.spec.bounds).ef;
@@ -146,14 +155,16 @@ impl<B: Backend> Run<'_, B> {
             return None;
         }
         // a full build measured is the forecast from then on
-        let (forecast, scale) = match &self.sampled {
-            Some(s) if self.forecast.is_empty() => (&s.forecast.0, s.forecast.1),
-            _ => (&self.forecast, 1.0),
+        let sampled = self.sampled.as_ref().filter(|_| self.forecast.is_empty());
+        let forecast = &self.forecast;
+        let secs = |c: &HnswConfig| match sampled {
+            Some(s) => s.full_build_secs(c),
+            None => forecast.secs(c.m, c.ef_construction),
         };
         let Phase::Transfer(t) = &mut self.phase else {
             return None;
         };
-        let next = t.next(&|c| forecast.secs(c.m, c.ef_construction) * scale <= left)?;
+        let next = t.next(&|c| secs(c) <= left)?;
         // the report lists each graph transferred, at the ef_search it started from
         if let Some(s) = self.sampled.as_mut() {
             let engine = self.setup.engine;
@@ -190,8 +201,7 @@ impl<B: Backend> Run<'_, B> {
         let mut r = s.report.clone();
         r.full_builds = self.b.builds().saturating_sub(r.builds);
         if let Some(g) = r.leading.first() {
-            let (forecast, scale) = &s.forecast;
-            r.full_build_forecast_secs = Some(forecast.secs(g.m, g.ef_construction) * scale);
+            r.full_build_forecast_secs = Some(s.full_build_secs(g));
             r.full_build_secs = self
                 .candidates
                 .iter()
