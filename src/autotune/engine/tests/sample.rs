@@ -32,6 +32,17 @@ fn recalls(b: &mut Fake, c: &HnswConfig) -> (f64, f64) {
     (full, sample)
 }
 
+/// The first full build's forecast, from the sample's builds, equals its measured time: the
+/// fake's builds follow the forecast's laws exactly, so any gap is the forecast's error.
+fn assert_forecast_exact(s: &crate::autotune::transfer::SampleReport) {
+    let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
+    assert!(
+        (forecast - measured).abs() < 1e-6 * measured,
+        "{:?}: {forecast} vs {measured}",
+        s.engine
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_large_index_is_explored_on_a_sample_and_decided_on_the_full_index() {
     let mut b = large(11);
@@ -55,11 +66,7 @@ async fn a_large_index_is_explored_on_a_sample_and_decided_on_the_full_index() {
     assert!((1..=2).contains(&s.full_builds), "{s:?}");
     assert!(s.builds >= 3, "the climb ran on the sample: {s:?}");
     // the fake's builds follow the forecast's laws exactly: the forecast from the sample is the build
-    let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
-    assert!(
-        (forecast - measured).abs() < 1e-6 * measured,
-        "{forecast} vs {measured}"
-    );
+    assert_forecast_exact(&s);
     // the transfer error is the fake's own: the sample halves the misses
     let t = s
         .transfer
@@ -187,12 +194,7 @@ async fn a_sublinear_build_law_is_fitted_and_the_budget_still_holds() {
     for c in &explored {
         assert!(b.build_of(c) <= kept * 1.0001, "{c:?}");
     }
-    let s = o.sample.unwrap();
-    let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
-    assert!(
-        (forecast - measured).abs() < 1e-6 * measured,
-        "{forecast} vs {measured}"
-    );
+    assert_forecast_exact(&o.sample.unwrap());
 }
 
 /// The run takes the sample's builder from the backend ([`Backend::scope`]), not from a
@@ -207,11 +209,7 @@ async fn the_sample_is_built_by_the_builder_the_backend_reports() {
         let o = finished(run(&mut b, spec(1800.0, None), false).await);
         let s = o.sample.expect("sampled");
         assert_eq!(s.engine, engine);
-        let (forecast, measured) = (s.full_build_forecast_secs.unwrap(), s.full_build_secs.unwrap());
-        assert!(
-            (forecast - measured).abs() < 1e-6 * measured,
-            "{engine:?}: {forecast} vs {measured}"
-        );
+        assert_forecast_exact(&s);
     }
 }
 
